@@ -1,0 +1,42 @@
+# Every target creates or reuses .venv; a fresh machine needs only Python 3.11, pip and make.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: quickstart test lint bench bench-tracking bench-training server clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+$(VENV)/.bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@touch $(VENV)/.bench
+
+quickstart: $(STAMP)  ## the main job: the end-to-end tour on the embedded default
+	$(PY) -m naiad.quickstart
+
+test: $(STAMP)  ## the whole suite (PostgreSQL tests run when NAIAD_TEST_POSTGRES_URL is set)
+	$(PY) -m ruff check naiad tests bench
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check naiad tests bench
+	$(PY) -m ruff format --check naiad tests bench
+
+bench-tracking: $(VENV)/.bench  ## tracking benchmark against MLflow on this machine
+	$(PY) bench/tracking.py
+
+bench-training: $(STAMP)  ## the digits CNN bare vs as a Naiad job, job latencies, DDP
+	$(PY) bench/training.py
+
+bench: bench-tracking bench-training
+
+server: $(STAMP)
+	$(VENV)/bin/naiad server
+
+clean:
+	rm -rf $(VENV) build *.egg-info

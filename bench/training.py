@@ -1,0 +1,424 @@
+"""Training benchmark: the digits CNN bare vs as a Naiad job, job latencies, and DDP.
+
+In one run, on this machine:
+
+1. Throughput. ``bench/jobs/train_digits.py`` trains the digits CNN (``bench/digits_cnn.py``)
+   for a fixed number of steps of 64 samples, once bare (``--bare``: plain torch in a
+   subprocess) and once as a Naiad job that logs ``loss`` every step and ``acc`` every 50
+   steps to its run. Each side times its own loop (after 10 warm-up steps), so process
+   start, imports and data loading are not counted. Bare runs and job runs alternate; the
+   figure is the median of each, and the ratio job / bare must be >= 0.97. Because other
+   work on a small shared machine moves wall-clock figures by more than 3%, the loop also
+   measures Naiad's own cost in the job process (time inside ``ctx.log_metrics``, CPU of
+   threads other than the training thread), and the benchmark samples the CPU the server
+   and the job's supervisor use meanwhile.
+2. Latency. Small jobs are submitted and polled every 20 ms: submit (just before
+   ``create()``) to the first time the job reads ``Running``, and submit to the first time
+   its run has a metric. Median of 3, with where the time goes (the server's transitions,
+   the supervisor's launch time, and the script's own clock readings).
+3. DDP. The same script with ``processes_per_node=2`` (torchrun, gloo, DDP, per-rank batch
+   64, each rank its half of every global batch of 128) against ``processes_per_node=1``,
+   both as Naiad jobs, in global samples/s.
+
+Every process runs torch with 1 thread (the fastest for this tiny model on 2 cores).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from _common import Row, machine, table, write_json
+
+BENCH = Path(__file__).resolve().parent
+SCRIPT = "train_digits.py"
+MARK = re.compile(r"BENCH_RESULT (\{.*\})")
+POLL_S = 0.02  # latency polls
+WAIT_POLL_S = 1.0  # while a throughput job runs: rarely, to add little load of our own
+JOB_TIMEOUT_S = 300.0
+TERMINAL = ("Completed", "Failed", "Stopped")
+SUPERVISOR = "naiad.executors.supervisor.main"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    steps: int = 3000  # per rank: 8-15 s of loop here, depending on the machine's other load
+    rounds: int = 3  # bare, 1-process job and 2-process job, alternating
+    latency_jobs: int = 3
+    latency_steps: int = 600  # long enough that the first metric arrives while training
+    threads: int = 1
+    acc_every: int = 50
+
+
+QUICK = Sizes(steps=200, rounds=1, latency_jobs=1, latency_steps=300)
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def result_of(text: str) -> dict[str, Any]:
+    """The last ``BENCH_RESULT {...}`` line (in a job log it may start ``[rank0]``)."""
+    found = MARK.findall(text)
+    if not found:
+        raise RuntimeError(f"no BENCH_RESULT line in the output:\n{text[-2000:]}")
+    return json.loads(found[-1])
+
+
+def stage_source(root: Path) -> Path:
+    """``bench/jobs`` plus the shared ``digits_cnn.py``: what the job snapshots and runs."""
+    source = root / "source"
+    shutil.copytree(BENCH / "jobs", source, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(BENCH / "digits_cnn.py", source / "digits_cnn.py")
+    return source
+
+
+# -- the two ways to train ------------------------------------------------------------
+
+
+def run_bare(sizes: Sizes) -> dict[str, Any]:
+    argv = [sys.executable, str(BENCH / "jobs" / SCRIPT), "--bare"]
+    argv += ["--steps", str(sizes.steps), "--threads", str(sizes.threads)]
+    argv += ["--acc_every", str(sizes.acc_every)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=JOB_TIMEOUT_S, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"bare run exited {done.returncode}:\n{done.stderr[-2000:]}")
+    return result_of(done.stdout)
+
+
+def cpu_s(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+class Jobs:
+    """Submits the script as Naiad jobs and remembers them, so none outlives the benchmark."""
+
+    def __init__(self, client: Any, source: Path, home: Path, server_pid: int) -> None:
+        self.client = client
+        self.source = source
+        self.home = home  # the server's: the supervisor's state.json is under jobs/<name>/
+        self.server = psutil.Process(server_pid)
+        self.handles: list[Any] = []
+        self.count = 0
+
+    def submit(self, tag: str, steps: int, sizes: Sizes, processes: int = 1) -> Any:
+        self.count += 1
+        handle = self.client.training_jobs.create(
+            name=f"bench-{tag}-{self.count}",
+            entrypoint=SCRIPT,
+            source_dir=self.source,
+            experiment="bench-training",
+            hyperparameters={
+                "steps": steps,
+                "threads": sizes.threads,
+                "acc_every": sizes.acc_every,
+            },
+            processes_per_node=processes,
+        )
+        self.handles.append(handle)
+        return handle
+
+    def supervisor_cpu_s(self) -> float | None:
+        """CPU seconds of the job's supervisor so far (the server's child; None once gone)."""
+        for child in self.server.children():
+            try:
+                if SUPERVISOR in child.cmdline():
+                    return cpu_s(child)
+            except psutil.Error:
+                pass
+        return None
+
+    def finish(self, handle: Any, probe: dict[str, float] | None = None) -> dict[str, Any]:
+        """Wait for the job to complete; its result line from the log.
+
+        With ``probe``, also sample the server's and the supervisor's CPU time meanwhile
+        (every second, so the supervisor's last second is missed).
+        """
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        while (job := handle.refresh()).status not in TERMINAL:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job.name} still {job.status} after {JOB_TIMEOUT_S} s")
+            if probe is not None:
+                probe["supervisor_cpu_s"] = self.supervisor_cpu_s() or probe["supervisor_cpu_s"]
+            time.sleep(WAIT_POLL_S)
+        log = "".join(handle.logs())
+        if job.status != "Completed":
+            raise RuntimeError(f"job {job.name} {job.status}: {job.status_reason}\n{log[-2000:]}")
+        result = result_of(log)
+        if probe is not None:
+            wall = time.perf_counter() - probe["t0"]
+            result["server_cpu_share"] = (cpu_s(self.server) - probe["server_cpu_s"]) / wall
+            result["supervisor_cpu_share"] = probe["supervisor_cpu_s"] / wall
+        return result
+
+    def run(self, tag: str, sizes: Sizes, processes: int = 1) -> dict[str, Any]:
+        """Run one job to its end; with the server's and supervisor's CPU share of its life."""
+        probe = {"t0": time.perf_counter(), "server_cpu_s": cpu_s(self.server)}
+        probe["supervisor_cpu_s"] = 0.0
+        return self.finish(self.submit(tag, sizes.steps, sizes, processes), probe)
+
+    def stop_all(self) -> None:
+        for handle in self.handles:
+            try:
+                if handle.status not in TERMINAL:
+                    handle.stop()
+                    handle.wait(timeout=30, poll=0.2)
+            except Exception as exc:  # the server may already be gone; say so and go on
+                say(f"could not stop {handle.name}: {exc}")
+
+
+# -- the sections ---------------------------------------------------------------------
+
+
+def throughput(jobs: Jobs, sizes: Sizes) -> dict[str, list[dict[str, Any]]]:
+    """Rounds of bare, 1-process job, 2-process job: neighbours in time share the noise."""
+    out: dict[str, list[dict[str, Any]]] = {"bare": [], "job1": [], "job2": []}
+    for i in range(sizes.rounds):
+        say(f"round {i + 1}/{sizes.rounds}: bare ...")
+        out["bare"].append(run_bare(sizes))
+        say(f"round {i + 1}/{sizes.rounds}: job, 1 process ...")
+        out["job1"].append(jobs.run("tp", sizes))
+        say(f"round {i + 1}/{sizes.rounds}: job, 2 processes (DDP) ...")
+        out["job2"].append(jobs.run("ddp", sizes, processes=2))
+        say(
+            "  samples/s: bare {:,.0f}, job {:,.0f}, DDP {:,.0f}".format(
+                *(out[k][-1]["samples_per_s"] for k in ("bare", "job1", "job2"))
+            )
+        )
+    return out
+
+
+def latency_once(jobs: Jobs, sizes: Sizes) -> dict[str, float]:
+    """Seconds from just before ``create()`` to each milestone (wall clock, this machine)."""
+    client = jobs.client
+    wall0, t0 = time.time(), time.perf_counter()
+    handle = jobs.submit("lat", sizes.latency_steps, sizes)
+    out = {"create_returned": time.perf_counter() - t0}
+    deadline = t0 + JOB_TIMEOUT_S
+    while ("running" not in out or "first_metric" not in out) and time.perf_counter() < deadline:
+        if "running" not in out:
+            status = handle.status
+            if status in ("Running", "Completed"):
+                out["running"] = time.perf_counter() - t0
+            elif status in ("Failed", "Stopped"):
+                break
+        if "first_metric" not in out and client.runs.get(handle.job.run_id).metrics:
+            out["first_metric"] = time.perf_counter() - t0
+        time.sleep(POLL_S)
+    result = jobs.finish(handle)
+    job = handle.job
+    marks = {t.status: t.at.timestamp() - wall0 for t in job.transitions}
+    state = json.loads((jobs.home / "jobs" / job.name / "state.json").read_text())
+    out |= {
+        "server_created": job.created_at.timestamp() - wall0,
+        "server_starting": marks.get("Starting", float("nan")),
+        "server_running": marks.get("Running", float("nan")),
+        "process_launched": state["started_at"] - wall0,
+        "script_top": result["t_script"] - wall0,
+        "torch_imported": result["t_torch"] - wall0,
+        "imports_done": result["t_imports"] - wall0,
+        "data_ready": result["t_ready"] - wall0,
+        "model_built": result["built_at"] - wall0,
+        "first_step_done": result["first_step_at"] - result["first_log_seconds"] - wall0,
+        "first_step_logged": result["first_step_at"] - wall0,
+    }
+    return out
+
+
+def latency(jobs: Jobs, sizes: Sizes) -> list[dict[str, float]]:
+    runs = []
+    for i in range(sizes.latency_jobs):
+        say(f"latency job {i + 1}/{sizes.latency_jobs} ...")
+        runs.append(latency_once(jobs, sizes))
+        say(
+            "  submit to Running {running:.2f} s, to first metric {first_metric:.2f} s".format(
+                **runs[-1]
+            )
+        )
+    return runs
+
+
+# -- the table ------------------------------------------------------------------------
+
+
+def derived(r: dict[str, Any]) -> dict[str, Any]:
+    """Where a run's loop time went: per step, and Naiad's own share of it."""
+    per_step_ms = 1000 / r["steps"]
+    others_s = r["cpu_seconds"] - r["thread_cpu_seconds"]  # the metric sender, gloo's threads
+    return r | {
+        "others": others_s / r["seconds"],
+        "cost": (r["log_seconds"] + others_s) / r["seconds"],
+        "log_us": r["log_seconds"] / r["steps"] * 1e6,
+        "step_ms": r["seconds"] * per_step_ms,
+        "thread_ms": r["thread_cpu_seconds"] * per_step_ms,
+        "others_ms": others_s * per_step_ms,
+    }
+
+
+def median_of(records: list[dict[str, Any]], key: str) -> float:
+    values = [r[key] for r in records if key in r]
+    return statistics.median(values) if values else float("nan")
+
+
+def rows_for(
+    tp: dict[str, list[dict[str, Any]]], lat: list[dict[str, float]], sizes: Sizes
+) -> list[Row]:
+    rows: list[Row] = []
+    if tp:
+        tp = {kind: [derived(r) for r in records] for kind, records in tp.items()}
+        bare, job1, job2 = (median_of(tp[k], "samples_per_s") for k in ("bare", "job1", "job2"))
+        pairs = [
+            j["samples_per_s"] / b["samples_per_s"]
+            for b, j in zip(tp["bare"], tp["job1"], strict=True)
+        ]
+        ddp = [
+            j2["samples_per_s"] / j1["samples_per_s"]
+            for j1, j2 in zip(tp["job1"], tp["job2"], strict=True)
+        ]
+        ratio = job1 / bare
+        ms = {
+            (k, m): median_of(tp[k], m) for k in tp for m in ("step_ms", "thread_ms", "others_ms")
+        }
+        job_cost, bare_cost = (median_of(tp[k], "cost") for k in ("job1", "bare"))
+        estimate = 1 - (job_cost - bare_cost)
+        log_us, bare_log_us = (median_of(tp[k], "log_us") for k in ("job1", "bare"))
+        others, bare_others = (100 * median_of(tp[k], "others") for k in ("job1", "bare"))
+        server, supervisor = (
+            100 * median_of(tp["job1"], key) for key in ("server_cpu_share", "supervisor_cpu_share")
+        )
+        rows += [
+            Row("Throughput", "digits CNN: Naiad job (logs every step) vs bare loop", "samples/s",
+                job1, bare, True, ">= 0.97x", ratio >= 0.97,
+                f"ratio {ratio:.3f}; median of {sizes.rounds} each, {sizes.steps} steps; "
+                "per-round ratios " + ", ".join(f"{p:.3f}" for p in pairs)),
+            Row("Throughput", "the same, from Naiad's own cost inside the job process", "ratio",
+                estimate, None, True, ">= 0.97x", estimate >= 0.97,
+                f"1 - extra share of the loop: ctx.log_metrics {log_us:.1f} us/step "
+                f"(bare no-op {bare_log_us:.1f}) + other threads' CPU {others:.2f}% "
+                f"(bare {bare_others:.2f}%), as if all of it stopped training"),
+            Row("Throughput", "Naiad server's CPU while a 1-process job runs", "% of a core",
+                server, None, False,
+                note="scheduler ticks, metric ingest, this benchmark's status polls (1 s)"),
+            Row("Throughput", "the job's supervisor's CPU while it runs", "% of a core",
+                supervisor, None, False, note="its watch loop wakes every 0.1 s"),
+            Row("DDP", "2-process DDP vs 1-process job (global samples/s)", "samples/s",
+                job2, job1, True,
+                note="baseline: the 1-process job; per-round speedups "
+                + ", ".join(f"{p:.2f}" for p in ddp)
+                + f"; a step, rank 0: {ms['job2', 'step_ms']:.1f} ms wall (1 process "
+                f"{ms['job1', 'step_ms']:.1f}), training thread on CPU "
+                f"{ms['job2', 'thread_ms']:.1f} ms (1 process {ms['job1', 'thread_ms']:.1f}), "
+                f"gloo threads {ms['job2', 'others_ms']:.1f} ms CPU"),
+        ]  # fmt: skip
+    if lat:
+        m = {key: median_of(lat, key) for key in lat[0]}
+        n = len(lat)
+        rows += [
+            Row("Latency", "submit to Running", "s", m["running"], None, False, "< 1 s",
+                m["running"] < 1, f"median of {n}, polled every 20 ms; "
+                f"server's Running transition at {m['server_running']:.2f} s"),
+            Row("Latency", "submit to first metric", "s", m["first_metric"], None, False, "< 3 s",
+                m["first_metric"] < 3, f"median of {n}, polled every 20 ms"),
+        ]  # fmt: skip
+        milestones = [
+            ("create() returned (source upload + POST)", "create_returned"),
+            ("scheduler marked it Starting", "server_starting"),
+            ("supervisor launched the training process", "process_launched"),
+            ("script's first line ran (python start)", "script_top"),
+            ("torch imported", "torch_imported"),
+            ("naiad.runtime imported", "imports_done"),
+            ("digits loaded (sklearn import + load_digits)", "data_ready"),
+            ("model + optimizer built (torch.optim imports torch._dynamo)", "model_built"),
+            ("first step computed", "first_step_done"),
+            (
+                "first ctx.log_metrics returned (starts the SDK: client, sender)",
+                "first_step_logged",
+            ),
+            ("metric visible on the server", "first_metric"),
+        ]
+        # One job's milestones (the median one by first metric), so the steps add up.
+        typical = sorted(lat, key=lambda r: r["first_metric"])[len(lat) // 2]
+        previous = 0.0
+        for label, key in milestones:
+            at = typical[key]
+            rows.append(
+                Row("Latency: where it goes", label, "s", at, None, False,
+                    note=f"{at - previous:+.2f} s after the line above"),
+            )  # fmt: skip
+            previous = at
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few steps, one round: a smoke test")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else Sizes()
+
+    import naiad
+    from naiad.testing.live import LiveServer
+
+    raw: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    load = {"before": os.getloadavg()[0]}
+
+    def measure(name: str, fn: Callable[..., Any], *fn_args: Any) -> Any:
+        """A failed section is reported in the table; the others still run."""
+        say(f"{name} ...")
+        try:
+            raw[name] = fn(*fn_args)
+        except Exception as exc:
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            say(f"{name} FAILED: {errors[name]}")
+        load[name] = os.getloadavg()[0]
+        return raw.get(name)
+
+    with tempfile.TemporaryDirectory(prefix="naiad-bench-training-") as tmp:
+        root = Path(tmp)
+        source = stage_source(root)
+        server = LiveServer(home=root / "home")
+        raw["server_start_s"] = server.start()
+        jobs: Jobs | None = None
+        try:
+            client = naiad.Client(url=server.url, token=server.token)
+            jobs = Jobs(client, source, server.home, server.process.pid)
+            tp = measure("throughput", throughput, jobs, sizes)
+            lat = measure("latency", latency, jobs, sizes)
+        finally:
+            if jobs is not None:
+                jobs.stop_all()
+            server.stop()
+
+    rows = rows_for(tp or {}, lat or [], sizes)
+    for name, error in errors.items():
+        rows.append(Row(name, f"{name} FAILED", "", None, None, True, note=error))
+    print(table(rows, "baseline"))
+    print(f"\n1-minute load average: {', '.join(f'{k} {v:.2f}' for k, v in load.items())}")
+    if args.json:
+        import torch
+
+        meta = machine(torch=torch.__version__) | {
+            "sizes": asdict(sizes),
+            "load": load,
+            "raw": raw,
+            "errors": errors,
+        }
+        write_json(args.json, rows, meta)
+        say(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The `naiad` command: Typer + Rich, one module per noun, built on the SDK only."""

@@ -1,0 +1,254 @@
+"""`naiad train` and `naiad jobs`: submit a script, watch it live, read its logs, stop it."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from naiad.cli import output
+from naiad.cli.output import console, handled
+from naiad.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from naiad.schemas.jobs import TrainingJob
+    from naiad.sdk.client import Client
+
+app = typer.Typer(no_args_is_help=True, help="List, inspect, follow and stop training jobs.")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+NameArg = Annotated[str, typer.Argument(help="Job name.")]
+
+
+def _parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"{what} {pair!r} must look like NAME=VALUE.")
+        out[key] = value
+    return out
+
+
+def _typed(value: str) -> object:
+    """--hp values: numbers and booleans become typed, anything else stays a string."""
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(value.lower(), value)
+
+
+def _elapsed(job: TrainingJob) -> str:
+    if job.started_at is None:
+        return "-"
+    end = job.ended_at or datetime.now(UTC)
+    return output.duration((end - job.started_at).total_seconds())
+
+
+class LiveView:
+    """Status, elapsed time, an epoch bar when the script reports epochs, metrics, log tail."""
+
+    def __init__(self, client: Client, name: str, rank: int | None) -> None:
+        self.client, self.name, self.rank = client, name, rank
+        self.offset = 0
+        self.tail: deque[str] = deque(maxlen=12)
+        self.bar = Progress(
+            TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"),
+            BarColumn(),
+            TimeRemainingColumn(),
+        )
+        self.task = None
+
+    def poll(self) -> TrainingJob:
+        job = self.client.training_jobs.get(self.name).job
+        chunk = self.client.training_jobs.read_logs(self.name, self.offset, self.rank)
+        self.offset = chunk.offset
+        self.tail.extend(chunk.text.splitlines())
+        return job
+
+    def render(self, job: TrainingJob) -> Panel:
+        head = Text.assemble(
+            (f"{job.name}  ", "bold"),
+            output.status_text(job.status),
+            f"  elapsed {_elapsed(job)}  attempt {job.attempt}",
+        )
+        parts: list[object] = [head]
+        if job.status_reason:
+            parts.append(Text(job.status_reason, style="dim"))
+        run = self.client.runs.get(job.run_id)
+        epochs = job.hyperparameters.get("epochs")
+        if isinstance(epochs, int) and epochs > 0 and "epoch" in run.metrics:
+            done = float(run.metrics["epoch"].value) + 1  # type: ignore[arg-type]
+            if self.task is None:
+                self.task = self.bar.add_task("", total=epochs)
+            self.bar.update(self.task, completed=min(done, epochs))
+            parts.append(self.bar)
+        shown = [(k, m) for k, m in sorted(run.metrics.items()) if not k.startswith("system/")]
+        if shown:
+            table = Table(box=None, show_header=True, pad_edge=False)
+            for column in ("metric", "last", "step"):
+                table.add_column(column)
+            for key, m in shown[:8]:
+                table.add_row(key, output.metric_value(m.value), str(m.step))
+            parts.append(table)
+        parts.append(Text("\n".join(self.tail) or "(no output yet)", style="dim"))
+        return Panel(Group(*parts), title="naiad job", border_style="cyan")
+
+
+def follow(client: Client, name: str, rank: int | None = None) -> TrainingJob:
+    """The live view until the job ends; Ctrl-C detaches and leaves the job running."""
+    view = LiveView(client, name, rank)
+    job = view.poll()
+    try:
+        with Live(view.render(job), console=console, refresh_per_second=4) as live:
+            while job.status not in ("Completed", "Failed", "Stopped"):
+                time.sleep(0.5)
+                job = view.poll()
+                live.update(view.render(job))
+    except KeyboardInterrupt:
+        console.print(f"Detached; {name} keeps running. Follow it again: naiad jobs logs {name} -f")
+        raise typer.Exit(0) from None
+    return job
+
+
+def train(
+    entrypoint: Annotated[str, typer.Argument(help="Script to run, relative to --source.")],
+    source: Annotated[Path, typer.Option(help="Directory snapshotted as the job's code.")] = Path(
+        "."
+    ),
+    hp: Annotated[
+        list[str] | None, typer.Option(help="Hyperparameter NAME=VALUE (repeat).")
+    ] = None,
+    input: Annotated[
+        list[str] | None, typer.Option(help="Input channel NAME=PATH_OR_URI (repeat).")
+    ] = None,
+    procs: Annotated[int, typer.Option(help="Processes per node (torchrun).")] = 1,
+    nodes: Annotated[int, typer.Option(help="Nodes.")] = 1,
+    name: Annotated[str | None, typer.Option(help="Job name (default: script-timestamp).")] = None,
+    experiment: Annotated[str, typer.Option(help="Experiment for the job's run.")] = "jobs",
+    max_runtime: Annotated[int | None, typer.Option(help="Stop after this many seconds.")] = None,
+    max_retries: Annotated[int, typer.Option(help="Retries after a failure.")] = 0,
+    priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
+    follow_: Annotated[bool, typer.Option("--follow", "-f", help="Watch it live.")] = False,
+) -> None:
+    """Snapshot a source directory and run a script from it as a tracked training job."""
+    with output.clean_errors():
+        hyperparameters = {k: _typed(v) for k, v in _parse_pairs(hp or [], "--hp").items()}
+        inputs = _parse_pairs(input or [], "--input")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        job_name = name or f"{Path(entrypoint).stem.replace('_', '-').lower()}-{stamp}"
+        client = output.client()
+        handle = client.training_jobs.create(
+            name=job_name,
+            entrypoint=entrypoint,
+            source_dir=source,
+            hyperparameters=hyperparameters,
+            inputs=inputs,
+            experiment=experiment,
+            processes_per_node=procs,
+            nodes=nodes,
+            max_runtime_s=max_runtime,
+            max_retries=max_retries,
+            priority=priority,
+        )
+        console.print(f"Submitted [bold]{escape(handle.name)}[/] (run {handle.job.run_id}).")
+        if follow_:
+            job = follow(client, handle.name)
+            if job.status != "Completed":
+                output.fail(f"Job {job.name} {job.status.lower()}: {job.status_reason}")
+
+
+@app.command("ls")
+@handled
+def list_jobs(
+    status: Annotated[str | None, typer.Option(help="Only jobs with this status.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Training jobs, newest first."""
+    jobs = output.client().training_jobs.list(status)
+    if as_json:
+        output.print_json(jobs)
+        return
+    table = Table(title="training jobs")
+    for column in ("name", "status", "procs", "attempt", "created", "elapsed", "reason"):
+        table.add_column(column)
+    for job in jobs:
+        table.add_row(
+            job.name,
+            output.status_text(job.status),
+            f"{job.nodes}x{job.processes_per_node}",
+            str(job.attempt),
+            output.relative_time(job.created_at),
+            _elapsed(job),
+            escape((job.status_reason or "")[:60]),
+        )
+    console.print(table)
+
+
+@app.command("show")
+@handled
+def show_job(name: NameArg, as_json: JsonOption = False) -> None:
+    """One job: its request, status, and timeline of transitions."""
+    job = output.client().training_jobs.get(name).job
+    if as_json:
+        output.print_json(job)
+        return
+    console.print(Text.assemble((f"{job.name}  ", "bold"), output.status_text(job.status)))
+    if job.status_reason:
+        console.print(job.status_reason)
+    facts = Table(box=None, show_header=False)
+    for key, value in (
+        ("entrypoint", job.entrypoint),
+        ("resources", f"{job.nodes} node(s) x {job.processes_per_node} process(es)"),
+        ("run", job.run_id),
+        ("experiment", job.experiment),
+        ("attempt", f"{job.attempt} (max retries {job.max_retries})"),
+        ("elapsed", _elapsed(job)),
+        ("output", job.output_uri),
+        ("hyperparameters", ", ".join(f"{k}={v}" for k, v in job.hyperparameters.items())),
+        ("inputs", ", ".join(f"{k}={v}" for k, v in job.inputs.items())),
+    ):
+        facts.add_row(key, escape(str(value)))
+    console.print(facts)
+    timeline = Table(title="timeline")
+    for column in ("time", "status", "reason"):
+        timeline.add_column(column)
+    for t in job.transitions:
+        timeline.add_row(
+            output.iso_time(t.at), output.status_text(t.status), escape(t.reason or "")
+        )
+    console.print(timeline)
+
+
+@app.command("logs")
+@handled
+def job_logs(
+    name: NameArg,
+    follow_: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
+    rank: Annotated[int | None, typer.Option(help="Only this rank's lines.")] = None,
+) -> None:
+    """Print a job's logs (every rank, prefixed [rankN]); -f follows until it ends."""
+    handle = output.client().training_jobs.get(name)
+    for text in handle.logs(follow=follow_, rank=rank):
+        console.out(text, end="", highlight=False)
+
+
+@app.command("stop")
+@handled
+def stop_job(name: NameArg) -> None:
+    """Stop a job: SIGTERM to all its processes, SIGKILL after a grace period."""
+    job = output.client().training_jobs.stop(name).job
+    console.print(f"{job.name}: {job.status} (stop requested).")

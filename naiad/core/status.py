@@ -1,0 +1,42 @@
+"""The one lifecycle every resource follows, and which moves it allows."""
+
+from enum import StrEnum
+
+from naiad.core.errors import Conflict
+
+
+class Status(StrEnum):
+    PENDING = "Pending"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    STOPPING = "Stopping"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPED = "Stopped"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.STOPPED})
+
+_ALLOWED: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.STARTING, Status.RUNNING, Status.STOPPING, *TERMINAL}),
+    Status.STARTING: frozenset({Status.RUNNING, Status.STOPPING, *TERMINAL}),
+    Status.RUNNING: frozenset({Status.STOPPING, *TERMINAL}),
+    Status.STOPPING: frozenset({Status.STOPPED, Status.COMPLETED, Status.FAILED}),
+}
+
+
+def check_transition(current: Status, new: Status, what: str = "run") -> None:
+    """Raise Conflict when ``current -> new`` is not a legal move (same state is a no-op)."""
+    if current == new:
+        return
+    if new not in _ALLOWED.get(current, frozenset()):
+        raise Conflict(
+            f"The {what} is {current.value} and cannot become {new.value}; "
+            f"a {what} that has ended stays ended."
+            if current.terminal
+            else f"The {what} is {current.value} and cannot move to {new.value}."
+        )

@@ -1,0 +1,170 @@
+"""Jobs as processes on this machine, each under its own detached supervisor.
+
+The executor keeps no state of its own: everything is in the job's directory
+(``spec.json``, ``state.json``, ``supervisor.pid``, ``stop``), so a restarted server
+polls, re-attaches to or stops the jobs a previous server started.
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from naiad.executors.base import ExecState, LaunchSpec
+from naiad.executors.supervisor.workdir import (
+    SUPERVISOR_MODULE,
+    TERMINAL,
+    WorkDir,
+    job_processes,
+    read_json,
+    supervisor_pid,
+    write_json_atomic,
+    write_pid,
+    write_spec,
+)
+
+LOG_TAIL_CHARS = 600
+
+
+def _root(spec: LaunchSpec) -> Path:
+    return Path(os.path.realpath(spec.work_dir))
+
+
+def _tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - chars))
+            return f.read().decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+class LocalExecutor:
+    """Runs each job's supervisor as a detached process (its own session) on this machine."""
+
+    def __init__(self, slots: int | None = None) -> None:
+        self._slots = slots or os.cpu_count() or 1
+        self._children: dict[Path, subprocess.Popen[bytes]] = {}
+
+    @property
+    def slots(self) -> int:
+        return self._slots
+
+    def _reap(self) -> None:
+        """Collect supervisors this process started that have exited (no zombies in the server)."""
+        for root, child in list(self._children.items()):
+            if child.poll() is not None:
+                del self._children[root]
+
+    def submit(self, spec: LaunchSpec) -> None:
+        """Start the supervisor unless one is alive or the job already ended (idempotent)."""
+        self._reap()
+        root = _root(spec)
+        wd = WorkDir(root)
+        if supervisor_pid(root) is not None:
+            return
+        state = read_json(wd.state_file)
+        if state is not None and state.get("phase") in TERMINAL:
+            return
+        root.mkdir(parents=True, exist_ok=True)
+        write_spec(spec)
+        with open(wd.supervisor_log, "ab") as log:
+            child = subprocess.Popen(
+                [sys.executable, "-m", SUPERVISOR_MODULE, str(root)],
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a signal to the server's group never reaches the job
+                close_fds=True,
+            )
+        write_pid(wd.pid_file, child.pid)
+        self._children[root] = child
+
+    def poll(self, spec: LaunchSpec) -> ExecState:
+        """What ``state.json`` says, or "lost" when the supervisor died before a final state."""
+        self._reap()
+        root = _root(spec)
+        wd = WorkDir(root)
+        state = read_json(wd.state_file)
+        if state is not None and state.get("phase") in TERMINAL:
+            return _exec_state(state)
+        alive = supervisor_pid(root) is not None
+        if alive:
+            return _exec_state(state) if state else ExecState(phase="starting")
+        state = read_json(wd.state_file)  # it may have finished between the two reads
+        if state is not None and state.get("phase") in TERMINAL:
+            return _exec_state(state)
+        if not wd.spec_file.exists():
+            return ExecState(phase="lost", reason=f"The job was never submitted here ({root}).")
+        tail = _tail(wd.supervisor_log)
+        return ExecState(
+            phase="lost",
+            reason=(
+                "The job's supervisor exited without recording a final state "
+                "(killed, or the machine restarted); its training processes may be gone. "
+                + (f"The end of {wd.supervisor_log}:\n{tail}" if tail else "")
+            ).strip(),
+            attempt=int((state or {}).get("attempt") or 0),
+            started_at=(state or {}).get("started_at"),
+        )
+
+    def stop(self, spec: LaunchSpec, grace_s: float) -> None:
+        """Ask the supervisor to stop the job (file + SIGTERM); it ends the training processes."""
+        root = _root(spec)
+        wd = WorkDir(root)
+        state = read_json(wd.state_file)
+        if state is not None and state.get("phase") in TERMINAL:
+            return
+        if root.is_dir():
+            write_json_atomic(wd.stop_file, {"grace_s": grace_s, "requested_at": time.time()})
+        pid = supervisor_pid(root)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            return
+        if wd.spec_file.exists() and root.is_dir():
+            self._stop_orphans(wd, state or {}, grace_s)
+
+    def _stop_orphans(self, wd: WorkDir, state: dict[str, object], grace_s: float) -> None:
+        """No supervisor: end what it left behind ourselves and record the stop."""
+        pids = job_processes(wd.root)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        write_json_atomic(
+            wd.state_file,
+            {
+                **state,
+                "phase": "stopped",
+                "reason": "Stopped on request (its supervisor had already exited)",
+                "updated_at": time.time(),
+            },
+        )
+        if pids:
+            threading.Timer(grace_s, _kill_all, args=(wd.root,)).start()
+
+
+def _kill_all(root: Path) -> None:
+    for pid in job_processes(root):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _exec_state(state: dict[str, object]) -> ExecState:
+    def number(key: str) -> float | None:
+        value = state.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    exit_code = state.get("exit_code")
+    return ExecState(
+        phase=state.get("phase", "starting"),  # type: ignore[arg-type]
+        reason=state.get("reason"),  # type: ignore[arg-type]
+        attempt=int(state.get("attempt") or 0),  # type: ignore[call-overload]
+        started_at=number("started_at"),
+        exit_code=exit_code if isinstance(exit_code, int) else None,
+    )

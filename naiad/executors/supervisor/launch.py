@@ -1,0 +1,219 @@
+"""Start, watch and end one attempt's training processes.
+
+One process runs the script with ``python``; more run it under torchrun, which tees
+each rank's output into its own file and into the job log with a ``[rankN]`` prefix.
+The processes get their own session, so a signal to them never reaches the
+supervisor; torchrun puts its workers in sessions of their own, so ending an attempt
+signals every descendant (the supervisor is their subreaper), not just one group.
+"""
+
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from naiad.executors.supervisor.workdir import WorkDir
+
+PR_SET_CHILD_SUBREAPER = 36
+TAIL_LINES = 8
+MAX_REASON_CHARS = 2000
+TAIL_HEADER = ". Last lines of the log:\n"
+
+
+def become_subreaper() -> None:
+    """Orphaned grandchildren (torchrun's workers) reparent to us, so we can end and reap them."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def command(
+    wd: WorkDir, entrypoint: str, args: list[str], procs: int, attempt: int, port: int
+) -> list[str]:
+    """``python code/<entrypoint> args``, or torchrun for more than one process."""
+    script = str(wd.code / entrypoint)
+    if procs <= 1:
+        return [sys.executable, script, *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(procs),
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(port),
+        "--max-restarts",
+        "0",
+        "--log-dir",
+        str(wd.attempt_logs(attempt)),
+        "--redirects",
+        "3",
+        "--tee",
+        "3",
+        script,
+        *args,
+    ]
+
+
+def launch_env(env: dict[str, str], procs: int, port: int) -> dict[str, str]:
+    """torchrun sets the rank variables itself; one process gets the same by hand."""
+    env = dict(env)
+    if procs > 1:
+        env["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"] = "[rank${rank}] "
+    else:
+        env.update(
+            RANK="0",
+            LOCAL_RANK="0",
+            WORLD_SIZE="1",
+            LOCAL_WORLD_SIZE="1",
+            GROUP_RANK="0",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+        )
+    return env
+
+
+def start(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Start in a new session with output appended to the job log (it outlives us)."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def descendants() -> list[psutil.Process]:
+    """Every process below the supervisor: the training tree, orphans included."""
+    try:
+        return psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _signal_all(proc: subprocess.Popen[bytes], sig: int, known: list[psutil.Process]) -> None:
+    if proc.returncode is None:  # once reaped, its pid (and group id) may name someone else
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, sig)
+    for p in known:
+        with contextlib.suppress(psutil.Error):
+            p.send_signal(sig)  # psutil checks the pid still names the same process
+
+
+def reap_orphans(main_pid: int) -> None:
+    """Collect exited orphans so none lingers as a zombie (which ``kill(pid, 0)`` still finds).
+
+    ``waitid(WNOWAIT)`` peeks without collecting, so the main process is left for Popen.
+    """
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None or info.si_pid == main_pid:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(info.si_pid, os.WNOHANG)
+
+
+def end_tree(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM the whole tree, wait up to ``grace_s`` for it to go, then SIGKILL what is left."""
+    known = descendants()
+    _signal_all(proc, signal.SIGTERM, known)
+    deadline = time.monotonic() + max(0.0, grace_s)
+    while time.monotonic() < deadline:
+        proc.poll()
+        reap_orphans(proc.pid)
+        now = descendants()
+        known += [p for p in now if p not in known]
+        if proc.returncode is not None and not any(_running(p) for p in now):
+            break
+        time.sleep(0.05)
+    _signal_all(proc, signal.SIGKILL, known + descendants())
+    proc.wait()
+    for _ in range(40):  # SIGKILLed orphans take a moment to become reapable zombies
+        reap_orphans(proc.pid)
+        if not [p for p in descendants() if _running(p)]:
+            break
+        time.sleep(0.05)
+    reap_orphans(proc.pid)
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def flatten_rank_logs(wd: WorkDir, attempt: int) -> None:
+    """torchrun's ``<run>_xyz/attempt_0/<rank>/stdout.log`` -> ``rank<rank>.stdout.log``."""
+    base = wd.attempt_logs(attempt)
+    if not base.is_dir():
+        return
+    for run_dir in [p for p in base.iterdir() if p.is_dir()]:
+        for rank_dir in run_dir.glob("attempt_*/*"):
+            if not rank_dir.name.isdigit():
+                continue
+            for f in rank_dir.iterdir():
+                f.replace(base / f"rank{rank_dir.name}.{f.name}")
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def describe_exit(code: int) -> str:
+    """``exit code 1``, or ``killed by SIGKILL (exit code -9)``."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name} (exit code {code})"
+    return f"exit code {code}"
+
+
+_ROOT_RANK = re.compile(r"^\s*rank\s*:\s*(\d+)", re.MULTILINE)
+_ROOT_CODE = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)", re.MULTILINE)
+_RANK_LINE = re.compile(r"^\[rank(\d+)\] ?(.*)$")
+
+
+def failure_reason(wd: WorkDir, log_text: str, exit_code: int, procs: int) -> str:
+    """A sentence a person can act on: the script's own ``output/failure``, else exit + log tail."""
+    with contextlib.suppress(OSError):
+        written = wd.failure_file.read_text(errors="replace").strip()
+        if written:
+            return _clip(written)
+    what = describe_exit(exit_code)
+    lines = [ln for ln in log_text.splitlines() if ln.strip() and not ln.startswith("[naiad]")]
+    if procs > 1:
+        cause = log_text.rsplit("Root Cause", 1)[-1] if "Root Cause" in log_text else ""
+        rank, code = _ROOT_RANK.search(cause), _ROOT_CODE.search(cause)
+        if rank and code:
+            what = f"rank {rank[1]} failed with {describe_exit(int(code[1]))}"
+            lines = [m[2] for ln in lines if (m := _RANK_LINE.match(ln)) and m[1] == rank[1]]
+        else:
+            lines = [m[2] for ln in lines if (m := _RANK_LINE.match(ln))] or lines
+    tail = "\n".join(lines[-TAIL_LINES:])
+    return _clip(f"{what}{TAIL_HEADER}{tail}" if tail else f"{what}.")
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_REASON_CHARS else "..." + text[-MAX_REASON_CHARS:]

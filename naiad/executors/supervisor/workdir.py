@@ -1,0 +1,200 @@
+"""A job's working directory: the SageMaker container layout plus the supervisor's files.
+
+The executor (in the server) and the supervisor (beside the job) talk only through
+these files, so either side can restart and pick up where the other left off:
+``spec.json`` (what to run), ``state.json`` (how it is going, written atomically),
+``supervisor.pid`` and ``stop`` (a request the supervisor honours).
+"""
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from naiad.executors.base import LaunchSpec
+
+TERMINAL = frozenset({"succeeded", "failed", "stopped"})
+SUPERVISOR_MODULE = "naiad.executors.supervisor.main"
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkDir:
+    """Named paths under one job's directory (SageMaker's /opt/ml, rooted at ``root``)."""
+
+    root: Path
+
+    # -- the supervisor's files -------------------------------------------------------
+    @property
+    def spec_file(self) -> Path:
+        return self.root / "spec.json"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "supervisor.pid"
+
+    @property
+    def stop_file(self) -> Path:
+        return self.root / "stop"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.root / "supervisor.log"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def job_log(self) -> Path:
+        return self.logs / "job.log"
+
+    def attempt_logs(self, attempt: int) -> Path:
+        return self.logs / f"attempt-{attempt}"
+
+    # -- the container layout the script sees -----------------------------------------
+    @property
+    def input(self) -> Path:
+        return self.root / "input"
+
+    @property
+    def config(self) -> Path:
+        return self.input / "config"
+
+    @property
+    def data(self) -> Path:
+        return self.input / "data"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def output_data(self) -> Path:
+        return self.output / "data"
+
+    @property
+    def failure_file(self) -> Path:
+        return self.output / "failure"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def code(self) -> Path:
+        return self.root / "code"
+
+    @property
+    def naiad_home(self) -> Path:
+        return self.root / ".naiad-home"
+
+
+def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write via a temp file and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any, mode: int = 0o644) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True), mode)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The object in ``path``, or None when it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_spec(spec: LaunchSpec) -> None:
+    """``spec.json`` holds the server token, so only the owner may read it."""
+    data = dataclasses.asdict(spec)
+    data["work_dir"] = str(spec.work_dir)
+    write_json_atomic(WorkDir(Path(spec.work_dir)).spec_file, data, mode=0o600)
+
+
+def read_spec(root: Path) -> LaunchSpec:
+    data = read_json(WorkDir(root).spec_file)
+    if data is None:
+        raise FileNotFoundError(f"{WorkDir(root).spec_file} is missing or not valid JSON.")
+    known = {f.name for f in dataclasses.fields(LaunchSpec)}
+    data = {k: v for k, v in data.items() if k in known}
+    data["work_dir"] = Path(data["work_dir"])
+    return LaunchSpec(**data)
+
+
+def write_pid(path: Path, pid: int) -> None:
+    """Atomically: a poller reading the file mid-write would take the job for lost."""
+    write_text_atomic(path, str(pid))
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _proc_alive(pid: int) -> bool:
+    """True for a live process; a zombie (exited, not yet reaped) is dead."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def supervisor_pid(root: Path) -> int | None:
+    """The pid of this job's live supervisor, checked in /proc so a reused pid never counts."""
+    pid = read_pid(WorkDir(root).pid_file)
+    if pid is None or not _proc_alive(pid):
+        return None
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    want = [SUPERVISOR_MODULE.encode(), str(root).encode()]
+    return pid if all(w in argv for w in want) else None
+
+
+def job_processes(root: Path) -> list[int]:
+    """Live processes running in the job's directory: its training processes, even orphans.
+
+    Every process of a job starts with ``cwd = work_dir``, which is how a new supervisor
+    or the executor finds what a dead supervisor left behind.
+    """
+    want = os.path.realpath(root)
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if cwd == want and _proc_alive(int(entry)):
+            found.append(int(entry))
+    return found

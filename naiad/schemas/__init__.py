@@ -1,0 +1,1 @@
+"""Wire models: one copy, shared by the server and the SDK."""

@@ -1,0 +1,37 @@
+"""Where the SDK finds the server: NAIAD_URL/NAIAD_TOKEN, else what a local server wrote."""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+
+
+def naiad_home() -> Path:
+    return Path(os.environ.get("NAIAD_HOME") or Path.home() / ".naiad").expanduser()
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    token: str | None
+
+
+def resolve(url: str | None = None, token: str | None = None) -> Target:
+    """Explicit arguments win, then the environment, then the files under the Naiad home."""
+    home = naiad_home()
+    url = url or os.environ.get("NAIAD_URL")
+    if not url:
+        server_file = home / "server.json"
+        try:
+            url = json.loads(server_file.read_text())["url"]
+        except (OSError, ValueError, KeyError):
+            url = DEFAULT_URL
+    token = token or os.environ.get("NAIAD_TOKEN")
+    if not token:
+        try:
+            token = (home / "admin_token").read_text().strip() or None
+        except OSError:
+            token = None
+    return Target(url=url.rstrip("/"), token=token)

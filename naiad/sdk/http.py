@@ -1,0 +1,98 @@
+"""HTTP transport: one httpx client, errors turned back into Naiad's error classes."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import orjson
+
+from naiad.core.errors import (
+    Conflict,
+    InvalidInput,
+    NaiadError,
+    NotFound,
+    PayloadTooLarge,
+    ServerError,
+    ServerUnreachable,
+    Unauthorized,
+)
+
+_BY_STATUS: dict[int, type[NaiadError]] = {
+    400: InvalidInput,
+    401: Unauthorized,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    422: InvalidInput,
+}
+
+
+def raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        message = response.json()["message"]
+    except (ValueError, KeyError, TypeError):
+        message = f"HTTP {response.status_code}: {response.text[:200]}"
+    error = _BY_STATUS.get(response.status_code)
+    if error is None:
+        error = ServerError if response.status_code >= 500 else InvalidInput
+    exc = error(message)
+    exc.status_code = response.status_code  # type: ignore[misc]
+    raise exc
+
+
+class Transport:
+    """Thin wrapper so every call shares auth, base URL, timeouts and error mapping."""
+
+    def __init__(self, url: str, token: str | None, timeout: float = 30.0) -> None:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.url = url
+        self.http = httpx.Client(base_url=f"{url}/api/v1", headers=headers, timeout=timeout)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        content: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Send, raise on errors, return the decoded JSON body (None for 204)."""
+        kwargs: dict[str, Any] = {"params": params}
+        if json is not None:
+            kwargs["content"] = orjson.dumps(json)
+            kwargs["headers"] = {"content-type": "application/json"}
+        elif content is not None:
+            kwargs["content"] = content
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(
+                f"Cannot reach the Naiad server at {self.url} ({exc.__class__.__name__}). "
+                "Start one with `naiad server`, or set NAIAD_URL to where it runs."
+            ) from None
+        raise_for(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return orjson.loads(response.content)
+
+    @contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A streamed response; connection failures surface as ServerUnreachable."""
+        try:
+            with self.http.stream(method, path, **kwargs) as response:
+                yield response
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(
+                f"Lost the Naiad server at {self.url} ({exc.__class__.__name__}); retry once "
+                "it is back."
+            ) from None
+
+    def close(self) -> None:
+        self.http.close()

@@ -1,0 +1,184 @@
+"""start_run and the active run: what a training script uses to track itself."""
+
+import atexit
+import logging
+import os
+import threading
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from naiad.core.errors import NaiadError, ServerError, ServerUnreachable
+from naiad.schemas.common import ParamValue
+from naiad.schemas.runs import Run
+from naiad.sdk.client import Client
+from naiad.sdk.config import naiad_home
+from naiad.sdk.pipeline import MetricPipeline
+from naiad.sdk.spool import Spool
+from naiad.sdk.system_metrics import SystemMonitor
+
+log = logging.getLogger("naiad.sdk")
+
+_active: list["ActiveRun"] = []
+_active_lock = threading.Lock()
+
+
+class ActiveRun:
+    """A run being logged to. Use as a context manager, or call ``end()``."""
+
+    def __init__(
+        self,
+        client: Client,
+        run: Run | str,
+        flush_interval: float = 1.0,
+        system_metrics: bool = False,
+        flush_timeout: float | None = None,
+    ) -> None:
+        self.client = client
+        # A job's process attaches by id alone, so it can start logging while the server
+        # is away (metrics spool); name and experiment are then unknown here.
+        self.id = run if isinstance(run, str) else run.id
+        self.name = None if isinstance(run, str) else run.name
+        self.experiment = None if isinstance(run, str) else run.experiment
+        run_id = self.id
+        # A run attached by id (a job's) ends when its owner says so, not when this process exits.
+        self.manages_status = not isinstance(run, str)
+        self.flush_timeout = flush_timeout or float(os.environ.get("NAIAD_FLUSH_TIMEOUT", 60))
+        spool = Spool(naiad_home() / "spool", run_id)
+        self._metrics = MetricPipeline(
+            lambda batch: client.runs.log_batch(run_id, batch, timeout=30),
+            spool,
+            flush_interval=flush_interval,
+        )
+        self._monitor = SystemMonitor(self._metrics.log).start() if system_metrics else None
+        self.ended = False
+
+    def log_metric(
+        self, key: str, value: float, step: int | None = None, timestamp: float | None = None
+    ) -> None:
+        self._metrics.log({key: value}, step, timestamp)
+
+    def log_metrics(
+        self,
+        metrics: Mapping[str, float],
+        step: int | None = None,
+        timestamp: float | None = None,
+    ) -> None:
+        """Queue points; returns in about a microsecond, never waiting on the network.
+
+        ``step`` defaults to one past the previous call's step.
+        """
+        self._metrics.log(metrics, step, timestamp)
+
+    def log_params(self, params: Mapping[str, ParamValue]) -> None:
+        self.client.runs.log_params(self.id, dict(params))
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.client.runs.set_tags(self.id, dict(tags))
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        """Upload a file, or a directory's files, under ``artifact_path`` (default: its name)."""
+        local = Path(local_path)
+        base = artifact_path or local.name
+        if local.is_dir():
+            for file in sorted(p for p in local.rglob("*") if p.is_file()):
+                rel = file.relative_to(local).as_posix()
+                self.client.runs.upload_artifact(self.id, file, f"{base}/{rel}")
+        else:
+            self.client.runs.upload_artifact(self.id, local, base)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until the server has every point logged so far (or the timeout passes)."""
+        return self._metrics.flush(self.flush_timeout if timeout is None else timeout)
+
+    def end(self, status: str = "Completed", reason: str | None = None) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        with _active_lock:
+            if self in _active:
+                _active.remove(self)
+        if self._monitor:
+            self._monitor.stop()
+        if not self._metrics.close(self.flush_timeout):
+            waiting = len(self._metrics.spool.pending())
+            log.warning(
+                "naiad: the server did not take every metric before the timeout; %d batches "
+                "are saved in %s and `naiad runs sync` sends them.",
+                waiting,
+                self._metrics.spool.dir,
+            )
+        if not self.manages_status:
+            return
+        try:
+            self.client.runs.update(self.id, status=status, status_reason=reason)
+        except (ServerUnreachable, ServerError) as exc:
+            self._metrics.spool.save_end(status, reason)
+            log.warning(
+                "naiad: could not mark run %s %s (%s); `naiad runs sync` will.",
+                self.id,
+                status,
+                exc.message,
+            )
+        except NaiadError as exc:
+            log.warning("naiad: could not mark run %s %s: %s", self.id, status, exc.message)
+
+    def __enter__(self) -> "ActiveRun":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.end("Completed")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.end("Stopped", "Interrupted (Ctrl-C).")
+        else:
+            last = traceback.extract_tb(tb)[-1] if tb else None
+            where = f" at {Path(last.filename).name}:{last.lineno}" if last else ""
+            self.end("Failed", f"{exc_type.__name__}{where}: {exc}")
+
+
+def start_run(
+    experiment: str = "Default",
+    name: str | None = None,
+    params: Mapping[str, ParamValue] | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+    client: Client | None = None,
+    system_metrics: bool = False,
+    flush_interval: float = 1.0,
+) -> ActiveRun:
+    """Start a run (or attach to ``run_id`` / ``$NAIAD_RUN_ID``, as a job's run does)."""
+    client = client or Client()
+    run_id = run_id or os.environ.get("NAIAD_RUN_ID")
+    run: Run | str
+    if run_id:
+        run = run_id
+        if params:
+            client.runs.log_params(run_id, dict(params))
+        if tags:
+            client.runs.set_tags(run_id, dict(tags))
+    else:
+        run = client.runs.create(experiment, name, dict(params or {}), dict(tags or {}))
+    active = ActiveRun(client, run, flush_interval, system_metrics)
+    with _active_lock:
+        _active.append(active)
+    return active
+
+
+def active_run() -> ActiveRun | None:
+    """The most recently started run that has not ended."""
+    with _active_lock:
+        return _active[-1] if _active else None
+
+
+@atexit.register
+def _end_open_runs() -> None:
+    """A script that never called end() still gets its points flushed and its run closed."""
+    for run in list(_active):
+        run.end("Completed")

@@ -1,0 +1,89 @@
+"""create_app(settings): the whole server, built from settings and nothing global."""
+
+import importlib
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import HTMLResponse
+
+from naiad import __version__
+from naiad.executors import open_executor
+from naiad.server import errors
+from naiad.server.auth import ensure_token
+from naiad.server.controller.scheduler import Scheduler
+from naiad.server.deps import require_token
+from naiad.server.limits import BodyLimit, NoNulInUrl
+from naiad.server.routes import artifacts, experiments, health, jobs, metrics, runs
+from naiad.server.state import AppState
+from naiad.settings import Settings, load_settings
+from naiad.store.artifacts import open_artifact_store
+from naiad.store.db import make_engine, make_sessionmaker, migrate
+
+API = "/api/v1"
+
+
+def build_state(settings: Settings) -> AppState:
+    """Open the stores and bring the schema up to date (every start; a no-op when current)."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    return AppState(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        artifacts=open_artifact_store(
+            settings.artifacts_root, s3_endpoint_url=settings.s3_endpoint_url
+        ),
+        token=ensure_token(settings.token_file) if settings.auth else None,
+    )
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Load the numpy-backed metric code while the server already answers.
+    threading.Thread(
+        target=importlib.import_module, args=("naiad.services.metric_reads",), daemon=True
+    ).start()
+    state: AppState = app.state.naiad
+    state.scheduler = Scheduler(state, open_executor(state.settings.executor))
+    state.scheduler.start()
+    try:
+        yield
+    finally:
+        state.scheduler.close()
+        state.scheduler = None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    app = FastAPI(
+        lifespan=_lifespan,
+        title="Naiad",
+        version=__version__,
+        summary="Self-hosted deep-learning platform API.",
+        openapi_url=f"{API}/openapi.json",
+        docs_url=f"{API}/docs",
+        redoc_url=None,
+    )
+    app.state.naiad = build_state(settings)
+    errors.install(app)
+
+    api = APIRouter(prefix=API, dependencies=[Depends(require_token)])
+    for module in (experiments, runs, metrics, artifacts, jobs):
+        api.include_router(module.router)
+    app.include_router(health.router, prefix=API)
+    app.include_router(api)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(
+            "<!doctype html><title>Naiad</title><h1>Naiad</h1>"
+            f"<p>API: <a href='{API}/docs'>{API}/docs</a></p>"
+        )
+
+    artifact_route = rf"{API}/runs/[^/]+/artifacts(/|$)"
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, exempt=artifact_route)
+    app.add_middleware(NoNulInUrl)
+    return app

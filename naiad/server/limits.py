@@ -1,0 +1,75 @@
+"""Guards in front of every route: oversized JSON bodies and NUL characters in the URL.
+
+Artifact uploads have their own size limit and are exempt from the body limit.
+"""
+
+import re
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+def _too_large(size: str, max_bytes: int) -> str:
+    return (
+        f"The request body is {size} bytes; the server takes at most {max_bytes}. "
+        "Send smaller batches."
+    )
+
+
+async def _refuse(send: Send, status: int, code: str, message: str) -> None:
+    body = orjson.dumps({"error": code, "message": message, "detail": None})
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """413 for a body over ``max_bytes``: by its Content-Length, or counted as it streams in
+    (a chunked request has no Content-Length). ``exempt`` matches the paths it leaves alone.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt: str) -> None:
+        self.app, self.max_bytes, self.exempt = app, max_bytes, re.compile(exempt)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.exempt.match(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                message = _too_large(str(int(value)), self.max_bytes)
+                await _refuse(send, 413, "payload_too_large", message)
+                return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI re-raises an HTTPException met while reading the body.
+                    raise HTTPException(413, _too_large(f"over {self.max_bytes}", self.max_bytes))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+class NoNulInUrl:
+    """400 for a NUL (%00) in the path or query: no name, id, key or path may hold one, and
+    PostgreSQL cannot even compare against one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"]
+            or b"%00" in scope["query_string"]
+            or b"\x00" in scope["query_string"]
+        ):
+            message = "The URL contains a NUL character (%00); remove it and retry."
+            await _refuse(send, 400, "invalid_input", message)
+            return
+        await self.app(scope, receive, send)

@@ -1,0 +1,100 @@
+"""/api/v1/sources and /api/v1/jobs: upload a source snapshot, submit, watch, stop, read logs."""
+
+import tempfile
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+from starlette.concurrency import run_in_threadpool
+
+from naiad.core.errors import InvalidInput
+from naiad.core.status import Status
+from naiad.schemas.jobs import JobCreate, JobLogs, SourceUploaded, TrainingJob
+from naiad.server.deps import SessionDep, StateDep
+from naiad.server.uploads import spool_body
+from naiad.services import jobs as job_service
+from naiad.store import jobs
+
+router = APIRouter(tags=["training jobs"])
+
+MAX_SOURCE_BYTES = 512 * 1024 * 1024
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@router.put("/sources", status_code=status.HTTP_201_CREATED)
+async def upload_source(request: Request, state: StateDep) -> SourceUploaded:
+    """A .tar.gz of the source directory, stored by content hash (so re-uploads are free)."""
+    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
+        too_large = (
+            f"Source snapshots are limited to {MAX_SOURCE_BYTES // 2**20} MiB; keep data "
+            "out of the source directory and pass it as an input channel."
+        )
+        digest = await spool_body(request, spool, MAX_SOURCE_BYTES, too_large)
+        size = spool.seek(0, 2)
+        spool.seek(0)
+        if spool.read(2) != _GZIP_MAGIC:
+            raise InvalidInput("The source must be a gzip-compressed tar archive (.tar.gz).")
+        spool.seek(0)
+        path = f"sources/{digest.hexdigest()}.tar.gz"
+        if not state.artifacts.exists(path):
+            await run_in_threadpool(state.artifacts.put_stream, path, spool)
+    return SourceUploaded(source_uri=path, size=size)
+
+
+@router.post("/jobs", status_code=status.HTTP_201_CREATED)
+def create_job(body: JobCreate, session: SessionDep, state: StateDep) -> TrainingJob:
+    scheduler = state.scheduler
+    slots = scheduler.executor.slots if scheduler else 1
+    row = job_service.submit(session, body, state.artifacts, slots)
+    job = jobs.to_schema(session, row)
+    if scheduler:
+        scheduler.wake_after_commit(session)
+    return job
+
+
+@router.get("/jobs")
+def list_jobs(session: SessionDep, status: str | None = None) -> list[TrainingJob]:
+    return [jobs.to_schema(session, row) for row in jobs.list_all(session, status)]
+
+
+@router.get("/jobs/{name}")
+def get_job(name: str, session: SessionDep) -> TrainingJob:
+    return jobs.to_schema(session, jobs.get_row(session, name))
+
+
+@router.post("/jobs/{name}/stop")
+def stop_job(name: str, session: SessionDep, state: StateDep) -> TrainingJob:
+    """Ask the job to stop: SIGTERM to its processes, SIGKILL after the grace period."""
+    row = jobs.get_row(session, name)
+    if not Status(row.status).terminal:
+        row.stop_requested = True
+        if state.scheduler:
+            state.scheduler.wake_after_commit(session)
+    return jobs.to_schema(session, row)
+
+
+@router.get("/jobs/{name}/logs")
+def job_logs(
+    name: str,
+    session: SessionDep,
+    state: StateDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    rank: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=8 * 1024 * 1024)] = 1024 * 1024,
+) -> JobLogs:
+    """The combined log from byte ``offset`` on; ``rank`` keeps only that rank's lines."""
+    row = jobs.get_row(session, name)
+    path = job_service.work_dir(state.settings, name).job_log
+    text, next_offset = "", offset
+    if path.exists():
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(limit)
+        cut = data.rfind(b"\n") + 1 if len(data) == limit else len(data)  # whole lines only
+        text, next_offset = data[:cut].decode(errors="replace"), offset + cut
+    if rank is not None:
+        prefix = f"[rank{rank}]"
+        text = "".join(line for line in text.splitlines(True) if line.startswith(prefix))
+    complete = Status(row.status).terminal and (
+        not path.exists() or next_offset >= path.stat().st_size
+    )
+    return JobLogs(text=text, offset=next_offset, complete=complete)

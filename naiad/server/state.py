@@ -1,0 +1,23 @@
+"""What a server instance holds: its settings, database and artifact store, built once."""
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from naiad.settings import Settings
+from naiad.store.artifacts import ArtifactStore
+
+if TYPE_CHECKING:
+    from naiad.server.controller.scheduler import Scheduler
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    artifacts: ArtifactStore
+    token: str | None  # None when auth is off
+    scheduler: "Scheduler | None" = None  # runs while the app is being served

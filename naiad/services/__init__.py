@@ -1,0 +1,1 @@
+"""Use-cases that span resources; routes call these or the store, never SQL."""

@@ -1,0 +1,172 @@
+"""Training jobs: validate and queue a submission; turn what executors see into statuses."""
+
+import tarfile
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from naiad.core.errors import InvalidInput
+from naiad.core.names import check_key
+from naiad.core.status import Status
+from naiad.executors.base import ExecState, LaunchSpec
+from naiad.executors.supervisor.workdir import WorkDir
+from naiad.schemas.jobs import JobCreate
+from naiad.schemas.metrics import MetricBatch
+from naiad.schemas.runs import RunCreate, RunUpdate
+from naiad.settings import Settings
+from naiad.store import jobs, runs
+from naiad.store.artifacts import ArtifactStore, safe_path
+from naiad.store.tables import JobRow
+
+CHANNEL_SCHEMES = ("file://", "s3://")
+_JOB_NAME_RULE = "1-63 lower-case letters, digits or '-', starting with a letter or digit"
+
+
+def _check_name(name: str) -> None:
+    ok = name[:1].isalnum() and all(c.isdigit() or c == "-" or ("a" <= c <= "z") for c in name)
+    if not ok:
+        raise InvalidInput(f"Job name {name!r} is not valid: use {_JOB_NAME_RULE}.")
+
+
+def _check_inputs(inputs: dict[str, str]) -> None:
+    for channel, uri in inputs.items():
+        check_key(channel, "Channel name")
+        if "/" in channel or " " in channel:
+            raise InvalidInput(f"Channel name {channel!r} cannot contain '/' or spaces.")
+        if not uri.startswith(CHANNEL_SCHEMES):
+            raise InvalidInput(
+                f"Channel {channel!r} has URI {uri!r}: use one of {', '.join(CHANNEL_SCHEMES)} "
+                "(a local path becomes file:// when given to the CLI)."
+            )
+        if uri.startswith("file://") and not Path(uri[len("file://") :]).exists():
+            raise InvalidInput(f"Channel {channel!r}: {uri} does not exist on the server.")
+
+
+def _check_source(store: ArtifactStore, source_uri: str, entrypoint: str) -> None:
+    path = safe_path(source_uri)
+    if not path.startswith("sources/") or not store.exists(path):
+        raise InvalidInput(
+            f"Source {source_uri!r} was not uploaded; upload the directory with PUT "
+            "/api/v1/sources first (the SDK and CLI do this for you)."
+        )
+    with store.open(path) as handle, tarfile.open(fileobj=handle, mode="r:gz") as tar:
+        names = {m.name.removeprefix("./") for m in tar.getmembers() if m.isfile()}
+    if safe_path(entrypoint) not in names:
+        shown = ", ".join(sorted(n for n in names if n.endswith(".py"))[:10]) or "no .py files"
+        raise InvalidInput(
+            f"Entrypoint {entrypoint!r} is not in the source directory (it has: {shown})."
+        )
+
+
+def submit(
+    session: Session, body: JobCreate, store: ArtifactStore, slots: int, nodes: int = 1
+) -> JobRow:
+    """Check everything that can be checked now, so a job does not fail minutes later."""
+    _check_name(body.name)
+    _check_inputs(body.inputs)
+    if body.nodes > nodes:
+        raise InvalidInput(
+            f"The job asks for {body.nodes} nodes but this server's executor has {nodes}; "
+            "use --nodes 1 or run the server with NAIAD_EXECUTOR=ray on a cluster."
+        )
+    if body.processes_per_node > slots:
+        raise InvalidInput(
+            f"The job asks for {body.processes_per_node} processes per node but the executor "
+            f"has {slots} slots; ask for at most {slots}."
+        )
+    _check_source(store, body.source_uri, body.entrypoint)
+    run = runs.create(
+        session,
+        RunCreate(
+            experiment=body.experiment,
+            name=body.name,
+            params=body.hyperparameters,
+            tags={"naiad.job": body.name},
+        ),
+        store.uri,
+    )
+    return jobs.create(session, body, run.id, output_uri=f"jobs/{body.name}/output")
+
+
+def work_dir(settings: Settings, name: str) -> WorkDir:
+    """Where a job's files live on this server's machine (the local executor's layout)."""
+    return WorkDir(settings.home / "jobs" / name)
+
+
+def launch_spec(
+    row: JobRow, settings: Settings, token: str | None, artifact_root: str
+) -> LaunchSpec:
+    spec = row.spec
+    return LaunchSpec(
+        job_name=row.name,
+        run_id=row.run_id,
+        work_dir=work_dir(settings, row.name).root,
+        source_uri=spec["source_uri"],
+        entrypoint=spec["entrypoint"],
+        hyperparameters=spec["hyperparameters"],
+        inputs=spec["inputs"],
+        output_uri=spec["output_uri"],
+        nodes=spec["nodes"],
+        processes_per_node=spec["processes_per_node"],
+        gpus=spec["gpus"],
+        max_retries=spec["max_retries"],
+        max_runtime_s=spec["max_runtime_s"],
+        server_url=settings.url,
+        token=token,
+        artifact_root=artifact_root,
+        s3_endpoint_url=settings.s3_endpoint_url,
+    )
+
+
+_TERMINAL = {
+    "succeeded": Status.COMPLETED,
+    "failed": Status.FAILED,
+    "stopped": Status.STOPPED,
+    "lost": Status.FAILED,
+}
+
+
+def collect_spooled_metrics(session: Session, row: JobRow, work_dir: Path, max_points: int) -> int:
+    """Store the metric batches a job's processes could not send (the server was away).
+
+    Batch ids make this safe to repeat; returns how many batches were new.
+    """
+    from naiad.store import metrics  # numpy: loaded when first needed, not at server start
+
+    spool = WorkDir(work_dir).naiad_home / "spool" / row.run_id
+    stored = 0
+    for path in sorted(spool.glob("*.json")) if spool.is_dir() else []:
+        try:
+            batch = MetricBatch.model_validate_json(path.read_bytes())
+        except (OSError, ValueError):
+            continue  # a torn or foreign file: nothing we can store
+        stored += not metrics.log_batch(session, row.run_id, batch, max_points).duplicate
+        path.unlink(missing_ok=True)
+    return stored
+
+
+def apply_state(session: Session, row: JobRow, state: ExecState) -> None:
+    """Move the job (and its run) to where the executor says it is."""
+    row.attempt = max(row.attempt, state.attempt)
+    if state.phase == "running" and row.status in (Status.PENDING, Status.STARTING):
+        jobs.transition(session, row, Status.RUNNING, f"Attempt {state.attempt} started.")
+    target = _TERMINAL.get(state.phase)
+    if target is None:
+        return
+    reason = (
+        state.reason
+        or {
+            Status.COMPLETED: "Training finished.",
+            Status.FAILED: "The job failed.",
+            Status.STOPPED: "Stopped.",
+        }[target]
+    )
+    end(session, row, target, reason)
+
+
+def end(session: Session, row: JobRow, status: Status, reason: str) -> None:
+    """End the job and its run together, with the same reason."""
+    if jobs.transition(session, row, status, reason):
+        run = runs.get_row(session, row.run_id)
+        if not Status(run.status).terminal:
+            runs.update(session, row.run_id, RunUpdate(status=status.value, status_reason=reason))

@@ -1,0 +1,90 @@
+"""One settings object: ``NAIAD_*`` variables, then ``$NAIAD_HOME/config.toml``, then defaults.
+
+Built once by the entry point and passed in; nothing reads it at import time.
+"""
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_PORT = 8765
+
+
+def default_home() -> Path:
+    import os
+
+    return Path(os.environ.get("NAIAD_HOME") or Path.home() / ".naiad").expanduser()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NAIAD_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home)
+    database_url: str | None = None  # default: sqlite file under home
+    artifact_uri: str | None = None  # default: file:// under home
+    s3_endpoint_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    auth: bool = True
+    executor: Literal["local"] = "local"  # "ray" comes with the cluster executor
+    max_batch_points: int = 200_000
+    max_request_bytes: int = 64 * 1024 * 1024
+    max_artifact_bytes: int = 5 * 1024**3
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=default_home() / "config.toml")
+        return init_settings, env_settings, toml
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        """The SQLAlchemy URL, with PostgreSQL routed to psycopg 3."""
+        url = self.database_url or f"sqlite:///{self.home / 'naiad.db'}"
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def artifacts_root(self) -> str:
+        return self.artifact_uri or (self.home / "artifacts").as_uri()
+
+    @property
+    def token_file(self) -> Path:
+        return self.home / "admin_token"
+
+    @property
+    def server_file(self) -> Path:
+        """Where a running server records its URL so the SDK and CLI can find it."""
+        return self.home / "server.json"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.home / "spool"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,122 @@
+"""Engine factory and migrations. Engines are built by callers with settings, never at import."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    """SQLite gets WAL, a busy timeout and foreign keys; PostgreSQL a modest pool."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def head_revision() -> str:
+    """The newest revision on disk: files are named ``<revision>_<slug>.py`` in order."""
+    names = sorted(p.name for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+    return names[-1].split("_", 1)[0]
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:  # no table yet: a new database
+        return None
+
+
+def create_current(engine: Engine, head: str) -> None:
+    """A new database gets today's schema in one step and is stamped at the head revision.
+
+    The same result as replaying every migration (a test checks that the models and
+    the migrations agree), without loading alembic on a first start.
+    """
+    from naiad.store.tables import Base
+
+    with engine.begin() as connection:
+        Base.metadata.create_all(connection)
+        connection.execute(
+            text(
+                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+            )
+        )
+        connection.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": head})
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision; run on every server start.
+
+    When the database is already current, alembic (half a second to import and load
+    its scripts) is skipped: a cold start matters to people restarting a server.
+    """
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    if current is None and not inspect(engine).get_table_names():
+        create_current(engine, head)
+        return
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def insert_new(session: Session, table: type, values: dict[str, Any], unique: list[str]) -> bool:
+    """INSERT unless a row with the same ``unique`` columns exists; True if this one went in.
+
+    This replaces a SAVEPOINT around an INSERT that may clash: pysqlite issues no BEGIN
+    before a SAVEPOINT, so on SQLite releasing it commits at once, and a request refused
+    later would still leave that row behind.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise NotImplementedError(f"insert_new does not support {dialect}")
+    statement = (
+        insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=unique)
+        .returning(*(getattr(table, column) for column in unique))
+    )  # RETURNING, not rowcount: psycopg reports -1 for this statement
+    return session.execute(statement).first() is not None

@@ -1,0 +1,98 @@
+"""Training job rows and their timeline. Status moves go through ``transition`` only."""
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from naiad.core.errors import Conflict, NotFound
+from naiad.core.ids import new_id
+from naiad.core.status import Status, check_transition
+from naiad.schemas.jobs import JobCreate, TrainingJob, Transition
+from naiad.store.tables import JobRow, JobTransitionRow, utcnow
+
+ACTIVE = (Status.STARTING.value, Status.RUNNING.value, Status.STOPPING.value)
+
+
+def get_row(session: Session, name: str) -> JobRow:
+    row = session.scalar(select(JobRow).where(JobRow.name == name))
+    if row is None:
+        raise NotFound(f"No training job named {name!r}; list them with `naiad jobs ls`.")
+    return row
+
+
+def to_schema(session: Session, row: JobRow) -> TrainingJob:
+    transitions = session.scalars(
+        select(JobTransitionRow)
+        .where(JobTransitionRow.job_id == row.id)
+        .order_by(JobTransitionRow.id)
+    )
+    return TrainingJob(
+        **row.spec,
+        name=row.name,
+        status=row.status,
+        status_reason=row.status_reason,
+        priority=row.priority,
+        run_id=row.run_id,
+        attempt=row.attempt,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        transitions=[Transition(status=t.status, reason=t.reason, at=t.at) for t in transitions],
+    )
+
+
+def create(session: Session, body: JobCreate, run_id: str, output_uri: str) -> JobRow:
+    if session.scalar(select(JobRow.id).where(JobRow.name == body.name)) is not None:
+        raise Conflict(
+            f"A training job named {body.name!r} already exists; job names are unique, "
+            "pick another (e.g. add a suffix like -2)."
+        )
+    spec = body.model_dump(exclude={"name", "priority"}) | {"output_uri": output_uri}
+    row = JobRow(
+        id=new_id(),
+        name=body.name,
+        status=Status.PENDING.value,
+        spec=spec,
+        priority=body.priority,
+        run_id=run_id,
+    )
+    session.add(row)
+    session.flush()
+    session.add(JobTransitionRow(job_id=row.id, status=row.status, reason="Submitted."))
+    return row
+
+
+def transition(session: Session, row: JobRow, status: Status, reason: str | None) -> bool:
+    """Move the job and record why; False when it is already there (idempotent)."""
+    if row.status == status.value:
+        return False
+    check_transition(Status(row.status), status, "training job")
+    row.status = status.value
+    row.status_reason = reason
+    if status == Status.RUNNING and row.started_at is None:
+        row.started_at = utcnow()
+    if status.terminal:
+        row.ended_at = utcnow()
+    session.add(JobTransitionRow(job_id=row.id, status=status.value, reason=reason))
+    session.flush()
+    return True
+
+
+def list_all(session: Session, status: str | None = None, limit: int = 200) -> list[JobRow]:
+    query = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
+    if status:
+        query = query.where(JobRow.status == status)
+    return list(session.scalars(query))
+
+
+def active(session: Session) -> list[JobRow]:
+    return list(session.scalars(select(JobRow).where(JobRow.status.in_(ACTIVE))))
+
+
+def pending(session: Session) -> list[JobRow]:
+    """The queue: higher priority first, then first come, first served."""
+    query = (
+        select(JobRow)
+        .where(JobRow.status == Status.PENDING.value)
+        .order_by(JobRow.priority.desc(), JobRow.created_at, JobRow.id)
+    )
+    return list(session.scalars(query))

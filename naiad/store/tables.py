@@ -1,0 +1,161 @@
+"""The storage shape. Wire shapes live in naiad.schemas; this module is only tables.
+
+Metrics are stored as columnar chunks (one row per metric per batch, numpy bytes),
+so a million-point series is a few rows to read, not a million.
+"""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    DDL,
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ExperimentRow(Base):
+    __tablename__ = "experiments"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    experiment_id: Mapped[str] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    artifact_uri: Mapped[str] = mapped_column(Text)
+
+
+class ParamRow(Base):
+    """One hyperparameter; ``number`` holds numeric values so search sorts them as numbers."""
+
+    __tablename__ = "run_params"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)  # JSON text of the value
+    number: Mapped[float | None] = mapped_column(Float, nullable=True)
+    __table_args__ = (Index("ix_run_params_key_number", "key", "number"),)
+
+
+class TagRow(Base):
+    __tablename__ = "run_tags"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class LatestMetricRow(Base):
+    """The newest point (highest step) of each metric and its extremes, for tables and search."""
+
+    __tablename__ = "run_metrics_latest"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    step: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[float] = mapped_column(Float)
+    # NULL stands for NaN: SQLite cannot store NaN in a REAL column.
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    min: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max: Mapped[float | None] = mapped_column(Float, nullable=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (Index("ix_run_metrics_latest_key_value", "key", "value"),)
+
+
+class MetricBatchRow(Base):
+    """Batch ids already stored for a run: the primary key makes a retried batch a no-op."""
+
+    __tablename__ = "metric_batches"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    points: Mapped[int] = mapped_column(Integer)
+
+
+class MetricChunkRow(Base):
+    __tablename__ = "metric_chunks"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(250))
+    count: Mapped[int] = mapped_column(Integer)
+    steps: Mapped[bytes] = mapped_column(LargeBinary)  # int64, little-endian
+    timestamps: Mapped[bytes] = mapped_column(LargeBinary)  # float64 seconds
+    values: Mapped[bytes] = mapped_column(LargeBinary)  # float64
+    __table_args__ = (Index("ix_metric_chunks_run_key", "run_id", "key", "id"),)
+
+
+class JobRow(Base):
+    """A training job: its request (``spec``), where it stands, and its run."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    spec: Mapped[dict] = mapped_column(JSON)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    stop_requested: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class JobTransitionRow(Base):
+    """Every status change of a job, with when and why: the job's timeline."""
+
+    __tablename__ = "job_transitions"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# PostgreSQL would compress these columns and read them back slowly; they are
+# float arrays that barely compress. Migration 0003 does the same on older stores.
+CHUNK_STORAGE = [
+    f'ALTER TABLE metric_chunks ALTER COLUMN "{column}" SET STORAGE EXTERNAL'
+    for column in ("steps", "timestamps", "values")
+]
+for _statement in CHUNK_STORAGE:
+    event.listen(
+        MetricChunkRow.__table__,
+        "after_create",
+        DDL(_statement).execute_if(dialect="postgresql"),
+    )

@@ -1,0 +1,1 @@
+"""Test fixtures shared by Naiad's suites (live server, backends)."""

@@ -1,0 +1,57 @@
+"""Shared fixtures. With CI=true a test whose service is missing fails instead of skipping."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from naiad.settings import Settings
+from naiad.testing import postgres
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def need(available: bool, what: str) -> None:
+    """Skip when a service is missing, but fail in CI, where it must be there."""
+    if not available:
+        if IN_CI:
+            pytest.fail(f"{what} is required when CI=true but is not available")
+        pytest.skip(f"{what} not available")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    url = postgres.admin_url()
+    need(url is not None, f"PostgreSQL ({postgres.ENV})")
+    assert url is not None
+    with postgres.scratch_database(url) as db_url:
+        yield db_url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Server settings on a fresh store: the same tests run on SQLite and PostgreSQL."""
+    database_url = None
+    if request.param == "postgres":
+        database_url = request.getfixturevalue("postgres_url")
+        postgres.truncate_all(database_url)
+    return Settings(home=tmp_path / "home", database_url=database_url)
+
+
+@pytest.fixture
+def app(settings: Settings):  # type: ignore[no-untyped-def]
+    from naiad.server.app import create_app
+
+    app = create_app(settings)
+    yield app
+    app.state.naiad.engine.dispose()
+
+
+@pytest.fixture
+def api(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    """An authenticated client on the ASGI app (no network)."""
+    token = app.state.naiad.token
+    with TestClient(app, headers={"authorization": f"Bearer {token}"}) as client:
+        yield client

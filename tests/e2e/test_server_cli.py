@@ -1,0 +1,29 @@
+"""`naiad server` refuses unsafe or broken configuration with one sentence."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def serve(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "naiad.cli.main", "server", *args],
+        env={**os.environ, "NAIAD_HOME": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_refuses_network_bind_without_auth(tmp_path: Path) -> None:
+    out = serve(tmp_path, "--host", "0.0.0.0", NAIAD_AUTH="false")
+    assert out.returncode == 1
+    assert "Refusing to listen on 0.0.0.0 with auth off" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_setting_is_one_sentence(tmp_path: Path) -> None:
+    out = serve(tmp_path, NAIAD_MAX_BATCH_POINTS="lots")
+    assert out.returncode == 1
+    assert "NAIAD_MAX_BATCH_POINTS" in out.stderr and "Traceback" not in out.stderr

@@ -1,0 +1,123 @@
+"""The scheduler's queue: priority first, then FIFO, within the executor's slots; stops;
+re-attaching after a restart. The executor here is a recording stand-in: what is under
+test is the order and the stored transitions, not process handling."""
+
+import io
+import tarfile
+from dataclasses import dataclass, field
+
+from naiad.core.status import Status
+from naiad.executors.base import ExecState, LaunchSpec
+from naiad.schemas.jobs import JobCreate
+from naiad.server.app import build_state
+from naiad.server.controller.scheduler import Scheduler
+from naiad.services import jobs as job_service
+from naiad.settings import Settings
+from naiad.store import jobs, runs
+from naiad.store.db import transaction
+
+
+@dataclass
+class RecordingExecutor:
+    slots: int = 2
+    started: list[str] = field(default_factory=list)
+    phases: dict[str, ExecState] = field(default_factory=dict)
+    stopped: list[str] = field(default_factory=list)
+
+    def submit(self, spec: LaunchSpec) -> None:
+        self.started.append(spec.job_name)
+        self.phases[spec.job_name] = ExecState("starting")
+
+    def poll(self, spec: LaunchSpec) -> ExecState:
+        return self.phases.get(spec.job_name, ExecState("lost", "no supervisor"))
+
+    def stop(self, spec: LaunchSpec, grace_s: float) -> None:
+        self.stopped.append(spec.job_name)
+        self.phases[spec.job_name] = ExecState("stopped", "Stopped on request.")
+
+
+def source(state) -> str:  # type: ignore[no-untyped-def]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("train.py")
+        info.size = 0
+        tar.addfile(info, io.BytesIO(b""))
+    state.artifacts.put_bytes("sources/x.tar.gz", buffer.getvalue())
+    return "sources/x.tar.gz"
+
+
+def submit(state, name: str, procs: int = 1, priority: int = 0) -> None:  # type: ignore[no-untyped-def]
+    body = JobCreate(
+        name=name,
+        entrypoint="train.py",
+        source_uri="sources/x.tar.gz",
+        processes_per_node=procs,
+        priority=priority,
+    )
+    with transaction(state.sessions) as session:
+        job_service.submit(session, body, state.artifacts, slots=2)
+
+
+def status(state, name: str) -> str:  # type: ignore[no-untyped-def]
+    with transaction(state.sessions) as session:
+        return jobs.get_row(session, name).status
+
+
+def test_priority_then_fifo_within_slots(settings: Settings) -> None:
+    state = build_state(settings)
+    source(state)
+    executor = RecordingExecutor(slots=2)
+    scheduler = Scheduler(state, executor)
+    submit(state, "a", procs=2)
+    submit(state, "b")
+    submit(state, "c")
+    submit(state, "urgent", priority=10)
+    scheduler.tick()
+    assert executor.started == ["urgent"]  # a needs 2 slots; it waits, nobody overtakes it
+    executor.phases["urgent"] = ExecState("succeeded")
+    scheduler.tick()
+    assert executor.started == ["urgent", "a"]
+    assert status(state, "urgent") == Status.COMPLETED
+    executor.phases["a"] = ExecState("running", attempt=0)
+    scheduler.tick()
+    assert status(state, "a") == Status.RUNNING and executor.started[-1] == "a"
+    executor.phases["a"] = ExecState("failed", "exit code 1")
+    scheduler.tick()
+    assert executor.started == ["urgent", "a", "b", "c"]
+    with transaction(state.sessions) as session:
+        job = jobs.to_schema(session, jobs.get_row(session, "a"))
+        run = runs.get_row(session, job.run_id)
+        assert [t.status for t in job.transitions] == ["Pending", "Starting", "Running", "Failed"]
+        assert job.status_reason == "exit code 1" and run.status == "Failed"
+    state.engine.dispose()
+
+
+def test_stop_pending_and_running(settings: Settings) -> None:
+    state = build_state(settings)
+    source(state)
+    executor = RecordingExecutor(slots=1)
+    scheduler = Scheduler(state, executor)
+    submit(state, "first")
+    submit(state, "second")
+    scheduler.tick()
+    executor.phases["first"] = ExecState("running")
+    with transaction(state.sessions) as session:
+        for name in ("first", "second"):
+            jobs.get_row(session, name).stop_requested = True
+    scheduler.tick()
+    assert executor.stopped == ["first"] and "second" not in executor.started
+    assert status(state, "first") == Status.STOPPED
+    assert status(state, "second") == Status.STOPPED
+    state.engine.dispose()
+
+
+def test_restart_marks_lost_jobs_failed(settings: Settings) -> None:
+    state = build_state(settings)
+    source(state)
+    submit(state, "orphan")
+    Scheduler(state, RecordingExecutor()).tick()  # launched by a server that then died
+    Scheduler(state, RecordingExecutor()).tick()  # a new server: no supervisor is found
+    with transaction(state.sessions) as session:
+        row = jobs.get_row(session, "orphan")
+        assert row.status == Status.FAILED and row.status_reason == "no supervisor"
+    state.engine.dispose()
