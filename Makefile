@@ -20,12 +20,12 @@ quickstart: $(STAMP)  ## the main job: the end-to-end tour on the embedded defau
 	$(PY) -m naiad.quickstart
 
 test: $(STAMP)  ## the whole suite (PostgreSQL tests run when NAIAD_TEST_POSTGRES_URL is set)
-	$(PY) -m ruff check naiad tests bench
+	$(PY) -m ruff check naiad tests bench examples
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check naiad tests bench
-	$(PY) -m ruff format --check naiad tests bench
+	$(PY) -m ruff check naiad tests bench examples
+	$(PY) -m ruff format --check naiad tests bench examples
 
 bench-tracking: $(VENV)/.bench  ## tracking benchmark against MLflow on this machine
 	$(PY) bench/tracking.py

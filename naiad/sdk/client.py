@@ -12,6 +12,7 @@ from naiad.schemas.runs import Run, RunComparison
 from naiad.sdk.config import resolve
 from naiad.sdk.http import Transport, raise_for
 from naiad.sdk.jobs import TrainingJobs
+from naiad.sdk.models import Evaluations, Models
 from naiad.sdk.series import MetricSeries
 
 
@@ -190,6 +191,8 @@ class Client:
         self.experiments = Experiments(self._transport)
         self.runs = Runs(self._transport)
         self.training_jobs = TrainingJobs(self._transport)
+        self.models = Models(self._transport, self.training_jobs)
+        self.evaluations = Evaluations(self._transport)
 
     def health(self) -> dict[str, str]:
         return self._transport.request("GET", "/health")

@@ -15,7 +15,7 @@ from naiad.server.auth import ensure_token
 from naiad.server.controller.scheduler import Scheduler
 from naiad.server.deps import require_token
 from naiad.server.limits import BodyLimit, NoNulInUrl
-from naiad.server.routes import artifacts, experiments, health, jobs, metrics, runs
+from naiad.server.routes import artifacts, experiments, health, jobs, metrics, models, runs
 from naiad.server.state import AppState
 from naiad.settings import Settings, load_settings
 from naiad.store.artifacts import open_artifact_store
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
 
     api = APIRouter(prefix=API, dependencies=[Depends(require_token)])
-    for module in (experiments, runs, metrics, artifacts, jobs):
+    for module in (experiments, runs, metrics, artifacts, jobs, models):
         api.include_router(module.router)
     app.include_router(health.router, prefix=API)
     app.include_router(api)
@@ -83,7 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             f"<p>API: <a href='{API}/docs'>{API}/docs</a></p>"
         )
 
-    artifact_route = rf"{API}/runs/[^/]+/artifacts(/|$)"
+    # Uploads stream to disk under their own limits.
+    artifact_route = rf"{API}/(runs/[^/]+/artifacts(/|$)|models/uploads$|sources$)"
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, exempt=artifact_route)
     app.add_middleware(NoNulInUrl)
     return app

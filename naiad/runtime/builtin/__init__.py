@@ -1,0 +1,1 @@
+"""Jobs Naiad itself submits (evaluate, quantize), run from a snapshot like any script."""

@@ -1,0 +1,128 @@
+"""Endpoint wire models: variants (a model version, its traffic weight and replicas),
+batching, and the live figures the server keeps for each variant."""
+
+from pydantic import BaseModel, Field
+
+from naiad.schemas.common import Timestamp, Wire
+
+
+class VariantSpec(Wire):
+    model: str = Field(description="NAME, NAME:VERSION or NAME@ALIAS; resolved at deploy time.")
+    name: str | None = Field(default=None, max_length=63, description="Defaults to NAME-vN.")
+    weight: float = Field(default=1.0, ge=0, le=1e6, description="Relative share of traffic.")
+    replicas: int = Field(default=1, ge=1, le=64)
+
+
+class BatchingSpec(Wire):
+    max_batch: int = Field(default=64, ge=1, le=4096)
+    max_delay_ms: float = Field(default=5.0, ge=0, le=10_000)
+    queue_size: int = Field(default=1024, ge=1, le=1_000_000)
+
+
+class CaptureSpec(Wire):
+    fraction: float = Field(default=0.0, ge=0, le=1, description="Share of requests captured.")
+
+
+class EndpointCreate(Wire):
+    name: str = Field(min_length=1, max_length=63)
+    variants: list[VariantSpec] = Field(min_length=1, max_length=8)
+    batching: BatchingSpec = Field(default_factory=BatchingSpec)
+    capture: CaptureSpec = Field(default_factory=CaptureSpec)
+
+
+class EndpointUpdate(Wire):
+    """Replace the variants (a rollout) and/or the batching; unset fields stay as they are."""
+
+    variants: list[VariantSpec] | None = Field(default=None, min_length=1, max_length=8)
+    batching: BatchingSpec | None = None
+    capture: CaptureSpec | None = None
+
+
+class Replica(BaseModel):
+    index: int
+    port: int | None = None
+    pid: int | None = None
+    healthy: bool = False
+    restarts: int = 0
+
+
+class Variant(BaseModel):
+    name: str
+    model: str = Field(description="The resolved NAME:VERSION it serves.")
+    weight: float
+    replicas: int
+    live: list[Replica] = Field(default_factory=list)
+
+
+class Transition(BaseModel):
+    status: str
+    reason: str | None = None
+    at: Timestamp
+
+
+class Endpoint(BaseModel):
+    name: str
+    status: str
+    status_reason: str | None = None
+    url: str = Field(description="POST here: the server balances over the replicas.")
+    variants: list[Variant] = Field(description="What the traffic goes to now.")
+    pending_variants: list[Variant] = Field(
+        default_factory=list, description="What a Creating or Updating endpoint rolls out to."
+    )
+    batching: BatchingSpec
+    capture: CaptureSpec
+    created_at: Timestamp
+    updated_at: Timestamp
+    transitions: list[Transition] = Field(default_factory=list)
+
+
+class LatencyFigures(BaseModel):
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+
+
+class VariantMetrics(BaseModel):
+    """One variant: totals since the server began watching it, rates over the last window."""
+
+    variant: str
+    model: str = ""
+    requests: int = Field(description="Invocations its replicas answered.")
+    errors: int = Field(description="Of those, answered 5xx.")
+    client_errors: int = Field(default=0, description="Of those, refused 4xx (bad input).")
+    rps: float = Field(description="Requests per second over the window.")
+    latency: LatencyFigures = Field(
+        description="Inside the replicas (queue, batch, model), from their histograms."
+    )
+    proxy_latency: LatencyFigures = Field(
+        default_factory=LatencyFigures, description="Through the server's proxy, end to end."
+    )
+    batch_sizes: dict[str, int] = Field(
+        default_factory=dict, description="rows per batch (a range) -> batches, over the window"
+    )
+    queue_depth: int = 0
+    in_flight: int = 0
+    replicas_healthy: int = 0
+
+
+class MetricsPoint(BaseModel):
+    at: float = Field(description="Unix time.")
+    rps: float
+    errors: int
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    batch_mean: float | None = None
+    queue_depth: int = 0
+
+
+class EndpointMetrics(BaseModel):
+    endpoint: str
+    window_s: float
+    variants: list[VariantMetrics]
+    retries: int = Field(default=0, description="Requests the proxy re-sent to another replica.")
+    unavailable: int = Field(
+        default=0, description="Requests answered 503 because no replica was healthy."
+    )
+    history: dict[str, list[MetricsPoint]] = Field(
+        default_factory=dict, description="variant -> points over time (throughput, latency)"
+    )

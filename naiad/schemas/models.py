@@ -1,0 +1,117 @@
+"""Model registry wire models, and the manifest every saved model directory carries.
+
+A model directory is what a version stores and what an endpoint replica loads:
+``naiad-model.json`` (a :class:`ModelManifest`) next to one model file. Every format
+loads without unpickling arbitrary code: TorchScript, ``torch.export`` programs, or
+safetensors weights for an architecture named as ``module:Class``.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from naiad.schemas.common import ParamValue, Timestamp, Wire
+
+MANIFEST_FILE = "naiad-model.json"
+
+ModelFormat = Literal["torchscript", "torch_export", "safetensors"]
+DType = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "uint8", "bool"]
+
+
+class TensorSpec(BaseModel):
+    """One tensor's shape (-1 for any size, the batch dimension first) and dtype."""
+
+    shape: list[int] = Field(min_length=1, description="e.g. [-1, 1, 8, 8]; -1 for any size.")
+    dtype: DType = "float32"
+
+    def describe(self) -> str:
+        dims = ", ".join(
+            "N" if i == 0 and d == -1 else ("*" if d == -1 else str(d))
+            for i, d in enumerate(self.shape)
+        )
+        return f"{self.dtype}[{dims}]"
+
+
+class Signature(BaseModel):
+    inputs: TensorSpec
+    outputs: TensorSpec | None = None
+
+
+class ModelManifest(Wire):
+    """``naiad-model.json``: how to load the model file and what it takes."""
+
+    format: ModelFormat
+    file: str = Field(description="The model file, relative to the directory.")
+    signature: Signature
+    classes: list[str] | None = Field(default=None, description="Label of each output index.")
+    architecture: str | None = Field(
+        default=None, description="module:Class building the network (safetensors only)."
+    )
+    architecture_kwargs: dict[str, ParamValue] = Field(default_factory=dict)
+    quantization: str | None = Field(default=None, description="e.g. dynamic-int8.")
+
+
+class Lineage(BaseModel):
+    """Where a version came from: the job and run that made it, and what they were fed."""
+
+    job: str | None = None
+    run_id: str | None = None
+    hyperparameters: dict[str, ParamValue] = Field(default_factory=dict)
+    metrics: dict[str, float | str] = Field(default_factory=dict, description="Final values.")
+    inputs: dict[str, str] = Field(default_factory=dict)
+    derived_from: str | None = Field(default=None, description="e.g. digits:1, when quantized.")
+
+
+class ModelVersionCreate(Wire):
+    """Register from a finished job's model.tar.gz, or from an uploaded model directory."""
+
+    job: str | None = Field(default=None, description="A Completed training job's name.")
+    upload_uri: str | None = Field(default=None, description="What PUT /models/uploads answered.")
+    description: str = Field(default="", max_length=2000)
+    derived_from: str | None = Field(default=None, description="NAME:VERSION this was made from.")
+
+
+class ModelVersion(BaseModel):
+    name: str
+    version: int
+    format: ModelFormat
+    signature: Signature
+    classes: list[str] | None = None
+    quantization: str | None = None
+    size_bytes: int
+    artifact_uri: str = Field(description="The directory holding naiad-model.json.")
+    lineage: Lineage
+    aliases: list[str] = Field(default_factory=list)
+    description: str = ""
+    created_at: Timestamp
+
+
+class Model(BaseModel):
+    name: str
+    latest_version: int
+    aliases: dict[str, int] = Field(default_factory=dict)
+    created_at: Timestamp
+
+
+class AliasSet(Wire):
+    version: int = Field(ge=1)
+
+
+class EvaluationCreate(Wire):
+    input: str = Field(description="A channel URI (file:// or s3://) holding the labelled data.")
+    channel: str = Field(default="test", min_length=1, max_length=63)
+
+
+class Evaluation(BaseModel):
+    """An evaluation job of one version; its results are the metrics of its run."""
+
+    model: str
+    version: int
+    job: str
+    run_id: str
+    input: str
+    status: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    confusion_matrix: list[list[int]] | None = None
+    per_class: dict[str, dict[str, float]] | None = None
+    created_at: Timestamp

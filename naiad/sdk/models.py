@@ -1,0 +1,201 @@
+"""client.models and client.evaluations: register versions, move aliases, evaluate, quantize."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from pathlib import Path
+
+from naiad.core.errors import InvalidInput
+from naiad.core.refs import version_segment
+from naiad.schemas.jobs import SourceUploaded
+from naiad.schemas.models import (
+    MANIFEST_FILE,
+    Evaluation,
+    Model,
+    ModelManifest,
+    ModelVersion,
+    Signature,
+    TensorSpec,
+)
+from naiad.sdk.http import Transport
+from naiad.sdk.jobs import TERMINAL, TrainingJobs, to_uri
+
+# A single model file's format, by suffix, when it comes without a manifest.
+FORMATS = {".pt": "torchscript", ".ts": "torchscript", ".pt2": "torch_export"}
+
+
+def _path(ref: str) -> str:
+    name, segment = version_segment(ref)
+    return f"/models/{name}/versions/{segment}"
+
+
+def pack_model(
+    path: str | Path,
+    input_shape: list[int] | None = None,
+    dtype: str = "float32",
+    classes: list[str] | None = None,
+) -> bytes:
+    """A model directory (with its naiad-model.json) or one model file, as .tar.gz.
+
+    A lone TorchScript (.pt, .ts) or torch.export (.pt2) file needs ``input_shape`` for
+    its signature, since neither format records what input it expects.
+    """
+    source = Path(path).expanduser()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        if source.is_dir():
+            if not (source / MANIFEST_FILE).is_file():
+                raise InvalidInput(
+                    f"{source} has no {MANIFEST_FILE}; save the model with "
+                    "naiad.runtime.save_model, or pass the model file itself with its input shape."
+                )
+            for item in sorted(p for p in source.rglob("*") if p.is_file()):
+                tar.add(item, arcname=item.relative_to(source).as_posix())
+        elif source.is_file():
+            fmt = FORMATS.get(source.suffix)
+            if fmt is None:
+                raise InvalidInput(
+                    f"{source.name}: a single model file must be TorchScript (.pt, .ts) or "
+                    "torch.export (.pt2); for safetensors register a directory with a manifest."
+                )
+            if not input_shape:
+                raise InvalidInput(
+                    f"Registering {source.name} needs its input shape (e.g. -1,1,8,8 with -1 "
+                    "for the batch), since the file does not record it."
+                )
+            manifest = ModelManifest(
+                format=fmt,  # type: ignore[arg-type]
+                file=source.name,
+                signature=Signature(inputs=TensorSpec(shape=input_shape, dtype=dtype)),  # type: ignore[arg-type]
+                classes=classes,
+            )
+            tar.add(source, arcname=source.name)
+            body = manifest.model_dump_json(indent=2, exclude_none=True).encode()
+            info = tarfile.TarInfo(MANIFEST_FILE)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+        else:
+            raise InvalidInput(f"{source} does not exist.")
+    return buffer.getvalue()
+
+
+class Evaluations:
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def list(self, ref: str) -> list[Evaluation]:
+        items = self._t.request("GET", f"{_path(ref)}/evaluations")
+        return [Evaluation.model_validate(e) for e in items]
+
+    def create(self, ref: str, input: str, channel: str = "test") -> Evaluation:
+        body = {"input": to_uri(input), "channel": channel}
+        return Evaluation.model_validate(
+            self._t.request("POST", f"{_path(ref)}/evaluations", json=body)
+        )
+
+    def wait(self, evaluation: Evaluation, timeout: float | None = None) -> Evaluation:
+        """Poll until the evaluation job ends; returns it with its metrics."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ref = f"{evaluation.model}:{evaluation.version}"
+        while True:
+            current = next(e for e in self.list(ref) if e.job == evaluation.job)
+            if current.status in TERMINAL:
+                return current
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"Evaluation {evaluation.job} is still {current.status}.")
+            time.sleep(0.5)
+
+
+class Models:
+    def __init__(self, transport: Transport, jobs: TrainingJobs) -> None:
+        self._t = transport
+        self._jobs = jobs
+        self._evaluations = Evaluations(transport)
+
+    def upload(self, path: str | Path, **manifest: object) -> SourceUploaded:
+        body = self._t.request(
+            "PUT", "/models/uploads", content=pack_model(path, **manifest), timeout=600
+        )  # type: ignore[arg-type]
+        return SourceUploaded.model_validate(body)
+
+    def register(
+        self,
+        name: str,
+        job: str | None = None,
+        path: str | Path | None = None,
+        description: str = "",
+        derived_from: str | None = None,
+        input_shape: list[int] | None = None,
+        dtype: str = "float32",
+        classes: list[str] | None = None,
+    ) -> ModelVersion:
+        """The next version of ``name`` from a Completed job's model, or a local model path."""
+        if (job is None) == (path is None):
+            raise InvalidInput("Register from exactly one of job=NAME or path=PATH.")
+        body: dict[str, object] = {"description": description, "derived_from": derived_from}
+        if job is not None:
+            body["job"] = job
+        else:
+            assert path is not None
+            shape = {"input_shape": input_shape, "dtype": dtype, "classes": classes}
+            body["upload_uri"] = self.upload(path, **shape).source_uri
+        return ModelVersion.model_validate(
+            self._t.request("POST", f"/models/{name}/versions", json=body)
+        )
+
+    def get(self, ref: str) -> ModelVersion:
+        """``digits`` (latest), ``digits:3`` or ``digits@production``."""
+        return ModelVersion.model_validate(self._t.request("GET", _path(ref)))
+
+    def get_model(self, name: str) -> Model:
+        return Model.model_validate(self._t.request("GET", f"/models/{name}"))
+
+    def list(self) -> list[Model]:
+        return [Model.model_validate(m) for m in self._t.request("GET", "/models")]
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        items = self._t.request("GET", f"/models/{name}/versions")
+        return [ModelVersion.model_validate(v) for v in items]
+
+    def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
+        body = {"version": version}
+        return ModelVersion.model_validate(
+            self._t.request("PUT", f"/models/{name}/aliases/{alias}", json=body)
+        )
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._t.request("DELETE", f"/models/{name}/aliases/{alias}")
+
+    def delete(self, name: str) -> None:
+        self._t.request("DELETE", f"/models/{name}")
+
+    def evaluate(
+        self, ref: str, input: str, channel: str = "test", wait: bool = True
+    ) -> Evaluation:
+        """Run an evaluation job of ``ref`` over the labelled data at ``input``."""
+        evaluation = self._evaluations.create(ref, input, channel)
+        return self._evaluations.wait(evaluation) if wait else evaluation
+
+    def quantize(self, ref: str, evaluate: bool = True) -> ModelVersion:
+        """Dynamic int8: a job makes the copy, it becomes the next version, and it is
+        evaluated on the data the original's latest evaluation used."""
+        origin = self.get(ref)
+        origin_ref = f"{origin.name}:{origin.version}"
+        started = self._t.request(
+            "POST", f"/models/{origin.name}/versions/{origin.version}/quantize"
+        )
+        ended = self._jobs.get(started["name"]).wait()
+        if ended.status != "Completed":
+            raise InvalidInput(f"Quantizing {origin_ref} failed: {ended.status_reason}")
+        version = self.register(
+            origin.name,
+            job=ended.name,
+            derived_from=origin_ref,
+            description=f"dynamic int8 copy of {origin_ref}",
+        )
+        past = self._evaluations.list(origin_ref)
+        if evaluate and past:
+            self.evaluate(f"{version.name}:{version.version}", past[-1].input)
+        return version

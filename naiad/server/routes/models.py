@@ -1,0 +1,135 @@
+"""/api/v1/models: register versions, move aliases, evaluate and quantize versions.
+
+A version in a path is a number, an alias, or ``latest``: ``/models/digits/versions/3``,
+``/models/digits/versions/production``.
+"""
+
+import tempfile
+
+from fastapi import APIRouter, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from naiad.core.errors import InvalidInput
+from naiad.schemas.jobs import SourceUploaded, TrainingJob
+from naiad.schemas.models import (
+    AliasSet,
+    Evaluation,
+    EvaluationCreate,
+    Model,
+    ModelVersion,
+    ModelVersionCreate,
+)
+from naiad.server.deps import SessionDep, StateDep
+from naiad.server.uploads import spool_body
+from naiad.services import models as model_service
+from naiad.store import endpoints, jobs, models
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def ref(name: str, version: str) -> str:
+    """The path's ``version`` segment as a reference: 3 -> name:3, production -> name@production."""
+    if version == "latest":
+        return name
+    return f"{name}:{version}" if version.isdigit() else f"{name}@{version}"
+
+
+def _slots(state: StateDep) -> int:
+    return state.scheduler.executor.slots if state.scheduler else 1
+
+
+@router.put("/uploads", status_code=status.HTTP_201_CREATED)
+async def upload_model(request: Request, state: StateDep) -> SourceUploaded:
+    """A .tar.gz of a model directory (naiad-model.json + model file), stored by content hash."""
+    limit = model_service.MAX_MODEL_BYTES
+    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
+        too_large = f"Model archives are limited to {limit // 2**30} GiB."
+        digest = await spool_body(request, spool, limit, too_large)
+        size = spool.seek(0, 2)
+        spool.seek(0)
+        if spool.read(2) != _GZIP_MAGIC:
+            raise InvalidInput("A model upload must be a gzip-compressed tar archive (.tar.gz).")
+        spool.seek(0)
+        path = f"uploads/models/{digest.hexdigest()}.tar.gz"
+        if not state.artifacts.exists(path):
+            await run_in_threadpool(state.artifacts.put_stream, path, spool)
+    return SourceUploaded(source_uri=path, size=size)
+
+
+@router.get("")
+def list_models(session: SessionDep) -> list[Model]:
+    return [models.to_model(session, row) for row in models.list_models(session)]
+
+
+@router.get("/{name}")
+def get_model(name: str, session: SessionDep) -> Model:
+    return models.to_model(session, models.get_model(session, name))
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_model(name: str, session: SessionDep) -> Response:
+    models.delete_model(session, name, endpoints.names_serving(session, name))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{name}/versions", status_code=status.HTTP_201_CREATED)
+def register_version(
+    name: str, body: ModelVersionCreate, session: SessionDep, state: StateDep
+) -> ModelVersion:
+    row = model_service.register(session, state.artifacts, name, body)
+    return models.to_version(session, row)
+
+
+@router.get("/{name}/versions")
+def list_versions(name: str, session: SessionDep) -> list[ModelVersion]:
+    return [models.to_version(session, row) for row in models.list_versions(session, name)]
+
+
+@router.get("/{name}/versions/{version}")
+def get_version(name: str, version: str, session: SessionDep) -> ModelVersion:
+    return models.to_version(session, models.resolve(session, ref(name, version)))
+
+
+@router.put("/{name}/aliases/{alias}")
+def set_alias(name: str, alias: str, body: AliasSet, session: SessionDep) -> ModelVersion:
+    """Point ``alias`` at a version; endpoints deployed by alias keep the version they run."""
+    models.set_alias(session, name, alias, body.version)
+    return models.to_version(session, models.get_version(session, name, body.version))
+
+
+@router.delete("/{name}/aliases/{alias}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_alias(name: str, alias: str, session: SessionDep) -> Response:
+    models.delete_alias(session, name, alias)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{name}/versions/{version}/evaluations", status_code=status.HTTP_201_CREATED)
+def evaluate(
+    name: str, version: str, body: EvaluationCreate, session: SessionDep, state: StateDep
+) -> Evaluation:
+    row = model_service.evaluate(session, state.artifacts, _slots(state), ref(name, version), body)
+    if state.scheduler:
+        state.scheduler.wake_after_commit(session)
+    return model_service.evaluation_schema(session, state.artifacts, row)
+
+
+@router.get("/{name}/versions/{version}/evaluations")
+def list_evaluations(
+    name: str, version: str, session: SessionDep, state: StateDep
+) -> list[Evaluation]:
+    row = models.resolve(session, ref(name, version))
+    return [
+        model_service.evaluation_schema(session, state.artifacts, e)
+        for e in models.evaluations(session, row)
+    ]
+
+
+@router.post("/{name}/versions/{version}/quantize", status_code=status.HTTP_201_CREATED)
+def quantize(name: str, version: str, session: SessionDep, state: StateDep) -> TrainingJob:
+    """Start the job that makes a dynamic-int8 copy; register its output with derived_from."""
+    row = model_service.quantize(session, state.artifacts, _slots(state), ref(name, version))
+    if state.scheduler:
+        state.scheduler.wake_after_commit(session)
+    return jobs.to_schema(session, row)

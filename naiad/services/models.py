@@ -1,0 +1,247 @@
+"""The model registry's use-cases: register a version from a job or an upload, evaluate it.
+
+A version's files are copied out of the archive into ``models/<name>/<id>/`` of the
+artifact store, so a version never changes after registration, even when the job's
+output is overwritten or deleted.
+"""
+
+import hashlib
+import io
+import json
+import tarfile
+import zlib
+from typing import IO
+
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from naiad.core.errors import Conflict, InvalidInput, NotFound
+from naiad.core.ids import new_id
+from naiad.core.status import Status
+from naiad.schemas.jobs import JobCreate
+from naiad.schemas.models import (
+    MANIFEST_FILE,
+    Evaluation,
+    EvaluationCreate,
+    Lineage,
+    ModelManifest,
+    ModelVersionCreate,
+)
+from naiad.services import jobs as job_service
+from naiad.store import jobs, models, runs
+from naiad.store.artifacts import ArtifactStore, safe_path
+from naiad.store.tables import EvaluationRow, JobRow, ModelVersionRow
+
+MAX_MODEL_BYTES = 4 * 1024**3
+EVALUATION_FILE = "evaluation.json"
+EVALUATION_EXPERIMENT = "evaluations"
+
+JOB_PREFIX = {"evaluate": "eval", "quantize": "quant"}
+
+# The built-in jobs: one line each, run from a source snapshot like any user script.
+BUILTIN_SCRIPTS = {
+    "evaluate.py": "from naiad.runtime.builtin.evaluate import main\n\nmain()\n",
+    "quantize.py": "from naiad.runtime.builtin.quantize import main\n\nmain()\n",
+}
+
+
+def _manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> ModelManifest:
+    if MANIFEST_FILE not in members:
+        raise InvalidInput(
+            f"The model archive has no {MANIFEST_FILE} at its root; save the model with "
+            "naiad.runtime.save_model(module, example_input), which writes it."
+        )
+    handle = tar.extractfile(members[MANIFEST_FILE])
+    assert handle is not None
+    try:
+        manifest = ModelManifest.model_validate_json(handle.read())
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidInput(f"{MANIFEST_FILE} is not valid: {problems}.") from None
+    if safe_path(manifest.file) not in members:
+        raise InvalidInput(
+            f"{MANIFEST_FILE} names the model file {manifest.file!r}, which is not in the archive."
+        )
+    if manifest.format == "safetensors" and not manifest.architecture:
+        raise InvalidInput(
+            "A safetensors model needs 'architecture' (module:Class) in its manifest, "
+            "so the weights can be loaded without running pickled code."
+        )
+    return manifest
+
+
+def copy_archive(
+    store: ArtifactStore, archive: IO[bytes], prefix: str
+) -> tuple[ModelManifest, int]:
+    """Check a model .tar.gz and copy its files under ``prefix``; returns manifest and size."""
+    try:
+        with tarfile.open(fileobj=archive, mode="r:gz") as tar:
+            entries = [m for m in tar.getmembers() if m.isfile()]
+            members = {safe_path(m.name.removeprefix("./")): m for m in entries}
+            size = sum(m.size for m in entries)
+            if size > MAX_MODEL_BYTES:
+                raise InvalidInput(f"The model is {size} bytes; the limit is {MAX_MODEL_BYTES}.")
+            manifest = _manifest(tar, members)
+            for rel, member in members.items():
+                handle = tar.extractfile(member)
+                assert handle is not None
+                store.put_stream(f"{prefix}/{rel}", handle)
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise InvalidInput(f"The model archive is not a readable .tar.gz ({exc}).") from None
+    return manifest, size
+
+
+def _lineage_of_job(session: Session, row: JobRow) -> Lineage:
+    run = runs.get(session, row.run_id)
+    metrics = {key: summary.value for key, summary in run.metrics.items()}
+    return Lineage(
+        job=row.name,
+        run_id=row.run_id,
+        hyperparameters=row.spec.get("hyperparameters", {}),
+        metrics=metrics,
+        inputs=row.spec.get("inputs", {}),
+    )
+
+
+def _job_archive(session: Session, store: ArtifactStore, name: str) -> tuple[str, Lineage]:
+    row = jobs.get_row(session, name)
+    if row.status != Status.COMPLETED.value:
+        raise Conflict(
+            f"Training job {name!r} is {row.status}; only a Completed job's model can be "
+            "registered (wait for it with `naiad jobs show` or `job.wait()`)."
+        )
+    path = f"{row.spec['output_uri'].strip('/')}/model.tar.gz"
+    if not store.exists(path):
+        raise NotFound(f"Job {name!r} left no model.tar.gz at {store.uri_for(path)}.")
+    return path, _lineage_of_job(session, row)
+
+
+def register(
+    session: Session, store: ArtifactStore, name: str, body: ModelVersionCreate
+) -> ModelVersionRow:
+    models.check_name(name)
+    if (body.job is None) == (body.upload_uri is None):
+        raise InvalidInput("Give exactly one of 'job' (a training job's name) or 'upload_uri'.")
+    if body.job is not None:
+        archive, lineage = _job_archive(session, store, body.job)
+    else:
+        archive, lineage = safe_path(body.upload_uri or ""), Lineage()
+        if not archive.startswith("uploads/models/") or not store.exists(archive):
+            raise InvalidInput(
+                f"Upload {body.upload_uri!r} was not found; PUT the model archive to "
+                "/api/v1/models/uploads first (the SDK and CLI do this for you)."
+            )
+    if body.derived_from is not None:
+        origin = models.resolve(session, body.derived_from)
+        origin_name, origin_version = models.version_of(session, origin.id)
+        lineage.derived_from = f"{origin_name}:{origin_version}"
+    prefix = f"models/{name}/{new_id()}"
+    with store.open(archive) as handle:
+        manifest, size = copy_archive(store, handle, prefix)
+    try:
+        with session.begin_nested():
+            return models.create_version(
+                session, name, manifest, size, prefix, lineage, body.description
+            )
+    except IntegrityError:
+        raise Conflict(
+            f"Another version of {name!r} was registered at the same moment; retry."
+        ) from None
+
+
+def _builtin_source(store: ArtifactStore, script: str) -> str:
+    """The snapshot holding one built-in entry script, stored once by content hash."""
+    body = BUILTIN_SCRIPTS[script].encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(script)
+        info.size, info.mtime = len(body), 0
+        tar.addfile(info, io.BytesIO(body))
+    data = buf.getvalue()
+    path = f"sources/{hashlib.sha256(data).hexdigest()}.tar.gz"
+    if not store.exists(path):
+        store.put_bytes(path, data)
+    return path
+
+
+def builtin_job(
+    session: Session,
+    store: ArtifactStore,
+    slots: int,
+    script: str,
+    version: ModelVersionRow,
+    inputs: dict[str, str],
+    hyperparameters: dict[str, str | int | float | bool | None],
+) -> JobRow:
+    """Submit a built-in job over one version; its ``model`` channel holds the version's files."""
+    name, number = models.version_of(session, version.id)
+    kind = script.removesuffix(".py")
+    body = JobCreate(
+        name=f"{JOB_PREFIX[kind]}-{name[:40]}-{number}-{new_id()[:6]}".replace("_", "-"),
+        entrypoint=script,
+        source_uri=_builtin_source(store, script),
+        experiment=EVALUATION_EXPERIMENT if kind == "evaluate" else "models",
+        hyperparameters={"model": f"{name}:{number}", **hyperparameters},
+        inputs={"model": store.uri_for(version.artifact_uri), **inputs},
+    )
+    return job_service.submit(session, body, store, slots)
+
+
+def evaluate(
+    session: Session, store: ArtifactStore, slots: int, ref: str, body: EvaluationCreate
+) -> EvaluationRow:
+    if body.channel == "model":
+        raise InvalidInput("The channel 'model' holds the model itself; name the data otherwise.")
+    version = models.resolve(session, ref)
+    job = builtin_job(
+        session,
+        store,
+        slots,
+        "evaluate.py",
+        version,
+        {body.channel: body.input},
+        {"channel": body.channel},
+    )
+    return models.add_evaluation(session, version, job.id, body.input)
+
+
+def quantize(session: Session, store: ArtifactStore, slots: int, ref: str) -> JobRow:
+    """A job writing the dynamic-int8 copy of a version into its model.tar.gz."""
+    version = models.resolve(session, ref)
+    manifest = ModelManifest.model_validate(version.manifest)
+    if manifest.quantization:
+        raise Conflict(f"{ref} is already quantized ({manifest.quantization}).")
+    return builtin_job(session, store, slots, "quantize.py", version, {}, {})
+
+
+def evaluation_schema(session: Session, store: ArtifactStore, row: EvaluationRow) -> Evaluation:
+    """The job's status and, once it wrote them, its metrics, per-class scores and matrix."""
+    job = session.get(JobRow, row.job_id)
+    assert job is not None
+    name, version = models.version_of(session, row.version_id)
+    run = runs.get(session, job.run_id)
+    metrics = {
+        k: float(s.value) for k, s in run.metrics.items() if isinstance(s.value, int | float)
+    }
+    details: dict = {}
+    path = f"runs/{job.run_id}/artifacts/{EVALUATION_FILE}"
+    if job.status == Status.COMPLETED.value and store.exists(path):
+        try:
+            details = json.loads(store.get_bytes(path))
+        except ValueError:
+            details = {}
+    return Evaluation(
+        model=name,
+        version=version,
+        job=job.name,
+        run_id=job.run_id,
+        input=row.input,
+        status=job.status,
+        metrics=metrics,
+        confusion_matrix=details.get("confusion_matrix"),
+        per_class=details.get("per_class"),
+        created_at=row.created_at,
+    )

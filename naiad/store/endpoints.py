@@ -1,0 +1,119 @@
+"""Endpoint rows and their timeline. Status moves go through ``transition`` only.
+
+``spec`` is what the keeper reconciles towards::
+
+    {"variants": [...],   # what the routing table serves now ([] until the first rollout)
+     "batching": {...}, "capture": {...},
+     "pending": None | {"variants": [...], "batching": {...}, "capture": {...}}}
+
+A variant entry is ``{name, key, model: "NAME:V", version_id, artifact_uri, weight,
+replicas}``; ``key`` names its replicas' directory, new for every deployment of a variant
+whose replicas cannot be reused (another version, other batching), so a rollout never
+touches the processes that serve while it runs.
+"""
+
+import copy
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from naiad.core.errors import Conflict, NotFound
+from naiad.core.ids import new_id
+from naiad.core.status import EndpointStatus, check_endpoint_transition
+from naiad.store.tables import EndpointRow, EndpointTransitionRow, utcnow
+
+
+def find_row(session: Session, name: str) -> EndpointRow | None:
+    return session.scalar(select(EndpointRow).where(EndpointRow.name == name))
+
+
+def get_row(session: Session, name: str) -> EndpointRow:
+    row = find_row(session, name)
+    if row is None:
+        raise NotFound(f"No endpoint named {name!r}; list them with `naiad endpoints ls`.")
+    return row
+
+
+def create(session: Session, name: str, spec: dict[str, Any], reason: str) -> EndpointRow:
+    taken = find_row(session, name)
+    if taken is not None:
+        hint = (
+            "it is being deleted; wait a moment"
+            if taken.status == EndpointStatus.DELETING
+            else "update it with `naiad endpoints update`, or pick another name"
+        )
+        raise Conflict(f"An endpoint named {name!r} already exists; {hint}.")
+    row = EndpointRow(
+        id=new_id(), name=name, status=EndpointStatus.CREATING.value, spec=spec, status_reason=reason
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        raise Conflict(
+            f"An endpoint named {name!r} was created at the same moment; pick another name."
+        ) from None
+    session.add(EndpointTransitionRow(endpoint_id=row.id, status=row.status, reason=reason))
+    session.flush()
+    return row
+
+
+def transition(
+    session: Session, row: EndpointRow, status: EndpointStatus, reason: str | None
+) -> bool:
+    """Move the endpoint and record why; a same-status move only refreshes the reason."""
+    if row.status == status.value:
+        if reason != row.status_reason:
+            row.status_reason = reason
+            row.updated_at = utcnow()
+        return False
+    check_endpoint_transition(EndpointStatus(row.status), status)
+    row.status = status.value
+    row.status_reason = reason
+    row.updated_at = utcnow()
+    session.add(EndpointTransitionRow(endpoint_id=row.id, status=status.value, reason=reason))
+    session.flush()
+    return True
+
+
+def set_spec(row: EndpointRow, spec: dict[str, Any]) -> None:
+    """Replace the spec (a new object, so the JSON column is seen as changed)."""
+    row.spec = copy.deepcopy(spec)
+    row.updated_at = utcnow()
+
+
+def transitions(session: Session, row: EndpointRow) -> list[EndpointTransitionRow]:
+    query = (
+        select(EndpointTransitionRow)
+        .where(EndpointTransitionRow.endpoint_id == row.id)
+        .order_by(EndpointTransitionRow.id)
+    )
+    return list(session.scalars(query))
+
+
+def list_all(session: Session) -> list[EndpointRow]:
+    return list(session.scalars(select(EndpointRow).order_by(EndpointRow.name)))
+
+
+def delete_row(session: Session, row: EndpointRow) -> None:
+    session.delete(row)
+    session.flush()
+
+
+def names_serving(session: Session, model: str) -> list[str]:
+    """Endpoints with a variant serving (or rolling out) any version of ``model``, which
+    deleting the model would break."""
+
+    def variants(spec: dict[str, Any]) -> list[dict[str, Any]]:
+        pending = spec.get("pending") or {}
+        return [*spec.get("variants", []), *pending.get("variants", [])]
+
+    rows = session.scalars(select(EndpointRow))
+    return sorted(
+        row.name
+        for row in rows
+        if any(v.get("model", "").split(":")[0] == model for v in variants(row.spec))
+    )

@@ -1,0 +1,156 @@
+"""The model registry's REST API on every backend: versions, aliases, references, bad input."""
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from torch import nn
+
+from naiad.runtime.models import save_model
+from naiad.sdk.models import pack_model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    return save_model(net, torch.zeros(1, 1, 8, 8), tmp_path_factory.mktemp("m") / "digits")
+
+
+def upload(api: TestClient, body: bytes) -> str:
+    response = api.put("/api/v1/models/uploads", content=body)
+    assert response.status_code == 201, response.text
+    return response.json()["source_uri"]
+
+
+def register(api: TestClient, name: str, archive: bytes) -> dict:
+    body = {"upload_uri": upload(api, archive), "description": "from a test"}
+    response = api.post(f"/api/v1/models/{name}/versions", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_versions_count_up_and_keep_signature_and_size(api: TestClient, model_dir: Path) -> None:
+    archive = pack_model(model_dir)
+    first = register(api, "digits", archive)
+    second = register(api, "digits", archive)
+    assert (first["version"], second["version"]) == (1, 2)
+    assert first["format"] == "torchscript"
+    assert first["signature"]["inputs"] == {"shape": [-1, 1, 8, 8], "dtype": "float32"}
+    assert first["size_bytes"] == sum(p.stat().st_size for p in model_dir.iterdir())
+    assert first["artifact_uri"] != second["artifact_uri"]  # each version has its own files
+    listed = api.get("/api/v1/models").json()
+    assert [(m["name"], m["latest_version"]) for m in listed] == [("digits", 2)]
+    versions = api.get("/api/v1/models/digits/versions").json()
+    assert [v["version"] for v in versions] == [2, 1]
+
+
+def test_aliases_move_and_resolve(api: TestClient, model_dir: Path) -> None:
+    archive = pack_model(model_dir)
+    register(api, "digits", archive)
+    register(api, "digits", archive)
+    moved = api.put("/api/v1/models/digits/aliases/production", json={"version": 1})
+    assert moved.status_code == 200 and moved.json()["aliases"] == ["production"]
+    assert api.get("/api/v1/models/digits/versions/production").json()["version"] == 1
+    api.put("/api/v1/models/digits/aliases/production", json={"version": 2})
+    assert api.get("/api/v1/models/digits/versions/production").json()["version"] == 2
+    assert api.get("/api/v1/models/digits/versions/1").json()["aliases"] == []
+    assert api.get("/api/v1/models/digits/versions/latest").json()["version"] == 2
+    assert api.get("/api/v1/models/digits").json()["aliases"] == {"production": 2}
+    assert api.delete("/api/v1/models/digits/aliases/production").status_code == 204
+    missing = api.get("/api/v1/models/digits/versions/production")
+    assert missing.status_code == 404 and "no alias 'production'" in missing.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "words"),
+    [
+        ("/api/v1/models/digits/aliases/production", {"version": 9}, 404, "no version 9"),
+        ("/api/v1/models/digits/aliases/latest", {"version": 1}, 400, "reserved"),
+        ("/api/v1/models/digits/aliases/2", {"version": 1}, 400, "reserved"),
+        ("/api/v1/models/digits/aliases/Bad Name", {"version": 1}, 400, "not valid"),
+        ("/api/v1/models/nope/aliases/production", {"version": 1}, 404, "No model named"),
+    ],
+)
+def test_bad_alias_requests_answer_a_sentence(
+    api: TestClient, model_dir: Path, path: str, body: dict, status: int, words: str
+) -> None:
+    register(api, "digits", pack_model(model_dir))
+    response = api.put(path, json=body)
+    assert response.status_code == status, response.text
+    assert words in response.json()["message"]
+    assert api.get("/api/v1/models/digits/versions/1").json()["aliases"] == []
+
+
+def test_bad_registrations_store_nothing(api: TestClient, model_dir: Path) -> None:
+    manifest = (model_dir / "naiad-model.json").read_bytes()
+    cases = [
+        (tar_of({"model.pt": b"x"}), "no naiad-model.json"),
+        (tar_of({"naiad-model.json": b"{}", "model.pt": b"x"}), "is not valid"),
+        (tar_of({"naiad-model.json": manifest}), "not in the archive"),
+        (
+            tar_of(
+                {
+                    "naiad-model.json": manifest.replace(b"torchscript", b"safetensors"),
+                    "model.pt": b"x",
+                }
+            ),
+            "needs 'architecture'",
+        ),
+    ]
+    for archive, words in cases:
+        body = {"upload_uri": upload(api, archive)}
+        response = api.post("/api/v1/models/digits/versions", json=body)
+        assert response.status_code == 400, response.text
+        assert words in response.json()["message"]
+    not_gzip = api.put("/api/v1/models/uploads", content=b"plain text")
+    assert not_gzip.status_code == 400 and "gzip" in not_gzip.json()["message"]
+    both = api.post("/api/v1/models/digits/versions", json={"job": "a", "upload_uri": "b"})
+    assert both.status_code == 400 and "exactly one" in both.json()["message"]
+    no_job = api.post("/api/v1/models/digits/versions", json={"job": "never-ran"})
+    assert no_job.status_code == 404
+    forged = api.post("/api/v1/models/digits/versions", json={"upload_uri": "sources/x.tar.gz"})
+    assert forged.status_code == 400
+    bad_name = api.post("/api/v1/models/Digits!/versions", json={"job": "a"})
+    assert bad_name.status_code == 400 and "not valid" in bad_name.json()["message"]
+    assert api.get("/api/v1/models").json() == []  # nothing half-registered
+
+
+@pytest.mark.parametrize("ref", ["digits:0", "digits:x", "digits:1:2"])
+def test_malformed_references_are_4xx(api: TestClient, model_dir: Path, ref: str) -> None:
+    register(api, "digits", pack_model(model_dir))
+    name, _, version = ref.partition(":")
+    response = api.get(f"/api/v1/models/{name}/versions/{version}")
+    assert 400 <= response.status_code < 500
+
+
+def test_a_lone_torchscript_file_registers_with_its_shape(api: TestClient, model_dir: Path) -> None:
+    archive = pack_model(model_dir / "model.pt", input_shape=[-1, 64], classes=list("0123456789"))
+    version = register(api, "flat", archive)
+    assert version["signature"]["inputs"]["shape"] == [-1, 64]
+    assert version["classes"] == list("0123456789")
+
+
+def test_evaluation_refuses_the_model_channel_name(api: TestClient, model_dir: Path) -> None:
+    register(api, "digits", pack_model(model_dir))
+    body = {"input": model_dir.as_uri(), "channel": "model"}
+    response = api.post("/api/v1/models/digits/versions/1/evaluations", json=body)
+    assert response.status_code == 400 and "holds the model" in response.json()["message"]
+    unknown = api.post(
+        "/api/v1/models/digits/versions/1/evaluations",
+        json={"input": "file:///no/such/dir", "channel": "test"},
+    )
+    assert unknown.status_code == 400 and "does not exist" in unknown.json()["message"]
