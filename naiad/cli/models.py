@@ -86,7 +86,7 @@ def list_models(as_json: JsonOption = False) -> None:
     console.print(table)
 
 
-def _evaluation_table(evaluations: list[Evaluation]) -> Table:
+def evaluation_table(evaluations: list[Evaluation]) -> Table:
     table = Table(title="evaluations")
     keys = ("accuracy", "loss", "f1_macro", "precision_macro", "recall_macro")
     for column in ("version", "job", "status", "input", *keys):
@@ -102,7 +102,7 @@ def _evaluation_table(evaluations: list[Evaluation]) -> Table:
     return table
 
 
-def _matrix(e: Evaluation) -> Table:
+def matrix_table(e: Evaluation) -> Table:
     matrix = e.confusion_matrix or []
     table = Table(title=f"confusion matrix of {e.model}:{e.version} (rows: true class)")
     table.add_column("")
@@ -154,11 +154,11 @@ def show(
         )
     console.print(table)
     if evaluations:
-        console.print(_evaluation_table(evaluations))
+        console.print(evaluation_table(evaluations))
     if matrix:
         for e in evaluations:
             if e.confusion_matrix:
-                console.print(_matrix(e))
+                console.print(matrix_table(e))
 
 
 @app.command("alias")
@@ -198,9 +198,9 @@ def evaluate(
     if as_json:
         output.print_json(evaluation)
         return
-    console.print(_evaluation_table([evaluation]))
+    console.print(evaluation_table([evaluation]))
     if evaluation.confusion_matrix:
-        console.print(_matrix(evaluation))
+        console.print(matrix_table(evaluation))
     if evaluation.status == "Failed":
         output.fail(f"The evaluation failed; see `naiad jobs logs {evaluation.job}`.")
 
@@ -228,7 +228,7 @@ def quantize(
     )
     evaluations = [e for v in (origin, version) for e in client.evaluations.list(_ref(v))[-1:]]
     if evaluations:
-        console.print(_evaluation_table(evaluations))
+        console.print(evaluation_table(evaluations))
 
 
 @app.command("delete")
