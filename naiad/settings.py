@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     port: int = DEFAULT_PORT
     auth: bool = True
     executor: Literal["local"] = "local"  # "ray" comes with the cluster executor
+    warm_start: bool = True  # keep a standby supervisor with torch imported (faster starts)
     max_batch_points: int = 200_000
     max_request_bytes: int = 64 * 1024 * 1024
     max_artifact_bytes: int = 5 * 1024**3

@@ -64,3 +64,11 @@ class Executor(Protocol):
     def stop(self, spec: LaunchSpec, grace_s: float) -> None:
         """SIGTERM the job's whole process group, then SIGKILL after ``grace_s``."""
         ...
+
+    def warm_ready(self) -> bool:
+        """Whether the next job would start from a warm interpreter (torch imported)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the executor holds for itself (never the jobs, which outlive it)."""
+        ...

@@ -7,6 +7,7 @@ polls, re-attaches to or stops the jobs a previous server started.
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 from naiad.executors.base import ExecState, LaunchSpec
+from naiad.executors.supervisor.warm import WARM_MODULE
 from naiad.executors.supervisor.workdir import (
     SUPERVISOR_MODULE,
     TERMINAL,
@@ -28,6 +30,7 @@ from naiad.executors.supervisor.workdir import (
 )
 
 LOG_TAIL_CHARS = 600
+REFILL_DELAY_S = 10.0
 
 
 def _root(spec: LaunchSpec) -> Path:
@@ -44,11 +47,23 @@ def _tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
 
 
 class LocalExecutor:
-    """Runs each job's supervisor as a detached process (its own session) on this machine."""
+    """Runs each job's supervisor as a detached process (its own session) on this machine.
 
-    def __init__(self, slots: int | None = None) -> None:
+    With ``warm``, one standby supervisor waits with torch already imported (see
+    ``supervisor/warm.py``); a job handed to it starts its script seconds sooner.
+    """
+
+    def __init__(
+        self, slots: int | None = None, warm: bool = False, refill_delay_s: float = REFILL_DELAY_S
+    ) -> None:
         self._slots = slots or os.cpu_count() or 1
         self._children: dict[Path, subprocess.Popen[bytes]] = {}
+        self._refill_delay_s = refill_delay_s
+        self._standby: subprocess.Popen[bytes] | None = None
+        self._refill: threading.Timer | None = None
+        self._lock = threading.Lock()
+        if warm:
+            self._start_standby()
 
     @property
     def slots(self) -> int:
@@ -72,18 +87,91 @@ class LocalExecutor:
             return
         root.mkdir(parents=True, exist_ok=True)
         write_spec(spec)
-        with open(wd.supervisor_log, "ab") as log:
-            child = subprocess.Popen(
-                [sys.executable, "-m", SUPERVISOR_MODULE, str(root)],
-                cwd="/",
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a signal to the server's group never reaches the job
-                close_fds=True,
-            )
+        child = self._take_standby(root)
+        if child is None:
+            with open(wd.supervisor_log, "ab") as log:
+                child = subprocess.Popen(
+                    [sys.executable, "-m", SUPERVISOR_MODULE, str(root)],
+                    cwd="/",
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # a signal to the server's group never reaches it
+                    close_fds=True,
+                )
         write_pid(wd.pid_file, child.pid)
         self._children[root] = child
+
+    # -- the warm standby ---------------------------------------------------------------
+    def _start_standby(self) -> None:
+        with self._lock:
+            if self._standby is not None and self._standby.poll() is None:
+                return
+            self._standby = subprocess.Popen(
+                [sys.executable, "-m", WARM_MODULE],
+                cwd="/",
+                stdin=subprocess.PIPE,  # closed by us, or by our death: then it exits
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
+
+    def _take_standby(self, root: Path) -> subprocess.Popen[bytes] | None:
+        """Hand ``root`` to the standby if it has finished its imports; None otherwise."""
+        with self._lock:
+            standby = self._standby
+            if standby is None or standby.poll() is not None:
+                return None
+            assert standby.stdin is not None and standby.stdout is not None
+            ready, _, _ = select.select([standby.stdout], [], [], 0)
+            if not ready or standby.stdout.readline().strip() != b"ready":
+                return None  # still importing: this job starts cold
+            try:
+                standby.stdin.write(f"{root}\n".encode())
+                standby.stdin.close()
+            except OSError:
+                return None
+            standby.stdout.close()
+            self._standby = None
+        # Refill later, so the next standby's imports don't compete with this job's start.
+        self._refill = threading.Timer(self._refill_delay_s, self._start_standby)
+        self._refill.daemon = True
+        self._refill.start()
+        return standby
+
+    def warm_ready(self) -> bool:
+        """Whether the next job would start warm: the standby has said ``ready``."""
+        with self._lock:
+            standby = self._standby
+            if standby is None or standby.stdout is None or standby.poll() is not None:
+                return False
+            return bool(select.select([standby.stdout], [], [], 0)[0])
+
+    def wait_warm(self, timeout: float) -> bool:
+        """Block until the standby has done its imports (for tests and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while not self.warm_ready():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def close(self) -> None:
+        """Let the standby go (it exits when its stdin closes); running jobs are untouched."""
+        if self._refill is not None:
+            self._refill.cancel()
+        with self._lock:
+            standby, self._standby = self._standby, None
+        if standby is not None:
+            with contextlib.suppress(OSError):
+                assert standby.stdin is not None
+                standby.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                standby.wait(timeout=5)
+            if standby.poll() is None:
+                standby.kill()
+                standby.wait()
 
     def poll(self, spec: LaunchSpec) -> ExecState:
         """What ``state.json`` says, or "lost" when the supervisor died before a final state."""

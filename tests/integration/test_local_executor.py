@@ -285,7 +285,7 @@ def test_dead_supervisor_is_lost_and_stop_ends_its_orphans(job: Job) -> None:
     executor = LocalExecutor()
     executor.submit(spec)
     training = int(wait_for_file(spec.work_dir / "pid"))
-    supervisor = int((spec.work_dir / "supervisor.pid").read_text())
+    supervisor = int((spec.work_dir / "supervisor.pid").read_text().split()[0])
     os.kill(supervisor, signal.SIGKILL)
     state = wait(executor, spec, timeout=10)
     assert state.phase == "lost"

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
@@ -113,7 +114,18 @@ def descendants() -> list[psutil.Process]:
         return []
 
 
-def _signal_all(proc: subprocess.Popen[bytes], sig: int, known: list[psutil.Process]) -> None:
+class Process(Protocol):
+    """What ending an attempt needs of its main process: a Popen, or a forked child."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self) -> int: ...
+
+
+def _signal_all(proc: Process, sig: int, known: list[psutil.Process]) -> None:
     if proc.returncode is None:  # once reaped, its pid (and group id) may name someone else
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, sig)
@@ -138,7 +150,7 @@ def reap_orphans(main_pid: int) -> None:
             os.waitpid(info.si_pid, os.WNOHANG)
 
 
-def end_tree(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+def end_tree(proc: Process, grace_s: float) -> None:
     """SIGTERM the whole tree, wait up to ``grace_s`` for it to go, then SIGKILL what is left."""
     known = descendants()
     _signal_all(proc, signal.SIGTERM, known)

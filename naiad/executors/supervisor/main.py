@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import traceback
@@ -20,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 from naiad.executors.supervisor import checkpoint_sync, launch
+from naiad.executors.supervisor import warm as warm_start
 from naiad.executors.supervisor.jobenv import (
     decode_hyperparameters,
     job_env,
@@ -56,7 +56,7 @@ class Finished(Exception):
 
 
 class Supervisor:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, warm: bool = False) -> None:
         self.wd = WorkDir(root)
         self.spec = read_spec(root)
         self.state: dict[str, Any] = {
@@ -70,7 +70,8 @@ class Supervisor:
         }
         self.stop_signalled = False
         self.interruptible = False
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: launch.Process | None = None
+        self.warm = warm  # torch is imported here: fork single-process attempts from us
         self.python = sys.executable  # or the env built for the job's requirements.txt
 
     # -- bookkeeping ----------------------------------------------------------------
@@ -169,13 +170,16 @@ class Supervisor:
         env = launch.launch_env(job_env(self.spec, self.wd, channels, attempt, procs), procs, port)
         self.fresh_outputs()
         self.log(f"attempt {attempt}: starting {procs} process{'es' if procs > 1 else ''}")
-        self.proc = launch.start(cmd, env, self.wd.root, self.wd.job_log)
+        if self.warm and warm_start.can_fork(self.python, procs):
+            self.proc = warm_start.fork_script(cmd, env, self.wd.root, self.wd.job_log)
+        else:
+            self.proc = launch.start(cmd, env, self.wd.root, self.wd.job_log)
         self.save(phase="running", attempt=attempt, pid=self.proc.pid, exit_code=None, reason=None)
         if self.state["started_at"] is None:
             self.save(started_at=time.time())
         return self.watch(self.proc)
 
-    def watch(self, proc: subprocess.Popen[bytes]) -> int:
+    def watch(self, proc: launch.Process) -> int:
         deadline = self.deadline()
         while proc.poll() is None:
             if self.stop_wanted():
@@ -269,12 +273,12 @@ class Supervisor:
         self.finish(done)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], warm: bool = False) -> int:
     if len(argv) != 1:
         print("usage: python -m naiad.executors.supervisor.main WORK_DIR", file=sys.stderr)
         return 2
     root = Path(os.path.realpath(argv[0]))
-    supervisor = Supervisor(root)
+    supervisor = Supervisor(root, warm)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, supervisor.on_signal)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

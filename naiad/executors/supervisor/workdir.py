@@ -145,16 +145,18 @@ def read_spec(root: Path) -> LaunchSpec:
     return LaunchSpec(**data)
 
 
-def write_pid(path: Path, pid: int) -> None:
-    """Atomically: a poller reading the file mid-write would take the job for lost."""
-    write_text_atomic(path, str(pid))
-
-
-def read_pid(path: Path) -> int | None:
+def start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot): with the pid, it names one process ever."""
     try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
         return None
+
+
+def write_pid(path: Path, pid: int) -> None:
+    """``pid start_time``, atomically: a poller reading mid-write would take the job for lost."""
+    write_text_atomic(path, f"{pid} {start_time(pid) or ''}".strip())
 
 
 def _proc_alive(pid: int) -> bool:
@@ -168,10 +170,20 @@ def _proc_alive(pid: int) -> bool:
 
 
 def supervisor_pid(root: Path) -> int | None:
-    """The pid of this job's live supervisor, checked in /proc so a reused pid never counts."""
-    pid = read_pid(WorkDir(root).pid_file)
-    if pid is None or not _proc_alive(pid):
+    """The pid of this job's live supervisor, or None; a reused pid never counts.
+
+    The pid file records the process's start time, so a new process that got the same
+    pid is told apart (a warm supervisor's command line does not name the job).
+    """
+    try:
+        fields = WorkDir(root).pid_file.read_text().split()
+        pid = int(fields[0])
+    except (OSError, ValueError, IndexError):
         return None
+    if not _proc_alive(pid):
+        return None
+    if len(fields) > 1:
+        return pid if str(start_time(pid)) == fields[1] else None
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:

@@ -49,6 +49,7 @@ class Scheduler:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=10)
+        self.executor.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

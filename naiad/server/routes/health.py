@@ -3,10 +3,14 @@
 from fastapi import APIRouter
 
 from naiad import __version__
+from naiad.server.deps import StateDep
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-def health() -> dict[str, str]:
-    return {"status": "ok", "version": __version__}
+def health(state: StateDep) -> dict[str, str | bool]:
+    """``warm_start``: whether the next job would start with torch already imported."""
+    scheduler = state.scheduler
+    warm = scheduler is not None and scheduler.executor.warm_ready()
+    return {"status": "ok", "version": __version__, "warm_start": warm}
