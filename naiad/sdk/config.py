@@ -26,8 +26,9 @@ def resolve(url: str | None = None, token: str | None = None) -> Target:
         server_file = home / "server.json"
         try:
             url = json.loads(server_file.read_text())["url"]
-        except (OSError, ValueError, KeyError):
-            url = DEFAULT_URL
+        except (OSError, ValueError, KeyError):  # none running yet: where one would listen
+            port = os.environ.get("NAIAD_PORT")
+            url = f"http://127.0.0.1:{port}" if port else DEFAULT_URL
     token = token or os.environ.get("NAIAD_TOKEN")
     if not token:
         try:
