@@ -13,5 +13,13 @@ variables are there); a script using it gets typed access to the same things::
 from naiad.runtime import checkpoints
 from naiad.runtime.context import Context, Hyperparameters, context
 from naiad.runtime.distributed import init_distributed
+from naiad.runtime.models import save_model
 
-__all__ = ["Context", "Hyperparameters", "checkpoints", "context", "init_distributed"]
+__all__ = [
+    "Context",
+    "Hyperparameters",
+    "checkpoints",
+    "context",
+    "init_distributed",
+    "save_model",
+]

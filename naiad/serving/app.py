@@ -1,0 +1,205 @@
+"""The replica's HTTP app: a bare ASGI callable, because it is on every request's path.
+
+Routes follow a SageMaker serving container: ``GET /ping``, ``POST /invocations``, plus
+``GET /metrics`` (Prometheus text) and ``GET /stats`` (JSON for the controller). No
+framework router, no per-request logging: a request costs header scanning, one decode,
+one queue entry and one encode. Every failure is a JSON ``{"error", "message"}`` with a
+4xx (a model failure on valid input is 422, a full queue 503 + Retry-After); nothing a
+client sends can take the replica down.
+"""
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from naiad.core.errors import NaiadError, PayloadTooLarge
+from naiad.serving.batcher import Batcher, ModelError
+from naiad.serving.capture import Capture
+from naiad.serving.codec import JSON, NPY, Codec
+from naiad.serving.stats import ReplicaStats
+
+log = logging.getLogger("naiad.serving")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+PROMETHEUS = CONTENT_TYPE_LATEST.encode()
+FIXED_ANSWER = b'{"predictions":[[0.0]]}'
+_ROUTES = {"/invocations": b"POST", "/ping": b"GET", "/metrics": b"GET", "/stats": b"GET"}
+
+
+class _Gone(Exception):
+    """The client disconnected before its body arrived."""
+
+
+def error_body(code: str, message: str) -> bytes:
+    return orjson.dumps({"error": code, "message": message})
+
+
+async def respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes = JSON,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ReplicaApp:
+    """The ASGI app over a loaded model's codec and batcher."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        batcher: Batcher,
+        stats: ReplicaStats,
+        *,
+        max_body_bytes: int = 16 * 1024 * 1024,
+        capture: Capture | None = None,
+        fixed_answer: bool = False,
+    ) -> None:
+        self.codec = codec
+        self.batcher = batcher
+        self.stats = stats
+        self.max_body_bytes = max_body_bytes
+        self.capture = capture
+        self.fixed_answer = fixed_answer
+        self.draining: Callable[[], bool] = lambda: False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await _lifespan(receive, send)
+            return
+        if scope["path"] != "/invocations" or scope["method"] != "POST":
+            try:
+                await self._other(scope, send)
+            except Exception:
+                await self._internal_error(scope, send)
+            return
+        # Only invocations count in the figures: health checks and scrapes would skew them.
+        started = time.perf_counter()
+        stats = self.stats
+        stats.in_flight += 1
+        status = 500
+        try:
+            status = await self._invocations(scope, receive, send)
+        except _Gone:
+            status = 499  # nginx's "client closed request": counted, never sent
+        except Exception:
+            await self._internal_error(scope, send)
+        finally:
+            stats.in_flight -= 1
+            now = time.perf_counter()
+            stats.record_request(status, now - started, now)
+
+    async def _internal_error(self, scope: Scope, send: Send) -> None:
+        """A bug of ours: logged once here, answered without the traceback."""
+        log.exception("Unexpected error answering %s %s", scope["method"], scope["path"])
+        await respond(send, 500, error_body("internal", "The replica failed unexpectedly."))
+
+    async def _other(self, scope: Scope, send: Send) -> None:
+        path = scope["path"]
+        method = scope["method"]
+        if method == "GET":
+            if path == "/ping":  # 503 once SIGTERM came: a balancer stops sending here
+                if self.draining():
+                    return await respond(send, 503, b'{"status":"draining"}')
+                return await respond(send, 200, b'{"status":"ready"}')
+            if path == "/metrics":
+                return await respond(send, 200, self.stats.prometheus(), PROMETHEUS)
+            if path == "/stats":
+                return await respond(
+                    send, 200, orjson.dumps(self.stats.snapshot(time.perf_counter()))
+                )
+        allowed = _ROUTES.get(path)
+        if allowed is None:
+            known = ", ".join(f"{m.decode()} {p}" for p, m in _ROUTES.items())
+            message = f"There is no {path}; this replica answers {known}."
+            return await respond(send, 404, error_body("not_found", message))
+        message = f"{path} answers {allowed.decode()}, not {method}."
+        body = error_body("method_not_allowed", message)
+        await respond(send, 405, body, extra=((b"allow", allowed),))
+
+    async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> int:
+        content_type = b""
+        accept = b""
+        length = -1
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"accept":
+                accept = value
+            elif name == b"content-length":
+                length = int(value) if value.isdigit() else -1
+        try:
+            if length > self.max_body_bytes:
+                raise self._too_large()
+            body = await self._body(receive)
+            if self.fixed_answer:
+                await respond(send, 200, FIXED_ANSWER)
+                return 200
+            inputs = self.codec.decode(body, content_type)
+            outputs = await self.batcher.submit(inputs)
+        except NaiadError as exc:
+            extra = ((b"retry-after", b"1"),) if exc.status_code == 503 else ()
+            await respond(send, exc.status_code, error_body(exc.code, exc.message), extra=extra)
+            return exc.status_code
+        try:
+            answer, media = self.codec.encode(outputs, NPY in accept)
+        except TypeError:  # e.g. a complex tensor: the model's doing, not the client's
+            message = f"The model's output ({outputs.dtype}) cannot be encoded as JSON or .npy."
+            await respond(send, 422, error_body(ModelError.code, message))
+            return 422
+        if self.capture is not None:
+            self.capture.offer(inputs, outputs)
+        await respond(send, 200, answer, media)
+        return 200
+
+    async def _body(self, receive: Receive) -> bytes:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Gone()
+        body = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > self.max_body_bytes:
+                raise self._too_large()
+            return body
+        chunks = [body]
+        size = len(body)
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _Gone()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise self._too_large()
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"The body is over this replica's limit of {self.max_body_bytes} bytes; "
+            "send fewer rows per request."
+        )
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Nothing to start or stop per app (main.py owns the batcher); just say yes."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,256 @@
+"""Dynamic batching: requests queue up, one worker runs them through the model in batches.
+
+The decision of what to run is :func:`plan`, a pure function of the queue, the limits
+and the clock, so it is tested without a server (LitServe's ``collate_requests``). The
+:class:`Batcher` around it owns the queue, runs the model on one thread off the event
+loop (the loop keeps parsing requests meanwhile) and hands each request its own rows.
+"""
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from naiad.core.errors import NaiadError
+from naiad.serving.loader import first_line
+
+
+class QueueFull(NaiadError):
+    """Too many requests are waiting; the client should retry shortly."""
+
+    status_code = 503
+    code = "queue_full"
+
+
+class ModelError(NaiadError):
+    """The model failed on a valid request; the message is the model's."""
+
+    status_code = 422
+    code = "model_error"
+
+
+class Queued(Protocol):
+    rows: int
+    arrived: float
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Run the first ``take`` queued requests now; or (``take == 0``) look again within
+    ``wait`` seconds (the time left of ``max_delay``), or once a request arrives when
+    ``wait`` is None. The :class:`Batcher` looks again sooner: after every pass of its
+    event loop, since only a pass can bring new requests."""
+
+    take: int
+    wait: float | None = None
+
+
+def plan(
+    pending: Sequence[Queued],
+    max_batch: int,
+    max_delay: float,
+    now: float,
+    last_look: float = -math.inf,
+) -> Plan:
+    """What to run now: whole requests from the front of the queue (FIFO, never split).
+
+    A batch runs as soon as it is full (``max_batch`` rows, or the next request would not
+    fit), when its oldest request has waited ``max_delay`` seconds, or when nothing has
+    arrived since the previous look at ``last_look``: the requests this process has
+    received are all in, and waiting more would wait on the network, adding latency
+    without a promise of rows. A request of more than ``max_batch`` rows runs alone.
+    """
+    if not pending:
+        return Plan(0, None)
+    rows = 0
+    take = 0
+    for item in pending:
+        if rows + item.rows > max_batch:
+            return Plan(max(take, 1))  # full: the next one does not fit (or the first is huge)
+        rows += item.rows
+        take += 1
+        if rows == max_batch:
+            return Plan(take)
+    waited = now - pending[0].arrived
+    if waited >= max_delay or pending[-1].arrived <= last_look:
+        return Plan(take)
+    return Plan(0, max_delay - waited)
+
+
+@dataclass(slots=True)
+class _Item:
+    array: np.ndarray
+    rows: int
+    arrived: float
+    future: asyncio.Future[np.ndarray]
+
+
+class Batcher:
+    """Queue requests, run them in batches on one model thread, answer each with its rows.
+
+    ``infer`` takes the concatenated batch (rows first) and must return one output row
+    per input row; it runs on a dedicated thread, never on the event loop.
+    """
+
+    def __init__(
+        self,
+        infer: Callable[[np.ndarray], np.ndarray],
+        *,
+        max_batch: int = 64,
+        max_delay: float = 0.005,
+        queue_size: int = 1024,
+        on_batch: Callable[[int, int, float], None] | None = None,
+        thread_init: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_batch(rows, requests, seconds)`` is called on the loop after each batch;
+        ``thread_init`` once on the model thread (torch's thread count is per thread)."""
+        self.infer = infer
+        self.max_batch = max_batch
+        self.max_delay = max_delay
+        self.queue_size = queue_size
+        self.on_batch = on_batch
+        self._pending: deque[_Item] = deque()
+        self._wake: asyncio.Future[None] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(
+            1, thread_name_prefix="naiad-model", initializer=thread_init
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting (not counting the batch the model is running)."""
+        return len(self._pending)
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._worker = self._loop.create_task(self._run())
+
+    async def close(self) -> None:
+        """Stop the worker after failing whatever is still queued (there should be nothing)."""
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        while self._pending:
+            item = self._pending.popleft()
+            if not item.future.done():
+                item.future.set_exception(QueueFull("The replica is shutting down."))
+        self._executor.shutdown(wait=True)
+
+    def submit(self, array: np.ndarray) -> asyncio.Future[np.ndarray]:
+        """Queue one request's batch; the future gets its output rows (or the error).
+
+        Raises :class:`QueueFull` at once when ``queue_size`` requests are waiting.
+        """
+        if len(self._pending) >= self.queue_size:
+            raise QueueFull(
+                f"The replica has {len(self._pending)} requests waiting; retry in a second."
+            )
+        loop = self._loop
+        assert loop is not None, "Batcher.start() was not called"
+        future = loop.create_future()
+        self._pending.append(_Item(array, array.shape[0], time.perf_counter(), future))
+        wake = self._wake  # set only while the worker sleeps on an empty queue
+        if wake is not None:
+            self._wake = None
+            if not wake.done():
+                wake.set_result(None)
+        return future
+
+    async def _sleep(self) -> None:
+        """Until submit() wakes us: the queue was empty."""
+        loop = self._loop
+        assert loop is not None
+        wake = self._wake = loop.create_future()
+        try:
+            await wake
+        finally:
+            self._wake = None
+
+    async def _run(self) -> None:
+        pending = self._pending
+        clock = time.perf_counter
+        last_look = -math.inf
+        while True:
+            now = clock()
+            decision = plan(pending, self.max_batch, self.max_delay, now, last_look)
+            if decision.take:
+                batch = [pending.popleft() for _ in range(decision.take)]
+                await self._run_batch(batch)
+                last_look = -math.inf
+            elif decision.wait is None:
+                await self._sleep()
+                last_look = -math.inf
+            else:
+                # New requests enter the queue only when the loop runs their tasks: let it
+                # pass (twice: bytes read in one pass start their task in the next).
+                last_look = now
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+
+    async def _run_batch(self, batch: list[_Item]) -> None:
+        loop = self._loop
+        assert loop is not None
+        started = time.perf_counter()
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._infer, batch)
+        except ModelError as exc:
+            _fail(batch, exc.message)
+        except Exception as exc:
+            if len(batch) > 1:  # one request may be the culprit: run each alone
+                for item in batch:
+                    await self._run_batch([item])
+                return
+            _fail(batch, f"The model failed on this input: {first_line(exc)}.")
+        else:
+            for item, rows in zip(batch, outputs, strict=True):
+                if not item.future.done():  # done: cancelled (the client went away)
+                    item.future.set_result(rows)
+        finally:
+            if self.on_batch is not None:
+                rows = sum(item.rows for item in batch)
+                self.on_batch(rows, len(batch), time.perf_counter() - started)
+
+    def _infer(self, batch: list[_Item]) -> list[np.ndarray]:
+        """On the model thread: each item's output rows.
+
+        Requests whose examples differ in shape (a signature with a free dimension other
+        than the batch) cannot share a tensor: each run of equal shapes is one model call.
+        """
+        results: list[np.ndarray] = []
+        start = 0
+        while start < len(batch):
+            shape = batch[start].array.shape[1:]
+            stop = start + 1
+            while stop < len(batch) and batch[stop].array.shape[1:] == shape:
+                stop += 1
+            group = batch[start:stop]
+            if len(group) == 1:
+                inputs = group[0].array
+            else:
+                inputs = np.concatenate([item.array for item in group])
+            outputs = self.infer(inputs)
+            if outputs.ndim == 0 or outputs.shape[0] != inputs.shape[0]:
+                got = "a scalar" if outputs.ndim == 0 else f"{outputs.shape[0]} rows"
+                raise ModelError(
+                    f"The model returned {got} for a batch of {inputs.shape[0]} rows "
+                    f"({len(group)} requests); it must return one output row per input row."
+                )
+            row = 0
+            for item in group:
+                results.append(outputs[row : row + item.rows])
+                row += item.rows
+            start = stop
+        return results
+
+
+def _fail(batch: list[_Item], message: str) -> None:
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(ModelError(message))
