@@ -141,12 +141,11 @@ def register(
     prefix = f"models/{name}/{new_id()}"
     with store.open(archive) as handle:
         manifest, size = copy_archive(store, handle, prefix)
-    try:
-        with session.begin_nested():
-            return models.create_version(
-                session, name, manifest, size, prefix, lineage, body.description
-            )
-    except IntegrityError:
+    try:  # no SAVEPOINT: on SQLite releasing one commits at once (see store.db.insert_new)
+        return models.create_version(
+            session, name, manifest, size, prefix, lineage, body.description
+        )
+    except IntegrityError:  # the request's transaction is rolled back as this propagates
         raise Conflict(
             f"Another version of {name!r} was registered at the same moment; retry."
         ) from None

@@ -154,3 +154,37 @@ def test_evaluation_refuses_the_model_channel_name(api: TestClient, model_dir: P
         json={"input": "file:///no/such/dir", "channel": "test"},
     )
     assert unknown.status_code == 400 and "does not exist" in unknown.json()["message"]
+
+
+def test_concurrent_registrations_never_fail_or_collide(api: TestClient, model_dir: Path) -> None:
+    """Registrations racing each other and metric writes: each gets its own version or a
+    409 to retry, never a 500, and the versions that went in count up without gaps."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    upload_uri = upload(api, pack_model(model_dir))
+    run = api.post("/api/v1/runs", json={"experiment": "busy"}).json()
+
+    def register_one(_: int) -> int:
+        body = {"upload_uri": upload_uri}
+        return api.post("/api/v1/models/digits/versions", json=body).status_code
+
+    def log_some(i: int) -> int:
+        batch = {
+            "batch_id": f"b{i}",
+            "metrics": {
+                "loss": {
+                    "steps": list(range(100)),
+                    "timestamps": [1e9] * 100,
+                    "values": [0.5] * 100,
+                }
+            },
+        }
+        return api.post(f"/api/v1/runs/{run['id']}/metrics", json=batch).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        futures = [(pool.submit(register_one, i), pool.submit(log_some, i)) for i in range(8)]
+        registered = [r.result() for r, _ in futures]
+        logged = [m.result() for _, m in futures]
+    assert set(registered) <= {201, 409} and set(logged) == {200}
+    versions = sorted(v["version"] for v in api.get("/api/v1/models/digits/versions").json())
+    assert versions == list(range(1, registered.count(201) + 1))
