@@ -34,19 +34,23 @@ def _merge_latest(
         lo, hi = float(np.fmin.reduce(vals)), float(np.fmax.reduce(vals))
     row = session.get(LatestMetricRow, (run_id, key), with_for_update=True)
     if row is None:
-        session.add(
-            LatestMetricRow(
-                run_id=run_id,
-                key=key,
-                step=int(steps[last]),
-                timestamp=float(ts[last]),
-                value=_null_nan(float(vals[last])),
-                min=_null_nan(lo),
-                max=_null_nan(hi),
-                count=int(steps.size),
-            )
+        first = {
+            "run_id": run_id,
+            "key": key,
+            "step": int(steps[last]),
+            "timestamp": float(ts[last]),
+            "value": _null_nan(float(vals[last])),
+            "min": _null_nan(lo),
+            "max": _null_nan(hi),
+            "count": int(steps.size),
+        }
+        if insert_new(session, LatestMetricRow, first, ["run_id", "key"]):
+            return
+        # A concurrent batch created it first (PostgreSQL waited for its commit): merge.
+        row = session.get(
+            LatestMetricRow, (run_id, key), with_for_update=True, populate_existing=True
         )
-        return
+        assert row is not None
     if int(steps[last]) >= row.step:
         row.step, row.timestamp = int(steps[last]), float(ts[last])
         row.value = _null_nan(float(vals[last]))

@@ -186,5 +186,7 @@ def test_concurrent_registrations_never_fail_or_collide(api: TestClient, model_d
         registered = [r.result() for r, _ in futures]
         logged = [m.result() for _, m in futures]
     assert set(registered) <= {201, 409} and set(logged) == {200}
+    summary = api.get(f"/api/v1/runs/{run['id']}").json()["metrics"]["loss"]
+    assert summary["count"] == 800  # every concurrent batch merged into the summary
     versions = sorted(v["version"] for v in api.get("/api/v1/models/digits/versions").json())
     assert versions == list(range(1, registered.count(201) + 1))
