@@ -1,0 +1,314 @@
+// #/endpoints/NAME: variants and their traffic weights, replicas, batching, the rollout,
+// and live figures: requests/s, latency percentiles, errors, batch sizes.
+import { api, path } from "../api.js";
+import { h, link, kvTable, replace, table, errorBox } from "../dom.js";
+import { badge, fmtNum, fmtTime } from "../format.js";
+import { loadPlotly, PALETTE, drawPlot, purge } from "../charts.js";
+import { every } from "../poll.js";
+import { timeline } from "../parts/timeline.js";
+
+/** A variant's share of the traffic, as a percentage of all the weights. */
+export function share(variant, variants) {
+  const total = variants.reduce((a, v) => a + v.weight, 0);
+  return total > 0 ? `${Math.round((variant.weight / total) * 1000) / 10}%` : "0%";
+}
+
+const ms = (x) => (x === null || x === undefined ? "–" : `${fmtNum(x)} ms`);
+const modelLink = (ref) => link(`#/models/${encodeURIComponent(ref.split(/[:@]/)[0])}`, ref);
+
+function variantsTable(variants) {
+  const heads = [
+    "Variant",
+    "Model",
+    ...["Weight", "Traffic", "Replicas healthy", "Restarts"].map((t) =>
+      h("th", { class: "num", scope: "col" }, t),
+    ),
+  ];
+  return table(
+    heads,
+    variants.map((v) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, v.name),
+        h("td", {}, modelLink(v.model)),
+        h("td", { class: "num" }, fmtNum(v.weight)),
+        h("td", { class: "num" }, share(v, variants)),
+        h("td", { class: "num" }, `${v.live.filter((r) => r.healthy).length} / ${v.replicas}`),
+        h("td", { class: "num" }, String(v.live.reduce((a, r) => a + r.restarts, 0))),
+      ),
+    ),
+    { class: "variants" },
+  );
+}
+
+function kpi(label, value) {
+  return h("div", { class: "kpi" }, h("div", { class: "v" }, value), h("div", { class: "k" }, label));
+}
+
+function figuresTable(m) {
+  return table(
+    [
+      "Variant",
+      "req/s",
+      "p50",
+      "p95",
+      "p99",
+      "proxy p50",
+      "proxy p99",
+      "Requests",
+      "Errors (5xx)",
+      "Refused (4xx)",
+      "Queue",
+      "In flight",
+    ].map((t, i) => (i ? h("th", { class: "num", scope: "col" }, t) : t)),
+    m.variants.map((v) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, v.variant),
+        ...[
+          fmtNum(v.rps),
+          ms(v.latency.p50_ms),
+          ms(v.latency.p95_ms),
+          ms(v.latency.p99_ms),
+          ms(v.proxy_latency.p50_ms),
+          ms(v.proxy_latency.p99_ms),
+          fmtNum(v.requests),
+          fmtNum(v.errors),
+          fmtNum(v.client_errors),
+          fmtNum(v.queue_depth),
+          fmtNum(v.in_flight),
+        ].map((x) => h("td", { class: "num" }, x)),
+      ),
+    ),
+    { class: "figures" },
+  );
+}
+
+async function drawCharts(els, m) {
+  const names = Object.keys(m.history);
+  const color = (i) => PALETTE[i % PALETTE.length];
+  const at = (points) => points.map((p) => new Date(p.at * 1000));
+  await drawPlot(
+    els.rps,
+    names.flatMap((n, i) => [
+      {
+        x: at(m.history[n]),
+        y: m.history[n].map((p) => p.rps),
+        type: "scatter",
+        mode: "lines",
+        name: `${n} req/s`,
+        line: { color: color(i) },
+      },
+      {
+        x: at(m.history[n]),
+        y: m.history[n].map((p) => p.errors),
+        type: "scatter",
+        mode: "lines",
+        name: `${n} errors`,
+        line: { color: color(i), dash: "dot" },
+      },
+    ]),
+    {
+      xaxis: { type: "date" },
+      yaxis: { title: { text: "per second / errors" }, rangemode: "tozero" },
+      hovermode: "x unified",
+      uirevision: "rps",
+    },
+  );
+  await drawPlot(
+    els.latency,
+    names.flatMap((n, i) => [
+      {
+        x: at(m.history[n]),
+        y: m.history[n].map((p) => p.p50_ms),
+        type: "scatter",
+        mode: "lines+markers",
+        name: `${n} p50`,
+        line: { color: color(i) },
+        connectgaps: true,
+        marker: { size: 4 },
+      },
+      {
+        x: at(m.history[n]),
+        y: m.history[n].map((p) => p.p99_ms),
+        type: "scatter",
+        mode: "lines+markers",
+        name: `${n} p99`,
+        line: { color: color(i), dash: "dash" },
+        connectgaps: true,
+        marker: { size: 4 },
+      },
+    ]),
+    {
+      xaxis: { type: "date" },
+      yaxis: { title: { text: "ms" }, rangemode: "tozero" },
+      hovermode: "x unified",
+      uirevision: "latency",
+    },
+  );
+  const bars = m.variants.map((v, i) => ({ v, i })).filter(({ v }) => Object.keys(v.batch_sizes).length);
+  await drawPlot(
+    els.batches,
+    bars.map(({ v, i }) => ({
+      type: "bar",
+      name: v.variant,
+      x: Object.keys(v.batch_sizes),
+      y: Object.values(v.batch_sizes),
+      marker: { color: color(i) },
+    })),
+    {
+      barmode: "group",
+      xaxis: { title: { text: "rows per batch" }, type: "category" },
+      yaxis: { title: { text: "batches in the window" }, rangemode: "tozero" },
+      uirevision: "batches",
+      showlegend: bars.length > 1,
+      annotations: bars.length
+        ? []
+        : [
+            {
+              text: "No batches in the window",
+              showarrow: false,
+              xref: "paper",
+              yref: "paper",
+              x: 0.5,
+              y: 0.5,
+            },
+          ],
+    },
+  );
+}
+
+export default async function render(view) {
+  loadPlotly().catch(() => {}); // plotly.js starts while the data comes; a failure shows per chart
+  const { main, params, signal } = view;
+  const name = params.name;
+  view.title(name);
+  let seconds = 10;
+  let ep = await api(path("endpoints", name), { signal });
+  const top = h("div");
+  const config = h("div");
+  const live = h("div");
+  const problem = h("div");
+  const els = {
+    rps: h("div", { class: "plot" }),
+    latency: h("div", { class: "plot" }),
+    batches: h("div", { class: "plot" }),
+  };
+  signal.addEventListener("abort", () => Object.values(els).forEach(purge));
+
+  const drawEndpoint = () => {
+    replace(
+      top,
+      h("div", { class: "crumbs" }, link("#/endpoints", "Endpoints"), " / "),
+      h("h1", {}, ep.name, badge(ep.status)),
+      h(
+        "ul",
+        { class: "facts" },
+        h("li", {}, "POST ", h("b", { class: "mono" }, ep.url)),
+        h("li", {}, "created ", h("b", {}, fmtTime(ep.created_at))),
+        h("li", {}, "updated ", h("b", {}, fmtTime(ep.updated_at))),
+      ),
+      ep.status_reason
+        ? h("p", { class: ep.status === "Failed" ? "alert" : "note" }, ep.status_reason)
+        : null,
+    );
+    replace(
+      config,
+      h("h2", {}, "Variants"),
+      variantsTable(ep.variants),
+      ep.pending_variants && ep.pending_variants.length
+        ? [h("h3", {}, "Rolling out to"), variantsTable(ep.pending_variants)]
+        : null,
+      h(
+        "div",
+        { class: "grid2" },
+        h(
+          "section",
+          {},
+          h("h2", {}, "Batching"),
+          kvTable([
+            ["max batch", fmtNum(ep.batching.max_batch)],
+            ["max delay", `${fmtNum(ep.batching.max_delay_ms)} ms`],
+            ["queue size", fmtNum(ep.batching.queue_size)],
+            ["captured requests", `${fmtNum(ep.capture.fraction * 100)}%`],
+          ]),
+        ),
+        h("section", {}, h("h2", {}, "Timeline"), timeline(ep.transitions, true)),
+      ),
+    );
+  };
+
+  const refresh = async () => {
+    const [next, m] = await Promise.all([
+      api(path("endpoints", name), { signal }),
+      api(path("endpoints", name, "metrics"), { query: { window: seconds, points: 120 }, signal }),
+    ]).catch((err) => {
+      if (err.name !== "AbortError") replace(problem, errorBox(err));
+      return [null, null];
+    });
+    if (!next) return true;
+    replace(problem);
+    ep = next;
+    drawEndpoint();
+    const rps = m.variants.reduce((a, v) => a + v.rps, 0);
+    replace(
+      live,
+      h(
+        "div",
+        { class: "kpis" },
+        kpi("requests/s", fmtNum(rps)),
+        kpi("requests", fmtNum(m.variants.reduce((a, v) => a + v.requests, 0))),
+        kpi("errors (5xx)", fmtNum(m.variants.reduce((a, v) => a + v.errors, 0))),
+        kpi("refused (4xx)", fmtNum(m.variants.reduce((a, v) => a + v.client_errors, 0))),
+        kpi("unavailable (503)", fmtNum(m.unavailable)),
+        kpi("retried", fmtNum(m.retries)),
+      ),
+      m.variants.length ? figuresTable(m) : h("p", { class: "muted" }, "No figures yet."),
+    );
+    await drawCharts(els, m);
+    return true;
+  };
+
+  const windowPick = h(
+    "select",
+    {
+      name: "window",
+      "aria-label": "Window",
+      onchange: (e) => {
+        seconds = Number(e.target.value);
+        refresh();
+      },
+    },
+    [10, 60, 300].map((s) => h("option", { value: String(s), selected: s === seconds }, `last ${s} s`)),
+  );
+  drawEndpoint();
+  replace(
+    main,
+    top,
+    problem,
+    config,
+    h("div", { class: "head section" }, h("h2", {}, "Live"), windowPick),
+    live,
+    h(
+      "div",
+      { class: "charts" },
+      h(
+        "figure",
+        { class: "chart", style: { margin: 0 } },
+        h("h3", {}, "Requests and errors per second"),
+        els.rps,
+      ),
+      h(
+        "figure",
+        { class: "chart", style: { margin: 0 } },
+        h("h3", {}, "Latency (inside the replicas)"),
+        els.latency,
+      ),
+      h("figure", { class: "chart", style: { margin: 0 } }, h("h3", {}, "Batch sizes"), els.batches),
+    ),
+  );
+  await refresh();
+  every(2000, refresh, signal);
+}

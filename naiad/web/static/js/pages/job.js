@@ -1,0 +1,108 @@
+// #/jobs/NAME: status, timeline, hyperparameters, the live log per rank, and Stop.
+import { api, path } from "../api.js";
+import { h, link, kvTable, replace, errorBox } from "../dom.js";
+import { badge, fmtTime, fmtValue, span, TERMINAL } from "../format.js";
+import { every } from "../poll.js";
+import { timeline } from "../parts/timeline.js";
+import { logTail } from "../parts/log_tail.js";
+
+export default async function render(view) {
+  const { main, params, signal } = view;
+  let job = await api(path("jobs", params.name), { signal });
+  view.title(job.name);
+  const top = h("div");
+  const steps = h("div");
+  const problem = h("div");
+  const stop = h("button", { type: "button", class: "danger", "data-action": "stop" }, "Stop");
+  stop.addEventListener("click", async () => {
+    stop.disabled = true;
+    stop.textContent = "Stopping…";
+    replace(problem);
+    try {
+      job = await api(path("jobs", job.name, "stop"), { method: "POST", signal });
+      draw();
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      replace(problem, errorBox(err));
+      stop.disabled = false;
+      stop.textContent = "Stop";
+    }
+  });
+
+  function draw() {
+    const done = TERMINAL.has(job.status);
+    stop.hidden = done;
+    if (job.status === "Stopping") {
+      stop.disabled = true;
+      stop.textContent = "Stopping…";
+    }
+    replace(
+      top,
+      h("div", { class: "crumbs" }, link("#/jobs", "Jobs"), " / "),
+      h(
+        "div",
+        { class: "head" },
+        h(
+          "div",
+          {},
+          h("h1", {}, job.name, badge(job.status)),
+          h(
+            "ul",
+            { class: "facts" },
+            h("li", {}, "entrypoint ", h("b", { class: "mono" }, job.entrypoint)),
+            h("li", {}, "processes ", h("b", {}, `${job.nodes} × ${job.processes_per_node}`)),
+            job.gpus ? h("li", {}, "GPUs per node ", h("b", {}, String(job.gpus))) : null,
+            h("li", {}, "attempt ", h("b", {}, `${job.attempt + 1} of ${job.max_retries + 1}`)),
+            h("li", {}, "created ", h("b", {}, fmtTime(job.created_at))),
+            job.started_at ? h("li", {}, "ran for ", h("b", {}, span(job.started_at, job.ended_at))) : null,
+            h("li", {}, "run ", link(`#/runs/${encodeURIComponent(job.run_id)}`, "metrics and artifacts")),
+          ),
+        ),
+        stop,
+      ),
+      // While it runs the timeline says as much; the reason matters once it waits or ends.
+      job.status_reason && !["Starting", "Running"].includes(job.status)
+        ? h("p", { class: job.status === "Failed" ? "alert" : "note" }, job.status_reason)
+        : null,
+    );
+    replace(steps, timeline(job.transitions, done));
+  }
+  draw();
+
+  replace(
+    main,
+    top,
+    problem,
+    h(
+      "div",
+      { class: "grid2" },
+      h("section", {}, h("h2", {}, "Timeline"), steps),
+      h(
+        "section",
+        {},
+        h("h2", {}, "Hyperparameters"),
+        kvTable(
+          Object.entries(job.hyperparameters).map(([k, v]) => [k, fmtValue(v)]),
+          "None.",
+        ),
+        h("h2", {}, "Inputs"),
+        kvTable(Object.entries(job.inputs), "None."),
+        h("h2", {}, "Output"),
+        h("p", { class: "mono small" }, job.output_uri),
+      ),
+    ),
+    h("h2", {}, "Logs"),
+    logTail(job.name, { signal, ranks: job.nodes * job.processes_per_node }),
+  );
+
+  if (TERMINAL.has(job.status)) return;
+  every(
+    1000,
+    async () => {
+      job = await api(path("jobs", job.name), { signal });
+      draw();
+      return !TERMINAL.has(job.status);
+    },
+    signal,
+  );
+}

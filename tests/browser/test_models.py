@@ -1,0 +1,49 @@
+"""The registry and serving pages: versions, aliases, evaluations side by side with their
+confusion matrices, lineage to the endpoint, and an endpoint's variants and live figures."""
+
+import re
+
+import pytest
+
+from .conftest import expect
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def served(served_models) -> None:  # type: ignore[no-untyped-def]
+    served_models.result(timeout=240)
+
+
+def test_models_page(page, served, shot) -> None:  # type: ignore[no-untyped-def]
+    page.goto("/#/models")
+    expect(page.locator("main table")).to_contain_text("production → v1")
+    page.get_by_role("link", name="classifier").click()
+    expect(page.locator("main h1")).to_have_text("classifier")
+    cards = page.locator(".evaluations .evaluation")
+    expect(cards).to_have_count(2)
+    for card in (cards.nth(0), cards.nth(1)):
+        expect(card).to_contain_text("accuracy")
+        expect(card.locator("table.matrix tbody tr")).to_have_count(3)  # low, mid, high
+    lineage = page.locator("main table").first
+    expect(lineage).to_contain_text("job train-classifier")  # job -> run -> v1 -> endpoint
+    expect(lineage).to_contain_text("endpoint classify")
+    shot(page, "models", full_page=True)
+    page.locator("main table").first.get_by_role("link", name="classify").first.click()
+    expect(page.locator("main h1")).to_contain_text("classify")
+
+
+def test_endpoint_page(page, served, shot) -> None:  # type: ignore[no-untyped-def]
+    page.goto("/#/endpoints")
+    page.get_by_role("link", name="classify").click()
+    expect(page.locator("main h1 .badge")).to_have_text("InService")
+    variants = page.locator("table.variants").first
+    expect(variants).to_contain_text("75%")
+    expect(variants).to_contain_text("25%")
+    expect(page.locator("table.figures")).to_contain_text("classifier-v1")
+    label = page.locator(".k", has_text=re.compile("^requests$"))
+    requests = page.locator(".kpi", has=label).locator(".v")
+    expect(requests).to_have_text("30", timeout=10_000)
+    for chart in page.locator(".charts .plot").all():
+        expect(chart).to_have_attribute("data-rendered", "1")
+    shot(page, "endpoint", full_page=True)
