@@ -46,6 +46,12 @@ def serve(settings: Settings) -> None:
     tmp = settings.server_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(record))
     tmp.replace(settings.server_file)
+    link = settings.url
+    if settings.auth:
+        from naiad.server.auth import ensure_token
+
+        link += f"/?token={ensure_token(settings.token_file)}"
+    print(f"Naiad {settings.url} (home {settings.home})\nConsole: {link}", flush=True)
     try:
         uvicorn.run(
             "naiad.server.app:create_app",
