@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test lint bench bench-tracking bench-training server clean
+.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving server clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,10 @@ bench-tracking: $(VENV)/.bench  ## tracking benchmark against MLflow on this mac
 bench-training: $(STAMP)  ## the digits CNN bare vs as a Naiad job, job latencies, DDP
 	$(PY) bench/training.py
 
-bench: bench-tracking bench-training
+bench-serving: $(VENV)/.bench  ## the digits CNN served: Naiad's replica vs mlflow models serve
+	$(PY) bench/serving.py
+
+bench: bench-tracking bench-training bench-serving
 
 server: $(STAMP)
 	$(VENV)/bin/naiad server
