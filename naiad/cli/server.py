@@ -10,8 +10,12 @@ from naiad.settings import DEFAULT_PORT
 
 @handled
 def server(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: NAIAD_HOST or 127.0.0.1].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help=f"Port to listen on [default: NAIAD_PORT or {DEFAULT_PORT}].")
+    ] = None,
 ) -> None:
     """Start the API server and console (SQLite + files under $NAIAD_HOME by default)."""
     from pydantic import ValidationError
@@ -20,7 +24,8 @@ def server(
     from naiad.settings import load_settings
 
     try:
-        settings = load_settings(host=host, port=port)
+        given = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+        settings = load_settings(**given)
     except ValidationError as exc:
         problems = "; ".join(
             f"NAIAD_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
