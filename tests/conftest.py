@@ -37,7 +37,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "postgres":
         database_url = request.getfixturevalue("postgres_url")
         postgres.truncate_all(database_url)
-    return Settings(home=tmp_path / "home", database_url=database_url)
+    # No warm standby: an app per test would each import torch in the background.
+    return Settings(home=tmp_path / "home", database_url=database_url, warm_start=False)
 
 
 @pytest.fixture

@@ -15,12 +15,13 @@ def build_app(server_only: bool = False) -> typer.Typer:
     app.callback()(lambda: None)
     app.command()(server)
     if not server_only:
-        from naiad.cli import experiments, jobs, models, runs
+        from naiad.cli import endpoints, experiments, jobs, models, runs
 
         app.add_typer(experiments.app, name="experiments")
         app.add_typer(runs.app, name="runs")
         app.add_typer(jobs.app, name="jobs")
         app.add_typer(models.app, name="models")
+        app.add_typer(endpoints.app, name="endpoints")
         app.command("train")(jobs.train)
     return app
 

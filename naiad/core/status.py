@@ -40,3 +40,45 @@ def check_transition(current: Status, new: Status, what: str = "run") -> None:
             if current.terminal
             else f"The {what} is {current.value} and cannot move to {new.value}."
         )
+
+
+class EndpointStatus(StrEnum):
+    """An endpoint serves until deleted, so its lifecycle has no "ended" states: SageMaker's
+    Creating -> InService <-> Updating, Failed (fixed by an update) and Deleting."""
+
+    CREATING = "Creating"
+    IN_SERVICE = "InService"
+    UPDATING = "Updating"
+    FAILED = "Failed"
+    DELETING = "Deleting"
+
+
+_ENDPOINT_ALLOWED: dict[EndpointStatus, frozenset[EndpointStatus]] = {
+    EndpointStatus.CREATING: frozenset(
+        {EndpointStatus.IN_SERVICE, EndpointStatus.FAILED, EndpointStatus.DELETING}
+    ),
+    EndpointStatus.IN_SERVICE: frozenset(
+        {EndpointStatus.UPDATING, EndpointStatus.FAILED, EndpointStatus.DELETING}
+    ),
+    EndpointStatus.UPDATING: frozenset(
+        {EndpointStatus.IN_SERVICE, EndpointStatus.FAILED, EndpointStatus.DELETING}
+    ),
+    EndpointStatus.FAILED: frozenset({EndpointStatus.UPDATING, EndpointStatus.DELETING}),
+    EndpointStatus.DELETING: frozenset(),
+}
+
+
+def check_endpoint_transition(current: EndpointStatus, new: EndpointStatus) -> None:
+    """Raise Conflict when an endpoint may not move ``current -> new`` (same state: no-op)."""
+    if current == new:
+        return
+    if new not in _ENDPOINT_ALLOWED[current]:
+        hint = {
+            EndpointStatus.DELETING: " it is being deleted",
+            EndpointStatus.UPDATING: " wait for the update in progress to finish",
+            EndpointStatus.CREATING: " wait until it is InService",
+        }.get(current, "")
+        raise Conflict(
+            f"The endpoint is {current.value} and cannot move to {new.value}"
+            + (f";{hint}." if hint else ".")
+        )

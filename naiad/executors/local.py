@@ -62,6 +62,7 @@ class LocalExecutor:
         self._standby: subprocess.Popen[bytes] | None = None
         self._refill: threading.Timer | None = None
         self._lock = threading.Lock()
+        self._closed = False
         if warm:
             self._start_standby()
 
@@ -105,7 +106,7 @@ class LocalExecutor:
     # -- the warm standby ---------------------------------------------------------------
     def _start_standby(self) -> None:
         with self._lock:
-            if self._standby is not None and self._standby.poll() is None:
+            if self._closed or (self._standby is not None and self._standby.poll() is None):
                 return
             self._standby = subprocess.Popen(
                 [sys.executable, "-m", WARM_MODULE],
@@ -158,20 +159,18 @@ class LocalExecutor:
         return True
 
     def close(self) -> None:
-        """Let the standby go (it exits when its stdin closes); running jobs are untouched."""
+        """End the standby (it holds no job: a handed-over one is no longer ours)."""
         if self._refill is not None:
             self._refill.cancel()
         with self._lock:
-            standby, self._standby = self._standby, None
+            standby, self._standby, self._closed = self._standby, None, True
         if standby is not None:
-            with contextlib.suppress(OSError):
-                assert standby.stdin is not None
-                standby.stdin.close()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                standby.wait(timeout=5)
-            if standby.poll() is None:
-                standby.kill()
-                standby.wait()
+            standby.kill()
+            standby.wait()
+            for pipe in (standby.stdin, standby.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
 
     def poll(self, spec: LaunchSpec) -> ExecState:
         """What ``state.json`` says, or "lost" when the supervisor died before a final state."""

@@ -5,6 +5,10 @@ from pydantic import BaseModel, Field
 
 from naiad.schemas.common import Timestamp, Wire
 
+# How the reason of an update that could not start its replicas begins: the endpoint is
+# InService again on its previous variants.
+ROLLED_BACK = "The update was rolled back"
+
 
 class VariantSpec(Wire):
     model: str = Field(description="NAME, NAME:VERSION or NAME@ALIAS; resolved at deploy time.")

@@ -10,6 +10,7 @@ from naiad.schemas.common import ParamValue
 from naiad.schemas.experiments import Experiment
 from naiad.schemas.runs import Run, RunComparison
 from naiad.sdk.config import resolve
+from naiad.sdk.endpoints import Endpoints
 from naiad.sdk.http import Transport, raise_for
 from naiad.sdk.jobs import TrainingJobs
 from naiad.sdk.models import Evaluations, Models
@@ -193,8 +194,9 @@ class Client:
         self.training_jobs = TrainingJobs(self._transport)
         self.models = Models(self._transport, self.training_jobs)
         self.evaluations = Evaluations(self._transport)
+        self.endpoints = Endpoints(self._transport)
 
-    def health(self) -> dict[str, str]:
+    def health(self) -> dict[str, Any]:
         return self._transport.request("GET", "/health")
 
     def close(self) -> None:

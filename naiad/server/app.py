@@ -6,20 +6,30 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.responses import HTMLResponse
 
 from naiad import __version__
 from naiad.executors import open_executor
 from naiad.server import errors
 from naiad.server.auth import ensure_token
+from naiad.server.controller.endpoints import EndpointKeeper
 from naiad.server.controller.scheduler import Scheduler
 from naiad.server.deps import require_token
 from naiad.server.limits import BodyLimit, NoNulInUrl
-from naiad.server.routes import artifacts, experiments, health, jobs, metrics, models, runs
+from naiad.server.routes import (
+    artifacts,
+    endpoints,
+    experiments,
+    health,
+    jobs,
+    metrics,
+    models,
+    runs,
+)
 from naiad.server.state import AppState
 from naiad.settings import Settings, load_settings
 from naiad.store.artifacts import open_artifact_store
 from naiad.store.db import make_engine, make_sessionmaker, migrate
+from naiad.web import console
 
 API = "/api/v1"
 
@@ -47,13 +57,20 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         target=importlib.import_module, args=("naiad.services.metric_reads",), daemon=True
     ).start()
     state: AppState = app.state.naiad
-    state.scheduler = Scheduler(state, open_executor(state.settings.executor))
+    executor = open_executor(state.settings.executor, state.settings.warm_start)
+    state.scheduler = Scheduler(state, executor)
     state.scheduler.start()
+    state.endpoints = EndpointKeeper(state)
+    state.endpoints.router.open()
+    state.endpoints.start()
     try:
         yield
     finally:
         state.scheduler.close()
         state.scheduler = None
+        state.endpoints.close()  # the replicas keep serving; the next server re-attaches
+        await state.endpoints.router.aclose()
+        state.endpoints = None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -71,17 +88,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
 
     api = APIRouter(prefix=API, dependencies=[Depends(require_token)])
-    for module in (experiments, runs, metrics, artifacts, jobs, models):
+    for module in (experiments, runs, metrics, artifacts, jobs, models, endpoints):
         api.include_router(module.router)
     app.include_router(health.router, prefix=API)
     app.include_router(api)
+    app.include_router(endpoints.invocations)
 
-    @app.get("/", include_in_schema=False)
-    def index() -> HTMLResponse:
-        return HTMLResponse(
-            "<!doctype html><title>Naiad</title><h1>Naiad</h1>"
-            f"<p>API: <a href='{API}/docs'>{API}/docs</a></p>"
-        )
+    console.mount(app)  # the web console at /, behind the token's session cookie
 
     # Uploads stream to disk under their own limits.
     artifact_route = rf"{API}/(runs/[^/]+/artifacts(/|$)|models/uploads$|sources$)"

@@ -10,6 +10,7 @@ from naiad.settings import Settings
 from naiad.store.artifacts import ArtifactStore
 
 if TYPE_CHECKING:
+    from naiad.server.controller.endpoints import EndpointKeeper
     from naiad.server.controller.scheduler import Scheduler
 
 
@@ -21,3 +22,4 @@ class AppState:
     artifacts: ArtifactStore
     token: str | None  # None when auth is off
     scheduler: "Scheduler | None" = None  # runs while the app is being served
+    endpoints: "EndpointKeeper | None" = None  # likewise: replicas, routing, their figures

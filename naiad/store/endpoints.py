@@ -46,7 +46,11 @@ def create(session: Session, name: str, spec: dict[str, Any], reason: str) -> En
         )
         raise Conflict(f"An endpoint named {name!r} already exists; {hint}.")
     row = EndpointRow(
-        id=new_id(), name=name, status=EndpointStatus.CREATING.value, spec=spec, status_reason=reason
+        id=new_id(),
+        name=name,
+        status=EndpointStatus.CREATING.value,
+        spec=spec,
+        status_reason=reason,
     )
     try:
         with session.begin_nested():
@@ -94,8 +98,13 @@ def transitions(session: Session, row: EndpointRow) -> list[EndpointTransitionRo
     return list(session.scalars(query))
 
 
-def list_all(session: Session) -> list[EndpointRow]:
-    return list(session.scalars(select(EndpointRow).order_by(EndpointRow.name)))
+def list_all(session: Session, lock: bool = False) -> list[EndpointRow]:
+    """Every endpoint by name; ``lock`` holds the rows until the transaction ends (PostgreSQL),
+    so the keeper and a request never both act on the same stale row."""
+    query = select(EndpointRow).order_by(EndpointRow.name)
+    if lock:
+        query = query.with_for_update()
+    return list(session.scalars(query))
 
 
 def delete_row(session: Session, row: EndpointRow) -> None:

@@ -45,7 +45,7 @@ def _need(config: pytest.Config, available: bool, what: str) -> None:
     root.need(available, what)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright(request: pytest.FixtureRequest) -> Iterator:  # type: ignore[type-arg]
     _need(
         request.config,
@@ -60,7 +60,7 @@ def playwright(request: pytest.FixtureRequest) -> Iterator:  # type: ignore[type
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     server = LiveServer(home=tmp_path_factory.mktemp("console") / "home")
     server.start()
@@ -99,7 +99,7 @@ def _reap(home: Path) -> None:
             proc.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console(playwright, live: LiveServer, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """One Chromium profile for the session, as a person's browser keeps one: its caches
     (plotly.js compiled once) and its session cookie carry from page to page."""
@@ -114,14 +114,14 @@ def console(playwright, live: LiveServer, tmp_path_factory: pytest.TempPathFacto
     context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api(live: LiveServer) -> Iterator[httpx.Client]:
     headers = {"authorization": f"Bearer {live.token}"}
     with httpx.Client(base_url=f"{live.url}/api/v1", headers=headers, timeout=60) as client:
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def client(live: LiveServer) -> naiad.Client:
     return naiad.Client(url=live.url, token=live.token)
 
@@ -148,7 +148,7 @@ class Background:
             raise self.error
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def served_models(
     live: LiveServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Background]:
@@ -159,7 +159,7 @@ def served_models(
     work.thread.join(180)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def world(live: LiveServer, api: httpx.Client, request: pytest.FixtureRequest) -> dict[str, str]:
     """10,000 runs in 'sweep', two runs with curves and artifacts in 'tour', and a run with
     a 1,000,000-point metric in 'big'."""

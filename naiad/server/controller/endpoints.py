@@ -1,0 +1,343 @@
+"""The endpoint keeper: a loop that keeps every endpoint's replicas as its spec asks.
+
+Each tick (half a second, or at once when woken by a deploy, an update or a delete):
+1. every replica is checked (``replica_set``): a dead one is started again, counted in
+   its ``restarts``; on the first tick after a server start the replicas a previous
+   server left running are found again by their directories and re-attached;
+2. each endpoint moves towards its spec: a Creating or Updating endpoint gets the
+   replicas of its pending variants; once all answer /ping the routing table switches to
+   them in one step (InService), and the replicas nothing needs any more are drained
+   (SIGTERM: they finish what they hold) and stopped (SIGKILL after a grace). A rollout
+   whose replicas cannot start is undone; an endpoint with nothing left to serve is
+   Failed with the replica's last words. Deleting stops everything, then the row goes;
+3. the routing table is published to the proxy (``router``);
+4. about once a second the replicas' ``/stats`` are scraped into the metrics book, and
+   every few seconds captured requests are moved to the artifact store.
+"""
+
+import logging
+import shutil
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from naiad.core.status import EndpointStatus
+from naiad.schemas.endpoints import ROLLED_BACK, Replica
+from naiad.server.controller import replicas
+from naiad.server.controller.endpoint_metrics import MetricsBook
+from naiad.server.controller.model_cache import ModelCache
+from naiad.server.controller.replica_set import Proc, ReplicaSet
+from naiad.server.controller.router import Router, VariantRoute
+from naiad.server.state import AppState
+from naiad.store import endpoints
+from naiad.store.db import transaction
+from naiad.store.tables import EndpointRow
+
+log = logging.getLogger("naiad.endpoints")
+
+MAX_FAILED_STARTS = 3  # starts in a row that never answered /ping: the variant has failed
+ROLLOUT_FAILED_STARTS = 2  # ...and for replicas of a rollout, which can be undone instead
+PRUNE_EVERY_S = 60.0
+ROUTED = (EndpointStatus.IN_SERVICE.value, EndpointStatus.UPDATING.value)
+
+
+class EndpointKeeper:
+    def __init__(
+        self,
+        state: AppState,
+        interval: float = 0.5,
+        start_timeout_s: float = 180.0,
+        stop_grace_s: float = 35.0,
+        scrape_interval_s: float = 1.0,
+        capture_interval_s: float = 10.0,
+    ) -> None:
+        self.state = state
+        self.interval = interval
+        self.scrape_interval_s = scrape_interval_s
+        self.capture_interval_s = capture_interval_s
+        self.cache = ModelCache(state.settings.home / "model-cache", state.artifacts)
+        self.book = MetricsBook()
+        self.router = Router(self.book)
+        self._http = httpx.Client(timeout=2.0, trust_env=False)
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="naiad-keeper")
+        self.fleet = ReplicaSet(
+            state.settings.home / "endpoints", self._pool, self._http, start_timeout_s, stop_grace_s
+        )
+        self._capture_job: Future[None] | None = None
+        self._adopted = False
+        self._last = {"scrape": 0.0, "capture": 0.0, "prune": 0.0}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="naiad-keeper", daemon=True)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def wake_after_commit(self, session: Session) -> None:
+        event.listen(session, "after_commit", lambda _: self.wake(), once=True)
+
+    def close(self) -> None:
+        """Stop watching; the replicas keep serving for the next server to re-attach."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.cache.close()
+        self._http.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("endpoint keeper tick failed; retrying")
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def live(self, endpoint: str) -> dict[str, list[Replica]]:
+        return self.fleet.live(endpoint)
+
+    # -- the tick -----------------------------------------------------------------------
+    def tick(self) -> None:
+        if not self._adopted:
+            self.fleet.adopt()
+            self._adopted = True
+        self.fleet.check()
+        with transaction(self.state.sessions) as session:
+            rows = endpoints.list_all(session, lock=True)
+            for row in rows:
+                self._reconcile(session, row)
+            table = {row.name: self._routes(row) for row in rows if row.status in ROUTED}
+            names = {row.name for row in rows}
+            versions = {
+                v["version_id"]
+                for row in rows
+                for v in [
+                    *row.spec["variants"],
+                    *(row.spec.get("pending") or {}).get("variants", []),
+                ]
+            }
+        self.router.publish(table)
+        for proc in self.fleet.all():
+            if proc.endpoint not in names and proc.retire_at is None:
+                self.fleet.retire(proc)
+        self.fleet.step(gone=self._upload_capture_dir)
+        now = time.monotonic()
+        if now - self._last["scrape"] >= self.scrape_interval_s:
+            self._last["scrape"] = now
+            self._scrape(table)
+        if now - self._last["capture"] >= self.capture_interval_s:
+            self._last["capture"] = now
+            self._upload_captures()
+        if now - self._last["prune"] >= PRUNE_EVERY_S:
+            self._last["prune"] = now
+            self.cache.prune(versions | {p.version_id for p in self.fleet.all()})
+
+    # -- one endpoint ---------------------------------------------------------------------
+    def _reconcile(self, session: Session, row: EndpointRow) -> None:
+        status = EndpointStatus(row.status)
+        if status in (EndpointStatus.DELETING, EndpointStatus.FAILED):
+            mine = self.fleet.of(row.name)
+            for proc in mine:
+                if proc.retire_at is None:
+                    self.fleet.retire(proc)
+            if status == EndpointStatus.DELETING and not mine:
+                shutil.rmtree(self.fleet.root / row.name, ignore_errors=True)
+                self.book.forget(row.name)
+                endpoints.delete_row(session, row)
+            return
+        spec = row.spec
+        active = spec["variants"]
+        pending = spec.get("pending") or {}
+        desired: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
+        for variants, flags in ((active, spec), (pending.get("variants", []), pending)):
+            for v in variants:
+                for i in range(v["replicas"]):
+                    desired.setdefault((v["key"], i), (v, flags))
+        for proc in self.fleet.of(row.name):
+            if (proc.key, proc.index) not in desired and proc.retire_at is None:
+                self.fleet.retire(proc)
+        fetch_problems = {}
+        for (key, index), (variant, flags) in desired.items():
+            problem = self._ensure(row.name, key, index, variant, flags)
+            if problem:
+                fetch_problems[variant["name"]] = problem
+        if pending:
+            self._rollout(session, row, desired, fetch_problems)
+        else:
+            self._watch(session, row, fetch_problems)
+
+    def _ensure(
+        self, endpoint: str, key: str, index: int, variant: dict[str, Any], flags: dict[str, Any]
+    ) -> str | None:
+        """Start the replica when it is not running and its backoff is over."""
+        proc = self.fleet.slot(endpoint, key, index)
+        proc.variant, proc.version_id = variant["name"], variant["version_id"]
+        if proc.pid is not None or time.monotonic() < proc.retry_at:
+            return None
+        model_dir = self.cache.fetch(variant["version_id"], variant["artifact_uri"])
+        if not isinstance(model_dir, Path):
+            return model_dir  # a sentence, or None while it downloads
+        batching, capture = flags["batching"], flags["capture"]
+        launch = replicas.Launch(
+            model_dir=model_dir,
+            max_batch=batching["max_batch"],
+            max_delay_ms=batching["max_delay_ms"],
+            queue_size=batching["queue_size"],
+            capture_fraction=capture["fraction"],
+        )
+        self.fleet.start(proc, launch)
+        return None
+
+    def _rollout(
+        self,
+        session: Session,
+        row: EndpointRow,
+        desired: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]],
+        fetch_problems: dict[str, str],
+    ) -> None:
+        spec = row.spec
+        pending = spec["pending"]
+        serving = {(v["key"], i) for v in spec["variants"] for i in range(v["replicas"])}
+        wanted = {(v["key"], i) for v in pending["variants"] for i in range(v["replicas"])}
+        procs = {(p.key, p.index): p for p in self.fleet.of(row.name)}
+        failure = next(iter(fetch_problems.values()), None)
+        for slot in wanted - serving:
+            proc = procs.get(slot)
+            if proc is not None and proc.failed_starts >= ROLLOUT_FAILED_STARTS:
+                failure = failure or proc.failure
+        if failure:
+            spec = {**spec, "pending": None}
+            endpoints.set_spec(row, spec)
+            if spec["variants"]:
+                reason = f"{ROLLED_BACK}; still serving {_describe(spec['variants'])}. {failure}"
+                endpoints.transition(session, row, EndpointStatus.IN_SERVICE, reason)
+            else:
+                endpoints.transition(session, row, EndpointStatus.FAILED, failure)
+            return
+        healthy = sum(1 for slot in wanted if slot in procs and procs[slot].healthy)
+        if healthy < len(wanted):
+            if row.status == EndpointStatus.CREATING:
+                reason = f"{healthy} of {len(wanted)} replica(s) healthy."
+                endpoints.transition(session, row, EndpointStatus.CREATING, reason)
+            return
+        variants = pending["variants"]
+        endpoints.set_spec(
+            row,
+            {
+                **spec,
+                "variants": variants,
+                "batching": pending["batching"],
+                "capture": pending["capture"],
+                "pending": None,
+            },
+        )
+        endpoints.transition(
+            session, row, EndpointStatus.IN_SERVICE, f"Serving {_describe(variants)}."
+        )
+        # The replicas only the old variants had leave on the next tick, after the switch.
+        self.book.forget(row.name, keep={v["name"] for v in variants})
+
+    def _watch(self, session: Session, row: EndpointRow, fetch_problems: dict[str, str]) -> None:
+        """An InService endpoint fails when a variant has no replica and cannot get one."""
+        procs = self.fleet.of(row.name)
+        for v in row.spec["variants"]:
+            mine = [p for p in procs if p.key == v["key"] and p.index < v["replicas"]]
+            if any(p.healthy for p in mine):
+                continue
+            stuck = fetch_problems.get(v["name"])
+            if stuck is None and mine and all(p.failed_starts >= MAX_FAILED_STARTS for p in mine):
+                stuck = mine[0].failure
+            if stuck:
+                # Nothing serves any more: an update (with the variants to serve) revives it.
+                endpoints.set_spec(row, {**row.spec, "variants": []})
+                reason = f"Variant {v['name']} ({v['model']}) has no healthy replica. {stuck}"
+                endpoints.transition(session, row, EndpointStatus.FAILED, reason)
+                return
+
+    def _routes(self, row: EndpointRow) -> tuple[VariantRoute, ...]:
+        procs = self.fleet.of(row.name)
+        return tuple(
+            VariantRoute(
+                v["name"],
+                v["weight"],
+                tuple(
+                    ("127.0.0.1", p.port)
+                    for p in sorted(procs, key=lambda p: p.index)
+                    if p.key == v["key"]
+                    and p.index < v["replicas"]
+                    and p.healthy
+                    and p.retire_at is None
+                    and p.port is not None
+                ),
+            )
+            for v in row.spec["variants"]
+        )
+
+    # -- stopping -------------------------------------------------------------------------
+    # -- figures and captured data -------------------------------------------------------------
+    def _scrape(self, table: dict[str, tuple[VariantRoute, ...]]) -> None:
+        procs = [p for p in self.fleet.all() if p.healthy and p.retire_at is None]
+        answers = dict(zip(procs, self._pool.map(self._stats, procs), strict=True))
+        now = time.time()
+        for endpoint, routes in table.items():
+            for route in routes:
+                ports = {port for _, port in route.targets}
+                snaps = {
+                    f"{p.key}/{p.index}": snap
+                    for p, snap in answers.items()
+                    if p.endpoint == endpoint and p.port in ports and snap is not None
+                }
+                self.book.observe(endpoint, route.name, snaps, now)
+
+    def _stats(self, proc: Proc) -> dict[str, Any] | None:
+        try:
+            response = self._http.get(f"{proc.url}/stats")
+            return response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def _upload_captures(self) -> None:
+        if self._capture_job is not None and not self._capture_job.done():
+            return
+        procs = [p for p in self.fleet.all() if (p.root / replicas.CAPTURE_DIR).is_dir()]
+
+        def upload() -> None:
+            for proc in procs:
+                self._upload_capture_dir(proc)
+
+        if procs:
+            self._capture_job = self._pool.submit(upload)
+
+    def _upload_capture_dir(self, proc: Proc) -> None:
+        """Move the replica's finished capture files to endpoints/<name>/capture/<variant>/."""
+        for path in sorted((proc.root / replicas.CAPTURE_DIR).glob("*.jsonl")):
+            target = f"endpoints/{proc.endpoint}/capture/{proc.variant or proc.key}/{path.name}"
+            try:
+                self.state.artifacts.put_file(target, path)
+                path.unlink()
+            except FileNotFoundError:
+                continue  # moved by the other uploader (periodic, or at the replica's end)
+            except Exception:
+                log.warning(
+                    "could not upload captured requests %s; will retry", path, exc_info=True
+                )
+                return
+
+
+def _describe(variants: list[dict[str, Any]]) -> str:
+    total = sum(v["weight"] for v in variants) or 1.0
+    return ", ".join(
+        f"{v['model']} ({v['weight'] / total:.0%}, {v['replicas']} replica(s))" for v in variants
+    )

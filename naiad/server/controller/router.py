@@ -1,0 +1,145 @@
+"""The invocation proxy: a routing table the keeper publishes, and forwarding with one retry.
+
+The keeper replaces the whole table at once (one reference assignment), so a request sees
+the old routes or the new ones, never a mix. A request picks a variant by weight among
+those with a healthy replica, then the next replica of that variant in turn. A replica
+that refuses the connection or drops it without answering (it is dying) is left out for a
+moment and the request goes to another one, so a killed replica fails no request while
+another is up. Inference is stateless, so re-sending is safe.
+"""
+
+import random
+import time
+from dataclasses import dataclass
+
+import orjson
+
+from naiad.server.controller.endpoint_metrics import MetricsBook
+from naiad.server.controller.upstream import Target, Unreachable, Upstream, UpstreamTimeout
+
+ATTEMPTS = 3  # the first try and up to two retries, each on another replica
+DOWN_S = 2.0  # how long a replica that failed a connection is left out
+RETRY_AFTER_S = 1
+_PASSED_BACK = ("content-type", "retry-after")
+
+
+@dataclass(frozen=True)
+class VariantRoute:
+    name: str
+    weight: float
+    targets: tuple[Target, ...]  # healthy replicas, e.g. ("127.0.0.1", 41234)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+def _error(status: int, code: str, message: str, retry_after: bool = False) -> Answer:
+    headers = {"content-type": "application/json"}
+    if retry_after:
+        headers["retry-after"] = str(RETRY_AFTER_S)
+    body = orjson.dumps({"error": code, "message": message, "detail": None})
+    return Answer(status, body, headers)
+
+
+def unavailable(message: str) -> Answer:
+    return _error(503, "unavailable", message, retry_after=True)
+
+
+class Router:
+    def __init__(self, book: MetricsBook, timeout_s: float = 60.0) -> None:
+        self.book = book
+        self.timeout_s = timeout_s
+        self._table: dict[str, tuple[VariantRoute, ...]] = {}
+        self._turn: dict[tuple[str, str], int] = {}
+        self._down: dict[Target, float] = {}
+        self.upstream: Upstream | None = None
+
+    def open(self) -> None:
+        """The keep-alive connections every forwarded request shares (on the server's loop)."""
+        self.upstream = Upstream(timeout_s=self.timeout_s)
+
+    async def aclose(self) -> None:
+        if self.upstream is not None:
+            await self.upstream.aclose()
+            self.upstream = None
+
+    def publish(self, table: dict[str, tuple[VariantRoute, ...]]) -> None:
+        self._table = table
+
+    def routes(self, endpoint: str) -> tuple[VariantRoute, ...] | None:
+        return self._table.get(endpoint)
+
+    def _leave_out(self, target: Target) -> None:
+        """Skip ``target`` for a moment (the keeper's next check decides what it is)."""
+        now = time.monotonic()
+        if len(self._down) > 256:
+            self._down = {t: until for t, until in self._down.items() if until > now}
+        self._down[target] = now + DOWN_S
+
+    def _pick(
+        self, endpoint: str, routes: tuple[VariantRoute, ...], tried: set[Target]
+    ) -> tuple[VariantRoute, Target] | None:
+        now = time.monotonic()
+        usable = []
+        for variant in routes:
+            targets = [
+                t for t in variant.targets if t not in tried and self._down.get(t, 0.0) <= now
+            ]
+            if targets and variant.weight > 0:
+                usable.append((variant, targets))
+        if not usable:
+            return None
+        chosen, targets = usable[-1]
+        point = random.random() * sum(v.weight for v, _ in usable)
+        for variant, candidates in usable:
+            point -= variant.weight
+            if point < 0:
+                chosen, targets = variant, candidates
+                break
+        key = (endpoint, chosen.name)
+        turn = self._turn.get(key, 0)
+        self._turn[key] = turn + 1
+        return chosen, targets[turn % len(targets)]
+
+    async def forward(self, endpoint: str, body: bytes, headers: dict[str, str]) -> Answer | None:
+        """The replica's answer, a 503/504 sentence, or None when the table has no such
+        endpoint (the caller tells a missing endpoint from one that is not serving yet)."""
+        routes = self._table.get(endpoint)
+        if routes is None:
+            return None
+        assert self.upstream is not None, "Router.open() runs in the server's lifespan"
+        tried: set[Target] = set()
+        for attempt in range(ATTEMPTS):
+            picked = self._pick(endpoint, self._table.get(endpoint) or routes, tried)
+            if picked is None:
+                break
+            variant, target = picked
+            tried.add(target)
+            if attempt:
+                self.book.record_retry(endpoint)
+            started = time.perf_counter()
+            try:
+                reply = await self.upstream.post(target, "/invocations", body, headers)
+            except Unreachable:
+                self._leave_out(target)
+                continue
+            except UpstreamTimeout:
+                return _error(
+                    504,
+                    "timeout",
+                    f"Endpoint {endpoint!r} did not answer within {self.timeout_s:g}s; send "
+                    "fewer rows per request, or give it more replicas.",
+                )
+            self.book.record_proxy(endpoint, variant.name, time.perf_counter() - started)
+            passed = {k: reply.headers[k] for k in _PASSED_BACK if k in reply.headers}
+            passed["x-naiad-variant"] = variant.name
+            return Answer(reply.status, reply.body, passed)
+        self.book.record_unavailable(endpoint)
+        return unavailable(
+            f"Endpoint {endpoint!r} has no healthy replica right now (they are starting or "
+            "restarting); retry shortly."
+        )
