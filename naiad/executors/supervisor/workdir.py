@@ -159,7 +159,7 @@ def write_pid(path: Path, pid: int) -> None:
     write_text_atomic(path, f"{pid} {start_time(pid) or ''}".strip())
 
 
-def _proc_alive(pid: int) -> bool:
+def proc_alive(pid: int) -> bool:
     """True for a live process; a zombie (exited, not yet reaped) is dead."""
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -180,7 +180,7 @@ def supervisor_pid(root: Path) -> int | None:
         pid = int(fields[0])
     except (OSError, ValueError, IndexError):
         return None
-    if not _proc_alive(pid):
+    if not proc_alive(pid):
         return None
     if len(fields) > 1:
         return pid if str(start_time(pid)) == fields[1] else None
@@ -207,6 +207,6 @@ def job_processes(root: Path) -> list[int]:
             cwd = os.readlink(f"/proc/{entry}/cwd")
         except OSError:
             continue
-        if cwd == want and _proc_alive(int(entry)):
+        if cwd == want and proc_alive(int(entry)):
             found.append(int(entry))
     return found

@@ -17,20 +17,19 @@ Each tick (half a second, or at once when woken by a deploy, an update or a dele
 
 import logging
 import shutil
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from naiad.core.status import EndpointStatus
 from naiad.schemas.endpoints import ROLLED_BACK, Replica
 from naiad.server.controller import replicas
 from naiad.server.controller.endpoint_metrics import MetricsBook
+from naiad.server.controller.loop import ReconcileLoop
 from naiad.server.controller.model_cache import ModelCache
 from naiad.server.controller.replica_set import Proc, ReplicaSet
 from naiad.server.controller.router import Router, VariantRoute
@@ -47,7 +46,9 @@ PRUNE_EVERY_S = 60.0
 ROUTED = (EndpointStatus.IN_SERVICE.value, EndpointStatus.UPDATING.value)
 
 
-class EndpointKeeper:
+class EndpointKeeper(ReconcileLoop):
+    name = "naiad-keeper"
+
     def __init__(
         self,
         state: AppState,
@@ -57,8 +58,8 @@ class EndpointKeeper:
         scrape_interval_s: float = 1.0,
         capture_interval_s: float = 10.0,
     ) -> None:
+        super().__init__(interval, log)
         self.state = state
-        self.interval = interval
         self.scrape_interval_s = scrape_interval_s
         self.capture_interval_s = capture_interval_s
         self.cache = ModelCache(state.settings.home / "model-cache", state.artifacts)
@@ -72,38 +73,13 @@ class EndpointKeeper:
         self._capture_job: Future[None] | None = None
         self._adopted = False
         self._last = {"scrape": 0.0, "capture": 0.0, "prune": 0.0}
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="naiad-keeper", daemon=True)
-
-    # -- lifecycle ----------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def wake_after_commit(self, session: Session) -> None:
-        event.listen(session, "after_commit", lambda _: self.wake(), once=True)
 
     def close(self) -> None:
         """Stop watching; the replicas keep serving for the next server to re-attach."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        self.stop_loop()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.cache.close()
         self._http.close()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:
-                log.exception("endpoint keeper tick failed; retrying")
-            self._wake.wait(self.interval)
-            self._wake.clear()
 
     def live(self, endpoint: str) -> dict[str, list[Replica]]:
         return self.fleet.live(endpoint)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from naiad.executors.supervisor.workdir import read_json, write_json_atomic
+from naiad.executors.supervisor.workdir import proc_alive, read_json, write_json_atomic
 
 SERVING_MODULE = "naiad.serving.main"
 STATE_FILE = "replica.json"
@@ -103,19 +103,9 @@ def read_record(root: Path) -> dict[str, Any] | None:
     return read_json(root / STATE_FILE)
 
 
-def _alive(pid: int) -> bool:
-    """True for a live process; a zombie (exited, not yet reaped) is dead."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 def is_replica(root: Path, pid: int, port: int) -> bool:
     """Whether ``pid`` is alive and is this directory's replica serving on ``port``."""
-    if not _alive(pid):
+    if not proc_alive(pid):
         return False
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")

@@ -10,13 +10,10 @@ Each tick (a fraction of a second, or at once when woken by a submit or a stop):
 """
 
 import logging
-import threading
-
-from sqlalchemy import event
-from sqlalchemy.orm import Session
 
 from naiad.core.status import Status
 from naiad.executors.base import Executor, LaunchSpec
+from naiad.server.controller.loop import ReconcileLoop
 from naiad.server.state import AppState
 from naiad.services.jobs import apply_state, collect_spooled_metrics, end, launch_spec
 from naiad.store import jobs
@@ -26,39 +23,17 @@ from naiad.store.tables import JobRow
 log = logging.getLogger("naiad.scheduler")
 
 
-class Scheduler:
+class Scheduler(ReconcileLoop):
+    name = "naiad-scheduler"
+
     def __init__(self, state: AppState, executor: Executor, interval: float = 0.25) -> None:
+        super().__init__(interval, log)
         self.state = state
         self.executor = executor
-        self.interval = interval
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="naiad-scheduler", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def wake_after_commit(self, session: Session) -> None:
-        """Tick as soon as this request's transaction has committed what the tick must see."""
-        event.listen(session, "after_commit", lambda _: self.wake(), once=True)
 
     def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=10)
+        self.stop_loop()
         self.executor.close()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:
-                log.exception("scheduler tick failed; retrying")
-            self._wake.wait(self.interval)
-            self._wake.clear()
 
     def _spec(self, row: JobRow) -> LaunchSpec:
         return launch_spec(row, self.state.settings, self.state.token, self.state.artifacts.uri)

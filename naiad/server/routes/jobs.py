@@ -1,42 +1,31 @@
 """/api/v1/sources and /api/v1/jobs: upload a source snapshot, submit, watch, stop, read logs."""
 
-import tempfile
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
-from starlette.concurrency import run_in_threadpool
 
-from naiad.core.errors import InvalidInput
 from naiad.core.status import Status
 from naiad.schemas.jobs import JobCreate, JobLogs, SourceUploaded, TrainingJob
 from naiad.server.deps import SessionDep, StateDep
-from naiad.server.uploads import spool_body
+from naiad.server.uploads import store_archive
 from naiad.services import jobs as job_service
 from naiad.store import jobs
 
 router = APIRouter(tags=["training jobs"])
 
 MAX_SOURCE_BYTES = 512 * 1024 * 1024
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @router.put("/sources", status_code=status.HTTP_201_CREATED)
 async def upload_source(request: Request, state: StateDep) -> SourceUploaded:
     """A .tar.gz of the source directory, stored by content hash (so re-uploads are free)."""
-    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
-        too_large = (
-            f"Source snapshots are limited to {MAX_SOURCE_BYTES // 2**20} MiB; keep data "
-            "out of the source directory and pass it as an input channel."
-        )
-        digest = await spool_body(request, spool, MAX_SOURCE_BYTES, too_large)
-        size = spool.seek(0, 2)
-        spool.seek(0)
-        if spool.read(2) != _GZIP_MAGIC:
-            raise InvalidInput("The source must be a gzip-compressed tar archive (.tar.gz).")
-        spool.seek(0)
-        path = f"sources/{digest.hexdigest()}.tar.gz"
-        if not state.artifacts.exists(path):
-            await run_in_threadpool(state.artifacts.put_stream, path, spool)
+    too_large = (
+        f"Source snapshots are limited to {MAX_SOURCE_BYTES // 2**20} MiB; keep data "
+        "out of the source directory and pass it as an input channel."
+    )
+    path, size = await store_archive(
+        request, state.artifacts, "sources", MAX_SOURCE_BYTES, too_large, "The source"
+    )
     return SourceUploaded(source_uri=path, size=size)
 
 

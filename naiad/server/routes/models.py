@@ -4,12 +4,8 @@ A version in a path is a number, an alias, or ``latest``: ``/models/digits/versi
 ``/models/digits/versions/production``.
 """
 
-import tempfile
-
 from fastapi import APIRouter, Request, Response, status
-from starlette.concurrency import run_in_threadpool
 
-from naiad.core.errors import InvalidInput
 from naiad.schemas.jobs import SourceUploaded, TrainingJob
 from naiad.schemas.models import (
     AliasSet,
@@ -20,13 +16,11 @@ from naiad.schemas.models import (
     ModelVersionCreate,
 )
 from naiad.server.deps import SessionDep, StateDep
-from naiad.server.uploads import spool_body
+from naiad.server.uploads import store_archive
 from naiad.services import models as model_service
 from naiad.store import endpoints, jobs, models
 
 router = APIRouter(prefix="/models", tags=["models"])
-
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def ref(name: str, version: str) -> str:
@@ -44,17 +38,10 @@ def _slots(state: StateDep) -> int:
 async def upload_model(request: Request, state: StateDep) -> SourceUploaded:
     """A .tar.gz of a model directory (naiad-model.json + model file), stored by content hash."""
     limit = model_service.MAX_MODEL_BYTES
-    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
-        too_large = f"Model archives are limited to {limit // 2**30} GiB."
-        digest = await spool_body(request, spool, limit, too_large)
-        size = spool.seek(0, 2)
-        spool.seek(0)
-        if spool.read(2) != _GZIP_MAGIC:
-            raise InvalidInput("A model upload must be a gzip-compressed tar archive (.tar.gz).")
-        spool.seek(0)
-        path = f"uploads/models/{digest.hexdigest()}.tar.gz"
-        if not state.artifacts.exists(path):
-            await run_in_threadpool(state.artifacts.put_stream, path, spool)
+    too_large = f"Model archives are limited to {limit // 2**30} GiB."
+    path, size = await store_archive(
+        request, state.artifacts, "uploads/models", limit, too_large, "A model upload"
+    )
     return SourceUploaded(source_uri=path, size=size)
 
 
