@@ -8,6 +8,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -183,3 +184,27 @@ def machine(**versions: str) -> dict[str, Any]:
         "git": subprocess.run(git, capture_output=True, text=True, check=False).stdout.strip(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+class Sections:
+    """A benchmark's sections: a failed one is reported in the table and the others still
+    run; the 1-minute load average is noted before the first and after each."""
+
+    def __init__(self) -> None:
+        self.raw: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}
+        self.load: dict[str, float] = {"before": os.getloadavg()[0]}
+
+    def measure(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        say(f"{name} ...")
+        try:
+            self.raw[name] = fn(*args)
+        except Exception as exc:
+            self.errors[name] = f"{type(exc).__name__}: {exc}"
+            say(f"{name} FAILED: {self.errors[name]}")
+        self.load[name] = os.getloadavg()[0]
+        return self.raw.get(name)

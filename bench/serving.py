@@ -52,7 +52,7 @@ from typing import Any
 import httpx
 import loadgen
 import psutil
-from _common import Process, Row, free_port, machine, table, write_json
+from _common import Process, Row, Sections, free_port, machine, say, table, write_json
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results" / "serving.json"
@@ -82,10 +82,6 @@ QUICK = Sizes(
     seconds=1.5, warmup=0.5, rounds=1, delays_ms=(0.0, 2.0), sweep_seconds=1.0,
     sweep_rounds=1, train_steps=100, torch_repeats=300,
 )  # fmt: skip
-
-
-def say(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 # -- the model ------------------------------------------------------------------------
@@ -610,20 +606,8 @@ def main() -> None:
     sizes = Sizes(**(asdict(sizes) | {k: v for k, v in overrides.items() if v}))
 
     warnings.filterwarnings("ignore")
-    raw: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    load = {"before": os.getloadavg()[0]}
-
-    def measure(name: str, fn: Callable[..., Any], *fn_args: Any) -> Any:
-        """A failed section is reported in the table; the others still run."""
-        say(f"{name} ...")
-        try:
-            raw[name] = fn(*fn_args)
-        except Exception as exc:
-            errors[name] = f"{type(exc).__name__}: {exc}"
-            say(f"{name} FAILED: {errors[name]}")
-        load[name] = os.getloadavg()[0]
-        return raw.get(name)
+    sections = Sections()
+    raw, errors, load, measure = sections.raw, sections.errors, sections.load, sections.measure
 
     with tempfile.TemporaryDirectory(prefix="naiad-bench-serving-") as tmp:
         root = Path(tmp)

@@ -34,17 +34,26 @@ import tempfile
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
-from _common import Process, Row, free_port, machine, median_time, table, timed, write_json
+from _common import (
+    Process,
+    Row,
+    Sections,
+    free_port,
+    machine,
+    median_time,
+    say,
+    table,
+    timed,
+    write_json,
+)
 
 POSTGRES_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 BUCKETS = 1000
-Figures = Callable[..., dict[str, float]]
 MLFLOW_BATCH = 1000
 
 
@@ -61,10 +70,6 @@ class Sizes:
 QUICK = Sizes(
     naiad_points=100_000, mlflow_points=10_000, mlflow_single_calls=50, reads=3, restarts=1
 )
-
-
-def say(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 # -- Naiad --------------------------------------------------------------------------
@@ -284,20 +289,8 @@ def main() -> None:
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
-    raw: dict[str, dict[str, float]] = {}
-    errors: dict[str, str] = {}
-    load = {"before": os.getloadavg()[0]}
-
-    def measure(name: str, fn: Figures, *args: Any) -> dict[str, float] | None:
-        """A failed section is reported in the table; the others still run."""
-        say(f"{name} ...")
-        try:
-            raw[name] = fn(*args)
-        except Exception as exc:
-            errors[name] = f"{type(exc).__name__}: {exc}"
-            say(f"{name} FAILED: {errors[name]}")
-        load[name] = os.getloadavg()[0]
-        return raw.get(name)
+    sections = Sections()
+    raw, errors, load, measure = sections.raw, sections.errors, sections.load, sections.measure
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="naiad-bench-") as tmp:

@@ -25,7 +25,6 @@ Every process runs torch with 1 thread (the fastest for this tiny model on 2 cor
 
 import argparse
 import json
-import os
 import re
 import shutil
 import statistics
@@ -33,13 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
-from _common import Row, machine, table, write_json
+from _common import Row, Sections, machine, say, table, write_json
 
 BENCH = Path(__file__).resolve().parent
 SCRIPT = "train_digits.py"
@@ -61,10 +59,6 @@ class Sizes:
 
 
 QUICK = Sizes(steps=200, rounds=1, latency_jobs=1, latency_steps=300)
-
-
-def say(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def result_of(text: str) -> dict[str, Any]:
@@ -381,20 +375,8 @@ def main() -> None:
     import naiad
     from naiad.testing.live import LiveServer
 
-    raw: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    load = {"before": os.getloadavg()[0]}
-
-    def measure(name: str, fn: Callable[..., Any], *fn_args: Any) -> Any:
-        """A failed section is reported in the table; the others still run."""
-        say(f"{name} ...")
-        try:
-            raw[name] = fn(*fn_args)
-        except Exception as exc:
-            errors[name] = f"{type(exc).__name__}: {exc}"
-            say(f"{name} FAILED: {errors[name]}")
-        load[name] = os.getloadavg()[0]
-        return raw.get(name)
+    sections = Sections()
+    raw, errors, load, measure = sections.raw, sections.errors, sections.load, sections.measure
 
     with tempfile.TemporaryDirectory(prefix="naiad-bench-training-") as tmp:
         root = Path(tmp)

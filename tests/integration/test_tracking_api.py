@@ -153,3 +153,23 @@ def test_token_file_is_private(settings) -> None:  # type: ignore[no-untyped-def
     token = settings.token_file.read_text().strip()
     assert app.state.naiad.token == token and len(token) >= 32
     app.state.naiad.engine.dispose()
+
+
+def test_artifacts_that_could_run_as_pages_download_as_attachments(api: TestClient) -> None:
+    """An HTML or SVG artifact must never run on the console's origin; images, text and
+    JSON still show inline (the console previews them)."""
+    run = make_run(api)
+    for path in ("report.html", "plot.svg", "résumé.html", "loss.png", "notes.txt"):
+        assert api.put(f"/api/v1/runs/{run['id']}/artifacts/{path}", content=b"<b>x</b>").is_success
+    for path, attachment in (
+        ("report.html", True),
+        ("plot.svg", True),
+        ("résumé.html", True),
+        ("loss.png", False),
+        ("notes.txt", False),
+    ):
+        response = api.get(f"/api/v1/runs/{run['id']}/artifacts/{path}")
+        assert response.status_code == 200 and response.content == b"<b>x</b>"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        disposition = response.headers.get("content-disposition", "")
+        assert disposition.startswith("attachment") == attachment, (path, disposition)

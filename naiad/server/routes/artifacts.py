@@ -3,6 +3,7 @@
 import mimetypes
 import tempfile
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -19,6 +20,18 @@ from naiad.store.db import transaction
 router = APIRouter(prefix="/runs/{run_id}/artifacts", tags=["artifacts"])
 
 _CHUNK = 1024 * 1024
+# Types a browser shows without running anything; the rest download as attachments.
+_INLINE = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "text/plain",
+        "text/csv",
+        "application/json",
+    }
+)
 
 
 def _run_prefix(state: StateDep, run_id: str) -> str:
@@ -77,5 +90,8 @@ def download_artifact(run_id: str, path: str, state: StateDep) -> StreamingRespo
                 yield block
 
     media = mimetypes.guess_type(rel)[0] or "application/octet-stream"
-    headers = {"content-length": str(size)}
+    headers = {"content-length": str(size), "x-content-type-options": "nosniff"}
+    if media not in _INLINE:  # a run's HTML or SVG must not run as a page of the console
+        name = quote(rel.rsplit("/", 1)[-1])
+        headers["content-disposition"] = f"attachment; filename*=UTF-8''{name}"
     return StreamingResponse(chunks(), media_type=media, headers=headers)
