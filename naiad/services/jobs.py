@@ -1,6 +1,7 @@
 """Training jobs: validate and queue a submission; turn what executors see into statuses."""
 
 import tarfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -148,9 +149,12 @@ def collect_spooled_metrics(session: Session, row: JobRow, work_dir: Path, max_p
 def apply_state(session: Session, row: JobRow, state: ExecState) -> None:
     """Move the job (and its run) to where the executor says it is."""
     row.attempt = max(row.attempt, state.attempt)
-    if state.phase == "running" and row.status in (Status.PENDING, Status.STARTING):
-        jobs.transition(session, row, Status.RUNNING, f"Attempt {state.attempt} started.")
     target = _TERMINAL.get(state.phase)
+    started = state.phase == "running" or (target is not None and state.started_at is not None)
+    if started and row.status in (Status.PENDING, Status.STARTING):
+        # A job that ended between two ticks still ran: its timeline says when.
+        at = None if state.started_at is None else datetime.fromtimestamp(state.started_at, UTC)
+        jobs.transition(session, row, Status.RUNNING, f"Attempt {state.attempt} started.", at)
     if target is None:
         return
     reason = (

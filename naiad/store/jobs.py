@@ -1,5 +1,7 @@
 """Training job rows and their timeline. Status moves go through ``transition`` only."""
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -61,18 +63,22 @@ def create(session: Session, body: JobCreate, run_id: str, output_uri: str) -> J
     return row
 
 
-def transition(session: Session, row: JobRow, status: Status, reason: str | None) -> bool:
-    """Move the job and record why; False when it is already there (idempotent)."""
+def transition(
+    session: Session, row: JobRow, status: Status, reason: str | None, at: datetime | None = None
+) -> bool:
+    """Move the job and record why (``at``: when it happened, if not now); False when it
+    is already there (idempotent)."""
     if row.status == status.value:
         return False
     check_transition(Status(row.status), status, "training job")
+    at = at or utcnow()
     row.status = status.value
     row.status_reason = reason
     if status == Status.RUNNING and row.started_at is None:
-        row.started_at = utcnow()
+        row.started_at = at
     if status.terminal:
-        row.ended_at = utcnow()
-    session.add(JobTransitionRow(job_id=row.id, status=status.value, reason=reason))
+        row.ended_at = at
+    session.add(JobTransitionRow(job_id=row.id, status=status.value, reason=reason, at=at))
     session.flush()
     return True
 
