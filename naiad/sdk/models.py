@@ -116,8 +116,11 @@ class Models:
 
     def upload(self, path: str | Path, **manifest: object) -> SourceUploaded:
         body = self._t.request(
-            "PUT", "/models/uploads", content=pack_model(path, **manifest), timeout=600
-        )  # type: ignore[arg-type]
+            "PUT",
+            "/models/uploads",
+            content=pack_model(path, **manifest),
+            timeout=600,  # type: ignore[arg-type]
+        )
         return SourceUploaded.model_validate(body)
 
     def register(

@@ -23,3 +23,8 @@ class AppState:
     token: str | None  # None when auth is off
     scheduler: "Scheduler | None" = None  # runs while the app is being served
     endpoints: "EndpointKeeper | None" = None  # likewise: replicas, routing, their figures
+
+    @property
+    def slots(self) -> int:
+        """Processes the executor runs at once (1 while no scheduler runs, as in a test app)."""
+        return self.scheduler.executor.slots if self.scheduler else 1

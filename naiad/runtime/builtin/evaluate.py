@@ -18,7 +18,7 @@ BATCH = 512
 
 def fit_to_signature(x: np.ndarray, shape: list[int], dtype: str) -> np.ndarray:
     """Cast, and reshape rows stored flat (a CSV of 64 pixels for a [N, 1, 8, 8] model)."""
-    want = [len(x)] + [d for d in shape[1:]]
+    want = [len(x), *shape[1:]]
     if list(x.shape) != want and -1 not in want[1:] and x[0].size == int(np.prod(want[1:])):
         x = x.reshape(want)
     return x.astype(dtype, copy=False)

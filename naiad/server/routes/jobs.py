@@ -32,8 +32,7 @@ async def upload_source(request: Request, state: StateDep) -> SourceUploaded:
 @router.post("/jobs", status_code=status.HTTP_201_CREATED)
 def create_job(body: JobCreate, session: SessionDep, state: StateDep) -> TrainingJob:
     scheduler = state.scheduler
-    slots = scheduler.executor.slots if scheduler else 1
-    row = job_service.submit(session, body, state.artifacts, slots)
+    row = job_service.submit(session, body, state.artifacts, state.slots)
     job = jobs.to_schema(session, row)
     if scheduler:
         scheduler.wake_after_commit(session)

@@ -30,10 +30,6 @@ def ref(name: str, version: str) -> str:
     return f"{name}:{version}" if version.isdigit() else f"{name}@{version}"
 
 
-def _slots(state: StateDep) -> int:
-    return state.scheduler.executor.slots if state.scheduler else 1
-
-
 @router.put("/uploads", status_code=status.HTTP_201_CREATED)
 async def upload_model(request: Request, state: StateDep) -> SourceUploaded:
     """A .tar.gz of a model directory (naiad-model.json + model file), stored by content hash."""
@@ -96,7 +92,7 @@ def delete_alias(name: str, alias: str, session: SessionDep) -> Response:
 def evaluate(
     name: str, version: str, body: EvaluationCreate, session: SessionDep, state: StateDep
 ) -> Evaluation:
-    row = model_service.evaluate(session, state.artifacts, _slots(state), ref(name, version), body)
+    row = model_service.evaluate(session, state.artifacts, state.slots, ref(name, version), body)
     if state.scheduler:
         state.scheduler.wake_after_commit(session)
     return model_service.evaluation_schema(session, state.artifacts, row)
@@ -116,7 +112,7 @@ def list_evaluations(
 @router.post("/{name}/versions/{version}/quantize", status_code=status.HTTP_201_CREATED)
 def quantize(name: str, version: str, session: SessionDep, state: StateDep) -> TrainingJob:
     """Start the job that makes a dynamic-int8 copy; register its output with derived_from."""
-    row = model_service.quantize(session, state.artifacts, _slots(state), ref(name, version))
+    row = model_service.quantize(session, state.artifacts, state.slots, ref(name, version))
     if state.scheduler:
         state.scheduler.wake_after_commit(session)
     return jobs.to_schema(session, row)
