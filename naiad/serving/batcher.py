@@ -8,10 +8,11 @@ loop (the loop keeps parsing requests meanwhile) and hands each request its own 
 
 import asyncio
 import math
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -95,7 +96,10 @@ class Batcher:
     """Queue requests, run them in batches on one model thread, answer each with its rows.
 
     ``infer`` takes the concatenated batch (rows first) and must return one output row
-    per input row; it runs on a dedicated thread, never on the event loop.
+    per input row; it runs on a dedicated thread, never on the event loop. The loop hands
+    that thread a whole batch through a lock-free queue and gets every result back in one
+    wake-up (``call_soon_threadsafe``): two thread hand-offs per batch, whatever its size,
+    because each hand-off waits for the GIL.
     """
 
     def __init__(
@@ -115,12 +119,13 @@ class Batcher:
         self.max_delay = max_delay
         self.queue_size = queue_size
         self.on_batch = on_batch
+        self._thread_init = thread_init
         self._pending: deque[_Item] = deque()
         self._wake: asyncio.Future[None] | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(
-            1, thread_name_prefix="naiad-model", initializer=thread_init
-        )
+        self._jobs: queue.SimpleQueue[list[_Item] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._model_thread, name="naiad-model", daemon=True)
+        self._running: asyncio.Future[None] | None = None  # the batch on the model thread
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -130,10 +135,12 @@ class Batcher:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._thread.start()
         self._worker = self._loop.create_task(self._run())
 
     async def close(self) -> None:
-        """Stop the worker after failing whatever is still queued (there should be nothing)."""
+        """Stop taking batches, let the one running finish, fail whatever is still queued
+        (there should be nothing: a draining server waits for its requests first)."""
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
@@ -141,7 +148,10 @@ class Batcher:
             item = self._pending.popleft()
             if not item.future.done():
                 item.future.set_exception(QueueFull("The replica is shutting down."))
-        self._executor.shutdown(wait=True)
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            loop = asyncio.get_running_loop()  # the running batch still delivers through it
+            await loop.run_in_executor(None, self._thread.join)
 
     def submit(self, array: np.ndarray) -> asyncio.Future[np.ndarray]:
         """Queue one request's batch; the future gets its output rows (or the error).
@@ -174,6 +184,8 @@ class Batcher:
             self._wake = None
 
     async def _run(self) -> None:
+        loop = self._loop
+        assert loop is not None
         pending = self._pending
         clock = time.perf_counter
         last_look = -math.inf
@@ -182,7 +194,9 @@ class Batcher:
             decision = plan(pending, self.max_batch, self.max_delay, now, last_look)
             if decision.take:
                 batch = [pending.popleft() for _ in range(decision.take)]
-                await self._run_batch(batch)
+                running = self._running = loop.create_future()
+                self._jobs.put(batch)  # the queue's lock is never held long: no GIL wait
+                await running
                 last_look = -math.inf
             elif decision.wait is None:
                 await self._sleep()
@@ -194,36 +208,55 @@ class Batcher:
                 await asyncio.sleep(0)
                 await asyncio.sleep(0)
 
-    async def _run_batch(self, batch: list[_Item]) -> None:
+    def _model_thread(self) -> None:
+        """Run batches until ``None`` comes; every result goes back in one loop callback."""
+        if self._thread_init is not None:
+            self._thread_init()
         loop = self._loop
         assert loop is not None
-        started = time.perf_counter()
+        jobs = self._jobs
+        clock = time.perf_counter
+        while (batch := jobs.get()) is not None:
+            started = clock()
+            results = self._results(batch)
+            loop.call_soon_threadsafe(self._deliver, batch, results, clock() - started)
+
+    def _deliver(
+        self, batch: list[_Item], results: list[np.ndarray | ModelError], seconds: float
+    ) -> None:
+        """On the loop: each request its rows or its error, then the next batch may go."""
+        for item, result in zip(batch, results, strict=True):
+            future = item.future
+            if future.done():  # cancelled: the client went away
+                continue
+            if isinstance(result, ModelError):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+        if self.on_batch is not None:
+            self.on_batch(sum(item.rows for item in batch), len(batch), seconds)
+        running = self._running
+        if running is not None and not running.done():
+            running.set_result(None)
+
+    def _results(self, batch: list[_Item]) -> list[np.ndarray | ModelError]:
+        """On the model thread: each item's rows, or the error that is its answer."""
         try:
-            outputs = await loop.run_in_executor(self._executor, self._infer, batch)
+            return self._infer(batch)
         except ModelError as exc:
-            _fail(batch, exc.message)
+            return [ModelError(exc.message) for _ in batch]
         except Exception as exc:
             if len(batch) > 1:  # one request may be the culprit: run each alone
-                for item in batch:
-                    await self._run_batch([item])
-                return
-            _fail(batch, f"The model failed on this input: {first_line(exc)}.")
-        else:
-            for item, rows in zip(batch, outputs, strict=True):
-                if not item.future.done():  # done: cancelled (the client went away)
-                    item.future.set_result(rows)
-        finally:
-            if self.on_batch is not None:
-                rows = sum(item.rows for item in batch)
-                self.on_batch(rows, len(batch), time.perf_counter() - started)
+                return [result for item in batch for result in self._results([item])]
+            return [ModelError(f"The model failed on this input: {first_line(exc)}.")]
 
-    def _infer(self, batch: list[_Item]) -> list[np.ndarray]:
-        """On the model thread: each item's output rows.
+    def _infer(self, batch: list[_Item]) -> list[np.ndarray | ModelError]:
+        """Each item's output rows.
 
         Requests whose examples differ in shape (a signature with a free dimension other
         than the batch) cannot share a tensor: each run of equal shapes is one model call.
         """
-        results: list[np.ndarray] = []
+        results: list[np.ndarray | ModelError] = []
         start = 0
         while start < len(batch):
             shape = batch[start].array.shape[1:]
@@ -248,9 +281,3 @@ class Batcher:
                 row += item.rows
             start = stop
         return results
-
-
-def _fail(batch: list[_Item], message: str) -> None:
-    for item in batch:
-        if not item.future.done():
-            item.future.set_exception(ModelError(message))

@@ -48,16 +48,30 @@ class LoadedModel:
     device: str = "cpu"
 
     def __call__(self, batch: Any) -> Any:
-        """Run one batch (a tensor whose first dimension is the batch) and return a tensor."""
+        """Run one batch (a tensor whose first dimension is the batch) and return a tensor.
+
+        Each torch call lets go of the GIL and must take it back, which on a busy replica
+        means waiting for the event loop; so calls that would change nothing (a cast to
+        the same dtype, a move to the same device, entering inference mode again) are
+        skipped rather than made.
+        """
         import torch
 
+        if not torch.is_inference_mode_enabled():
+            with torch.inference_mode():
+                return self(batch)
         dtype = getattr(torch, self.manifest.signature.inputs.dtype)
-        with torch.inference_mode():
+        if batch.dtype != dtype or batch.device.type != self.device_type:
             batch = batch.to(device=self.device, dtype=dtype, non_blocking=True)
-            out = self.network(batch)
-            if not isinstance(out, torch.Tensor):
-                raise TypeError(f"the model returned {type(out).__name__}, not one tensor")
-            return out.detach().cpu()
+        out = self.network(batch)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"the model returned {type(out).__name__}, not one tensor")
+        return out if out.device.type == "cpu" else out.cpu()
+
+    @property
+    def device_type(self) -> str:
+        """``cuda`` for ``cuda:1``: what a tensor's ``device.type`` says."""
+        return self.device.split(":", 1)[0]
 
 
 def read_manifest(directory: Path) -> ModelManifest:
@@ -145,6 +159,15 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
     with contextlib.suppress(RuntimeError):  # already set, or parallel work has started
         torch.set_num_interop_threads(threads)
+
+
+def init_model_thread(threads: int) -> None:
+    """Prepare the thread that runs every batch: its torch thread count, and inference
+    mode switched on for the thread's whole life rather than once per batch."""
+    import torch
+
+    set_threads(threads)
+    torch.inference_mode().__enter__()  # never exited: this thread only runs the model
 
 
 def choose_cpu_kernels(model: LoadedModel, max_batch: int) -> str:

@@ -23,7 +23,12 @@ from naiad.serving.app import ReplicaApp
 from naiad.serving.batcher import Batcher
 from naiad.serving.capture import Capture
 from naiad.serving.codec import Codec
-from naiad.serving.loader import LoadedModel, choose_cpu_kernels, load_model, set_threads
+from naiad.serving.loader import (
+    LoadedModel,
+    choose_cpu_kernels,
+    init_model_thread,
+    load_model,
+)
 from naiad.serving.stats import ReplicaStats
 
 EXIT_LOAD_FAILED = 2
@@ -121,7 +126,7 @@ async def serve(
         max_batch=args.max_batch,
         max_delay=args.max_delay_ms / 1000,
         queue_size=args.queue_size,
-        thread_init=lambda: set_threads(args.threads),
+        thread_init=lambda: init_model_thread(args.threads),
     )
     stats = ReplicaStats(queue_depth=lambda: batcher.depth)
     batcher.on_batch = stats.record_batch
