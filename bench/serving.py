@@ -32,7 +32,7 @@ concurrency, neighbours in time, so drifting load on a shared machine hits them 
 figures are medians of the rounds. MLflow's torch gets 1 intra-op thread, as Naiad's
 replica uses. The client shares the cores with the server: the CPU both use (cores, and
 microseconds per request) is printed beside each point, and for Naiad the rows per model
-call and each batch's time from hand-off to result (read from the replica's /stats).
+call and each batch's time on the model thread (read from the replica's /stats).
 """
 
 import argparse

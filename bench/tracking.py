@@ -12,8 +12,9 @@ What it measures, and why (the targets are the issue's, printed beside each figu
    series holds fewer points (100,000); read rates are compared per point. Charts must be
    instant and exports must not take minutes.
 3. The same ingest and read figures for Naiad with PostgreSQL as its store.
-4. Server start: process start to a healthy HTTP answer, on a fresh store and (median of
-   restarts) on the store the benchmark just filled.
+4. Server start: process start to a healthy HTTP answer, on fresh stores (the median of
+   ``restarts`` stores that never held anything: the first of the run and more made for
+   it) and (median of restarts) on the store the benchmark just filled.
 
 Fairness: both servers run on this machine over HTTP on 127.0.0.1 with SQLite files in a
 temporary directory (then each on its own scratch PostgreSQL database), default settings
@@ -34,7 +35,7 @@ import tempfile
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -237,6 +238,43 @@ def scratch(admin_url: str | None) -> Iterator[str | None]:
         yield url
 
 
+# -- fresh stores ------------------------------------------------------------------
+
+
+def naiad_fresh_start(home: Path, database_url: str | None) -> float:
+    from naiad.testing.live import LiveServer
+
+    server = LiveServer(home=home, env={"NAIAD_DATABASE_URL": database_url} if database_url else {})
+    try:
+        return server.start()
+    finally:
+        server.stop()
+
+
+def mlflow_fresh_start(root: Path, database_url: str | None) -> float:
+    root.mkdir(parents=True, exist_ok=True)
+    backend = f"sqlite:///{root / 'mlflow.db'}"
+    if database_url:
+        backend = "postgresql+psycopg://" + database_url.split("://", 1)[1]
+    server, health = mlflow_server(root, backend)
+    try:
+        return server.start(health)
+    finally:
+        server.stop()
+
+
+def fresh_starts(
+    start: Callable[[Path, str | None], float], root: Path, admin_url: str | None, count: int
+) -> list[float]:
+    """Seconds to a healthy answer on ``count`` new stores (scratch databases on
+    PostgreSQL), one server at a time."""
+    times = []
+    for i in range(count):
+        with scratch(admin_url) as database_url:
+            times.append(start(root / f"fresh-{i}", database_url))
+    return times
+
+
 # -- the table ----------------------------------------------------------------------
 
 
@@ -264,7 +302,7 @@ def rows_for(store: str, naiad: dict[str, float], mlf: dict[str, float], sizes: 
         Row(store, f"read downsampled to {BUCKETS:,}", "ms",
             naiad["read_sampled_s"] * 1000, mlf["read_sampled_s"] * 1000, False, "< 100 ms",
             naiad["read_sampled_s"] < 0.1, f"Naiad min/max of {n:,}; MLflow UI sampling of {m:,}"),
-        Row(store, "server start, new store", "s",
+        Row(store, f"server start, new store, median of {sizes.restarts}", "s",
             naiad["first_start_s"], mlf["first_start_s"], False, "< 2 s",
             naiad["first_start_s"] < 2),
         Row(store, f"server restart, median of {sizes.restarts}", "s",
@@ -307,6 +345,14 @@ def main() -> None:
                 backend = mlflow_db and "postgresql+psycopg://" + mlflow_db.split("://", 1)[1]
                 naiad = measure(f"Naiad on {store}", naiad_figures, root / f"n{store}", sizes, env)
                 mlf = measure(f"MLflow on {store}", mlflow_figures, root / store, sizes, backend)
+            # The first start above is one fresh store; a few more make it a median.
+            extra = sizes.restarts - 1
+            for name, figures, start in (("Naiad", naiad, naiad_fresh_start),
+                                         ("MLflow", mlf, mlflow_fresh_start)):  # fmt: skip
+                more = measure(f"{name} fresh starts on {store}", fresh_starts, start,
+                               root / f"{name}-{store}", admin_url, extra)  # fmt: skip
+                if figures and more is not None:
+                    figures["first_start_s"] = statistics.median([figures["first_start_s"], *more])
             rows += rows_for(store, naiad or {}, mlf or {}, sizes)
             for name, error in errors.items():
                 if name.endswith(store):
