@@ -294,13 +294,12 @@ def _watch(client: Client, name: str, interval: float) -> None:
             border_style="cyan",
         )
 
-    try:
-        with Live(frame(), console=console, refresh_per_second=4) as live:
-            while True:
-                time.sleep(interval)
-                live.update(frame())
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    with (
+        output.ctrl_c_flag() as stop,
+        Live(frame(), console=console, refresh_per_second=4) as live,
+    ):
+        while not stop.wait(interval):
+            live.update(frame())
 
 
 @app.command("show")

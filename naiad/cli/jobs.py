@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,15 +111,16 @@ def follow(client: Client, name: str, rank: int | None = None) -> TrainingJob:
     """The live view until the job ends; Ctrl-C detaches and leaves the job running."""
     view = LiveView(client, name, rank)
     job = view.poll()
-    try:
-        with Live(view.render(job), console=console, refresh_per_second=4) as live:
-            while job.status not in ("Completed", "Failed", "Stopped"):
-                time.sleep(0.5)
-                job = view.poll()
-                live.update(view.render(job))
-    except KeyboardInterrupt:
+    with (
+        output.ctrl_c_flag() as stop,
+        Live(view.render(job), console=console, refresh_per_second=4) as live,
+    ):
+        while job.status not in ("Completed", "Failed", "Stopped") and not stop.wait(0.5):
+            job = view.poll()
+            live.update(view.render(job))
+    if stop.is_set():
         console.print(f"Detached; {name} keeps running. Follow it again: naiad jobs logs {name} -f")
-        raise typer.Exit(0) from None
+        raise typer.Exit(0)
     return job
 
 

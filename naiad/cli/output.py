@@ -3,7 +3,9 @@
 import functools
 import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -45,6 +47,21 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sentence = " ".join(str(message).split())  # one line, whatever the source
     err_console.print(Text.assemble(("Error: ", "bold red"), (sentence, "red")), soft_wrap=True)
     raise typer.Exit(code)
+
+
+@contextmanager
+def ctrl_c_flag() -> Iterator[threading.Event]:
+    """For live views: Ctrl-C sets the event instead of raising KeyboardInterrupt.
+
+    An interrupt raised in the middle of a redraw can leave the display's lock held,
+    and the exit then hangs; a flag is read between redraws.
+    """
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager

@@ -195,7 +195,7 @@ class Batcher:
             if decision.take:
                 batch = [pending.popleft() for _ in range(decision.take)]
                 running = self._running = loop.create_future()
-                self._jobs.put(batch)  # the queue's lock is never held long: no GIL wait
+                self._jobs.put(batch)  # never blocks: the queue is unbounded
                 await running
                 last_look = -math.inf
             elif decision.wait is None:

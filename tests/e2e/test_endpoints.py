@@ -248,7 +248,7 @@ def test_cli_deploy_invoke_watch_canary_delete(
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(3)
+    time.sleep(5)  # past its imports and first redraw: Ctrl-C then ends it cleanly
     watch.send_signal(signal.SIGINT)
     out, err = watch.communicate(timeout=20)
     assert watch.returncode == 0, err

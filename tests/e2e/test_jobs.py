@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -34,6 +35,9 @@ for step in range(steps):
     time.sleep(ctx.hyperparameters.get_float("sleep", 0.0))
 print("done", steps)
 """
+
+
+CLI = [sys.executable, "-m", "naiad.cli.main"]
 
 
 def write(dir_: Path, name: str, code: str) -> Path:
@@ -102,14 +106,32 @@ def test_submit_errors_are_sentences(client: naiad.Client, tmp_path: Path) -> No
         client.training_jobs.create(name="dup", entrypoint="train.py", source_dir=source)
 
 
-def test_stop_from_cli(client: naiad.Client, client_env: LiveServer, tmp_path: Path) -> None:
+def test_ctrl_c_detaches_and_stop_from_cli(
+    client: naiad.Client, client_env: LiveServer, tmp_path: Path
+) -> None:
     source = write(
         tmp_path / "src", "train.py", "import time\nprint('up', flush=True)\ntime.sleep(600)\n"
     )
-    job = client.training_jobs.create(name="sleepy", entrypoint="train.py", source_dir=source)
+    follow = subprocess.Popen(
+        [*CLI, "train", "train.py", "--source", str(source), "--name", "sleepy", "--follow"],
+        env=client_env.environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
-    while job.status != "Running" and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        jobs = {j.name: j for j in client.training_jobs.list()}
+        if "sleepy" in jobs and jobs["sleepy"].status == "Running":
+            break
         time.sleep(0.2)
+    time.sleep(2)  # the live view is drawing
+    follow.send_signal(signal.SIGINT)
+    out, err = follow.communicate(timeout=30)
+    assert follow.returncode == 0, err
+    assert "Detached; sleepy keeps running" in out
+    job = client.training_jobs.get("sleepy")
+    assert job.status == "Running"
     out = subprocess.run(
         [sys.executable, "-m", "naiad.cli.main", "jobs", "stop", "sleepy"],
         env=client_env.environ(),
