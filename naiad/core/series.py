@@ -1,5 +1,6 @@
 """Metric series maths: ordering and min/max-preserving downsampling (numpy, no I/O)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,12 +30,26 @@ class Buckets:
     count: np.ndarray
 
 
-def concat(chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Series:
-    """Join stored chunks into one series ordered by step, one point per step.
+def merge_order(steps: np.ndarray) -> np.ndarray | None:
+    """Positions that put concatenated chunks in step order, one point per step; None
+    when they already are.
 
     When a step was logged more than once the latest arrival wins: a job retried from
     its last checkpoint logs those steps again, and a chart must not show them twice.
     """
+    index = None
+    if steps.size > 1 and bool(np.any(steps[1:] < steps[:-1])):
+        index = np.argsort(steps, kind="stable")
+        steps = steps[index]
+    if steps.size > 1:
+        last = np.append(steps[1:] != steps[:-1], True)  # the last arrival of each step
+        if not last.all():
+            index = np.flatnonzero(last) if index is None else index[last]
+    return index
+
+
+def concat(chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Series:
+    """Join stored chunks into one series ordered by step, one point per step."""
     if not chunks:
         empty_i = np.empty(0, dtype=np.int64)
         empty_f = np.empty(0, dtype=np.float64)
@@ -42,22 +57,26 @@ def concat(chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Series:
     steps = np.concatenate([c[0] for c in chunks])
     timestamps = np.concatenate([c[1] for c in chunks])
     values = np.concatenate([c[2] for c in chunks])
-    if steps.size > 1 and bool(np.any(steps[1:] < steps[:-1])):
-        order = np.argsort(steps, kind="stable")
-        steps, timestamps, values = steps[order], timestamps[order], values[order]
-    if steps.size > 1:
-        last = np.append(steps[1:] != steps[:-1], True)  # the last arrival of each step
-        if not last.all():
-            steps, timestamps, values = steps[last], timestamps[last], values[last]
+    index = merge_order(steps)
+    if index is not None:
+        steps, timestamps, values = steps[index], timestamps[index], values[index]
     return Series(steps, timestamps, values)
 
 
-def downsample(series: Series, buckets: int) -> Buckets:
+def downsample(
+    series: Series,
+    buckets: int,
+    timestamps_at: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Buckets:
     """Reduce a series to at most ``buckets`` equal-width step buckets.
 
     Each bucket keeps its min and max so spikes survive, and its mean for the line.
     NaN points are skipped by min/max/mean unless a bucket holds nothing else, so a
     diverged run still shows NaN where everything is NaN; infinities show as such.
+
+    ``timestamps_at(positions)``, when given, supplies the timestamps of the buckets'
+    first points instead of ``series.timestamps`` (a store can then skip reading the
+    rest); it is only called when the series has more than ``buckets`` points.
     """
     n = len(series)
     if buckets < 1:
@@ -80,7 +99,7 @@ def downsample(series: Series, buckets: int) -> Buckets:
         means = np.where(real > 0, sums / np.maximum(real, 1), np.nan)
     return Buckets(
         steps=series.steps[starts],
-        timestamps=series.timestamps[starts],
+        timestamps=series.timestamps[starts] if timestamps_at is None else timestamps_at(starts),
         values=means,
         min=mins,
         max=maxs,

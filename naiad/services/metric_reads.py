@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 from sqlalchemy.orm import Session
 
-from naiad.core.series import downsample
+from naiad.core.series import Buckets
 from naiad.store import metrics
 
 
@@ -26,24 +26,26 @@ def _json_values(values: np.ndarray) -> np.ndarray | list[float | str]:
 
 def history_json(session: Session, run_id: str, key: str, max_points: int | None) -> bytes:
     """The MetricHistory document for one series, as JSON bytes."""
-    series = metrics.read_series(session, run_id, key)
-    body: dict[str, object] = {"key": key, "total_points": len(series)}
-    if max_points is not None and len(series) > max_points:
-        buckets = downsample(series, max_points)
-        body |= {
+    history = metrics.read_history(session, run_id, key, max_points)
+    if isinstance(history, Buckets):
+        body: dict[str, object] = {
+            "key": key,
+            "total_points": int(history.count.sum()),
             "downsampled": True,
-            "steps": buckets.steps,
-            "timestamps": buckets.timestamps,
-            "values": _json_values(buckets.values),
-            "min": _json_values(buckets.min),
-            "max": _json_values(buckets.max),
-            "count": buckets.count,
+            "steps": history.steps,
+            "timestamps": history.timestamps,
+            "values": _json_values(history.values),
+            "min": _json_values(history.min),
+            "max": _json_values(history.max),
+            "count": history.count,
         }
     else:
-        body |= {
+        body = {
+            "key": key,
+            "total_points": len(history),
             "downsampled": False,
-            "steps": series.steps,
-            "timestamps": series.timestamps,
-            "values": _json_values(series.values),
+            "steps": history.steps,
+            "timestamps": history.timestamps,
+            "values": _json_values(history.values),
         }
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -2,8 +2,11 @@
 
 import math
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+
+from naiad.core.series import Series, downsample
 
 
 def make_run(api: TestClient, experiment: str = "digits", **body) -> dict:  # type: ignore[no-untyped-def]
@@ -96,6 +99,37 @@ def test_downsampled_history_keeps_extremes(api: TestClient) -> None:
     assert max(body["max"]) == 50.0
     assert sum(body["count"]) == 10_000
     assert min(body["min"]) == pytest.approx(min(values))
+
+
+def test_downsampled_history_matches_the_whole_series_downsampled(api: TestClient) -> None:
+    """However a store reads it, a chart's buckets are those of the whole series: with
+    chunks out of order and steps logged again (a retried job), the latest point wins."""
+    rid = make_run(api)["id"]
+
+    def batch(steps: range, value: float) -> dict:
+        return {
+            "steps": list(steps),
+            "timestamps": [1.0e9 + s + value for s in steps],
+            "values": [value + s / 1000 for s in steps],
+        }
+
+    log(api, rid, "b1", {"loss": batch(range(2000, 3000), 0.1)})
+    log(api, rid, "b2", {"loss": batch(range(0, 2500), 0.2)})  # repeats 2000-2499
+    log(api, rid, "b3", {"loss": batch(range(2900, 4000), 0.3)})  # repeats 2900-2999
+    whole = api.get(f"/api/v1/runs/{rid}/metrics/loss").json()
+    assert whole["total_points"] == 4000
+    series = Series(
+        np.array(whole["steps"]), np.array(whole["timestamps"]), np.array(whole["values"])
+    )
+    expected = downsample(series, 64)
+    got = api.get(f"/api/v1/runs/{rid}/metrics/loss", params={"max_points": 64}).json()
+    assert got["downsampled"] is True and got["total_points"] == 4000
+    assert got["steps"] == expected.steps.tolist()
+    assert got["timestamps"] == expected.timestamps.tolist()
+    assert got["min"] == expected.min.tolist() and got["max"] == expected.max.tolist()
+    assert got["values"] == pytest.approx(expected.values.tolist())
+    assert got["count"] == expected.count.tolist()
+    assert whole["timestamps"][2400] == 1.0e9 + 2400 + 0.2  # b2 arrived after b1
 
 
 def test_search_and_sort_by_metrics_and_params(api: TestClient) -> None:
