@@ -208,3 +208,28 @@ class Sections:
             say(f"{name} FAILED: {self.errors[name]}")
         self.load[name] = os.getloadavg()[0]
         return self.raw.get(name)
+
+    def report(
+        self,
+        rows: Sequence[Row],
+        baseline_name: str,
+        json_path: Path | None,
+        sizes: Any,
+        versions: Callable[[], dict[str, str]],
+    ) -> None:
+        """Print the table and the load averages, write the JSON record when asked, and
+        exit 1 if a section failed: a section that lost data or crashed is a failure,
+        not a slow figure. ``versions`` is only called for the record."""
+        print(table(rows, baseline_name))
+        print(f"\n1-minute load average: {', '.join(f'{k} {v:.2f}' for k, v in self.load.items())}")
+        if json_path is not None:
+            meta = machine(**versions()) | {
+                "sizes": asdict(sizes),
+                "load": self.load,
+                "raw": self.raw,
+                "errors": self.errors,
+            }
+            write_json(json_path, rows, meta)
+            say(f"wrote {json_path}")
+        if self.errors:
+            sys.exit(1)

@@ -52,7 +52,7 @@ from typing import Any
 import httpx
 import loadgen
 import psutil
-from _common import Process, Row, Sections, free_port, machine, say, table, write_json
+from _common import Process, Row, Sections, free_port, say
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results" / "serving.json"
@@ -634,22 +634,14 @@ def main() -> None:
         rows.append(Row(name, f"{name} FAILED", "", None, None, True, note=error))
     print(points_table(raw, sizes))
     print()
-    print(table(rows, "baseline"))
-    print(f"\n1-minute load average: {', '.join(f'{k} {v:.2f}' for k, v in load.items())}")
-    if args.json:
-        import mlflow
-        import torch
+    sections.report(rows, "baseline", args.json, sizes, _versions)
 
-        meta = machine(torch=torch.__version__, mlflow=mlflow.__version__) | {
-            "sizes": asdict(sizes),
-            "load": load,
-            "raw": raw,
-            "errors": errors,
-        }
-        write_json(args.json, rows, meta)
-        say(f"wrote {args.json}")
-    if errors:
-        sys.exit(1)
+
+def _versions() -> dict[str, str]:
+    import mlflow
+    import torch
+
+    return {"torch": torch.__version__, "mlflow": mlflow.__version__}
 
 
 if __name__ == "__main__":

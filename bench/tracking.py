@@ -36,7 +36,7 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -45,12 +45,9 @@ from _common import (
     Row,
     Sections,
     free_port,
-    machine,
     median_time,
     say,
-    table,
     timed,
-    write_json,
 )
 
 POSTGRES_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -328,7 +325,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
     sections = Sections()
-    raw, errors, load, measure = sections.raw, sections.errors, sections.load, sections.measure
+    errors, measure = sections.errors, sections.measure
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="naiad-bench-") as tmp:
@@ -358,23 +355,15 @@ def main() -> None:
                 if name.endswith(store):
                     rows.append(Row(store, f"{name} FAILED", "", None, None, True, note=error))
 
-    print(table(rows, "MLflow"))
-    print(f"\n1-minute load average: {', '.join(f'{k} {v:.2f}' for k, v in load.items())}")
-    if args.json:
-        import mlflow
+    sections.report(rows, "MLflow", args.json, sizes, _versions)
 
-        from naiad import __version__ as naiad_version
 
-        meta = machine(mlflow=mlflow.__version__, naiad=naiad_version) | {
-            "sizes": asdict(sizes),
-            "load": load,
-            "raw": raw,
-            "errors": errors,
-        }
-        write_json(args.json, rows, meta)
-        say(f"wrote {args.json}")
-    if errors:
-        sys.exit(1)  # a section that lost data or crashed is a failure, not a slow figure
+def _versions() -> dict[str, str]:
+    import mlflow
+
+    from naiad import __version__
+
+    return {"mlflow": mlflow.__version__, "naiad": __version__}
 
 
 if __name__ == "__main__":

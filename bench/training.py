@@ -32,12 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
-from _common import Row, Sections, machine, say, table, write_json
+from _common import Row, Sections, say
 
 BENCH = Path(__file__).resolve().parent
 SCRIPT = "train_digits.py"
@@ -376,7 +376,7 @@ def main() -> None:
     from naiad.testing.live import LiveServer
 
     sections = Sections()
-    raw, errors, load, measure = sections.raw, sections.errors, sections.load, sections.measure
+    raw, errors, measure = sections.raw, sections.errors, sections.measure
 
     with tempfile.TemporaryDirectory(prefix="naiad-bench-training-") as tmp:
         root = Path(tmp)
@@ -397,19 +397,13 @@ def main() -> None:
     rows = rows_for(tp or {}, lat or [], sizes)
     for name, error in errors.items():
         rows.append(Row(name, f"{name} FAILED", "", None, None, True, note=error))
-    print(table(rows, "baseline"))
-    print(f"\n1-minute load average: {', '.join(f'{k} {v:.2f}' for k, v in load.items())}")
-    if args.json:
-        import torch
+    sections.report(rows, "baseline", args.json, sizes, _versions)
 
-        meta = machine(torch=torch.__version__) | {
-            "sizes": asdict(sizes),
-            "load": load,
-            "raw": raw,
-            "errors": errors,
-        }
-        write_json(args.json, rows, meta)
-        say(f"wrote {args.json}")
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    return {"torch": torch.__version__}
 
 
 if __name__ == "__main__":
