@@ -7,12 +7,14 @@ loop (the loop keeps parsing requests meanwhile) and hands each request its own 
 """
 
 import asyncio
+import contextlib
 import math
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -110,16 +112,17 @@ class Batcher:
         max_delay: float = 0.005,
         queue_size: int = 1024,
         on_batch: Callable[[int, int, float], None] | None = None,
-        thread_init: Callable[[], None] | None = None,
+        thread_context: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> None:
-        """``on_batch(rows, requests, seconds)`` is called on the loop after each batch;
-        ``thread_init`` once on the model thread (torch's thread count is per thread)."""
+        """``on_batch(rows, requests, seconds)`` is called on the loop after each batch.
+        ``thread_context()`` is entered on the model thread for the thread's whole life
+        (torch's thread count and inference mode are per thread)."""
         self.infer = infer
         self.max_batch = max_batch
         self.max_delay = max_delay
         self.queue_size = queue_size
         self.on_batch = on_batch
-        self._thread_init = thread_init
+        self._thread_context = thread_context or contextlib.nullcontext
         self._pending: deque[_Item] = deque()
         self._wake: asyncio.Future[None] | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -210,16 +213,15 @@ class Batcher:
 
     def _model_thread(self) -> None:
         """Run batches until ``None`` comes; every result goes back in one loop callback."""
-        if self._thread_init is not None:
-            self._thread_init()
         loop = self._loop
         assert loop is not None
         jobs = self._jobs
         clock = time.perf_counter
-        while (batch := jobs.get()) is not None:
-            started = clock()
-            results = self._results(batch)
-            loop.call_soon_threadsafe(self._deliver, batch, results, clock() - started)
+        with self._thread_context():
+            while (batch := jobs.get()) is not None:
+                started = clock()
+                results = self._results(batch)
+                loop.call_soon_threadsafe(self._deliver, batch, results, clock() - started)
 
     def _deliver(
         self, batch: list[_Item], results: list[np.ndarray | ModelError], seconds: float

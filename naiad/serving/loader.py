@@ -11,6 +11,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,13 +162,14 @@ def set_threads(threads: int) -> None:
         torch.set_num_interop_threads(threads)
 
 
-def init_model_thread(threads: int) -> None:
-    """Prepare the thread that runs every batch: its torch thread count, and inference
-    mode switched on for the thread's whole life rather than once per batch."""
+def model_thread_context(threads: int) -> AbstractContextManager[object]:
+    """What the thread that runs every batch holds for its whole life: its torch thread
+    count, and inference mode (entered once, not per batch). Inference mode lasts only
+    while its context is held, so the caller enters this and keeps it entered."""
     import torch
 
     set_threads(threads)
-    torch.inference_mode().__enter__()  # never exited: this thread only runs the model
+    return torch.inference_mode()
 
 
 def choose_cpu_kernels(model: LoadedModel, max_batch: int) -> str:

@@ -26,8 +26,8 @@ from naiad.serving.codec import Codec
 from naiad.serving.loader import (
     LoadedModel,
     choose_cpu_kernels,
-    init_model_thread,
     load_model,
+    model_thread_context,
 )
 from naiad.serving.stats import ReplicaStats
 
@@ -126,7 +126,7 @@ async def serve(
         max_batch=args.max_batch,
         max_delay=args.max_delay_ms / 1000,
         queue_size=args.queue_size,
-        thread_init=lambda: init_model_thread(args.threads),
+        thread_context=lambda: model_thread_context(args.threads),
     )
     stats = ReplicaStats(queue_depth=lambda: batcher.depth)
     batcher.on_batch = stats.record_batch

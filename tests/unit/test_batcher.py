@@ -134,6 +134,31 @@ def test_inference_runs_off_the_event_loop() -> None:
     assert threads and threading.main_thread().name not in threads
 
 
+def test_every_batch_runs_in_inference_mode_on_a_one_thread_torch() -> None:
+    """The replica's model thread holds inference mode for its life, not per batch: a
+    context entered and dropped at once would leave every batch paying to enter it."""
+    torch = pytest.importorskip("torch")
+    from naiad.serving.loader import model_thread_context
+
+    seen: list[tuple[bool, int]] = []
+
+    def infer(batch: np.ndarray) -> np.ndarray:
+        seen.append((torch.is_inference_mode_enabled(), torch.get_num_threads()))
+        return batch
+
+    async def main() -> None:
+        batcher = await started(Batcher(infer, thread_context=lambda: model_thread_context(1)))
+        for _ in range(3):
+            await batcher.submit(np.ones((1, 2), np.float32))
+        await batcher.close()
+
+    before = torch.get_num_threads()
+    asyncio.run(main())
+    assert seen == [(True, 1)] * 3
+    assert not torch.is_inference_mode_enabled()  # the loop's thread is left as it was
+    torch.set_num_threads(before)
+
+
 def test_a_model_returning_the_wrong_row_count_fails_the_whole_batch() -> None:
     def drops_a_row(batch: np.ndarray) -> np.ndarray:
         return batch[:-1]
