@@ -7,14 +7,13 @@ loop (the loop keeps parsing requests meanwhile) and hands each request its own 
 """
 
 import asyncio
-import contextlib
 import math
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -122,7 +121,7 @@ class Batcher:
         self.max_delay = max_delay
         self.queue_size = queue_size
         self.on_batch = on_batch
-        self._thread_context = thread_context or contextlib.nullcontext
+        self._thread_context = thread_context or nullcontext
         self._pending: deque[_Item] = deque()
         self._wake: asyncio.Future[None] | None = None
         self._worker: asyncio.Task[None] | None = None
