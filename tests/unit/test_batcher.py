@@ -134,10 +134,13 @@ def test_inference_runs_off_the_event_loop() -> None:
     assert threads and threading.main_thread().name not in threads
 
 
-def test_every_batch_runs_in_inference_mode_on_a_one_thread_torch() -> None:
+def test_every_batch_runs_in_inference_mode_on_a_one_thread_torch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The replica's model thread holds inference mode for its life, not per batch: a
     context entered and dropped at once would leave every batch paying to enter it."""
     torch = pytest.importorskip("torch")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # set_threads exports it
     from naiad.serving.loader import model_thread_context
 
     seen: list[tuple[bool, int]] = []
