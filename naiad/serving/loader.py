@@ -10,8 +10,7 @@ import importlib
 import math
 import time
 import warnings
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,14 +161,15 @@ def set_threads(threads: int) -> None:
         torch.set_num_interop_threads(threads)
 
 
-def model_thread_context(threads: int) -> AbstractContextManager[object]:
-    """What the thread that runs every batch holds for its whole life: its torch thread
-    count, and inference mode (entered once, not per batch). Inference mode lasts only
-    while its context is held, so the caller enters this and keeps it entered."""
+@contextlib.contextmanager
+def model_thread_context(threads: int) -> Iterator[None]:
+    """Held by the thread that runs every batch for its whole life: its torch thread
+    count, and inference mode entered once rather than per batch."""
     import torch
 
     set_threads(threads)
-    return torch.inference_mode()
+    with torch.inference_mode():
+        yield
 
 
 def choose_cpu_kernels(model: LoadedModel, max_batch: int) -> str:
