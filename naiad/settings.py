@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     max_batch_points: int = 200_000
     max_request_bytes: int = 64 * 1024 * 1024
     max_artifact_bytes: int = 5 * 1024**3
+    endpoint_history_days: int = Field(default=14, ge=1)  # saved minutes of traffic
 
     @classmethod
     def settings_customise_sources(

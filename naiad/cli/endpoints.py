@@ -58,6 +58,10 @@ def _ms(value: float | None) -> str:
     return output.NONE if value is None else f"{value:.1f}ms"
 
 
+def _step(seconds: int) -> str:
+    return f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds // 60}m"
+
+
 def _share(variant: Variant, variants: list[Variant]) -> str:
     total = sum(v.weight for v in variants) or 1.0
     return f"{variant.weight / total:.0%}"
@@ -377,6 +381,55 @@ def metrics(
         output.print_json(figures)
         return
     console.print(render(client.endpoints.get(name).endpoint, figures))
+
+
+@app.command("history")
+@handled
+def history(
+    name: NameArg,
+    since: Annotated[str, typer.Option(help="How far back: 90m, 6h, 7d, or seconds.")] = "1h",
+    step: Annotated[
+        str | None,
+        typer.Option(help="What one row sums: 1m, 5m, 1h... (default: at most 720 rows)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Traffic per variant over hours or days, from the minutes the server saved."""
+    seconds = output.parse_duration(since, "--since")
+    step_s = None if step is None else output.parse_duration(step, "--step")
+    if step_s is not None and step_s % 60:
+        raise InvalidInput(f"--step {step!r} is not a whole number of minutes; try 1m, 5m or 1h.")
+    figures = output.client().endpoints.history(
+        name, since=seconds, step=None if step_s is None else int(step_s)
+    )
+    if as_json:
+        output.print_json(figures)
+        return
+    if not any(figures.variants.values()):
+        console.print(f"No traffic saved for {escape(name)} in the last {escape(since)}.")
+        return
+    for variant, points in figures.variants.items():
+        table = Table(
+            title=f"{variant}: one row per {_step(figures.step_s)}",
+            title_justify="left",
+            box=None,
+        )
+        for column in ("from", "req/s", "requests", "errors", "p50", "p99", "batch", "queue"):
+            table.add_column(column, justify="left" if column == "from" else "right")
+        for p in points:
+            table.add_row(
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(p.at)),
+                f"{p.rps:.1f}",
+                str(p.requests),
+                Text(str(p.errors), style="red" if p.errors else ""),
+                _ms(p.p50_ms),
+                _ms(p.p99_ms),
+                output.NONE if p.batch_mean is None else f"{p.batch_mean:.1f}",
+                str(p.queue_depth),
+            )
+        console.print(table)
+        rps = [p.rps for p in points]
+        console.print(Text(f"{variant} req/s {_spark(rps)} peak {max(rps):.1f}"))
 
 
 @app.command("delete")

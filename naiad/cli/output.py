@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.text import Text
 
-from naiad.core.errors import NaiadError
+from naiad.core.errors import InvalidInput, NaiadError
 
 if TYPE_CHECKING:
     from naiad.sdk.client import Client
@@ -173,6 +173,26 @@ def duration(seconds: float | None) -> str:
         return f"{hours}h {minutes:02d}m"
     days, hours = divmod(hours, 24)
     return f"{days}d {hours:02d}h"
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, option: str) -> float:
+    """``90`` (seconds), ``45s``, ``30m``, ``6h``, ``7d``: seconds, or a 400 naming ``option``."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:])
+    number = value[:-1] if unit else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidInput(
+            f"{option} {text!r} is not a duration; write seconds or a number with s, m, h "
+            "or d, e.g. 90m or 7d."
+        )
+    return seconds
 
 
 def run_duration(start: datetime, end: datetime | None, running: bool) -> str:

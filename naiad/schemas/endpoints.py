@@ -110,13 +110,16 @@ class VariantMetrics(BaseModel):
 
 
 class MetricsPoint(BaseModel):
-    at: float = Field(description="Unix time.")
-    rps: float
+    at: float = Field(description="Unix time: a scrape's, or the start of a history step.")
+    rps: float = Field(description="Requests per second over the seconds observed.")
+    requests: int = 0
     errors: int
     p50_ms: float | None = None
     p99_ms: float | None = None
     batch_mean: float | None = None
-    queue_depth: int = 0
+    queue_depth: int = Field(
+        default=0, description="Requests waiting: at the scrape, or the most in a history step."
+    )
 
 
 class EndpointMetrics(BaseModel):
@@ -129,4 +132,15 @@ class EndpointMetrics(BaseModel):
     )
     history: dict[str, list[MetricsPoint]] = Field(
         default_factory=dict, description="variant -> points over time (throughput, latency)"
+    )
+
+
+class EndpointHistory(BaseModel):
+    """An endpoint's traffic over a longer span, from minutes the server saved."""
+
+    endpoint: str
+    since_s: float = Field(description="How far back the history goes.")
+    step_s: int = Field(description="Seconds each point sums (a multiple of 60).")
+    variants: dict[str, list[MetricsPoint]] = Field(
+        default_factory=dict, description="variant -> one point per step that saw traffic"
     )

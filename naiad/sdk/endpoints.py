@@ -16,7 +16,7 @@ import httpx
 import orjson
 
 from naiad.core.errors import InvalidInput, NaiadError, ServerUnreachable
-from naiad.schemas.endpoints import ROLLED_BACK, Endpoint, EndpointMetrics
+from naiad.schemas.endpoints import ROLLED_BACK, Endpoint, EndpointHistory, EndpointMetrics
 from naiad.sdk.http import Transport, raise_for
 
 if TYPE_CHECKING:
@@ -97,6 +97,9 @@ class EndpointHandle:
 
     def metrics(self, window: float = 10.0, points: int = 120) -> EndpointMetrics:
         return self._endpoints.metrics(self.name, window, points)
+
+    def history(self, since: float = 3600.0, step: int | None = None) -> EndpointHistory:
+        return self._endpoints.history(self.name, since, step)
 
     def update(self, **changes: Any) -> EndpointHandle:
         """As ``client.endpoints.update(name, ...)``; a new handle that ``wait`` checks."""
@@ -251,6 +254,16 @@ class Endpoints:
         params = {"window": window, "points": points}
         return EndpointMetrics.model_validate(
             self._t.request("GET", f"/endpoints/{name}/metrics", params=params)
+        )
+
+    def history(self, name: str, since: float = 3600.0, step: int | None = None) -> EndpointHistory:
+        """Traffic per variant over the last ``since`` seconds, one point per ``step``
+        seconds (a multiple of 60; by default at most 720 points), from saved minutes."""
+        params: dict[str, float | int] = {"since": since}
+        if step is not None:
+            params["step"] = step
+        return EndpointHistory.model_validate(
+            self._t.request("GET", f"/endpoints/{name}/metrics/history", params=params)
         )
 
     # -- invocations ------------------------------------------------------------------------

@@ -226,6 +226,31 @@ class EndpointTransitionRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class EndpointMinuteRow(Base):
+    """One minute of a variant's traffic, summed over its replicas: the history that
+    outlives the server's memory. Counts are per histogram bucket (``*_le`` the bounds),
+    so minutes add up into any coarser step with true percentiles."""
+
+    __tablename__ = "endpoint_minutes"
+
+    endpoint_id: Mapped[str] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    variant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True, index=True)
+    seconds: Mapped[float] = mapped_column(Float)  # observed within the minute
+    requests: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)  # 5xx
+    client_errors: Mapped[int] = mapped_column(Integer)  # 4xx
+    latency_le: Mapped[list] = mapped_column(JSON)
+    latency: Mapped[list] = mapped_column(JSON)
+    batch_le: Mapped[list] = mapped_column(JSON)
+    batches: Mapped[list] = mapped_column(JSON)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    batch_count: Mapped[int] = mapped_column(Integer)
+    queue_depth: Mapped[int] = mapped_column(Integer)  # the most seen waiting
+
+
 # PostgreSQL would compress these columns and read them back slowly; they are
 # float arrays that barely compress. Migration 0003 does the same on older stores.
 CHUNK_STORAGE = [

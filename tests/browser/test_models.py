@@ -47,3 +47,14 @@ def test_endpoint_page(page, served, shot) -> None:  # type: ignore[no-untyped-d
     for chart in page.locator(".charts .plot").all():
         expect(chart).to_have_attribute("data-rendered", "1")
     shot(page, "endpoint", full_page=True)
+    # A long window charts the saved minutes: one point per step, at whole minutes.
+    page.get_by_label("Window").select_option(label="last day")
+    page.wait_for_function(
+        """() => {
+          const trace = (document.querySelector(".charts .plot").data || [])[0];
+          return trace && trace.x.length > 0 && trace.x.every((d) => d.getSeconds() === 0)
+            && trace.y.some((rps) => rps > 0);
+        }""",
+        timeout=10_000,
+    )
+    expect(page.locator(".alert")).to_have_count(0)

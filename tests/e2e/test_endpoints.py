@@ -22,6 +22,7 @@ import pytest
 import naiad
 from naiad.core.errors import InvalidInput, NotFound, PayloadTooLarge, ServerError
 from naiad.sdk.endpoints import EndpointFailed, EndpointHandle
+from naiad.server.controller.endpoint_metrics import FRESH_REPLICA_S
 from naiad.testing.endpoints import Load, broken_model, kill_replicas, replica_pids, scale_model
 from naiad.testing.live import LiveServer
 
@@ -200,12 +201,26 @@ def test_server_restart_reattaches_to_running_replicas(
 ) -> None:
     wait_until(lambda: all_healthy(shared), what="healthy replicas")
     before = sorted(pids_of(shared))
+    for _ in range(20):
+        shared.predict(np.ones((1, 4), np.float32))
+    wait_until(lambda: served(shared) >= 20, what="the requests in the figures")
+    counted = served(shared)
+    # A new server counts a young replica's requests again; an older one's it must not.
+    serving_since = shared.refresh().transitions[-1].at.timestamp()
+    time.sleep(max(0.0, serving_since + FRESH_REPLICA_S + 1 - time.time()))
     server.stop()
     assert all(alive(pid) for pid in before), "replicas outlive the server"
     server.start()
     wait_until(lambda: all_healthy(shared), what="re-attached replicas healthy")
     assert sorted(pids_of(shared)) == before
     assert shared.predict(np.ones((2, 4), np.float32)).shape == (2, 4)
+    # The traffic before the restart is still in the history (saved as the server stopped).
+    history = shared.history(since=3600)
+    assert sum(p.requests for points in history.variants.values() for p in points) >= counted
+
+
+def served(handle: EndpointHandle) -> int:
+    return sum(v.requests for v in handle.metrics().variants)
 
 
 def naiad_cli(server: LiveServer, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -218,7 +233,7 @@ def naiad_cli(server: LiveServer, *args: str, timeout: float = 120) -> subproces
     )
 
 
-def test_cli_deploy_invoke_watch_canary_delete(
+def test_cli_deploy_invoke_watch_canary_history_delete(
     server: LiveServer, models: None, tmp_path: Path
 ) -> None:
     deployed = naiad_cli(
@@ -260,6 +275,20 @@ def test_cli_deploy_invoke_watch_canary_delete(
     weights = {v["model"]: v["weight"] for v in shown["endpoint"]["variants"]}
     assert weights == {"scale:1": 90.0, "scale:2": 10.0}
     assert {m["variant"] for m in shown["metrics"]["variants"]} == {"scale-v1", "scale-v2"}
+
+    history = naiad_cli(server, "endpoints", "history", "cli", "--since", "10m")
+    assert history.returncode == 0, history.stderr
+    assert "scale-v1: one row per 1m" in history.stdout and "req/s" in history.stdout
+    as_json = json.loads(naiad_cli(server, "endpoints", "history", "cli", "--json").stdout)
+    assert (
+        as_json["step_s"] == 60 and sum(p["requests"] for p in as_json["variants"]["scale-v1"]) >= 2
+    )
+    for option, value, words in (
+        ("--step", "90s", "not a whole number of minutes"),
+        ("--since", "soon", "is not a duration"),
+    ):
+        refused = naiad_cli(server, "endpoints", "history", "cli", option, value)
+        assert refused.returncode == 1 and words in refused.stderr, refused.stderr
 
     again = naiad_cli(server, "endpoints", "deploy", "cli", "--model", "scale:1", "--no-wait")
     assert again.returncode == 1 and "already exists" in again.stderr

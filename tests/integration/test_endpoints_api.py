@@ -1,5 +1,6 @@
 """The endpoints REST API and the invocation proxy on every backend (SQLite, PostgreSQL):
-validation, the stored timeline, a rollout that fails and is undone, a canary, delete.
+validation, the stored timeline, a rollout that fails and is undone, a canary, the saved
+traffic history, delete.
 
 The app runs in-process (its keeper thread included); the replicas are real processes."""
 
@@ -10,9 +11,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from naiad.sdk.models import pack_model
+from naiad.server.controller.endpoint_metrics import MetricsBook
 from naiad.settings import Settings
+from naiad.store.tables import EndpointMinuteRow
 from naiad.testing.endpoints import broken_model, kill_replicas, replica_pids, scale_model
 
 API = "/api/v1"
@@ -110,8 +114,8 @@ def test_deploy_and_update_refuse_bad_requests_with_a_sentence(
     assert api.get(f"{API}/endpoints").json() == []
 
 
-def test_lifecycle_rollback_canary_and_delete(
-    api: TestClient, archives: dict[str, bytes], settings: Settings, cleanup: None
+def test_lifecycle_rollback_canary_history_and_delete(
+    api: TestClient, archives: dict[str, bytes], settings: Settings, app: Any, cleanup: None
 ) -> None:
     for archive in (archives["v1"], archives["v2"], archives["broken"]):
         register(api, "scale", archive)
@@ -163,6 +167,7 @@ def test_lifecycle_rollback_canary_and_delete(
     assert seen == {"scale-v1", "scale-v2"}
     metrics = api.get(f"{API}/endpoints/e/metrics", params={"window": 30}).json()
     assert {m["variant"] for m in metrics["variants"]} == {"scale-v1", "scale-v2"}
+    check_history(api, app)
     assert [t["status"] for t in endpoint["transitions"]] == [
         "Creating",
         "InService",
@@ -181,3 +186,40 @@ def test_lifecycle_rollback_canary_and_delete(
         time.sleep(0.1)
     assert replica_pids(settings.home) == []
     assert not (Path(settings.home) / "endpoints" / "e").exists()
+    with app.state.naiad.sessions() as session:  # its history went with it
+        assert session.scalar(select(func.count()).select_from(EndpointMinuteRow)) == 0
+
+
+def history_requests(api: TestClient, **params: Any) -> dict[str, int]:
+    response = api.get(f"{API}/endpoints/e/metrics/history", params=params)
+    assert response.status_code == 200, response.text
+    return {
+        v: sum(p["requests"] for p in points) for v, points in response.json()["variants"].items()
+    }
+
+
+def check_history(api: TestClient, app: Any) -> None:
+    """Every request the live figures count is in the history: from memory before the
+    minutes are saved, from the database after, and from the database alone once the
+    server's memory is gone (as after a restart)."""
+    keeper = app.state.naiad.endpoints
+
+    def totals() -> dict[str, int]:
+        metrics = api.get(f"{API}/endpoints/e/metrics").json()
+        return {m["variant"]: m["requests"] for m in metrics["variants"]}
+
+    first = totals()
+    time.sleep(1.5)  # a scrape or two more: counts settle once the load has stopped
+    while (now := totals()) != first:
+        first = now
+        time.sleep(1.5)
+    assert now["scale-v1"] > 0 and now["scale-v2"] > 0
+    assert history_requests(api) == now
+    keeper.save_history()
+    assert history_requests(api, since=600, step=300) == now
+    keeper.book = MetricsBook()  # what a new server starts with
+    assert history_requests(api, since=86400) == now
+    too_fine = api.get(f"{API}/endpoints/e/metrics/history", params={"step": 90})
+    assert too_fine.status_code == 400 and "whole number of minutes" in too_fine.json()["message"]
+    gone = api.get(f"{API}/endpoints/nope/metrics/history")
+    assert gone.status_code == 404 and "No endpoint named 'nope'" in gone.json()["message"]

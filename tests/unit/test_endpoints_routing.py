@@ -1,6 +1,6 @@
 """The proxy's choices and the metrics book, without processes or sockets: weighted variants,
 round-robin, retry on another replica, 503 when none is left; counter deltas across
-replica restarts, percentiles from histograms."""
+replica restarts, percentiles from histograms, points summed into minutes for saving."""
 
 import asyncio
 import random
@@ -9,7 +9,13 @@ from collections.abc import Callable
 
 import pytest
 
-from naiad.server.controller.endpoint_metrics import MetricsBook, batch_labels, quantile_ms
+from naiad.server.controller import endpoint_history
+from naiad.server.controller.endpoint_metrics import (
+    MetricsBook,
+    batch_labels,
+    point_figures,
+    quantile_ms,
+)
 from naiad.server.controller.router import Router, VariantRoute
 from naiad.server.controller.upstream import Reply, Target, Unreachable
 
@@ -147,3 +153,44 @@ def test_percentiles_and_batch_labels() -> None:
     assert quantile_ms([0.001, 0.002], [0, 10, 0], 0.5) == 1.5
     assert quantile_ms([0.001, 0.002], [0, 0, 4], 0.99) == 2.0  # past the last bound
     assert batch_labels([1, 2, 4, 8]) == ["1", "2", "3-4", "5-8", ">8"]
+
+
+def test_unsaved_points_are_taken_once_summed_by_minute_and_outlive_a_rollout() -> None:
+    book = MetricsBook()
+    book.observe("e", "v1", {"a": snapshot(1, 10)}, 119.0)  # the minute from 60 s
+    book.observe("e", "v1", {"a": snapshot(2, 30, batches=2)}, 121.0)  # from 120 s
+    book.observe("e", "v1", {"a": snapshot(3, 40, errors=1)}, 150.0)
+    book.observe("e", "v2", {"b": snapshot(1, 5)}, 121.5)
+    book.forget("e", keep={"v1"})  # v2 rolled out of service: its points are still saved
+    assert set(book.unsaved("e")) == {"v1", "v2"}
+    taken = book.take_unsaved()
+    assert set(taken) == {("e", "v1"), ("e", "v2")}
+    assert book.take_unsaved() == {}  # taken once
+
+    v1 = taken[("e", "v1")]
+    minutes = endpoint_history.roll_up(v1.points, 60)
+    assert sorted(minutes) == [60, 120]
+    assert [minutes[m].requests for m in (60, 120)] == [10, 20 + 10 + 1]
+    assert minutes[120].errors == 1 and minutes[120].batch_count == 2
+    assert minutes[120].dt == 2.0 + 29.0 and minutes[120].at == 120.0  # seconds observed
+    hour = endpoint_history.roll_up(minutes.values(), 3600)
+    assert list(hour) == [0] and hour[0].requests == 41
+    assert sum(hour[0].latency) == 40  # histograms add (the 200s), so percentiles stay true
+    figures = point_figures(hour[0], v1.latency_le)
+    assert 5 <= figures.p50_ms <= 10 and figures.requests == 41  # type: ignore[operator]
+    assert figures.batch_mean == 4.0 and figures.queue_depth == 2
+
+    book.give_back(taken)  # a save that failed: the same points come back next time
+    again = book.take_unsaved()
+    assert [p.requests for p in again[("e", "v1")].points] == [10, 20, 11]
+    assert [p.requests for p in again[("e", "v2")].points] == [5]
+    book.give_back(again)
+    book.forget("e")  # deleted: nothing is left to save
+    assert book.take_unsaved() == {}
+
+
+def test_default_history_step_keeps_a_read_to_720_points() -> None:
+    assert endpoint_history.default_step(3600) == 60
+    assert endpoint_history.default_step(12 * 3600) == 60
+    assert endpoint_history.default_step(7 * 86400) == 840
+    assert endpoint_history.default_step(7 * 86400) * 720 >= 7 * 86400

@@ -4,7 +4,8 @@ Two sources: the keeper scrapes every replica's ``/stats`` (cumulative counters 
 histograms) about once a second and turns the differences into one point per variant,
 kept for ``HISTORY`` points; the proxy records each request it forwards (status and
 latency as a client sees it). Replica counters restart with the replica; a drop is taken
-as a restart, so totals only grow.
+as a restart, so totals only grow. Points not yet saved wait in ``unsaved`` until the
+keeper takes them into the database as minutes (``endpoint_history``).
 """
 
 import threading
@@ -43,8 +44,18 @@ class Point:
 
 
 @dataclass
+class Unsaved:
+    """A variant's points the database does not have yet, with their bucket bounds."""
+
+    latency_le: list[float]
+    batch_le: list[float]
+    points: list[Point] = field(default_factory=list)
+
+
+@dataclass
 class Series:
     points: deque[Point] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    unsaved: list[Point] = field(default_factory=list)
     last: dict[str, dict[str, Any]] = field(default_factory=dict)  # replica -> snapshot
     last_at: float | None = None
     requests: int = 0
@@ -78,7 +89,8 @@ def _minus(a: list[int], b: list[int]) -> list[int]:
     return [max(0, x - y) for x, y in zip(a, b, strict=True)]
 
 
-def _add(a: list[int], b: list[int]) -> list[int]:
+def add_counts(a: list[int], b: list[int]) -> list[int]:
+    """Two histograms' per-bucket counts summed (``a`` alone when the buckets differ)."""
     if not a:
         return list(b)
     if len(a) != len(b):
@@ -126,6 +138,7 @@ class MetricsBook:
         self._series: dict[tuple[str, str], Series] = {}
         self._retries: dict[str, int] = {}
         self._unavailable: dict[str, int] = {}
+        self._retired: dict[tuple[str, str], Unsaved] = {}  # variants rolled out of service
 
     def _get(self, endpoint: str, variant: str) -> Series:
         key = (endpoint, variant)
@@ -162,8 +175,8 @@ class MetricsBook:
                 requests += now_codes[0] - prev_codes[0]
                 errors += now_codes[1] - prev_codes[1]
                 client += now_codes[2] - prev_codes[2]
-                latency = _add(latency, _minus(*self._pair(snap, prev, "latency_seconds")))
-                batches = _add(batches, _minus(*self._pair(snap, prev, "batch_rows")))
+                latency = add_counts(latency, _minus(*self._pair(snap, prev, "latency_seconds")))
+                batches = add_counts(batches, _minus(*self._pair(snap, prev, "batch_rows")))
                 rows += max(0, int(snap.get("rows") or 0) - int(prev.get("rows") or 0))
                 batch_count += max(0, int(snap.get("batches") or 0) - int(prev.get("batches") or 0))
                 queue += int(snap.get("queue_depth") or 0)
@@ -175,21 +188,21 @@ class MetricsBook:
             series.requests += requests
             series.errors += errors
             series.client_errors += client
-            series.points.append(
-                Point(
-                    now,
-                    max(dt, 1e-3),
-                    requests,
-                    errors,
-                    client,
-                    latency,
-                    batches,
-                    queue,
-                    in_flight,
-                    rows,
-                    batch_count,
-                )
+            point = Point(
+                now,
+                max(dt, 1e-3),
+                requests,
+                errors,
+                client,
+                latency,
+                batches,
+                queue,
+                in_flight,
+                rows,
+                batch_count,
             )
+            series.points.append(point)
+            series.unsaved.append(point)
 
     @staticmethod
     def _pair(snap: dict[str, Any], prev: dict[str, Any], key: str) -> tuple[list[int], list[int]]:
@@ -213,14 +226,53 @@ class MetricsBook:
             self._unavailable[endpoint] = self._unavailable.get(endpoint, 0) + 1
 
     def forget(self, endpoint: str, keep: set[str] | None = None) -> None:
-        """Drop an endpoint's series (all of them, or those of variants not in ``keep``)."""
+        """Drop an endpoint's series (all of them, or those of variants not in ``keep``).
+
+        A variant rolled out of service still has its last unsaved points saved; a
+        deleted endpoint has no history left to add to."""
         with self._lock:
             for key in [k for k in self._series if k[0] == endpoint]:
                 if keep is None or key[1] not in keep:
-                    del self._series[key]
+                    series = self._series.pop(key)
+                    if keep is not None and series.unsaved:
+                        self._retired[key] = self._unsaved(series)
             if keep is None:
                 self._retries.pop(endpoint, None)
                 self._unavailable.pop(endpoint, None)
+                for key in [k for k in self._retired if k[0] == endpoint]:
+                    del self._retired[key]
+
+    @staticmethod
+    def _unsaved(series: Series) -> Unsaved:
+        return Unsaved(series.latency_le, series.batch_le, series.unsaved)
+
+    def take_unsaved(self) -> dict[tuple[str, str], Unsaved]:
+        """(endpoint, variant) -> the points since the last take; the book forgets them."""
+        with self._lock:
+            taken = self._retired
+            self._retired = {}
+            for key, series in self._series.items():
+                if series.unsaved:
+                    taken[key] = self._unsaved(series)
+                    series.unsaved = []
+        return taken
+
+    def give_back(self, taken: dict[tuple[str, str], Unsaved]) -> None:
+        """Points a save could not write: kept for the next take, in order."""
+        with self._lock:
+            for key, unsaved in taken.items():
+                series = self._series.get(key)
+                if series is None:
+                    self._retired[key] = unsaved
+                else:
+                    series.unsaved[:0] = unsaved.points
+
+    def unsaved(self, endpoint: str) -> dict[str, Unsaved]:
+        """variant -> a copy of its points the database does not have yet."""
+        with self._lock:
+            out = {k[1]: self._unsaved(s) for k, s in self._series.items() if k[0] == endpoint}
+            out |= {k[1]: u for k, u in self._retired.items() if k[0] == endpoint}
+            return {v: Unsaved(u.latency_le, u.batch_le, list(u.points)) for v, u in out.items()}
 
     # -- readers ------------------------------------------------------------------------
     def figures(
@@ -239,7 +291,7 @@ class MetricsBook:
                 recent = [p for p in series.points if p.at >= now_wall - window_s]
                 out.append(self._variant(series, recent, name, model, healthy, now_mono, window_s))
                 points = list(series.points)[-history_points:]
-                history[name] = [self._point(series, p) for p in points]
+                history[name] = [point_figures(p, series.latency_le) for p in points]
             retries = self._retries.get(endpoint, 0)
             unavailable = self._unavailable.get(endpoint, 0)
         return EndpointMetrics(
@@ -264,8 +316,8 @@ class MetricsBook:
         latency: list[int] = []
         batches: list[int] = []
         for p in recent:
-            latency = _add(latency, p.latency)
-            batches = _add(batches, p.batches)
+            latency = add_counts(latency, p.latency)
+            batches = add_counts(batches, p.batches)
         seconds = sum(p.dt for p in recent)
         at = np.fromiter(series.proxy_at, float, len(series.proxy_at))
         took = np.fromiter(series.proxy_s, float, len(series.proxy_s))[at >= now_mono - window_s]
@@ -298,14 +350,16 @@ class MetricsBook:
             replicas_healthy=healthy,
         )
 
-    @staticmethod
-    def _point(series: Series, p: Point) -> MetricsPoint:
-        return MetricsPoint(
-            at=round(p.at, 3),
-            rps=round(p.requests / p.dt, 3),
-            errors=p.errors,
-            p50_ms=quantile_ms(series.latency_le, p.latency, 0.50),
-            p99_ms=quantile_ms(series.latency_le, p.latency, 0.99),
-            batch_mean=round(p.rows / p.batch_count, 2) if p.batch_count else None,
-            queue_depth=p.queue_depth,
-        )
+
+def point_figures(p: Point, latency_le: list[float]) -> MetricsPoint:
+    """One point (a scrape, or a step of saved minutes) as the API shows it."""
+    return MetricsPoint(
+        at=round(p.at, 3),
+        rps=round(p.requests / p.dt, 3),
+        requests=p.requests,
+        errors=p.errors,
+        p50_ms=quantile_ms(latency_le, p.latency, 0.50),
+        p99_ms=quantile_ms(latency_le, p.latency, 0.99),
+        batch_mean=round(p.rows / p.batch_count, 2) if p.batch_count else None,
+        queue_depth=p.queue_depth,
+    )

@@ -11,8 +11,9 @@ Each tick (half a second, or at once when woken by a deploy, an update or a dele
    whose replicas cannot start is undone; an endpoint with nothing left to serve is
    Failed with the replica's last words. Deleting stops everything, then the row goes;
 3. the routing table is published to the proxy (``router``);
-4. about once a second the replicas' ``/stats`` are scraped into the metrics book, and
-   every few seconds captured requests are moved to the artifact store.
+4. about once a second the replicas' ``/stats`` are scraped into the metrics book, every
+   few seconds captured requests are moved to the artifact store, and every minute (and
+   on close) the book's new points are saved as minutes (``endpoint_history``).
 """
 
 import logging
@@ -23,18 +24,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from naiad.core.status import EndpointStatus
 from naiad.schemas.endpoints import ROLLED_BACK, Replica
-from naiad.server.controller import replicas
+from naiad.server.controller import endpoint_history, replicas
 from naiad.server.controller.endpoint_metrics import MetricsBook
 from naiad.server.controller.loop import ReconcileLoop
 from naiad.server.controller.model_cache import ModelCache
 from naiad.server.controller.replica_set import Proc, ReplicaSet
 from naiad.server.controller.router import Router, VariantRoute
 from naiad.server.state import AppState
-from naiad.store import endpoints
+from naiad.store import endpoint_minutes, endpoints
 from naiad.store.db import transaction
 from naiad.store.tables import EndpointRow
 
@@ -57,11 +59,13 @@ class EndpointKeeper(ReconcileLoop):
         stop_grace_s: float = 35.0,
         scrape_interval_s: float = 1.0,
         capture_interval_s: float = 10.0,
+        history_interval_s: float = 60.0,
     ) -> None:
         super().__init__(interval, log)
         self.state = state
         self.scrape_interval_s = scrape_interval_s
         self.capture_interval_s = capture_interval_s
+        self.history_interval_s = history_interval_s
         self.cache = ModelCache(state.settings.home / "model-cache", state.artifacts)
         self.book = MetricsBook()
         self.router = Router(self.book)
@@ -72,11 +76,12 @@ class EndpointKeeper(ReconcileLoop):
         )
         self._capture_job: Future[None] | None = None
         self._adopted = False
-        self._last = {"scrape": 0.0, "capture": 0.0, "prune": 0.0}
+        self._last = {"scrape": 0.0, "capture": 0.0, "prune": 0.0, "history": time.monotonic()}
 
     def close(self) -> None:
         """Stop watching; the replicas keep serving for the next server to re-attach."""
         self.stop_loop()
+        self.save_history()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.cache.close()
         self._http.close()
@@ -119,8 +124,11 @@ class EndpointKeeper(ReconcileLoop):
         if now - self._last["prune"] >= PRUNE_EVERY_S:
             self._last["prune"] = now
             self.cache.prune(versions | {p.version_id for p in self.fleet.all()})
+        if now - self._last["history"] >= self.history_interval_s:
+            self._last["history"] = now
+            self.save_history()
 
-    # -- one endpoint ---------------------------------------------------------------------
+    # -- one endpoint -------------------------------------------------------------------
     def _reconcile(self, session: Session, row: EndpointRow) -> None:
         status = EndpointStatus(row.status)
         if status in (EndpointStatus.DELETING, EndpointStatus.FAILED):
@@ -261,8 +269,7 @@ class EndpointKeeper(ReconcileLoop):
             for v in row.spec["variants"]
         )
 
-    # -- stopping -------------------------------------------------------------------------
-    # -- figures and captured data -------------------------------------------------------------
+    # -- figures and captured data ------------------------------------------------------
     def _scrape(self, table: dict[str, tuple[VariantRoute, ...]]) -> None:
         procs = [p for p in self.fleet.all() if p.healthy and p.retire_at is None]
         answers = dict(zip(procs, self._pool.map(self._stats, procs), strict=True))
@@ -276,6 +283,19 @@ class EndpointKeeper(ReconcileLoop):
                     if p.endpoint == endpoint and p.port in ports and snap is not None
                 }
                 self.book.observe(endpoint, route.name, snaps, now)
+
+    def save_history(self) -> None:
+        """The book's new points into the saved minutes; minutes past retention go."""
+        taken = self.book.take_unsaved()
+        keep_s = self.state.settings.endpoint_history_days * 86400
+        try:
+            with transaction(self.state.sessions) as session:
+                ids = {row.name: row.id for row in endpoints.list_all(session)}
+                endpoint_history.save(session, taken, ids)
+                endpoint_minutes.prune(session, int(time.time() - keep_s))
+        except SQLAlchemyError:
+            log.exception("Could not save endpoint traffic; keeping it for the next try")
+            self.book.give_back(taken)
 
     def _stats(self, proc: Proc) -> dict[str, Any] | None:
         try:

@@ -7,14 +7,22 @@ from one that is not serving yet (503).
 """
 
 import logging
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from naiad.core.errors import NaiadError
+from naiad.core.errors import InvalidInput, NaiadError
 from naiad.core.status import EndpointStatus
-from naiad.schemas.endpoints import Endpoint, EndpointCreate, EndpointMetrics, EndpointUpdate
+from naiad.schemas.endpoints import (
+    Endpoint,
+    EndpointCreate,
+    EndpointHistory,
+    EndpointMetrics,
+    EndpointUpdate,
+)
+from naiad.server.controller import endpoint_history
 from naiad.server.controller.router import Answer, unavailable
 from naiad.server.deps import SessionDep, StateDep, require_token
 from naiad.server.state import AppState
@@ -95,6 +103,31 @@ def endpoint_metrics(
         for v in row.spec["variants"]
     ]
     return state.endpoints.book.figures(name, variants, window, points)
+
+
+@router.get("/{name}/metrics/history")
+def endpoint_metrics_history(
+    name: str,
+    session: SessionDep,
+    state: StateDep,
+    since: Annotated[
+        float, Query(gt=0, le=366 * 86400, description="Seconds back from now.")
+    ] = 3600.0,
+    step: Annotated[
+        int | None,
+        Query(ge=60, le=86400, description="Seconds a point sums, a multiple of 60."),
+    ] = None,
+) -> EndpointHistory:
+    """Traffic per variant over hours or days, from the minutes the server saved."""
+    if step is not None and step % endpoint_history.MINUTE:
+        raise InvalidInput(
+            f"step={step} is not a whole number of minutes; use 60, 300, 3600 or another "
+            "multiple of 60 seconds."
+        )
+    row = endpoints.get_row(session, name)
+    unsaved = state.endpoints.book.unsaved(name) if state.endpoints else {}
+    step = step or endpoint_history.default_step(since)
+    return endpoint_history.read(session, row, unsaved, since, step, time.time())
 
 
 # -- the invocation proxy -----------------------------------------------------------------

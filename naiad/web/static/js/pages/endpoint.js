@@ -1,5 +1,6 @@
 // #/endpoints/NAME: variants and their traffic weights, replicas, batching, the rollout,
-// and live figures: requests/s, latency percentiles, errors, batch sizes.
+// and live figures: requests/s, latency percentiles, errors, batch sizes. Windows up to
+// five minutes chart the server's second-by-second points; longer ones its saved minutes.
 import { api, path } from "../api.js";
 import { h, link, kvTable, replace, table, errorBox } from "../dom.js";
 import { badge, fmtNum, fmtTime } from "../format.js";
@@ -14,6 +15,15 @@ export function share(variant, variants) {
 }
 
 const ms = (x) => (x === null || x === undefined ? "–" : `${fmtNum(x)} ms`);
+const WINDOWS = [
+  [10, "last 10 s"],
+  [60, "last 60 s"],
+  [300, "last 5 min"],
+  [3600, "last hour"],
+  [86400, "last day"],
+  [7 * 86400, "last 7 days"],
+];
+const LIVE_MAX = 600; // the longest window the live figures cover (the server keeps 10 min)
 const modelLink = (ref) => link(`#/models/${encodeURIComponent(ref.split(/[:@]/)[0])}`, ref);
 
 function variantsTable(variants) {
@@ -86,24 +96,25 @@ function figuresTable(m) {
   );
 }
 
-async function drawCharts(els, m) {
-  const names = Object.keys(m.history);
+/** `history` is variant -> points: live seconds, or steps of saved minutes. */
+async function drawCharts(els, m, history) {
+  const names = Object.keys(history);
   const color = (i) => PALETTE[i % PALETTE.length];
   const at = (points) => points.map((p) => new Date(p.at * 1000));
   await drawPlot(
     els.rps,
     names.flatMap((n, i) => [
       {
-        x: at(m.history[n]),
-        y: m.history[n].map((p) => p.rps),
+        x: at(history[n]),
+        y: history[n].map((p) => p.rps),
         type: "scatter",
         mode: "lines",
         name: `${n} req/s`,
         line: { color: color(i) },
       },
       {
-        x: at(m.history[n]),
-        y: m.history[n].map((p) => p.errors),
+        x: at(history[n]),
+        y: history[n].map((p) => p.errors),
         type: "scatter",
         mode: "lines",
         name: `${n} errors`,
@@ -121,8 +132,8 @@ async function drawCharts(els, m) {
     els.latency,
     names.flatMap((n, i) => [
       {
-        x: at(m.history[n]),
-        y: m.history[n].map((p) => p.p50_ms),
+        x: at(history[n]),
+        y: history[n].map((p) => p.p50_ms),
         type: "scatter",
         mode: "lines+markers",
         name: `${n} p50`,
@@ -131,8 +142,8 @@ async function drawCharts(els, m) {
         marker: { size: 4 },
       },
       {
-        x: at(m.history[n]),
-        y: m.history[n].map((p) => p.p99_ms),
+        x: at(history[n]),
+        y: history[n].map((p) => p.p99_ms),
         type: "scatter",
         mode: "lines+markers",
         name: `${n} p99`,
@@ -161,7 +172,7 @@ async function drawCharts(els, m) {
     {
       barmode: "group",
       xaxis: { title: { text: "rows per batch" }, type: "category" },
-      yaxis: { title: { text: "batches in the window" }, rangemode: "tozero" },
+      yaxis: { title: { text: `batches, last ${fmtNum(m.window_s)} s` }, rangemode: "tozero" },
       uirevision: "batches",
       showlegend: bars.length > 1,
       annotations: bars.length
@@ -241,12 +252,19 @@ export default async function render(view) {
   };
 
   const refresh = async () => {
-    const [next, m] = await Promise.all([
+    const saved = seconds > LIVE_MAX;
+    const [next, m, past] = await Promise.all([
       api(path("endpoints", name), { signal }),
-      api(path("endpoints", name, "metrics"), { query: { window: seconds, points: 120 }, signal }),
+      api(path("endpoints", name, "metrics"), {
+        query: { window: Math.min(seconds, LIVE_MAX), points: 120 },
+        signal,
+      }),
+      saved
+        ? api(path("endpoints", name, "metrics", "history"), { query: { since: seconds }, signal })
+        : null,
     ]).catch((err) => {
       if (err.name !== "AbortError") replace(problem, errorBox(err));
-      return [null, null];
+      return [null, null, null];
     });
     if (!next) return true;
     replace(problem);
@@ -267,7 +285,7 @@ export default async function render(view) {
       ),
       m.variants.length ? figuresTable(m) : h("p", { class: "muted" }, "No figures yet."),
     );
-    await drawCharts(els, m);
+    await drawCharts(els, m, saved ? past.variants : m.history);
     return true;
   };
 
@@ -281,7 +299,7 @@ export default async function render(view) {
         refresh();
       },
     },
-    [10, 60, 300].map((s) => h("option", { value: String(s), selected: s === seconds }, `last ${s} s`)),
+    WINDOWS.map(([s, label]) => h("option", { value: String(s), selected: s === seconds }, label)),
   );
   drawEndpoint();
   replace(
