@@ -6,8 +6,13 @@ Wire format (``POST /invocations``):
   ``{"instances": [...]}`` (TF Serving's name for the same thing) or a bare array.
   A response is ``{"predictions": [...]}``, plus ``"labels"`` (the class name of each
   row's largest output) when the manifest has ``classes`` and outputs are ``[N, C]``.
+* ``text/csv``: one example per line, its values flattened in row-major order, no
+  header (SageMaker's convention); rows are reshaped to the signature.
 * ``application/x-npy``: the bytes of ``numpy.save`` (never unpickled). Send
   ``Accept: application/x-npy`` to get the predictions back the same way (no labels).
+
+A request holds at most ``max_rows`` rows (10,000 by default): a larger one is a 413
+that says to split it, so one client cannot hold a replica for seconds.
 
 The batch dimension may be left out for a single example: inputs with one dimension
 fewer than the signature are a batch of one. Predictions always keep the batch dimension,
@@ -26,11 +31,17 @@ import numpy as np
 import orjson
 from numpy.lib import format as npy_format
 
-from naiad.core.errors import InvalidInput, NaiadError
+from naiad.core.errors import InvalidInput, NaiadError, PayloadTooLarge
 from naiad.schemas.models import ModelManifest, TensorSpec
 
 JSON = b"application/json"
 NPY = b"application/x-npy"
+CSV = b"text/csv"
+DEFAULT_MAX_ROWS = 10_000
+_SUPPORTED = (
+    'Content-Type: application/json with {"inputs": [...]}, text/csv (one example per '
+    "line, no header) or application/x-npy (numpy.save bytes)"
+)
 
 # The kinds of numpy dtype each signature dtype accepts (b: bool, i/u: int, f: float).
 _ACCEPTS = {"f": "fiu", "i": "iu", "u": "iu", "b": "b"}
@@ -51,8 +62,9 @@ def _wire_dtype(spec: TensorSpec) -> np.dtype:
 class Codec:
     """Decode and encode for one model: its checks are precomputed once, not per request."""
 
-    def __init__(self, manifest: ModelManifest) -> None:
+    def __init__(self, manifest: ModelManifest, max_rows: int = DEFAULT_MAX_ROWS) -> None:
         spec = manifest.signature.inputs
+        self.max_rows = max_rows
         self.spec = spec
         self.dtype = _wire_dtype(spec)
         self.accepts = _ACCEPTS[self.dtype.kind]
@@ -78,6 +90,12 @@ class Codec:
             raise self._refuse(what)
         if array.ndim == self.ndim - 1:
             array = array[np.newaxis]  # a single example: a batch of one
+        if array.ndim and array.shape[0] > self.max_rows:
+            raise PayloadTooLarge(
+                f"This request holds {array.shape[0]} rows; this replica takes at most "
+                f"{self.max_rows} per request. Split it into requests of {self.max_rows} rows "
+                "or fewer: sent together, they are batched just the same."
+            )
         if self.example is not None:
             if array.shape[1:] != self.example or array.ndim != self.ndim:
                 raise self._refuse(f"shape {list(array.shape)}")
@@ -98,10 +116,32 @@ class Codec:
             return self.check(self._from_json(body))
         if media == NPY:
             return self.check(_from_npy(body))
-        raise UnsupportedMediaType(
-            f"Content-Type {media.decode('latin-1')} is not supported; send application/json "
-            '({"inputs": [...]}) or application/x-npy (numpy.save bytes).'
-        )
+        if media == CSV:
+            return self.check(self._from_csv(body))
+        named = media.decode("latin-1")
+        if body.lstrip()[:1] in (b"{", b"["):
+            raise UnsupportedMediaType(
+                f"The body looks like JSON but was sent as Content-Type {named}; "
+                'send Content-Type: application/json with {"inputs": [...]}.'
+            )
+        raise UnsupportedMediaType(f"Content-Type {named} is not supported; send {_SUPPORTED}.")
+
+    def _from_csv(self, body: bytes) -> np.ndarray:
+        """Rows of comma-separated numbers, each reshaped to one example of the signature."""
+        if not body.strip():
+            raise self._refuse("an empty batch")
+        kind = "f8" if self.dtype.kind == "f" else "i8"
+        try:
+            rows = np.loadtxt(io.BytesIO(body), delimiter=",", dtype=kind, ndmin=2)
+        except ValueError as exc:
+            raise InvalidInput(
+                f"The CSV body must be numbers only, one example per line and no header: {exc}"
+            ) from None
+        if self.ndim == 2 or rows.shape[0] == 0:
+            return rows
+        if self.example is None or rows.shape[1] != math.prod(self.example):
+            raise self._refuse(f"CSV rows of {rows.shape[1]} values")
+        return rows.reshape(-1, *self.example)
 
     def _from_json(self, body: bytes) -> np.ndarray:
         try:

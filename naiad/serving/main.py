@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import sys
@@ -22,7 +23,7 @@ from naiad.core.errors import NaiadError
 from naiad.serving.app import ReplicaApp
 from naiad.serving.batcher import Batcher
 from naiad.serving.capture import Capture
-from naiad.serving.codec import Codec
+from naiad.serving.codec import DEFAULT_MAX_ROWS, Codec
 from naiad.serving.loader import (
     LoadedModel,
     choose_cpu_kernels,
@@ -32,6 +33,7 @@ from naiad.serving.loader import (
 from naiad.serving.stats import ReplicaStats
 
 EXIT_LOAD_FAILED = 2
+MAX_ROWS_ENV = "NAIAD_MAX_ROWS_PER_REQUEST"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda:0")
     parser.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
+    parser.add_argument(
+        "--max-rows",
+        type=int,
+        default=None,
+        help=f"rows one request may hold, else 413 (default ${MAX_ROWS_ENV} or {DEFAULT_MAX_ROWS})",
+    )
     parser.add_argument("--capture-dir", type=Path, help="write sampled requests here (JSONL)")
     parser.add_argument("--capture-fraction", type=float, default=0.0)
     parser.add_argument(
@@ -70,13 +78,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"--host {args.host} is not a loopback address; the replica has no authentication, "
             "so pass --allow-remote to expose it (behind the server's proxy or a firewall)."
         )
-    if args.max_batch < 1 or args.queue_size < 1 or args.threads < 1:
-        parser.error("--max-batch, --queue-size and --threads must be at least 1.")
+    if args.max_rows is None:
+        args.max_rows = _env_max_rows(parser)
+    if args.max_batch < 1 or args.queue_size < 1 or args.threads < 1 or args.max_rows < 1:
+        parser.error("--max-batch, --queue-size, --threads and --max-rows must be at least 1.")
     if args.max_delay_ms < 0 or not 0 <= args.capture_fraction <= 1:
         parser.error("--max-delay-ms must be >= 0 and --capture-fraction within [0, 1].")
     if args.capture_fraction > 0 and args.capture_dir is None:
         parser.error("--capture-fraction needs --capture-dir, where the records go.")
     return args
+
+
+def _env_max_rows(parser: argparse.ArgumentParser) -> int:
+    """The row limit a server's environment gives its replicas (they inherit it)."""
+    value = os.environ.get(MAX_ROWS_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_ROWS
+    if not value.isdigit():
+        parser.error(f"{MAX_ROWS_ENV}={value!r} must be a whole number of rows, such as 10000.")
+    return int(value)
 
 
 def _is_loopback(host: str) -> bool:
@@ -137,7 +157,7 @@ async def serve(
         )
         capture.start()
     app = ReplicaApp(
-        Codec(model.manifest),
+        Codec(model.manifest, max_rows=args.max_rows),
         batcher,
         stats,
         max_body_bytes=args.max_body_bytes,

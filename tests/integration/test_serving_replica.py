@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from torch import nn
 
 from naiad.runtime import save_model
+from naiad.serving.main import parse_args
 from naiad.testing.live import free_port
 
 
@@ -117,14 +118,16 @@ def start_replica(
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Replica, nn.Module]]:
-    """A TorchScript CNN on 8x8 digits, served with a small body limit."""
+    """A TorchScript CNN on 8x8 digits, served with small body and row limits."""
     tmp = tmp_path_factory.mktemp("digits")
     torch.manual_seed(0)
     module = TinyCNN().eval()
     model_dir = save_model(
         module, torch.rand(2, 1, 8, 8), tmp / "model", classes=list("0123456789")
     )
-    replica = start_replica(model_dir, tmp, "--max-body-bytes", "200000")
+    replica = start_replica(
+        model_dir, tmp, "--max-body-bytes", "200000", env={"NAIAD_MAX_ROWS_PER_REQUEST": "100"}
+    )
     yield replica, module
     assert replica.stop() == 0
 
@@ -198,6 +201,34 @@ def test_npy_request_gets_npy_back(digits: tuple[Replica, nn.Module]) -> None:
     np.testing.assert_allclose(got, expected(module, x), rtol=1e-4, atol=1e-5)
 
 
+def test_csv_rows_are_examples_and_a_request_at_the_row_limit_is_served(
+    digits: tuple[Replica, nn.Module],
+) -> None:
+    replica, module = digits
+    x = images(3, seed=2)
+    rows = "\n".join(",".join(f"{v:.9g}" for v in example.ravel()) for example in x)
+    response = httpx.post(
+        f"{replica.url}/invocations", content=rows, headers={"content-type": "text/csv"}
+    )
+    assert response.status_code == 200, response.text
+    np.testing.assert_allclose(
+        response.json()["predictions"], expected(module, x), rtol=1e-4, atol=1e-5
+    )
+    full = httpx.post(
+        f"{replica.url}/invocations",
+        content=npy(images(100)),
+        headers={"content-type": "application/x-npy", "accept": "application/x-npy"},
+    )
+    assert full.status_code == 200, full.text
+    assert np.load(io.BytesIO(full.content)).shape == (100, 10)
+
+
+def test_the_row_limit_is_an_option_with_a_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NAIAD_MAX_ROWS_PER_REQUEST", raising=False)
+    assert parse_args(["model", "--port", "0"]).max_rows == 10_000
+    assert parse_args(["model", "--port", "0", "--max-rows", "5"]).max_rows == 5
+
+
 def test_concurrent_requests_each_get_their_own_answer(digits: tuple[Replica, nn.Module]) -> None:
     replica, module = digits
     inputs = [images(1 + i % 3, seed=100 + i) for i in range(96)]
@@ -223,6 +254,7 @@ def test_concurrent_requests_each_get_their_own_answer(digits: tuple[Replica, nn
 
 
 JSON = "application/json"
+NPY = "application/x-npy"
 
 
 @pytest.mark.parametrize(
@@ -237,7 +269,16 @@ JSON = "application/json"
             "inputs must be float32[N, 1, 8, 8]; got shape [2, 64]",
         ),
         (orjson.dumps({"inputs": [[[["a"] * 8] * 8]]}), JSON, 400, "invalid_input", "numbers"),
-        (b"1,2", "text/csv", 415, "unsupported_media_type", "application/x-npy"),
+        (b"1,2", "text/plain", 415, "unsupported_media_type", "text/csv"),
+        (
+            orjson.dumps({"inputs": images(1).tolist()}),
+            "text/plain",
+            415,
+            "unsupported_media_type",
+            "send Content-Type: application/json",
+        ),
+        (b"1,2\n3,4\n", "text/csv", 400, "invalid_input", "CSV rows of 2 values"),
+        (npy(images(101)), NPY, 413, "payload_too_large", "at most 100 per request. Split"),
         (b"[" + b"0," * 150_000 + b"0]", JSON, 413, "payload_too_large", "200000 bytes"),
     ],
 )

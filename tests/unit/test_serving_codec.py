@@ -6,7 +6,7 @@ import numpy as np
 import orjson
 import pytest
 
-from naiad.core.errors import InvalidInput
+from naiad.core.errors import InvalidInput, PayloadTooLarge
 from naiad.schemas.models import ModelManifest, Signature, TensorSpec
 from naiad.serving.codec import JSON, NPY, Codec, UnsupportedMediaType
 
@@ -117,9 +117,55 @@ def test_malformed_bodies_and_media_types_are_refused_with_a_sentence() -> None:
     with pytest.raises(InvalidInput, match="bytes of data"):
         DIGITS.decode(truncated, NPY)
     with pytest.raises(UnsupportedMediaType) as unsupported:
-        DIGITS.decode(b"1,2,3", b"text/csv")
+        DIGITS.decode(b"1,2,3", b"text/plain")
     assert unsupported.value.status_code == 415
     assert "application/json" in unsupported.value.message
+    assert "text/csv" in unsupported.value.message
+
+
+def test_json_sent_as_text_plain_is_told_to_send_the_json_content_type() -> None:
+    for body in (b'{"inputs": [[1, 2, 3]]}', b"  [[1, 2, 3]]"):
+        with pytest.raises(UnsupportedMediaType, match="send Content-Type: application/json"):
+            codec([-1, 3]).decode(body, b"text/plain; charset=utf-8")
+
+
+def test_csv_rows_are_examples_reshaped_to_the_signature() -> None:
+    x = np.arange(2 * 64, dtype=np.float32).reshape(2, 1, 8, 8)
+    rows = "\n".join(",".join(str(int(v)) for v in example.ravel()) for example in x)
+    decoded = DIGITS.decode(rows.encode(), b"text/csv")
+    assert decoded.dtype == np.float32 and decoded.shape == (2, 1, 8, 8)
+    np.testing.assert_array_equal(decoded, x)
+    table = codec([-1, 3]).decode(b"1,2,3\n4.5,5,6\n", b"text/csv; header=absent")
+    np.testing.assert_array_equal(table, [[1, 2, 3], [4.5, 5, 6]])
+    assert codec([-1, 2], "int64").decode(b"1,2", b"text/csv").tolist() == [[1, 2]]
+    with pytest.raises(InvalidInput, match="no header"):
+        codec([-1, 2]).decode(b"a,b\n1,2\n", b"text/csv")
+    with pytest.raises(InvalidInput, match="CSV rows of 3 values"):
+        DIGITS.decode(b"1,2,3", b"text/csv")
+    with pytest.raises(InvalidInput, match="an empty batch"):
+        DIGITS.decode(b"\n", b"text/csv")
+    with pytest.raises(InvalidInput, match="no header"):
+        codec([-1, 2], "int64").decode(b"1.5,2", b"text/csv")
+
+
+def test_a_request_over_the_row_limit_is_413_saying_how_to_split() -> None:
+    spec = TensorSpec(shape=[-1, 2], dtype="float32")
+    manifest = ModelManifest(format="torchscript", file="m.pt", signature=Signature(inputs=spec))
+    small = Codec(manifest, max_rows=3)
+    assert small.decode(b'{"inputs": [[1, 2], [3, 4], [5, 6]]}', JSON).shape == (3, 2)
+    for body, media in (
+        (b'{"inputs": [[1, 2], [3, 4], [5, 6], [7, 8]]}', JSON),
+        (npy(np.zeros((4, 2), np.float32)), NPY),
+        (b"1,2\n3,4\n5,6\n7,8\n", b"text/csv"),
+    ):
+        with pytest.raises(PayloadTooLarge) as refused:
+            small.decode(body, media)
+        assert refused.value.status_code == 413
+        assert refused.value.message == (
+            "This request holds 4 rows; this replica takes at most 3 per request. Split it "
+            "into requests of 3 rows or fewer: sent together, they are batched just the same."
+        )
+    assert Codec(manifest).max_rows == 10_000
 
 
 def _object_npy() -> bytes:
