@@ -14,6 +14,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from naiad.core.home import SERVER_FILE, TOKEN_FILE
+
 DEFAULT_PORT = 8765
 
 
@@ -67,17 +69,25 @@ class Settings(BaseSettings):
         return url
 
     @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, when the metadata lives in one."""
+        url = self.db_url
+        if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+            return None
+        return Path(url[len("sqlite:///") :])
+
+    @property
     def artifacts_root(self) -> str:
         return self.artifact_uri or (self.home / "artifacts").as_uri()
 
     @property
     def token_file(self) -> Path:
-        return self.home / "admin_token"
+        return self.home / TOKEN_FILE
 
     @property
     def server_file(self) -> Path:
         """Where a running server records its URL so the SDK and CLI can find it."""
-        return self.home / "server.json"
+        return self.home / SERVER_FILE
 
     @property
     def spool_dir(self) -> Path:

@@ -4,7 +4,7 @@ import sys
 
 import typer
 
-from naiad.cli.server import server
+from naiad.cli import server
 
 HELP = "Naiad: training jobs, experiment tracking and model serving on your own machine."
 
@@ -13,7 +13,7 @@ def build_app(server_only: bool = False) -> typer.Typer:
     """The command tree; ``server_only`` leaves out the client commands and what they import."""
     app = typer.Typer(name="naiad", help=HELP, no_args_is_help=True, pretty_exceptions_enable=False)
     app.callback()(lambda: None)
-    app.command()(server)
+    app.add_typer(server.app, name="server")
     if not server_only:
         from naiad.cli import endpoints, experiments, jobs, models, runs
 

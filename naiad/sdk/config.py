@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from naiad.core.home import SERVER_FILE, TOKEN_FILE
+
 DEFAULT_URL = "http://127.0.0.1:8765"
 
 
@@ -23,7 +25,7 @@ def resolve(url: str | None = None, token: str | None = None) -> Target:
     home = naiad_home()
     url = url or os.environ.get("NAIAD_URL")
     if not url:
-        server_file = home / "server.json"
+        server_file = home / SERVER_FILE
         try:
             url = json.loads(server_file.read_text())["url"]
         except (OSError, ValueError, KeyError):  # none running yet: where one would listen
@@ -32,7 +34,7 @@ def resolve(url: str | None = None, token: str | None = None) -> Target:
     token = token or os.environ.get("NAIAD_TOKEN")
     if not token:
         try:
-            token = (home / "admin_token").read_text().strip() or None
+            token = (home / TOKEN_FILE).read_text().strip() or None
         except OSError:
             token = None
     return Target(url=url.rstrip("/"), token=token)

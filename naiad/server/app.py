@@ -14,6 +14,7 @@ from naiad.server.auth import ensure_token
 from naiad.server.controller.endpoints import EndpointKeeper
 from naiad.server.controller.scheduler import Scheduler
 from naiad.server.deps import require_token
+from naiad.server.home import HomeGuard, HomeWatch, secure_home
 from naiad.server.limits import BodyLimit, NoNulInUrl
 from naiad.server.routes import (
     artifacts,
@@ -36,7 +37,7 @@ API = "/api/v1"
 
 def build_state(settings: Settings) -> AppState:
     """Open the stores and bring the schema up to date (every start; a no-op when current)."""
-    settings.home.mkdir(parents=True, exist_ok=True)
+    secure_home(settings.home)
     engine = make_engine(settings.db_url)
     migrate(engine)
     return AppState(
@@ -47,6 +48,7 @@ def build_state(settings: Settings) -> AppState:
             settings.artifacts_root, s3_endpoint_url=settings.s3_endpoint_url
         ),
         token=ensure_token(settings.token_file) if settings.auth else None,
+        home=HomeWatch(settings.home, settings.sqlite_path),
     )
 
 
@@ -100,4 +102,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     artifact_route = rf"{API}/(runs/[^/]+/artifacts(/|$)|models/uploads$|sources$)"
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, exempt=artifact_route)
     app.add_middleware(NoNulInUrl)
+    app.add_middleware(HomeGuard, watch=app.state.naiad.home)
     return app

@@ -3,10 +3,13 @@
 import ipaddress
 import json
 import os
+import signal
 import socket
+import sys
 from contextlib import suppress
 
 from naiad.core.errors import InvalidInput
+from naiad.server.home import OWNER_ONLY_UMASK, lock_home, secure_home
 from naiad.settings import Settings
 
 
@@ -32,26 +35,54 @@ def check_bind(settings: Settings) -> None:
         )
 
 
+def console_hint(settings: Settings) -> str:
+    """How to open the console, without the token: this line may land in a log file."""
+    if not settings.auth:
+        return f"{settings.url}/"
+    return (
+        f"{settings.url}/ (sign in with the token in {settings.token_file}; "
+        "`naiad server status` prints a sign-in link)"
+    )
+
+
 def serve(settings: Settings) -> None:
     """Blocks until the server stops. Settings reach create_app through the environment."""
     import uvicorn
 
     check_bind(settings)
+    if not is_loopback(settings.host):
+        print(
+            f"Warning: listening on {settings.host}: the API and console speak plain HTTP, so "
+            "the token crosses the network in clear. Put a TLS proxy in front of Naiad.",
+            file=sys.stderr,
+            flush=True,
+        )
+    os.umask(OWNER_ONLY_UMASK)  # the database, logs, jobs and models: owner-only
+    if secure_home(settings.home):
+        print(
+            f"Made the Naiad home {settings.home} and its files owner-only: it holds the "
+            "admin token, and anyone who can read it controls this server.",
+            file=sys.stderr,
+            flush=True,
+        )
+    lock = lock_home(settings.home, settings.server_file)  # held until this process ends
     os.environ["NAIAD_HOME"] = str(settings.home)
     os.environ["NAIAD_HOST"] = settings.host
     os.environ["NAIAD_PORT"] = str(settings.port)
     os.environ["NAIAD_AUTH"] = "true" if settings.auth else "false"
-    settings.home.mkdir(parents=True, exist_ok=True)
-    record = {"url": settings.url, "pid": os.getpid()}
+    record = {"url": settings.url, "pid": os.getpid(), "home": str(settings.home)}
     tmp = settings.server_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(record))
     tmp.replace(settings.server_file)
-    link = settings.url
-    if settings.auth:
+    link = console_hint(settings)
+    if settings.auth and sys.stdout.isatty():  # a person's terminal, never a log file
         from naiad.server.auth import ensure_token
 
-        link += f"/?token={ensure_token(settings.token_file)}"
+        link = f"{settings.url}/?token={ensure_token(settings.token_file)}"
     print(f"Naiad {settings.url} (home {settings.home})\nConsole: {link}", flush=True)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the
+    # handler found before it: exit through Python, so the ``finally`` below still runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(
             "naiad.server.app:create_app",
@@ -65,3 +96,4 @@ def serve(settings: Settings) -> None:
         with suppress(OSError, ValueError):
             if json.loads(settings.server_file.read_text()).get("pid") == os.getpid():
                 settings.server_file.unlink()
+        os.close(lock)

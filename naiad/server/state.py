@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from naiad.server.home import HomeWatch
 from naiad.settings import Settings
 from naiad.store.artifacts import ArtifactStore
 
@@ -21,6 +22,7 @@ class AppState:
     sessions: sessionmaker[Session]
     artifacts: ArtifactStore
     token: str | None  # None when auth is off
+    home: HomeWatch
     scheduler: "Scheduler | None" = None  # runs while the app is being served
     endpoints: "EndpointKeeper | None" = None  # likewise: replicas, routing, their figures
 

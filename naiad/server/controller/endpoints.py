@@ -18,6 +18,7 @@ Each tick (half a second, or at once when woken by a deploy, an update or a dele
 
 import logging
 import shutil
+import signal
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -76,6 +77,7 @@ class EndpointKeeper(ReconcileLoop):
         )
         self._capture_job: Future[None] | None = None
         self._adopted = False
+        self._abandoned = False
         self._last = {"scrape": 0.0, "capture": 0.0, "prune": 0.0, "history": time.monotonic()}
 
     def close(self) -> None:
@@ -91,6 +93,10 @@ class EndpointKeeper(ReconcileLoop):
 
     # -- the tick -----------------------------------------------------------------------
     def tick(self) -> None:
+        lost = self.state.home.lost()
+        if lost is not None:
+            self._abandon(lost)
+            return
         if not self._adopted:
             self.fleet.adopt()
             self._adopted = True
@@ -127,6 +133,18 @@ class EndpointKeeper(ReconcileLoop):
         if now - self._last["history"] >= self.history_interval_s:
             self._last["history"] = now
             self.save_history()
+
+    def _abandon(self, reason: str) -> None:
+        """The home is gone, and with it every record of the replicas: drain and end them now,
+        rather than leave them serving with nothing to manage them."""
+        if self._abandoned:
+            return
+        self._abandoned = True
+        log.error("%s", reason)
+        self.router.publish({})
+        for proc in self.fleet.all():
+            if proc.pid is not None and proc.alive():
+                replicas.send(proc.pid, signal.SIGTERM)
 
     # -- one endpoint -------------------------------------------------------------------
     def _reconcile(self, session: Session, row: EndpointRow) -> None:

@@ -112,7 +112,8 @@ def is_replica(root: Path, pid: int, port: int) -> bool:
         cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return False
-    if cwd != os.path.realpath(root) or SERVING_MODULE.encode() not in args:
+    here = os.path.realpath(root)
+    if cwd not in (here, f"{here} (deleted)") or SERVING_MODULE.encode() not in args:
         return False
     try:
         return args[args.index(b"--port") + 1] == str(port).encode()

@@ -39,6 +39,8 @@ class Scheduler(ReconcileLoop):
         return launch_spec(row, self.state.settings, self.state.token, self.state.artifacts.uri)
 
     def tick(self) -> None:
+        if self.state.home.lost() is not None:
+            return  # each supervisor ends its job when its directory goes; nothing to record
         with transaction(self.state.sessions) as session:
             busy = 0
             for row in jobs.active(session):

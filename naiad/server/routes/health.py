@@ -1,16 +1,32 @@
 """Liveness: the one route that needs no token, so supervisors and load balancers can poll it."""
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from naiad import __version__
+from naiad.core.home import home_id
 from naiad.server.deps import StateDep
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-def health(state: StateDep) -> dict[str, str | bool]:
-    """``warm_start``: whether the next job would start with torch already imported."""
+def health(state: StateDep) -> JSONResponse:
+    """``warm_start``: whether the next job would start with torch already imported.
+
+    ``home``: which Naiad home this server keeps (a digest), so a client finds its own
+    server rather than another user's on the same port. 503 once the home is lost.
+    """
     scheduler = state.scheduler
     warm = scheduler is not None and scheduler.executor.warm_ready()
-    return {"status": "ok", "version": __version__, "warm_start": warm}
+    body: dict[str, str | bool] = {
+        "status": "ok",
+        "version": __version__,
+        "warm_start": warm,
+        "home": home_id(str(state.settings.home)),
+    }
+    lost = state.home.lost()
+    if lost is not None:
+        body.update(status="home_lost", message=lost)
+        return JSONResponse(body, status_code=503)
+    return JSONResponse(body)
