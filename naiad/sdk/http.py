@@ -38,6 +38,12 @@ def raise_for(response: httpx.Response) -> None:
     error = _BY_STATUS.get(response.status_code)
     if error is None:
         error = ServerError if response.status_code >= 500 else InvalidInput
+    if response.status_code == 401:
+        server = f"{response.url.scheme}://{response.url.netloc.decode()}"
+        message += (
+            f" If {server} is not your server (it may keep another Naiad home), "
+            "`naiad server status` shows this home's, or set NAIAD_URL and NAIAD_TOKEN."
+        )
     exc = error(message)
     exc.status_code = response.status_code  # type: ignore[misc]
     raise exc

@@ -113,6 +113,10 @@ def test_a_server_of_another_home_on_our_port_is_left_alone(
     try:
         ours = tmp_path / "ours"
         homes.append(ours)
+        ours.mkdir()
+        (ours / "admin_token").write_text("not-theirs")
+        lost = cli(ours, "experiments", "ls", NAIAD_PORT=str(theirs.port))
+        assert lost.returncode == 1 and "another Naiad home" in lost.stderr
         out = start_local(ours, NAIAD_PORT=str(theirs.port))
         assert out.returncode == 0, out.stderr
         url = out.stdout.strip()
