@@ -35,6 +35,16 @@ def check_bind(settings: Settings) -> None:
         )
 
 
+def plain_http_warning(settings: Settings) -> str | None:
+    """Beyond loopback the token would cross the network in clear: say so at start."""
+    if is_loopback(settings.host):
+        return None
+    return (
+        f"Warning: listening on {settings.host}: the API and console speak plain HTTP, so "
+        "the token crosses the network in clear. Put a TLS proxy in front of Naiad."
+    )
+
+
 def console_hint(settings: Settings) -> str:
     """How to open the console, without the token: this line may land in a log file."""
     if not settings.auth:
@@ -50,13 +60,9 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     check_bind(settings)
-    if not is_loopback(settings.host):
-        print(
-            f"Warning: listening on {settings.host}: the API and console speak plain HTTP, so "
-            "the token crosses the network in clear. Put a TLS proxy in front of Naiad.",
-            file=sys.stderr,
-            flush=True,
-        )
+    warning = plain_http_warning(settings)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     os.umask(OWNER_ONLY_UMASK)  # the database, logs, jobs and models: owner-only
     if secure_home(settings.home):
         print(

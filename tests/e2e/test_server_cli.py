@@ -27,3 +27,18 @@ def test_bad_setting_is_one_sentence(tmp_path: Path) -> None:
     out = serve(tmp_path, NAIAD_MAX_BATCH_POINTS="lots")
     assert out.returncode == 1
     assert "NAIAD_MAX_BATCH_POINTS" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_help_names_the_defaults(tmp_path: Path) -> None:
+    out = serve(tmp_path, "--help", COLUMNS="200")
+    assert out.returncode == 0
+    assert "NAIAD_HOST, else 127.0.0.1" in out.stdout and "NAIAD_PORT, else 8765" in out.stdout
+
+
+def test_a_network_bind_warns_that_the_api_is_plain_http() -> None:
+    from naiad.server.run import plain_http_warning
+    from naiad.settings import Settings
+
+    assert plain_http_warning(Settings(host="127.0.0.1")) is None
+    warning = plain_http_warning(Settings(host="0.0.0.0"))
+    assert warning is not None and "plain HTTP" in warning
