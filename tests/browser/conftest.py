@@ -161,11 +161,15 @@ def served_models(
 
 @pytest.fixture(scope="package")
 def world(live: LiveServer, api: httpx.Client, request: pytest.FixtureRequest) -> dict[str, str]:
-    """10,000 runs in 'sweep', two runs with curves and artifacts in 'tour', and a run with
-    a 1,000,000-point metric in 'big'."""
+    """10,000 runs in 'sweep', two runs with curves and artifacts in 'tour', two runs that
+    log an epoch counter beside their metrics in 'epochs', and a run with a 1,000,000-point
+    metric in 'big'."""
     seed.many_runs(live.home, "sweep", 10_000)
     a = seed.curve_run(api, "tour", "bright-brook", 0.01, "adam")
     b = seed.curve_run(api, "tour", "calm-creek", 0.003, "sgd")
+    by_epoch = [
+        seed.epoch_run(api, "epochs", f"epochs-{i}", lr) for i, lr in enumerate((0.01, 0.003))
+    ]
     seed.artifacts(api, a)
     big = api.post("/runs", json={"experiment": "big", "name": "million"}).json()["id"]
     steps = np.arange(1_000_000)
@@ -175,7 +179,7 @@ def world(live: LiveServer, api: httpx.Client, request: pytest.FixtureRequest) -
         # Start it now, beside the tests that only read. Not while writing the above:
         # concurrent writers on SQLite can answer "database is locked" (a 500).
         request.getfixturevalue("served_models")
-    return {"a": a, "b": b, "big": big}
+    return {"a": a, "b": b, "big": big, "epochs": ",".join(by_epoch)}
 
 
 def watch(tab, live: LiveServer) -> list[str]:  # type: ignore[no-untyped-def]

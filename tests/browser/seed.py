@@ -129,6 +129,24 @@ def curve_run(api: httpx.Client, experiment: str, name: str, lr: float, optimize
     return run["id"]
 
 
+def epoch_run(api: httpx.Client, experiment: str, name: str, lr: float) -> str:
+    """A finished run logging what the digits example logs: ``epoch`` (a counter, first in
+    alphabetical order), ``train/loss``, ``val/accuracy`` and ``val/loss``."""
+    run = api.post("/runs", json={"experiment": experiment, "name": name, "params": {"lr": lr}})
+    run_id = run.json()["id"]
+    epochs = np.arange(10, dtype=float)
+    loss = np.exp(-epochs * lr * 50)
+    for key, values in (
+        ("epoch", epochs),
+        ("train/loss", loss),
+        ("val/loss", loss * 1.1),
+        ("val/accuracy", 1 - loss / 2),
+    ):
+        post_series(api, run_id, key, values)
+    api.patch(f"/runs/{run_id}", json={"status": "Completed"}).raise_for_status()
+    return run_id
+
+
 def png(width: int = 96, height: int = 64) -> bytes:
     """A small gradient image, encoded by hand (no imaging library needed)."""
     import struct
@@ -192,10 +210,36 @@ ctx.log_metrics({"val/accuracy": 0.68}, step=0)
 """
 
 
+# Where a person keeps evaluation data: a path long enough to test how a card wraps it.
+LONG_DATA_DIR = "datasets/handwritten-digits-8x8-held-out-test-split-2024-06-final"
+
+
+def glyphs(client: naiad.Client, tmp) -> str:  # type: ignore[no-untyped-def]
+    """A 10-class model on 64 features (a digits classifier's shape), uploaded from a file;
+    returns the data directory to evaluate it on, under a long path."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(64, 10)
+    path = tmp / "glyphs.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(net).save(str(path))
+    client.models.register(
+        "glyphs", path=path, input_shape=[-1, 64], classes=[str(d) for d in range(10)]
+    )
+    data = tmp / LONG_DATA_DIR
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 64)).astype(np.float32)
+    np.savez(data / "test.npz", x=x, y=rng.integers(0, 10, size=400))
+    return str(data)
+
+
 def serve_models(live, tmp) -> None:  # type: ignore[no-untyped-def]
     """classifier v1 from a training job (aliased production) and v2 uploaded from a file,
     each evaluated on generated data, both served 3:1 by endpoint 'classify', which then
-    answers 30 requests."""
+    answers 30 requests; and glyphs v1, ten classes, evaluated on data under a long path."""
     import torch
 
     client = naiad.Client(url=live.url, token=live.token)
@@ -230,6 +274,7 @@ def serve_models(live, tmp) -> None:  # type: ignore[no-untyped-def]
     )
     client.models.set_alias("classifier", "production", 1)
     evaluations = [client.evaluations.create(f"classifier:{v}", str(data)) for v in (1, 2)]
+    evaluations.append(client.evaluations.create("glyphs:1", glyphs(client, tmp)))
     endpoint = client.endpoints.deploy(
         "classify",
         variants=[{"model": "classifier:1", "weight": 3}, {"model": "classifier:2", "weight": 1}],

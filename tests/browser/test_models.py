@@ -58,3 +58,30 @@ def test_endpoint_page(page, served, shot) -> None:  # type: ignore[no-untyped-d
         timeout=10_000,
     )
     expect(page.locator(".alert")).to_have_count(0)
+
+
+def test_an_evaluation_card_holds_its_whole_matrix_and_path(page, served) -> None:  # type: ignore[no-untyped-def]
+    """Ten classes and a long data path at 1400 px: the matrix's last column and the whole
+    path lie inside the card, with nothing scrolled out of sight."""
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.goto("/#/models/glyphs")
+    card = page.locator(".evaluations .evaluation").first
+    expect(card.locator("table.matrix tbody tr")).to_have_count(10)
+    expect(card).to_contain_text("handwritten-digits-8x8-held-out-test-split-2024-06-final")
+    outer = card.bounding_box()
+    assert outer is not None
+
+    def inside(box) -> bool:  # type: ignore[no-untyped-def]
+        return (
+            box is not None
+            and box["x"] >= outer["x"]
+            and box["x"] + box["width"] <= outer["x"] + outer["width"]
+        )
+
+    last_column = card.locator("table.matrix thead th").last
+    expect(last_column).to_have_text("9")
+    assert inside(last_column.bounding_box()), (last_column.bounding_box(), outer)
+    assert inside(card.locator("table.matrix tbody tr").last.locator("td").last.bounding_box())
+    hidden = card.locator(".scroll-x").evaluate("el => el.scrollWidth - el.clientWidth")
+    assert hidden <= 0, f"{hidden} px of the matrix are scrolled out of the card"
+    assert inside(card.locator(".mono").first.bounding_box()), "the data path runs out of the card"

@@ -79,8 +79,8 @@ def test_runs_table_pages_sorts_and_filters_10000_runs(
     page.get_by_label("Filter expression").fill("tags.team = 'speech'")
     page.get_by_role("button", name="Filter", exact=True).click()
     expect(page.locator("main code")).to_contain_text(
-        "tags.team = 'speech' and params.optimizer = 'adam' and metrics.acc > 0.9"
-    )
+        "tags.team = 'speech' and metrics.acc > 0.9 and params.optimizer = 'adam'"
+    )  # the column boxes' clauses in the columns' order: metrics, then params
 
     # The column chooser adds the tag as a column.
     page.get_by_text("Columns").click()
@@ -192,3 +192,50 @@ def test_compare_two_runs(page, world, shot) -> None:  # type: ignore[no-untyped
     )
     assert {"bright-brook", "calm-creek"} <= set(names)
     shot(page, "compare", full_page=True)
+
+
+WIDE = {"width": 1400, "height": 900}
+
+
+def test_runs_table_shows_metrics_before_params(page, world) -> None:  # type: ignore[no-untyped-def]
+    """At a laptop's 1400 px the metrics that rank runs are on screen, left of the params."""
+    page.set_viewport_size(WIDE)
+    page.goto("/#/experiments/sweep")
+    expect(page.locator(ROWS).first).to_be_visible()
+    expect(page.locator("th[data-col='metrics.acc']")).to_be_visible()
+    cols = page.eval_on_selector_all(
+        ".vtable thead th[data-col]", "ths => ths.map(t => t.dataset.col)"
+    )
+    metrics = [i for i, c in enumerate(cols) if c.startswith("metrics.")]
+    params = [i for i, c in enumerate(cols) if c.startswith("params.")]
+    assert metrics and params, cols
+    assert max(metrics) < min(params), cols
+    for col in ("metrics.acc", "metrics.loss"):
+        box = page.locator(f"th[data-col='{col}']").bounding_box()
+        assert box is not None and box["x"] + box["width"] <= WIDE["width"], (col, box)
+
+
+def test_compare_opens_on_a_real_metric_not_a_counter(page, world) -> None:  # type: ignore[no-untyped-def]
+    """Runs that log `epoch` (first in alphabetical order) beside val/accuracy: the
+    parallel coordinates are coloured by val/accuracy."""
+    page.set_viewport_size(WIDE)
+    page.goto(f"/#/compare?runs={world['epochs']}")
+    expect(page.locator(".parcoords .plot[data-rendered]")).to_be_visible()
+    expect(page.get_by_label("Objective metric")).to_have_value("val/accuracy")
+    dims = page.evaluate(
+        "document.querySelector('.parcoords .plot').data[0].dimensions.map(d => d.label)"
+    )
+    assert dims[-1] == "val/accuracy"
+    picks = page.evaluate(
+        """async () => {
+          const { defaultObjective } = await import('/static/js/parts/metric_rank.js');
+          return [
+            ['epoch', 'step', 'loss'],
+            ['acc', 'epoch', 'loss'],
+            ['epoch', 'train/loss', 'val/loss'],
+            ['epoch', 'global_step', 'lr', 'system/cpu_percent'],
+            ['epoch', 'throughput'],
+          ].map(defaultObjective);
+        }"""
+    )
+    assert picks == ["loss", "acc", "val/loss", None, "throughput"]

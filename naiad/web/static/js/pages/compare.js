@@ -6,6 +6,7 @@ import { badge, fmtNum, fmtValue } from "../format.js";
 import { PALETTE, loadPlotly, baseLayout, CONFIG, purge } from "../charts.js";
 import { chartOptions, loadOptions } from "../parts/chart_options.js";
 import { MetricCharts } from "../parts/metric_charts.js";
+import { defaultObjective } from "../parts/metric_rank.js";
 
 const MIN = 2;
 const MAX = 20;
@@ -158,7 +159,8 @@ export default async function render(view) {
   const metricKeys = Object.keys(cmp.metrics)
     .filter((k) => !k.startsWith("system/"))
     .sort();
-  let objective = metricKeys[0] || null;
+  // A real figure of merit (val/accuracy, loss), never a counter such as epoch or step.
+  let objective = defaultObjective(metricKeys) || metricKeys[0] || null;
   const par = h("div", { class: "plot", style: { height: "380px" } });
   signal.addEventListener("abort", () => purge(par));
   const objectivePick = h(

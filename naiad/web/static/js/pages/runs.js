@@ -6,6 +6,7 @@ import { badge, fmtNum, fmtTime, fmtValue, span } from "../format.js";
 import { setQuery } from "../router.js";
 import { VirtualTable } from "../parts/vtable.js";
 import { columnChooser } from "../parts/columns.js";
+import { rankMetrics } from "../parts/metric_rank.js";
 
 const MAX_COMPARE = 20;
 
@@ -147,7 +148,12 @@ export default async function render(view) {
       duration: (r) => span(r.start_time, r.end_time),
     }[c.id],
   }));
-  const columns = () => [select, ...base, ...chosen.map(dynamicColumn)];
+  // Metrics first, then params, then tags: the figures that rank runs stay on screen
+  // however many params a sweep has.
+  const KIND_ORDER = { metrics: 0, params: 1, tags: 2 };
+  const byKind = (ids) =>
+    [...ids].sort((a, b) => KIND_ORDER[a.split(".")[0]] - KIND_ORDER[b.split(".")[0]]);
+  const columns = () => [select, ...base, ...byKind(chosen).map(dynamicColumn)];
 
   const kindOf = (c) => (c.kind ? c.kind : "attributes");
   const fullFilter = () => {
@@ -232,11 +238,10 @@ export default async function render(view) {
       count.textContent = `${page.total.toLocaleString("en-US")} run${page.total === 1 ? "" : "s"}`;
       if (first && !stored && !chosen.length) {
         chosen = [
-          ...[...known.params].slice(0, 4).map((k) => `params.${k}`),
-          ...[...known.metrics]
-            .filter((k) => !k.startsWith("system/"))
+          ...rankMetrics(known.metrics)
             .slice(0, 4)
             .map((k) => `metrics.${k}`),
+          ...[...known.params].slice(0, 4).map((k) => `params.${k}`),
         ];
         if (chosen.length) table.setColumns(columns());
       }
