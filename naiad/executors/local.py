@@ -14,12 +14,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from naiad.executors.base import ExecState, LaunchSpec
-from naiad.executors.supervisor.warm import WARM_MODULE
 from naiad.executors.supervisor.workdir import (
     SUPERVISOR_MODULE,
     TERMINAL,
+    WARM_MODULE,
     WorkDir,
     job_processes,
     read_json,
@@ -173,7 +174,7 @@ class LocalExecutor:
                         pipe.close()
 
     def poll(self, spec: LaunchSpec) -> ExecState:
-        """What ``state.json`` says, or "lost" when the supervisor died before a final state."""
+        """What ``state.json`` says; after a supervisor's death, what became of its processes."""
         self._reap()
         root = _root(spec)
         wd = WorkDir(root)
@@ -188,20 +189,14 @@ class LocalExecutor:
             return _exec_state(state)
         if not wd.spec_file.exists():
             return ExecState(phase="lost", reason=f"The job was never submitted here ({root}).")
-        tail = _tail(wd.supervisor_log)
-        return ExecState(
-            phase="lost",
-            reason=(
-                "The job's supervisor exited without recording a final state "
-                "(killed, or the machine restarted); its training processes may be gone. "
-                + (f"The end of {wd.supervisor_log}:\n{tail}" if tail else "")
-            ).strip(),
-            attempt=int((state or {}).get("attempt") or 0),
-            started_at=(state or {}).get("started_at"),
-        )
+        return _orphaned(wd, state or {})
 
     def stop(self, spec: LaunchSpec, grace_s: float) -> None:
-        """Ask the supervisor to stop the job (file + SIGTERM); it ends the training processes."""
+        """Ask the supervisor to stop the job (file + SIGTERM); it ends the training processes.
+
+        Without a supervisor, SIGTERM what it left; ``poll`` SIGKILLs them after ``grace_s``
+        and records the stop once they are gone.
+        """
         root = _root(spec)
         wd = WorkDir(root)
         state = read_json(wd.state_file)
@@ -215,31 +210,60 @@ class LocalExecutor:
                 os.killpg(pid, signal.SIGTERM)
             return
         if wd.spec_file.exists() and root.is_dir():
-            self._stop_orphans(wd, state or {}, grace_s)
-
-    def _stop_orphans(self, wd: WorkDir, state: dict[str, object], grace_s: float) -> None:
-        """No supervisor: end what it left behind ourselves and record the stop."""
-        pids = job_processes(wd.root)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        write_json_atomic(
-            wd.state_file,
-            {
-                **state,
-                "phase": "stopped",
-                "reason": "Stopped on request (its supervisor had already exited)",
-                "updated_at": time.time(),
-            },
-        )
-        if pids:
-            threading.Timer(grace_s, _kill_all, args=(wd.root,)).start()
+            _signal(job_processes(root), signal.SIGTERM)
+            _orphaned(wd, state or {})
 
 
-def _kill_all(root: Path) -> None:
-    for pid in job_processes(root):
+def _orphaned(wd: WorkDir, state: dict[str, Any]) -> ExecState:
+    """A job whose supervisor died before recording a final state.
+
+    Its processes can no longer be stopped, limited or collected by anyone, so they are
+    ended (SIGKILL; after a stop request, once its grace period is over), and until they
+    are gone the job stays in its last phase: it still holds its slot, and ``stop``
+    still reaches it. Then it is stopped, if that was asked, or lost.
+    """
+    leftovers = job_processes(wd.root)
+    stop = read_json(wd.stop_file)
+    if leftovers:
+        if stop is None or time.time() >= _number(stop, "requested_at") + _number(stop, "grace_s"):
+            _signal(leftovers, signal.SIGKILL)
+        return _exec_state(state) if state else ExecState(phase="starting")
+    if stop is not None:
+        stopped = {
+            **state,
+            "phase": "stopped",
+            "reason": "Stopped on request (its supervisor had already exited)",
+            "updated_at": time.time(),
+        }
+        write_json_atomic(wd.state_file, stopped)
+        return _exec_state(stopped)
+    tail = _tail(wd.supervisor_log)
+    fate = (
+        "its training processes were ended with it"
+        if state.get("pid")
+        else "no training process had started"
+    )
+    return ExecState(
+        phase="lost",
+        reason=(
+            "The job's supervisor exited without recording a final state "
+            f"(killed, or the machine restarted); {fate}. "
+            + (f"The end of {wd.supervisor_log}:\n{tail}" if tail else "")
+        ).strip(),
+        attempt=int(state.get("attempt") or 0),
+        started_at=_number(state, "started_at") or None,
+    )
+
+
+def _signal(pids: list[int], sig: int) -> None:
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, sig)
+
+
+def _number(data: dict[str, Any], key: str) -> float:
+    value = data.get(key)
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def _exec_state(state: dict[str, object]) -> ExecState:
@@ -251,7 +275,7 @@ def _exec_state(state: dict[str, object]) -> ExecState:
     return ExecState(
         phase=state.get("phase", "starting"),  # type: ignore[arg-type]
         reason=state.get("reason"),  # type: ignore[arg-type]
-        attempt=int(state.get("attempt") or 0),  # type: ignore[call-overload]
+        attempt=int(state.get("attempt") or 0),
         started_at=number("started_at"),
         exit_code=exit_code if isinstance(exit_code, int) else None,
     )

@@ -46,7 +46,7 @@ def test_a_warm_job_runs_like_a_cold_one(executor: LocalExecutor, tmp_path: Path
     report = json.loads((spec.work_dir / "model" / "report.json").read_text())
     assert report["warm"] is True
     assert report["name"] == "__main__"
-    assert report["cwd"] == str(spec.work_dir.resolve())
+    assert report["cwd"] == str((spec.work_dir / "code").resolve())  # as SageMaker's code dir
     assert report["path0"] == str((spec.work_dir / "code").resolve())
     assert report["argv"][0].endswith("code/train.py") and "--lr" in report["argv"]
     assert report["rank"] == "0"
@@ -58,6 +58,22 @@ def test_a_warm_job_runs_like_a_cold_one(executor: LocalExecutor, tmp_path: Path
     executor.submit(again)
     assert wait_terminal(executor, again, timeout=60).phase == "succeeded"
     assert json.loads((again.work_dir / "model" / "report.json").read_text())["warm"] is True
+
+
+def test_a_warm_script_opens_the_files_beside_it(executor: LocalExecutor, tmp_path: Path) -> None:
+    script = """
+import os, sys
+assert "torch" in sys.modules, "not forked warm"
+with open(os.path.join(os.environ["SM_MODEL_DIR"], "seen.txt"), "w") as f:
+    f.write(open("config.txt").read())
+"""
+    store = open_artifact_store((tmp_path / "artifacts").as_uri())
+    files = {"train.py": script, "config.txt": "lr=0.5"}
+    spec = launch_spec(tmp_path, store, files, "beside")
+    executor.submit(spec)
+    state = wait_terminal(executor, spec, timeout=60)
+    assert state.phase == "succeeded", state.reason
+    assert (spec.work_dir / "model" / "seen.txt").read_text() == "lr=0.5"
 
 
 def test_exit_codes_failures_and_stops_match_cold_starts(

@@ -128,6 +128,7 @@ def job_env(
         NAIAD_ATTEMPT=str(attempt),
         NAIAD_CHECKPOINT_DIR=str(wd.checkpoints),
         NAIAD_HOME=str(wd.naiad_home),  # the SDK's spool is per job
+        NAIAD_JOB_DIR=str(wd.root),  # how the job's leftovers are found (job_processes)
         PYTHONUNBUFFERED="1",
     )
     if spec.server_url:

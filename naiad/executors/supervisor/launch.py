@@ -2,13 +2,17 @@
 
 One process runs the script with ``python``; more run it under torchrun, which tees
 each rank's output into its own file and into the job log with a ``[rankN]`` prefix.
-The processes get their own session, so a signal to them never reaches the
-supervisor; torchrun puts its workers in sessions of their own, so ending an attempt
-signals every descendant (the supervisor is their subreaper), not just one group.
+Both run in the job's ``code/`` directory, as SageMaker runs a script in its
+``/opt/ml/code``. The processes get their own session, so a signal to them never
+reaches the supervisor; torchrun puts its workers in sessions of their own, so ending
+an attempt signals every descendant (the supervisor is their subreaper), not just one
+group. The script (or torchrun) is SIGKILLed by the kernel if the supervisor dies;
+torchrun's workers, which that cannot reach, are ended by the executor's poll.
 """
 
 import contextlib
 import ctypes
+import functools
 import os
 import re
 import shutil
@@ -17,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -24,16 +29,42 @@ import psutil
 
 from naiad.executors.supervisor.workdir import WorkDir
 
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 TAIL_LINES = 8
 MAX_REASON_CHARS = 2000
 TAIL_HEADER = ". Last lines of the log:\n"
 
 
+def _load_prctl() -> Callable[..., int] | None:
+    """Linux's ``prctl``, looked up once here: a child between fork and exec must not load it."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_prctl = _load_prctl()
+
+
 def become_subreaper() -> None:
     """Orphaned grandchildren (torchrun's workers) reparent to us, so we can end and reap them."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if _prctl is not None:
+        _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def die_with_parent(parent: int) -> None:
+    """In a new child of ``parent``: be SIGKILLed when it dies, so no script outlives it.
+
+    A killed supervisor can neither stop nor collect its job, so a script left running
+    would keep writing into a failed run. The kernel sends the signal when the thread
+    that forked the child exits: attempts are started from the supervisor's main thread.
+    If the parent died before the signal was armed, the child was reparented: die now.
+    """
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -93,7 +124,7 @@ def launch_env(env: dict[str, str], procs: int, port: int) -> dict[str, str]:
 
 
 def start(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    """Start in a new session with output appended to the job log (it outlives us)."""
+    """Start in a new session in ``cwd``, output appended to the job log, dying with us."""
     with open(log, "ab") as out:
         return subprocess.Popen(
             cmd,
@@ -103,6 +134,7 @@ def start(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> subproce
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
 
 

@@ -30,6 +30,7 @@ from naiad.executors.supervisor.outputs import upload_logs, upload_results
 from naiad.executors.supervisor.pyenv import envs_dir, job_python
 from naiad.executors.supervisor.staging import StagingError, extract_source, stage_channels
 from naiad.executors.supervisor.workdir import (
+    JOB_DIR_ENV,
     TERMINAL,
     WorkDir,
     job_processes,
@@ -171,9 +172,9 @@ class Supervisor:
         self.fresh_outputs()
         self.log(f"attempt {attempt}: starting {procs} process{'es' if procs > 1 else ''}")
         if self.warm and warm_start.can_fork(self.python, procs):
-            self.proc = warm_start.fork_script(cmd, env, self.wd.root, self.wd.job_log)
+            self.proc = warm_start.fork_script(cmd, env, self.wd.code, self.wd.job_log)
         else:
-            self.proc = launch.start(cmd, env, self.wd.root, self.wd.job_log)
+            self.proc = launch.start(cmd, env, self.wd.code, self.wd.job_log)
         self.save(phase="running", attempt=attempt, pid=self.proc.pid, exit_code=None, reason=None)
         if self.state["started_at"] is None:
             self.save(started_at=time.time())
@@ -278,6 +279,7 @@ def main(argv: list[str], warm: bool = False) -> int:
         print("usage: python -m naiad.executors.supervisor.main WORK_DIR", file=sys.stderr)
         return 2
     root = Path(os.path.realpath(argv[0]))
+    os.environ[JOB_DIR_ENV] = str(root)  # marks all we start (pip too) as this job's
     supervisor = Supervisor(root, warm)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, supervisor.on_signal)

@@ -5,8 +5,9 @@ a job would otherwise pay before its first step. The local executor keeps one st
 (``python -m naiad.executors.supervisor.warm``) that imports them, says ``ready`` on
 stdout and waits on stdin for a job's directory. Given one, it becomes that job's
 supervisor, and a single-process attempt run with the server's Python is forked from
-it instead of started afresh: same directory, variables, session and log as a cold
-start. When stdin closes without a job (the server went away), the standby exits.
+it instead of started afresh: same directory (``code/``), variables, session and log
+as a cold start, and it dies with the supervisor as a cold start does. When stdin
+closes without a job (the server went away), the standby exits.
 """
 
 import atexit
@@ -18,7 +19,8 @@ import sys
 import traceback
 from pathlib import Path
 
-WARM_MODULE = "naiad.executors.supervisor.warm"
+from naiad.executors.supervisor.launch import die_with_parent
+
 # What most jobs import first; each that is installed is imported once, here.
 PRELOAD = (
     "numpy",
@@ -99,10 +101,12 @@ def fork_script(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> Fo
     """Fork a child that runs ``cmd`` (``[python, script, *args]``) as ``launch.start`` would."""
     sys.stdout.flush()
     sys.stderr.flush()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
+            die_with_parent(parent)
             code = _run_script(cmd, env, cwd, log)
         finally:
             os._exit(code)

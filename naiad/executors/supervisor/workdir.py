@@ -17,6 +17,9 @@ from naiad.executors.base import LaunchSpec
 
 TERMINAL = frozenset({"succeeded", "failed", "stopped"})
 SUPERVISOR_MODULE = "naiad.executors.supervisor.main"
+WARM_MODULE = "naiad.executors.supervisor.warm"
+# Set in the environment of every process a job starts; names the job's directory.
+JOB_DIR_ENV = "NAIAD_JOB_DIR"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,20 +196,29 @@ def supervisor_pid(root: Path) -> int | None:
 
 
 def job_processes(root: Path) -> list[int]:
-    """Live processes running in the job's directory: its training processes, even orphans.
+    """Live processes the job started, orphans included: how its leftovers are found.
 
-    Every process of a job starts with ``cwd = work_dir``, which is how a new supervisor
-    or the executor finds what a dead supervisor left behind.
+    A process is the job's when its environment names the job's directory
+    (``NAIAD_JOB_DIR``, which the supervisor gives everything it starts: pip, the script,
+    torchrun and its workers, their children), or when it is a script forked from the
+    warm standby (whose ``/proc/<pid>/environ`` is still the standby's) running in the
+    job's directory or below it (scripts run in ``code/``). A person's shell or editor
+    that merely sits in the directory is never taken for the job's.
     """
     want = os.path.realpath(root)
+    marker = f"{JOB_DIR_ENV}={want}".encode()
+    warm = WARM_MODULE.encode()
     found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
+        if not (entry.isascii() and entry.isdigit()) or int(entry) == os.getpid():
             continue
         try:
             cwd = os.readlink(f"/proc/{entry}/cwd")
+            ours = marker in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            if not ours and (cwd == want or cwd.startswith(want + os.sep)):
+                ours = warm in Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
-            continue
-        if cwd == want and proc_alive(int(entry)):
+            continue  # gone, or another user's (which we could not signal anyway)
+        if ours and proc_alive(int(entry)):
             found.append(int(entry))
     return found
