@@ -5,8 +5,11 @@ It imports nothing from Naiad: it reads its hyperparameters from
 ``SM_CHANNEL_TRAIN``, writes the model to ``SM_MODEL_DIR`` and, when it fails, the
 reason to ``output/failure`` (which becomes the job's failure reason).
 
-    naiad train train.py --source examples/sagemaker-script --input train=data/csv \
+    .venv/bin/python examples/tabular/make_data.py data/tabular
+    naiad train train.py --source examples/sagemaker-script --input train=data/tabular/train \
         --hp epochs=30 --hp lr=0.05
+
+Any directory of CSV files with a header row and the label in the last column will do.
 """
 
 import csv
