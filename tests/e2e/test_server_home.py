@@ -3,6 +3,7 @@ home's server mistaken for ours, `naiad server status|stop`, and a deleted home 
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -14,7 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+import naiad
 from naiad.core.home import home_id
+from naiad.executors.supervisor.workdir import proc_alive
 from naiad.testing.live import LiveServer, free_port
 
 
@@ -148,13 +151,29 @@ def test_server_status_and_stop(tmp_path: Path, homes: list[Path]) -> None:
     assert "No Naiad server is running" in cli(home, "server", "stop").stdout
 
 
-def test_a_deleted_home_fails_health_and_refuses_writes(tmp_path: Path) -> None:
-    server = LiveServer(home=tmp_path / "home")
+def logs(client: naiad.Client) -> str:
+    return client.training_jobs.read_logs("sleeper").text
+
+
+def test_a_deleted_home_fails_health_refuses_writes_and_ends_its_jobs(tmp_path: Path) -> None:
+    server = LiveServer(home=tmp_path / "home", env={"NAIAD_WARM_START": "false"})
     server.start()
     headers = {"authorization": f"Bearer {server.token}"}
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text(
+        "import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(600)\n"
+    )
     try:
         made = httpx.post(f"{server.url}/api/v1/experiments", json={"name": "a"}, headers=headers)
         assert made.status_code == 201
+        with naiad.Client(server.url, server.token) as client:
+            client.training_jobs.create("sleeper", "train.py", source)
+            deadline = time.monotonic() + 60
+            while not (pids := re.findall(r"^(\d+)$", logs(client), re.MULTILINE)):
+                assert time.monotonic() < deadline, logs(client)
+                time.sleep(0.2)
+        pid = int(pids[0])
         shutil.rmtree(server.home)
         deadline = time.monotonic() + 10
         health = httpx.get(f"{server.url}/api/v1/health")
@@ -165,5 +184,9 @@ def test_a_deleted_home_fails_health_and_refuses_writes(tmp_path: Path) -> None:
         write = httpx.post(f"{server.url}/api/v1/experiments", json={"name": "b"}, headers=headers)
         assert write.status_code == 503
         assert "deleted or replaced" in write.json()["message"]
+        deadline = time.monotonic() + 30
+        while proc_alive(pid):  # the job's supervisor ended it with its directory
+            assert time.monotonic() < deadline, "the training process outlived its home"
+            time.sleep(0.2)
     finally:
         server.stop()

@@ -183,6 +183,9 @@ class Supervisor:
     def watch(self, proc: launch.Process) -> int:
         deadline = self.deadline()
         while proc.poll() is None:
+            if not self.wd.root.is_dir():  # deleted with the home: nobody can use its results
+                launch.end_tree(proc, self.spec.stop_grace_s)
+                raise Finished("stopped", "Stopped: the job's directory was deleted")
             if self.stop_wanted():
                 self.log("stop requested; ending the job's processes")
                 launch.end_tree(proc, self.stop_grace())
@@ -232,6 +235,8 @@ class Supervisor:
 
     def finish(self, done: Finished) -> None:
         """Upload what the job made, then record its final phase (state.json last)."""
+        if not self.wd.root.is_dir():
+            return  # deleted under us: there is nowhere to record anything (nor to recreate)
         if done.phase == "succeeded":
             try:
                 for uri in upload_results(self.spec, self.wd):
