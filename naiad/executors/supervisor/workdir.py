@@ -102,8 +102,9 @@ class WorkDir:
         return self.root / ".naiad-home"
 
 
-def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write via a temp file and rename, so a reader never sees half a file."""
+def write_text_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write via a temp file and rename, so a reader never sees half a file (owner-only:
+    job files live in the Naiad home, and spec.json holds the server token)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -118,7 +119,7 @@ def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
         raise
 
 
-def write_json_atomic(path: Path, data: Any, mode: int = 0o644) -> None:
+def write_json_atomic(path: Path, data: Any, mode: int = 0o600) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True), mode)
 
 
@@ -132,10 +133,10 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def write_spec(spec: LaunchSpec) -> None:
-    """``spec.json`` holds the server token, so only the owner may read it."""
+    """What the supervisor runs, read back after a restart."""
     data = dataclasses.asdict(spec)
     data["work_dir"] = str(spec.work_dir)
-    write_json_atomic(WorkDir(Path(spec.work_dir)).spec_file, data, mode=0o600)
+    write_json_atomic(WorkDir(Path(spec.work_dir)).spec_file, data)
 
 
 def read_spec(root: Path) -> LaunchSpec:
