@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = 64 * 1024 * 1024
     max_artifact_bytes: int = 5 * 1024**3
     endpoint_history_days: int = Field(default=14, ge=1)  # saved minutes of traffic
+    job_retention_days: float = Field(default=7, ge=0)  # then finished jobs' work dirs are cleared
 
     @classmethod
     def settings_customise_sources(

@@ -15,7 +15,7 @@ def build_app(server_only: bool = False) -> typer.Typer:
     app.callback()(lambda: None)
     app.add_typer(server.app, name="server")
     if not server_only:
-        from naiad.cli import endpoints, experiments, jobs, models, runs
+        from naiad.cli import endpoints, experiments, gc, jobs, models, runs
 
         app.add_typer(experiments.app, name="experiments")
         app.add_typer(runs.app, name="runs")
@@ -23,6 +23,7 @@ def build_app(server_only: bool = False) -> typer.Typer:
         app.add_typer(models.app, name="models")
         app.add_typer(endpoints.app, name="endpoints")
         app.command("train")(jobs.train)
+        app.command("gc")(gc.gc)
     return app
 
 

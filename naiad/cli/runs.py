@@ -1,8 +1,9 @@
-"""`naiad runs ...`: list, inspect, compare and export runs; sync spooled metrics; artifacts."""
+"""`naiad runs ...`: list, inspect, compare, export, delete; sync spooled metrics; artifacts."""
 
 import math
 import os
 import re
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="runs",
-    help="List, inspect, compare and export tracked runs; sync metrics left on disk.",
+    help="List, inspect, compare, export and delete tracked runs; sync metrics left on disk.",
     no_args_is_help=True,
 )
 
@@ -508,6 +509,35 @@ def sync_runs(
             f"{kept} batch(es) could not be sent and stay in {root}; fix the cause above and "
             "run `naiad runs sync` again, or pass --drop-refused to discard refused ones."
         )
+
+
+# -- delete ----------------------------------------------------------------------------------
+@app.command("delete")
+@handled
+def delete_run(
+    run_id: RunIdArg,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Delete without asking for confirmation.")
+    ] = False,
+) -> None:
+    """Delete a run with its metrics, artifacts and finished training job, for good."""
+    with output.client() as client:
+        run = find_run(client, run_id)
+        job = run.tags.get("naiad.job")
+        owned = "its metrics and artifacts" + (f", and training job {job!r}" if job else "")
+        if not yes:
+            if not sys.stdin.isatty():
+                output.fail(
+                    f"Deleting run {run.name!r} ({run.id}) needs confirmation; pass --yes to "
+                    "delete without asking."
+                )
+            question = (
+                f"Delete run {run.name!r} ({run.id[:SHORT_ID]}) of {run.experiment!r} with {owned}?"
+            )
+            if not typer.confirm(question):
+                output.fail("Nothing deleted.")
+        client.runs.delete(run.id)
+    console.print(f"Deleted run [bold]{escape(run.name)}[/] ({run.id}) with {escape(owned)}.")
 
 
 # -- artifacts -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 from naiad.schemas.artifacts import Artifact
 from naiad.schemas.common import ParamValue
 from naiad.schemas.experiments import Experiment
+from naiad.schemas.maintenance import GcResult
 from naiad.schemas.runs import Run, RunComparison
 from naiad.sdk.config import resolve
 from naiad.sdk.endpoints import Endpoints
@@ -108,6 +109,8 @@ class Runs:
         return Run.model_validate(self._t.request("PATCH", f"/runs/{run_id}", json=body))
 
     def delete(self, run_id: str) -> None:
+        """Delete a run with its metrics, artifacts and finished job (Conflict while the
+        job is queued or running)."""
         self._t.request("DELETE", f"/runs/{run_id}")
 
     def log_params(self, run_id: str, params: dict[str, ParamValue]) -> Run:
@@ -198,6 +201,16 @@ class Client:
 
     def health(self) -> dict[str, Any]:
         return self._transport.request("GET", "/health")
+
+    def gc(self, older_than_days: float | None = None, vacuum: bool = False) -> GcResult:
+        """Free space on the server: finished jobs' work directories older than
+        ``older_than_days`` (default: the server's retention), spooled batches it already
+        has, files of deleted runs, the database's log; ``vacuum`` also compacts the
+        database (slow on a big one)."""
+        body = {"older_than_days": older_than_days, "vacuum": vacuum}
+        return GcResult.model_validate(
+            self._transport.request("POST", "/admin/gc", json=body, timeout=3600)
+        )
 
     def close(self) -> None:
         self._transport.close()

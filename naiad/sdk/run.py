@@ -67,7 +67,8 @@ class ActiveRun:
     ) -> None:
         """Queue points; returns in about a microsecond, never waiting on the network.
 
-        ``step`` defaults to one past the previous call's step.
+        ``step`` defaults to one past the previous call's step. Only a bad key or value
+        raises; a down server or a full disk never does (see ``flush`` and ``end``).
         """
         self._metrics.log(metrics, step, timestamp)
 
@@ -89,7 +90,10 @@ class ActiveRun:
             self.client.runs.upload_artifact(self.id, local, base)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Block until the server has every point logged so far (or the timeout passes)."""
+        """Block until the server has every point logged so far (or the timeout passes).
+
+        Returns False rather than raising when the server or the disk is in trouble.
+        """
         return self._metrics.flush(self.flush_timeout if timeout is None else timeout)
 
     def end(self, status: str = "Completed", reason: str | None = None) -> None:
@@ -101,25 +105,36 @@ class ActiveRun:
                 _active.remove(self)
         if self._monitor:
             self._monitor.stop()
-        if not self._metrics.close(self.flush_timeout):
-            waiting = len(self._metrics.spool.pending())
+        metrics = self._metrics
+        if not metrics.close(self.flush_timeout):
+            waiting = len(metrics.spool.pending())
+            if waiting:
+                log.warning(
+                    "naiad: the server did not take every metric before the timeout; %d "
+                    "batches are saved in %s and `naiad runs sync` sends them.",
+                    waiting,
+                    metrics.spool.dir,
+                )
+        if metrics.lost_points:
             log.warning(
-                "naiad: the server did not take every metric before the timeout; %d batches "
-                "are saved in %s and `naiad runs sync` sends them.",
-                waiting,
-                self._metrics.spool.dir,
+                "naiad: %d metric points of run %s could not be stored: the server did not "
+                "take them and there was no room for them in %s.",
+                metrics.lost_points,
+                self.id,
+                metrics.spool.dir,
             )
         if not self.manages_status:
             return
         try:
             self.client.runs.update(self.id, status=status, status_reason=reason)
         except (ServerUnreachable, ServerError) as exc:
-            self._metrics.spool.save_end(status, reason)
+            try:
+                metrics.spool.save_end(status, reason)
+                later = "`naiad runs sync` will"
+            except OSError as disk:
+                later = f"it could not be saved for `naiad runs sync` either ({disk.strerror})"
             log.warning(
-                "naiad: could not mark run %s %s (%s); `naiad runs sync` will.",
-                self.id,
-                status,
-                exc.message,
+                "naiad: could not mark run %s %s (%s); %s.", self.id, status, exc.message, later
             )
         except NaiadError as exc:
             log.warning("naiad: could not mark run %s %s: %s", self.id, status, exc.message)

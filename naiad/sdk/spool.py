@@ -19,11 +19,16 @@ class Spool:
         self.run_id = run_id
 
     def write(self, batch: dict[str, Any]) -> Path:
+        """Save a batch; on a full disk the OSError comes back and no partial file stays."""
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"{time.time_ns():020d}-{batch['batch_id']}.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps(batch))
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(orjson.dumps(batch))
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
     def pending(self) -> list[Path]:

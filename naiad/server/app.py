@@ -12,11 +12,13 @@ from naiad.executors import open_executor
 from naiad.server import errors
 from naiad.server.auth import ensure_token
 from naiad.server.controller.endpoints import EndpointKeeper
+from naiad.server.controller.janitor import Janitor
 from naiad.server.controller.scheduler import Scheduler
 from naiad.server.deps import require_token
 from naiad.server.home import HomeGuard, HomeWatch, secure_home
 from naiad.server.limits import BodyLimit, NoNulInUrl
 from naiad.server.routes import (
+    admin,
     artifacts,
     endpoints,
     experiments,
@@ -65,9 +67,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.endpoints = EndpointKeeper(state)
     state.endpoints.router.open()
     state.endpoints.start()
+    janitor = Janitor(state)  # finished jobs' work directories past their retention
+    janitor.start()
     try:
         yield
     finally:
+        janitor.stop_loop()
         state.scheduler.close()
         state.scheduler = None
         state.endpoints.close()  # the replicas keep serving; the next server re-attaches
@@ -90,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
 
     api = APIRouter(prefix=API, dependencies=[Depends(require_token)])
-    for module in (experiments, runs, metrics, artifacts, jobs, models, endpoints):
+    for module in (experiments, runs, metrics, artifacts, jobs, models, endpoints, admin):
         api.include_router(module.router)
     app.include_router(health.router, prefix=API)
     app.include_router(api)

@@ -1,13 +1,18 @@
 """Every error becomes JSON with a sentence; no stack trace ever reaches a client."""
 
+import errno
 import logging
+import os
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from naiad.core.errors import NaiadError
+from naiad.store.db import disk_full, sqlite_path
 
 log = logging.getLogger("naiad.server")
 
@@ -21,6 +26,39 @@ def _body(code: str, message: str, status: int, detail: object = None) -> JSONRe
 def _where(loc: tuple) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
     return ".".join(parts) or "request body"
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _storage_message(request: Request, exc: Exception) -> str:
+    """Which filesystem is full, as precisely as the error tells, and what to do."""
+    state = request.app.state.naiad
+    origin = exc.orig if isinstance(exc, DBAPIError) else exc
+    if getattr(origin, "sqlstate", None):
+        return (
+            "The PostgreSQL server ran out of disk space, so nothing was saved; free space on "
+            "the database server and retry."
+        )
+    if isinstance(exc, OSError) and exc.filename:
+        where = Path(os.fsdecode(exc.filename))
+    else:
+        where = sqlite_path(state.engine) if isinstance(exc, DBAPIError) else None
+        where = where or state.settings.home
+    quota = isinstance(exc, OSError) and exc.errno == errno.EDQUOT
+    what = "your disk quota on" if quota else "the filesystem holding"
+    mount = _mount_point(where)
+    mounted = "" if mount == where else f" (mounted at {mount})"
+    return (
+        f"Out of disk space: {what} {where}{mounted} is full, so nothing was saved. Free "
+        "space (`naiad gc` removes finished jobs' work directories) and retry."
+    )
 
 
 def install(app: FastAPI) -> None:
@@ -75,3 +113,13 @@ def install(app: FastAPI) -> None:
             "The server hit an unexpected error; nothing was changed. See the server log.",
             500,
         )
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(DBAPIError)
+    async def storage_error(request: Request, exc: Exception) -> JSONResponse:
+        """507 when the disk is full; anything else an OS or database error is a 500."""
+        if not disk_full(exc):
+            return await unexpected(request, exc)
+        message = _storage_message(request, exc)
+        log.error("%s (%s)", message, exc.__class__.__name__)
+        return _body("insufficient_storage", message, 507)

@@ -27,7 +27,12 @@ async def spool_body(
         if size > limit:
             raise PayloadTooLarge(too_large)
         digest.update(chunk)
-        into.write(chunk)
+        try:
+            into.write(chunk)
+        except OSError as exc:  # past 8 MiB the body spills to a file in the temp directory
+            if exc.filename or exc.errno is None:
+                raise
+            raise OSError(exc.errno, exc.strerror, tempfile.gettempdir()) from exc
     into.seek(0)
     return digest
 

@@ -1,5 +1,6 @@
 """Engine factory and migrations. Engines are built by callers with settings, never at import."""
 
+import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# A checkpointed write-ahead log is cut back to this size instead of staying at its peak.
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_SQLITE_FULL = 13  # SQLITE_FULL: also what SQLite reports when a write meets ENOSPC
+_PG_DISK_FULL = "53100"
 
 
 def make_engine(url: str) -> Engine:
@@ -27,6 +33,11 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+            # Debian builds SQLite with secure_delete on: deleting a run would then write
+            # every freed page, zeroed, to the WAL, so a delete needed as much free disk as
+            # the run's metrics took. FAST zeroes only what costs no extra writes.
+            cursor.execute("PRAGMA secure_delete=FAST")
             cursor.close()
 
         return engine
@@ -120,3 +131,87 @@ def insert_new(session: Session, table: type, values: dict[str, Any], unique: li
         .returning(*(getattr(table, column) for column in unique))
     )  # RETURNING, not rowcount: psycopg reports -1 for this statement
     return session.execute(statement).first() is not None
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the disk or a quota is full.
+
+    Covers the operating system's ENOSPC/EDQUOT, SQLite's SQLITE_FULL ("database or disk
+    is full") and PostgreSQL's disk_full, as SQLAlchemy wraps them.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in FULL_ERRNOS:
+            return True
+        orig = current.orig if isinstance(current, DBAPIError) else current
+        if getattr(orig, "sqlite_errorcode", None) == _SQLITE_FULL:
+            return True
+        if getattr(orig, "sqlstate", None) == _PG_DISK_FULL:
+            return True
+        if type(orig).__module__.startswith("sqlite3") and "disk is full" in str(orig):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def sqlite_path(engine: Engine) -> Path | None:
+    """The database file of a SQLite engine; None for PostgreSQL or an in-memory database."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return Path(database)
+
+
+def _database_bytes(path: Path) -> int:
+    return sum(
+        p.stat().st_size if p.exists() else 0 for p in (path, path.with_name(path.name + "-wal"))
+    )
+
+
+def checkpoint(engine: Engine, truncate: bool) -> int:
+    """Copy SQLite's write-ahead log into the database file; returns the bytes freed.
+
+    ``truncate`` also cuts the log to nothing, waiting up to two seconds for readers
+    (TRUNCATE holds off writers while it waits, so the periodic pass uses PASSIVE and
+    leaves the shrinking to ``journal_size_limit``). PostgreSQL manages its own log: 0.
+    """
+    path = sqlite_path(engine)
+    if path is None:
+        return 0
+    before = _database_bytes(path)
+    with engine.connect() as connection:
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute("PRAGMA busy_timeout=2000")
+            cursor.execute(f"PRAGMA wal_checkpoint({'TRUNCATE' if truncate else 'PASSIVE'})")
+        finally:
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+    return max(0, before - _database_bytes(path))
+
+
+def vacuum(engine: Engine) -> int:
+    """Rewrite the database without its free pages; returns the bytes freed.
+
+    VACUUM cannot run inside a transaction on either backend, so it runs in autocommit.
+    SQLite needs room for a full copy while it works; PostgreSQL's plain VACUUM makes
+    dead rows' space reusable without locking tables, and rarely shrinks the files.
+    """
+    path = sqlite_path(engine)
+    auto = engine.execution_options(isolation_level="AUTOCOMMIT")
+    if path is not None:
+        before = _database_bytes(path)
+        with auto.connect() as connection:
+            connection.exec_driver_sql("VACUUM")
+        checkpoint(engine, truncate=True)
+        return max(0, before - _database_bytes(path))
+    if engine.dialect.name != "postgresql":
+        return 0
+    size = "SELECT pg_database_size(current_database())"
+    with auto.connect() as connection:
+        before = connection.exec_driver_sql(size).scalar() or 0
+        connection.exec_driver_sql("VACUUM")
+        after = connection.exec_driver_sql(size).scalar() or 0
+    return max(0, int(before) - int(after))

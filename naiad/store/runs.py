@@ -20,6 +20,7 @@ from naiad.schemas.runs import MetricSummary, Run, RunCreate, RunSearch, RunUpda
 from naiad.store import experiments
 from naiad.store.tables import (
     ExperimentRow,
+    JobRow,
     LatestMetricRow,
     ParamRow,
     RunRow,
@@ -271,5 +272,19 @@ def search(session: Session, body: RunSearch) -> tuple[list[Run], int]:
     return _hydrate(session, rows), total
 
 
-def delete(session: Session, run_id: str) -> None:
-    session.delete(get_row(session, run_id))
+def delete(session: Session, run_id: str) -> JobRow | None:
+    """Delete the run, its params, tags and metrics, and the job it belongs to, if any.
+
+    A job still queued or running is refused: its processes would go on writing to a
+    run that is gone. Returns the deleted job row, whose files the caller removes.
+    """
+    row = get_row(session, run_id)
+    job = session.scalar(select(JobRow).where(JobRow.run_id == run_id))
+    if job is not None and not Status(job.status).terminal:
+        raise Conflict(
+            f"Run {run_id} belongs to training job {job.name!r}, which is {job.status}; "
+            f"stop it first (`naiad jobs stop {job.name}`) and delete the run once it has ended."
+        )
+    session.delete(row)
+    session.flush()
+    return job

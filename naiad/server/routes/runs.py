@@ -1,4 +1,4 @@
-"""/api/v1/runs: create, read, search, update, params, tags, comparison."""
+"""/api/v1/runs: create, read, search, update, delete, params, tags, comparison."""
 
 from typing import Annotated
 
@@ -16,6 +16,7 @@ from naiad.schemas.runs import (
     TagsSet,
 )
 from naiad.server.deps import SessionDep, StateDep
+from naiad.services import maintenance
 from naiad.services.compare import compare
 from naiad.store import runs
 
@@ -67,8 +68,10 @@ def update_run(run_id: str, body: RunUpdate, session: SessionDep) -> Run:
 
 
 @router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_run(run_id: str, session: SessionDep) -> None:
-    runs.delete(session, run_id)
+def delete_run(run_id: str, state: StateDep) -> None:
+    """The run with its params, tags, metrics, artifacts and finished job; 409 while its
+    job is queued or running."""
+    maintenance.delete_run(state.sessions, state.artifacts, state.settings, run_id)
 
 
 @router.post("/{run_id}/params")

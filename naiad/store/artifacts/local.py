@@ -2,10 +2,12 @@
 
 Every write goes to a `.naiad-tmp-*` file in the destination directory and is then
 renamed over the destination, so a reader sees the old file or the new one, never a
-part; a failed write removes its temp file and any directories it created for itself.
+part; a failed write (a full disk included) removes its temp file and any directories
+it created for itself.
 """
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -19,6 +21,7 @@ from naiad.core.errors import Conflict, InvalidInput
 from naiad.store.artifacts.base import CHUNK_SIZE, TMP_PREFIX, ArtifactInfo, safe_path
 
 FILE_MODE = 0o644
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})  # no space left, or the quota is used up
 
 
 def root_from_uri(uri: str) -> Path:
@@ -124,6 +127,11 @@ class LocalArtifactStore:
                 f"Cannot write artifact {rel!r}: it is a directory. "
                 "Delete it first or choose another path."
             ) from None
+        except OSError as exc:
+            self._prune(dest.parent)
+            if exc.errno in _FULL:  # name the store, not a temp file (or nothing, for write())
+                raise OSError(exc.errno, exc.strerror, str(self.root)) from exc
+            raise
         except BaseException:
             self._prune(dest.parent)
             raise

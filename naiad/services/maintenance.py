@@ -1,0 +1,332 @@
+"""Freeing space: deleting a run with all it owns, and collecting what finished jobs leave.
+
+Both work on a full disk. They only read the database and remove files until the last
+steps (deleting the run's rows, the write-ahead log checkpoint, VACUUM), which need
+little room, or the room the first steps made.
+"""
+
+import contextlib
+import logging
+import os
+import shutil
+import stat
+import threading
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from naiad.core.status import Status
+from naiad.executors.supervisor.workdir import supervisor_pid
+from naiad.schemas.maintenance import GcResult
+from naiad.services.jobs import work_dir
+from naiad.settings import Settings
+from naiad.store import runs
+from naiad.store.artifacts import ArtifactStore
+from naiad.store.db import checkpoint, disk_full, transaction, vacuum
+from naiad.store.tables import JobRow, MetricBatchRow, RunRow
+
+log = logging.getLogger("naiad.maintenance")
+
+# What a cleared work directory keeps: `naiad jobs logs` reads the log there, and the
+# final state tells a restarted server (and a repeated submit) that the job is over.
+KEEP_IN_WORK_DIR = frozenset({"logs", "state.json", "spec.json", "supervisor.log"})
+TORN_SPOOL_AGE_S = 3600.0  # a half-written spool file this old has no writer left
+_collecting = threading.Lock()  # the hourly pass and `naiad gc` never remove the same files
+
+
+# -- deleting a run ---------------------------------------------------------------------------
+def delete_run(
+    sessions: sessionmaker[Session], store: ArtifactStore, settings: Settings, run_id: str
+) -> None:
+    """Delete a run's rows (its job's too), then its artifacts and its job's files.
+
+    The rows go first, in one transaction: if that fails (a full disk) nothing is gone.
+    Files that cannot be removed afterwards are left to `naiad gc`, which finds them.
+    """
+    with transaction(sessions) as session:
+        artifact_uri = runs.get_row(session, run_id).artifact_uri
+        job = runs.delete(session, run_id)
+        job_name = job.name if job is not None else None
+    try:
+        if artifact_uri == f"{store.uri.rstrip('/')}/runs/{run_id}/artifacts":
+            store.delete(f"runs/{run_id}")
+        else:
+            log.warning(
+                "run %s: its artifacts at %s are not in this server's store", run_id, artifact_uri
+            )
+        if job_name is not None:
+            store.delete(f"jobs/{job_name}")
+            root = work_dir(settings, job_name).root
+            if root.is_dir() and supervisor_pid(root) is None:
+                _remove(root)
+    except OSError as exc:
+        log.warning(
+            "run %s is deleted, some of its files not (%s); `naiad gc` retries", run_id, exc
+        )
+
+
+# -- collecting garbage -----------------------------------------------------------------------
+def collect_garbage(
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    store: ArtifactStore,
+    settings: Settings,
+    older_than_days: float | None = None,
+    vacuum_db: bool = False,
+    truncate_wal: bool = True,
+) -> GcResult:
+    """Clear finished jobs' work directories older than ``older_than_days`` (default: the
+    retention setting), drop spooled batches the server already has or can never take,
+    remove files of runs and jobs deleted earlier, then checkpoint the database's log.
+
+    ``truncate_wal`` cuts the log to nothing (it waits briefly for readers); the hourly
+    pass leaves it off so it never holds up a request.
+    """
+    days = settings.job_retention_days if older_than_days is None else older_than_days
+    cutoff = time.time() - days * 86400
+    problems: list[str] = []
+    with _collecting:
+        with transaction(sessions) as session:
+            jobs = {
+                name: (status, ended_at or created_at)
+                for name, status, ended_at, created_at in session.execute(
+                    select(JobRow.name, JobRow.status, JobRow.ended_at, JobRow.created_at)
+                )
+            }
+            run_ids = set(session.scalars(select(RunRow.id)))
+            gone = _Gone(sessions)
+            work_dirs, work_bytes = _clear_work_dirs(
+                settings.home / "jobs", jobs, gone, cutoff, problems
+            )
+            spool_files, spool_bytes, waiting = _clear_spools(
+                session, settings.spool_dir, run_ids, gone, problems
+            )
+        orphan_bytes = _clear_orphans(store, run_ids, set(jobs), gone, problems)
+        wal_bytes = _database_step(lambda: checkpoint(engine, truncate_wal), problems, "log")
+        vacuum_bytes = (
+            _database_step(lambda: vacuum(engine), problems, "vacuum") if vacuum_db else None
+        )
+    return GcResult(
+        freed_bytes=work_bytes + spool_bytes + orphan_bytes + wal_bytes + (vacuum_bytes or 0),
+        older_than_days=days,
+        work_dirs=work_dirs,
+        work_dir_bytes=work_bytes,
+        orphan_bytes=orphan_bytes,
+        spool_files=spool_files,
+        spool_bytes=spool_bytes,
+        spool_waiting=waiting,
+        wal_bytes=wal_bytes,
+        vacuum_bytes=vacuum_bytes,
+        problems=problems,
+    )
+
+
+class _Gone:
+    """Asks the database again, just before removing a deleted run's or job's files: the
+    list read at the start misses what was created since (ids and names recorded before
+    any of their files were written, so a second look settles it)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def run(self, run_id: str) -> bool:
+        with transaction(self.sessions) as session:
+            return session.get(RunRow, run_id) is None
+
+    def job(self, name: str) -> bool:
+        with transaction(self.sessions) as session:
+            return session.scalar(select(JobRow.id).where(JobRow.name == name)) is None
+
+
+def _epoch(moment: datetime) -> float:
+    """SQLite hands back naive datetimes; they were stored in UTC."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _clear_work_dirs(
+    root: Path,
+    jobs: dict[str, tuple[str, datetime]],
+    gone: _Gone,
+    cutoff: float,
+    problems: list[str],
+) -> tuple[int, int]:
+    """Empty finished jobs' directories (logs and final state stay); remove deleted jobs'."""
+    cleared = freed = 0
+    for entry in _subdirs(root):
+        if supervisor_pid(entry) is not None:
+            continue  # something still runs there, whatever the database says
+        job = jobs.get(entry.name)
+        if job is None:  # the job's run was deleted: nothing will read these files
+            if entry.lstat().st_mtime < cutoff and gone.job(entry.name):
+                freed += _remove(entry, problems)
+                cleared += 1
+            continue
+        status, ended = job
+        if not Status(status).terminal or _epoch(ended) >= cutoff:
+            continue
+        emptied = sum(
+            _remove(child, problems)
+            for child in _children(entry)
+            if child.name not in KEEP_IN_WORK_DIR
+        )
+        if emptied:
+            cleared, freed = cleared + 1, freed + emptied
+    return cleared, freed
+
+
+def _clear_spools(
+    session: Session, root: Path, run_ids: set[str], gone: _Gone, problems: list[str]
+) -> tuple[int, int, int]:
+    """Remove spooled batches the server has, and those of deleted runs; count the rest.
+
+    A batch waiting for `naiad runs sync` is a run's only copy of those points: it stays.
+    """
+    removed = freed = waiting = 0
+    now = time.time()
+    for run_dir in _subdirs(root):
+        files = _children(run_dir)
+        if run_dir.name in run_ids:
+            names = {p.stem.split("-", 1)[-1]: p for p in files if p.suffix == ".json"}
+            stored = (
+                set(
+                    session.scalars(
+                        select(MetricBatchRow.batch_id).where(
+                            MetricBatchRow.run_id == run_dir.name,
+                            MetricBatchRow.batch_id.in_(list(names)),
+                        )
+                    )
+                )
+                if names
+                else set()
+            )
+            doomed = [names[b] for b in stored]
+            doomed += [p for p in files if p.suffix == ".tmp" and _age(p, now) > TORN_SPOOL_AGE_S]
+            waiting += len(names) - len(stored)
+        elif gone.run(run_dir.name):
+            doomed = files
+        else:
+            continue
+        for path in doomed:
+            freed += _remove(path, problems)
+            removed += not path.exists()
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only once it is empty
+    return removed, freed, waiting
+
+
+def _clear_orphans(
+    store: ArtifactStore, run_ids: set[str], job_names: set[str], gone: _Gone, problems: list[str]
+) -> int:
+    """Artifacts of runs and jobs deleted before deleting removed them too."""
+    freed = 0
+    for top, alive, is_gone in (("runs", run_ids, gone.run), ("jobs", job_names, gone.job)):
+        try:
+            entries = [info for info in store.list(top) if info.is_dir]
+        except OSError as exc:
+            problems.append(f"Could not list {store.uri}/{top}: {exc.strerror or exc}.")
+            continue
+        for info in entries:
+            name = info.path.rsplit("/", 1)[-1]
+            if name in alive or not is_gone(name):
+                continue
+            try:
+                size = sum(i.size or 0 for i in store.list(info.path, recursive=True))
+                store.delete(info.path)
+            except OSError as exc:
+                where = f"{store.uri}/{info.path}"
+                problems.append(f"Could not remove {where}: {exc.strerror or exc}.")
+                continue
+            freed += size
+    return freed
+
+
+def _database_step(step, problems: list[str], what: str) -> int:  # type: ignore[no-untyped-def]
+    """Run a checkpoint or VACUUM; a failure becomes a sentence in ``problems``."""
+    try:
+        return step()
+    except DBAPIError as exc:
+        reason = "the disk is full" if disk_full(exc) else str(exc.orig).strip()
+        if what == "log":
+            problems.append(
+                f"The database's write-ahead log could not be folded into the database "
+                f"({reason}); free some space and run `naiad gc` again."
+            )
+        else:
+            problems.append(
+                f"VACUUM could not finish ({reason}); it needs free space about the size of "
+                "the database while it rewrites it."
+            )
+        return 0
+
+
+# -- files ------------------------------------------------------------------------------------
+def _subdirs(root: Path) -> list[Path]:
+    return [p for p in _children(root) if p.is_dir() and not p.is_symlink()]
+
+
+def _children(root: Path) -> list[Path]:
+    try:
+        return sorted(root.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _age(path: Path, now: float) -> float:
+    try:
+        return now - path.lstat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def _usage(path: Path) -> int:
+    """Bytes the disk gets back when ``path`` goes; links are not followed, and a file
+    with other hard links frees nothing."""
+    total = 0
+    for item in _walk(path):
+        try:
+            st = item.lstat() if isinstance(item, Path) else item.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            continue
+        total += st.st_blocks * 512
+    return total
+
+
+def _walk(path: Path) -> Iterable[Path | os.DirEntry[str]]:
+    yield path
+    if not path.is_dir() or path.is_symlink():
+        return
+    stack = [path]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    yield entry
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+
+
+def _remove(path: Path, problems: list[str] | None = None) -> int:
+    """Remove a file or a tree (a link, not what it points to); returns the bytes freed."""
+    size = _usage(path)
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if problems is None:
+            raise
+        problems.append(f"Could not remove {path}: {exc.strerror or exc}.")
+        return max(0, size - _usage(path))
+    return size
