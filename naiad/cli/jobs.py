@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,13 +42,27 @@ def _parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
 
 
 def _typed(value: str) -> object:
-    """--hp values: numbers and booleans become typed, anything else stays a string."""
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
+    """--hp values: numbers and booleans become typed, anything else stays a string.
+
+    ``nan``, ``inf`` and integers past 64 bits stay the strings typed: JSON has no NaN, and
+    a script reads hyperparameters.json's strings back with float() or int() either way.
+    """
+    try:
+        number = int(value)
+        return number if -(2**63) <= number < 2**63 else value
+    except ValueError:
+        pass
+    try:
+        number = float(value)
+        return number if math.isfinite(number) else value
+    except ValueError:
+        pass
     return {"true": True, "false": False}.get(value.lower(), value)
+
+
+def _metric_definitions(pairs: list[str]) -> list[dict[str, str]]:
+    """--metric-definition NAME=REGEX, split at the first '=' (a regex may hold more)."""
+    return [{"name": k, "regex": v} for k, v in _parse_pairs(pairs, "--metric-definition").items()]
 
 
 def _elapsed(job: TrainingJob) -> str:
@@ -141,29 +156,49 @@ def train(
     experiment: Annotated[str, typer.Option(help="Experiment for the job's run.")] = "jobs",
     max_runtime: Annotated[int | None, typer.Option(help="Stop after this many seconds.")] = None,
     max_retries: Annotated[int, typer.Option(help="Retries after a failure.")] = 0,
-    priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
+    priority: Annotated[int, typer.Option(help="Higher runs first (-1000 to 1000).")] = 0,
+    metric_definition: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=REGEX (repeat): each log line the regex matches logs its one group's "
+            "number as metric NAME, as SageMaker's MetricDefinitions."
+        ),
+    ] = None,
     follow_: Annotated[bool, typer.Option("--follow", "-f", help="Watch it live.")] = False,
 ) -> None:
-    """Snapshot a source directory and run a script from it as a tracked training job."""
+    """Snapshot a source directory and run a script from it as a tracked training job.
+
+    The snapshot leaves out what .naiadignore in the directory lists (gitignore syntax),
+    and .git, __pycache__ and virtualenvs.
+    """
+    from naiad.sdk.sources import plan_source
+
     with output.clean_errors():
         hyperparameters = {k: _typed(v) for k, v in _parse_pairs(hp or [], "--hp").items()}
         inputs = _parse_pairs(input or [], "--input")
+        definitions = _metric_definitions(metric_definition or [])
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         job_name = name or f"{Path(entrypoint).stem.replace('_', '-').lower()}-{stamp}"
         client = output.client()
-        handle = client.training_jobs.create(
-            name=job_name,
-            entrypoint=entrypoint,
-            source_dir=source,
-            hyperparameters=hyperparameters,
-            inputs=inputs,
-            experiment=experiment,
-            processes_per_node=procs,
-            nodes=nodes,
-            max_runtime_s=max_runtime,
-            max_retries=max_retries,
-            priority=priority,
-        )
+        plan = plan_source(source)
+        if (large := plan.warning()) is not None:
+            output.warn(large)
+        with output.transfer_progress("source") as progress:
+            handle = client.training_jobs.create(
+                name=job_name,
+                entrypoint=entrypoint,
+                source_dir=plan,
+                hyperparameters=hyperparameters,
+                inputs=inputs,
+                experiment=experiment,
+                processes_per_node=procs,
+                nodes=nodes,
+                max_runtime_s=max_runtime,
+                max_retries=max_retries,
+                priority=priority,
+                metric_definitions=definitions,
+                progress=progress,
+            )
         console.print(f"Submitted [bold]{escape(handle.name)}[/] (run {handle.job.run_id}).")
         if follow_:
             job = follow(client, handle.name)
@@ -220,6 +255,7 @@ def show_job(name: NameArg, as_json: JsonOption = False) -> None:
         ("output", job.output_uri),
         ("hyperparameters", ", ".join(f"{k}={v}" for k, v in job.hyperparameters.items())),
         ("inputs", ", ".join(f"{k}={v}" for k, v in job.inputs.items())),
+        ("metrics from log", ", ".join(f"{d.name}={d.regex}" for d in job.metric_definitions)),
     ):
         facts.add_row(key, escape(str(value)))
     console.print(facts)
@@ -240,7 +276,7 @@ def job_logs(
     follow_: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
     rank: Annotated[int | None, typer.Option(help="Only this rank's lines.")] = None,
 ) -> None:
-    """Print a job's logs (every rank, prefixed [rankN]); -f follows until it ends."""
+    """Print a job's logs (every rank, prefixed \\[rankN]); -f follows until it ends."""
     handle = output.client().training_jobs.get(name)
     for text in handle.logs(follow=follow_, rank=rank):
         console.out(text, end="", highlight=False)

@@ -89,6 +89,54 @@ def handled(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+@contextmanager
+def transfer_progress(what: str) -> Iterator[Callable[[str, int, int], None] | None]:
+    """Bars on stderr while ``what`` is packed and uploaded; None when nobody watches.
+
+    Yields the ``progress(phase, done, total)`` callback the SDK's uploads take.
+    """
+    if not err_console.is_interactive:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
+    labels = {"pack": f"Packing {what}", "upload": f"Uploading {what}"}
+    tasks: dict[str, TaskID] = {}
+
+    def update(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bars.add_task(labels.get(phase, phase), total=total)
+        bars.update(tasks[phase], completed=done, total=total)
+
+    with bars:
+        yield update
+
+
+def warn(message: str) -> None:
+    """One yellow sentence on stderr; the command goes on."""
+    sentence = " ".join(str(message).split())
+    err_console.print(
+        Text.assemble(("Warning: ", "bold yellow"), (sentence, "yellow")), soft_wrap=True
+    )
+
+
 def client() -> "Client":
     """The SDK client for the configured server (NAIAD_URL/NAIAD_TOKEN or $NAIAD_HOME)."""
     from naiad.sdk.client import Client  # on use: `naiad server` and --help need none of it

@@ -30,6 +30,8 @@ class LaunchSpec:
     max_retries: int = 0
     max_runtime_s: int | None = None
     stop_grace_s: float = 10.0
+    # [{"name", "regex"}]: log lines the supervisor turns into metrics of the job's run
+    metric_definitions: list[dict[str, str]] = field(default_factory=list)
     server_url: str = ""
     token: str | None = None
     artifact_root: str = ""  # the server's artifact store root URI

@@ -1,8 +1,63 @@
 """Training job wire models."""
 
-from pydantic import BaseModel, Field
+import math
+import re
 
+from pydantic import AliasChoices, BaseModel, Field, field_validator
+
+from naiad.core.errors import InvalidInput
+from naiad.core.names import check_key
 from naiad.schemas.common import ParamValue, Timestamp, Wire
+
+MAX_RUNTIME_S = 2**31 - 1  # a 32-bit count of seconds: about 68 years
+INT64 = 2**63
+
+
+class MetricDefinition(Wire):
+    """A metric read from the job's log, as SageMaker's ``MetricDefinitions``: each line
+    the regex matches (``re.search``) gives one point, the float its one group captured."""
+
+    name: str = Field(
+        validation_alias=AliasChoices("name", "Name"), description="The metric key on the run."
+    )
+    regex: str = Field(
+        validation_alias=AliasChoices("regex", "Regex"),
+        max_length=500,
+        description="A Python regular expression with exactly one capturing group.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _key(cls, name: str) -> str:
+        try:
+            return check_key(name, "Metric name")
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("regex")
+    @classmethod
+    def _one_group(cls, regex: str) -> str:
+        shown = repr(regex if len(regex) <= 80 else regex[:77] + "...")
+        try:
+            groups = re.compile(regex).groups
+        except (re.error, OverflowError, RecursionError) as exc:
+            raise ValueError(f"the regex {shown} does not compile ({exc})") from None
+        if groups != 1:
+            raise ValueError(
+                f"the regex {shown} has {groups} capturing groups; it needs exactly one, "
+                "around the number, e.g. 'loss: ([0-9.eE+-]+)' (use (?:...) for other groups)"
+            )
+        return regex
+
+
+def _wire_value(value: ParamValue) -> ParamValue:
+    """NaN, infinities and integers past 64 bits as the strings they print as: JSON has no
+    NaN, and hyperparameters.json holds strings anyway, where float() reads them back."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not -INT64 <= value < INT64:
+        return str(value)
+    return value
 
 
 class JobCreate(Wire):
@@ -15,9 +70,26 @@ class JobCreate(Wire):
     nodes: int = Field(default=1, ge=1, le=1024)
     processes_per_node: int = Field(default=1, ge=1, le=1024)
     gpus: int = Field(default=0, ge=0, le=1024, description="GPUs per node.")
-    max_runtime_s: int | None = Field(default=None, ge=1)
+    max_runtime_s: int | None = Field(default=None, ge=1, le=MAX_RUNTIME_S)
     max_retries: int = Field(default=0, ge=0, le=100)
     priority: int = Field(default=0, ge=-1000, le=1000, description="Higher runs first.")
+    metric_definitions: list[MetricDefinition] = Field(
+        default_factory=list, max_length=40, description="Metrics parsed from the job's log."
+    )
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _json_safe(cls, values: dict[str, ParamValue]) -> dict[str, ParamValue]:
+        return {key: _wire_value(value) for key, value in values.items()}
+
+    @field_validator("metric_definitions")
+    @classmethod
+    def _unique(cls, definitions: list[MetricDefinition]) -> list[MetricDefinition]:
+        names = [d.name for d in definitions]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"metric {', '.join(map(repr, twice))} is defined more than once")
+        return definitions
 
 
 class Transition(BaseModel):
@@ -43,6 +115,7 @@ class TrainingJob(BaseModel):
     max_runtime_s: int | None
     max_retries: int
     priority: int
+    metric_definitions: list[MetricDefinition] = Field(default_factory=list)
     attempt: int
     created_at: Timestamp
     started_at: Timestamp | None = None

@@ -2,34 +2,55 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from naiad.core.errors import InvalidInput
 from naiad.schemas.common import ParamValue
-from naiad.schemas.jobs import JobLogs, SourceUploaded, TrainingJob
+from naiad.schemas.jobs import JobCreate, JobLogs, SourceUploaded, TrainingJob
+from naiad.sdk import sources
 from naiad.sdk.http import Transport
+from naiad.sdk.sources import Progress, SourcePlan
 
 TERMINAL = ("Completed", "Failed", "Stopped")
-_SKIP_DIRS = {".git", "__pycache__", ".venv", ".ipynb_checkpoints", "node_modules"}
+
+MetricDefinitions = Mapping[str, str] | Sequence[Mapping[str, str]]
+
+
+class LargeSourceWarning(UserWarning):
+    """The source directory is big enough that it probably holds data or outputs."""
 
 
 def pack_source(source_dir: str | Path) -> bytes:
-    """The directory as .tar.gz, paths relative to it; caches and VCS folders left out."""
-    root = Path(source_dir)
-    if not root.is_dir():
-        raise InvalidInput(f"Source directory {str(root)!r} does not exist or is not a directory.")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for path in sorted(root.rglob("*")):
-            rel = path.relative_to(root)
-            if any(part in _SKIP_DIRS for part in rel.parts) or not path.is_file():
-                continue
-            tar.add(path, arcname=rel.as_posix(), recursive=False)
-    return buffer.getvalue()
+    """The directory as .tar.gz, as a job snapshots it (``.naiadignore`` and defaults apply)."""
+    with sources.pack(sources.plan_source(source_dir)) as archive:
+        return archive.read()
+
+
+def _metric_definitions(definitions: MetricDefinitions | None) -> list[dict[str, str]]:
+    """``{"loss": "loss: ([0-9.]+)"}``, or a list of ``{"name", "regex"}`` (or SageMaker's
+    ``{"Name", "Regex"}``) mappings."""
+    if definitions is None:
+        return []
+    if isinstance(definitions, Mapping):
+        return [{"name": k, "regex": v} for k, v in definitions.items()]
+    return [dict(d) for d in definitions]
+
+
+def _checked(body: dict[str, object]) -> JobCreate:
+    """The request validated here, with the server's own schema, before anything is sent."""
+    try:
+        return JobCreate.model_validate(body)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(p) for p in err["loc"]) or "request"
+            problems.append(f"{where}: {str(err['msg']).removeprefix('Value error, ')}")
+        raise InvalidInput("The job is not valid: " + "; ".join(problems) + ".") from None
 
 
 def to_uri(location: str) -> str:
@@ -99,15 +120,30 @@ class TrainingJobs:
     def __init__(self, transport: Transport) -> None:
         self._t = transport
 
-    def upload_source(self, source_dir: str | Path) -> SourceUploaded:
-        body = self._t.request("PUT", "/sources", content=pack_source(source_dir), timeout=600)
+    def upload_source(
+        self, source_dir: str | Path | SourcePlan, progress: Progress | None = None
+    ) -> SourceUploaded:
+        """Snapshot and upload a directory; ``progress(phase, done, total)`` hears how far
+        packing ("pack") and sending ("upload") have got, in bytes.
+
+        A plan from :func:`naiad.sdk.sources.plan_source` is used as it is; a path is
+        planned here, with a :class:`LargeSourceWarning` when it is large.
+        """
+        plan = source_dir
+        if not isinstance(plan, SourcePlan):
+            plan = sources.plan_source(plan)
+            if (message := plan.warning()) is not None:
+                warnings.warn(message, LargeSourceWarning, stacklevel=3)
+        with sources.pack(plan, progress) as archive:
+            _, content = sources.chunks(archive, progress)
+            body = self._t.request("PUT", "/sources", content=content, timeout=600)
         return SourceUploaded.model_validate(body)
 
     def create(
         self,
         name: str,
         entrypoint: str,
-        source_dir: str | Path = ".",
+        source_dir: str | Path | SourcePlan = ".",
         hyperparameters: dict[str, ParamValue] | None = None,
         inputs: dict[str, str] | None = None,
         experiment: str = "jobs",
@@ -117,25 +153,35 @@ class TrainingJobs:
         max_runtime_s: int | None = None,
         max_retries: int = 0,
         priority: int = 0,
+        metric_definitions: MetricDefinitions | None = None,
+        progress: Progress | None = None,
     ) -> JobHandle:
-        """Snapshot ``source_dir`` and queue ``entrypoint`` from it as a job."""
-        source = self.upload_source(source_dir)
-        body = {
-            "name": name,
-            "entrypoint": entrypoint,
-            "source_uri": source.source_uri,
-            "experiment": experiment,
-            "hyperparameters": hyperparameters or {},
-            "inputs": {k: to_uri(v) for k, v in (inputs or {}).items()},
-            "processes_per_node": processes_per_node,
-            "nodes": nodes,
-            "gpus": gpus,
-            "max_runtime_s": max_runtime_s,
-            "max_retries": max_retries,
-            "priority": priority,
-        }
-        job = TrainingJob.model_validate(self._t.request("POST", "/jobs", json=body))
-        return JobHandle(self, job)
+        """Snapshot ``source_dir`` and queue ``entrypoint`` from it as a job.
+
+        ``metric_definitions`` (``{"loss": "loss: ([0-9.]+)"}``) turn matching lines of
+        the job's log into metrics of its run, as SageMaker's ``MetricDefinitions`` do.
+        The request is checked before the source is packed, so a mistake costs no upload.
+        """
+        body = _checked(
+            {
+                "name": name,
+                "entrypoint": entrypoint,
+                "source_uri": "pending",
+                "experiment": experiment,
+                "hyperparameters": hyperparameters or {},
+                "inputs": {k: to_uri(v) for k, v in (inputs or {}).items()},
+                "processes_per_node": processes_per_node,
+                "nodes": nodes,
+                "gpus": gpus,
+                "max_runtime_s": max_runtime_s,
+                "max_retries": max_retries,
+                "priority": priority,
+                "metric_definitions": _metric_definitions(metric_definitions),
+            }
+        )
+        body.source_uri = self.upload_source(source_dir, progress).source_uri
+        job = self._t.request("POST", "/jobs", json=body.model_dump(mode="json"))
+        return JobHandle(self, TrainingJob.model_validate(job))
 
     def get(self, name: str) -> JobHandle:
         return JobHandle(self, TrainingJob.model_validate(self._t.request("GET", f"/jobs/{name}")))

@@ -164,6 +164,13 @@ def test_help_lists_the_commands(env: dict[str, str]) -> None:
     assert "create" in ok(naiad_cli("experiments", "--help", env=env))
 
 
+def test_jobs_help_keeps_the_rank_prefix(env: dict[str, str]) -> None:
+    """Square brackets in help text are Rich markup unless escaped: [rankN] must show."""
+    wide = {**env, "COLUMNS": "200"}
+    assert "prefixed [rankN]" in ok(naiad_cli("jobs", "--help", env=wide))
+    assert "prefixed [rankN]" in ok(naiad_cli("jobs", "logs", "--help", env=wide))
+
+
 # -- experiments ---------------------------------------------------------------------------------
 def test_experiments_ls_table_and_json(env: dict[str, str], data: Data) -> None:
     out = ok(naiad_cli("experiments", "ls", env=env))

@@ -1,7 +1,9 @@
 """Training jobs end to end: SDK and CLI against a live server running the local executor."""
 
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,10 +12,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 import naiad
 from naiad.core.errors import Conflict, InvalidInput
+from naiad.sdk.jobs import LargeSourceWarning
 from naiad.testing.live import LiveServer
 
 SAGEMAKER_SCRIPT = """
@@ -238,3 +242,233 @@ def test_source_is_snapshotted_at_submit(client: naiad.Client, tmp_path: Path) -
     assert done.status == "Completed", done.status_reason
     text = "".join(job.logs())
     assert "version one" in text and "version two" not in text
+
+
+def test_cli_train_numbers_out_of_range_are_sentences(
+    client_env: LiveServer, tmp_path: Path
+) -> None:
+    """Numbers too big for the wire, and several nodes, are refused before anything runs."""
+    env = client_env.environ()
+    source = write(tmp_path / "src", "train.py", "print(1)")
+    base = ("train", "train.py", "--source", str(source), "--name", "out-of-range")
+    for args, expected in (
+        (("--priority", "-100000000000000000000"), "priority: Input should be greater than"),
+        (("--priority", "1001"), "priority: Input should be less than or equal to 1000"),
+        (("--max-runtime", "100000000000000000000000"), "max_runtime_s: Input should be less"),
+        (("--nodes", "2"), "needs the Ray executor, which this version of Naiad does not ship"),
+    ):
+        out = cli(env, *base, *args)
+        assert out.returncode == 1, args
+        assert "Traceback" not in out.stderr + out.stdout
+        (line,) = out.stderr.strip().splitlines()
+        assert line.startswith("Error: ") and expected in line, line
+    nodes = cli(env, *base, "--nodes", "2").stderr
+    assert "--procs" in nodes and "NAIAD_EXECUTOR" not in nodes
+    assert "out-of-range" not in cli(env, "jobs", "ls").stdout
+
+
+def test_cli_hp_nan_reaches_the_script_as_nan(client_env: LiveServer, tmp_path: Path) -> None:
+    """`--hp lr=nan` stays the string "nan" (JSON has no NaN), which a SageMaker script's
+    float() reads back; it never becomes null."""
+    script = """
+    import json, os
+    path = os.path.join(os.environ["SM_INPUT_DIR"], "config", "hyperparameters.json")
+    hps = json.load(open(path))
+    print("lr", repr(hps["lr"]), float(hps["lr"]), "top", float(hps["top"]))
+    """
+    env = client_env.environ()
+    source = write(tmp_path / "src", "train.py", script)
+    out = cli(
+        env,
+        "train",
+        "train.py",
+        "--source",
+        str(source),
+        "--name",
+        "hp-nan",
+        "--hp",
+        "lr=nan",
+        "--hp",
+        "top=-inf",
+        "--follow",
+    )
+    assert out.returncode == 0, out.stderr
+    job = json.loads(cli(env, "jobs", "show", "hp-nan", "--json").stdout)
+    assert job["hyperparameters"] == {"lr": "nan", "top": "-inf"}
+    assert "lr 'nan' nan top -inf" in cli(env, "jobs", "logs", "hp-nan").stdout
+
+
+def test_symlink_in_source_is_refused_before_upload(client_env: LiveServer, tmp_path: Path) -> None:
+    env = client_env.environ()
+    source = write(tmp_path / "src", "train.py", "print(1)")
+    (source / "data").mkdir()
+    (source / "data" / "train.csv").symlink_to(tmp_path / "elsewhere.csv")
+    sources = client_env.home / "artifacts" / "sources"
+    before = sorted(sources.iterdir()) if sources.exists() else []
+    out = cli(env, "train", "train.py", "--source", str(source), "--name", "linked")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "symlink, data/train.csv -> " in out.stderr and ".naiadignore" in out.stderr
+    assert (sorted(sources.iterdir()) if sources.exists() else []) == before  # nothing sent
+    assert "linked" not in cli(env, "jobs", "ls").stdout
+    # Listed in .naiadignore, the link is left out and the job goes.
+    (source / ".naiadignore").write_text("data/train.csv\n")
+    ok = cli(env, "train", "train.py", "--source", str(source), "--name", "linked", "--follow")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_a_snapshot_with_a_link_is_refused_at_submit(
+    client: naiad.Client, client_env: LiveServer
+) -> None:
+    """A snapshot made without the SDK is checked too: a link member gets a sentence."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        body = b"print(1)\n"
+        info = tarfile.TarInfo("train.py")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+        link = tarfile.TarInfo("data")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+        tar.addfile(link)
+    headers = {"authorization": f"Bearer {client_env.token}"}
+    api = f"{client_env.url}/api/v1"
+    uploaded = httpx.put(f"{api}/sources", content=buf.getvalue(), headers=headers).json()
+    job = {"name": "tar-link", "entrypoint": "train.py", "source_uri": uploaded["source_uri"]}
+    answer = httpx.post(f"{api}/jobs", json=job, headers=headers)
+    assert answer.status_code == 400
+    assert "has a link, data -> /etc" in answer.json()["message"]
+
+
+def test_sdk_warns_about_a_large_source(client: naiad.Client, tmp_path: Path) -> None:
+    source = write(tmp_path / "src", "train.py", "print(1)\n")
+    with open(source / "weights.bin", "wb") as f:
+        f.truncate(55_000_000)
+    with pytest.warns(LargeSourceWarning, match=r"the largest: weights.bin \(55.0 MB\)"):
+        client.training_jobs.upload_source(source)
+
+
+def test_naiadignore_and_default_skips_shape_the_snapshot(
+    client: naiad.Client, tmp_path: Path
+) -> None:
+    script = """
+    import os
+    here = os.path.dirname(os.path.abspath(__file__))
+    for d, dirs, files in os.walk(here):
+        for f in files:
+            print("FILE", os.path.relpath(os.path.join(d, f), here))
+    """
+    source = write(tmp_path / "src", "train.py", script)
+    write(source / "pkg", "model.py", "X = 1\n")
+    write(source / "pkg" / "__pycache__", "model.cpython-311.pyc", "junk")
+    write(source / ".git", "HEAD", "ref: refs/heads/main\n")
+    write(source / "env", "pyvenv.cfg", "home = /usr/bin\n")  # a virtualenv by another name
+    write(source / "data", "big.csv", "1,2\n")
+    write(source / "runs", "a.ckpt", "weights")
+    write(source / "runs", "keep.ckpt", "weights")
+    (source / ".naiadignore").write_text("# data is an input channel\ndata/\n*.ckpt\n!keep.ckpt\n")
+    job = client.training_jobs.create(name="ignored", entrypoint="train.py", source_dir=source)
+    done = job.wait(timeout=120)
+    assert done.status == "Completed", done.status_reason
+    files = sorted(
+        line.split(" ", 1)[1] for line in "".join(job.logs()).splitlines() if line[:5] == "FILE "
+    )
+    assert files == [".naiadignore", "pkg/model.py", "runs/keep.ckpt", "train.py"]
+
+
+def test_large_source_warns_and_shows_upload_progress(
+    client_env: LiveServer, tmp_path: Path
+) -> None:
+    """Over 50 MB the CLI names what takes the room; on a terminal it draws the upload."""
+    source = write(tmp_path / "src", "train.py", "print('ok')\n")
+    (source / "data").mkdir()
+    with open(source / "data" / "frames.bin", "wb") as f:
+        f.truncate(60_000_000)  # zeros: quick to pack, still 60 MB of source
+    env = {**client_env.environ(), "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1"}
+    out = cli(env, "train", "train.py", "--source", str(source), "--name", "large-src")
+    assert out.returncode == 0, out.stderr
+    assert "Submitted" in out.stdout
+    err = " ".join(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.stderr).split())  # no ANSI
+    assert "Warning: The source directory" in err and "is 60.0 MB" in err
+    assert "the largest: data/ (60.0 MB)" in err and ".naiadignore" in err
+    assert "Packing source" in err and "Uploading source" in err
+    quiet = cli(
+        client_env.environ(),
+        "train",
+        "train.py",
+        "--source",
+        str(source / "data"),
+        "--name",
+        "large-src-2",
+    )
+    assert "Uploading" not in quiet.stderr  # no bars when nobody watches a terminal
+
+
+PRINTING_SCRIPT = """
+import os
+rank = int(os.environ.get("RANK", "0"))
+for step in range(6):
+    print(f"epoch {step} loss: {0.5 / (step + 1):.4f} rank={rank}", flush=True)
+print("[naiad] loss: 9.0")  # looks like the platform's lines: never a metric
+print("final loss: nan")
+"""
+
+
+def test_metric_definitions_turn_printed_lines_into_metrics(
+    client_env: LiveServer, client: naiad.Client, tmp_path: Path
+) -> None:
+    env = client_env.environ()
+    source = write(tmp_path / "src", "train.py", PRINTING_SCRIPT)
+    bad = cli(
+        env,
+        "train",
+        "train.py",
+        "--source",
+        str(source),
+        "--metric-definition",
+        "loss=loss: [0-9.]+",
+    )
+    assert bad.returncode == 1 and "needs exactly one" in bad.stderr
+    out = cli(
+        env,
+        "train",
+        "train.py",
+        "--source",
+        str(source),
+        "--name",
+        "printed",
+        "--metric-definition",
+        "loss=loss: ([0-9.]+|nan)",
+        "--metric-definition",
+        "rank=rank=(\\d+)",
+        "--follow",
+    )
+    assert out.returncode == 0, out.stderr
+    job = client.training_jobs.get("printed").job
+    assert [(d.name, d.regex) for d in job.metric_definitions] == [
+        ("loss", "loss: ([0-9.]+|nan)"),
+        ("rank", "rank=(\\d+)"),
+    ]
+    loss = client.runs.metric_history(job.run_id, "loss")
+    assert loss.steps.tolist() == list(range(7))
+    values = loss.values.tolist()
+    assert values[:6] == pytest.approx([0.5 / (s + 1) for s in range(6)], abs=1e-4)
+    assert values[6] != values[6]  # NaN stays NaN
+    shown = cli(env, "jobs", "show", "printed").stdout
+    assert "loss=loss: ([0-9.]+|nan)" in shown
+
+
+def test_metric_definitions_read_rank_zero_under_torchrun(
+    client: naiad.Client, tmp_path: Path
+) -> None:
+    """SageMaker-shaped definitions from the SDK; with two processes only rank 0's lines."""
+    source = write(tmp_path / "src", "train.py", PRINTING_SCRIPT)
+    job = client.training_jobs.create(
+        name="printed-2",
+        entrypoint="train.py",
+        source_dir=source,
+        processes_per_node=2,
+        metric_definitions=[{"Name": "rank", "Regex": r"rank=(\d+)"}],
+    )
+    done = job.wait(timeout=180)
+    assert done.status == "Completed", done.status_reason
+    rank = client.runs.metric_history(done.run_id, "rank")
+    assert rank.steps.tolist() == list(range(6)) and set(rank.values.tolist()) == {0.0}

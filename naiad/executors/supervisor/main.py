@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from naiad.executors.supervisor import checkpoint_sync, launch
+from naiad.executors.supervisor import checkpoint_sync, launch, log_metrics
 from naiad.executors.supervisor import warm as warm_start
 from naiad.executors.supervisor.jobenv import (
     decode_hyperparameters,
@@ -261,6 +261,7 @@ class Supervisor:
         except Finished:
             return  # already final: submitting twice never runs a job twice
         self.save(phase="starting", attempt=first)
+        metrics = log_metrics.start(self.spec, self.wd, self.log)  # metric definitions
         try:
             channels = self.prepare()
             self.attempts(first, channels)
@@ -276,6 +277,7 @@ class Supervisor:
             done = Finished(
                 "failed", f"The job's supervisor failed: {exc!r}; see {self.wd.supervisor_log}."
             )
+        metrics.close()
         self.finish(done)
 
 
