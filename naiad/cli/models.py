@@ -44,9 +44,15 @@ def register(
         str | None, typer.Option(help="A model directory (naiad-model.json) or a .pt/.pt2 file.")
     ] = None,
     input_shape: Annotated[
-        str | None, typer.Option(help="For a lone model file: e.g. -1,1,8,8 (-1: batch).")
+        str | None,
+        typer.Option(
+            help="For a model saved without naiad-model.json (a lone .pt/.pt2 file, or a "
+            "job's TorchScript file): e.g. -1,1,8,8 (-1: batch)."
+        ),
     ] = None,
-    dtype: Annotated[str, typer.Option(help="For a lone model file: input dtype.")] = "float32",
+    dtype: Annotated[
+        str | None, typer.Option(help="With --input-shape: the input dtype (float32 if unset).")
+    ] = None,
     description: Annotated[str, typer.Option(help="A note kept with the version.")] = "",
     as_json: JsonOption = False,
 ) -> None:

@@ -69,6 +69,13 @@ class ModelVersionCreate(Wire):
     upload_uri: str | None = Field(default=None, description="What PUT /models/uploads answered.")
     description: str = Field(default="", max_length=2000)
     derived_from: str | None = Field(default=None, description="NAME:VERSION this was made from.")
+    # For a job whose model directory has a TorchScript or torch.export file but no
+    # naiad-model.json (a SageMaker-style script): what the manifest would have said.
+    input_shape: list[int] | None = Field(
+        default=None, min_length=1, description="e.g. [-1, 1, 8, 8]; -1 for the batch."
+    )
+    dtype: DType | None = Field(default=None, description="The input's dtype (float32 if unset).")
+    classes: list[str] | None = Field(default=None, description="Label of each output index.")
 
 
 class ModelVersion(BaseModel):

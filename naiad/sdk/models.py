@@ -131,18 +131,25 @@ class Models:
         description: str = "",
         derived_from: str | None = None,
         input_shape: list[int] | None = None,
-        dtype: str = "float32",
+        dtype: str | None = None,
         classes: list[str] | None = None,
     ) -> ModelVersion:
-        """The next version of ``name`` from a Completed job's model, or a local model path."""
+        """The next version of ``name`` from a Completed job's model, or a local model path.
+
+        ``input_shape`` (``[-1, 1, 8, 8]``, -1 for the batch), ``dtype`` (float32 unless
+        told) and ``classes`` describe a model saved without ``naiad-model.json``: a lone
+        TorchScript or torch.export file, or one in a SageMaker-style job's model directory.
+        """
         if (job is None) == (path is None):
             raise InvalidInput("Register from exactly one of job=NAME or path=PATH.")
         body: dict[str, object] = {"description": description, "derived_from": derived_from}
         if job is not None:
             body["job"] = job
+            extra = {"input_shape": input_shape, "dtype": dtype, "classes": classes}
+            body.update({k: v for k, v in extra.items() if v is not None})
         else:
             assert path is not None
-            shape = {"input_shape": input_shape, "dtype": dtype, "classes": classes}
+            shape = {"input_shape": input_shape, "dtype": dtype or "float32", "classes": classes}
             body["upload_uri"] = self.upload(path, **shape).source_uri
         return ModelVersion.model_validate(
             self._t.request("POST", f"/models/{name}/versions", json=body)

@@ -5,11 +5,13 @@ artifact store, so a version never changes after registration, even when the job
 output is overwritten or deleted.
 """
 
+import functools
 import hashlib
 import io
 import json
 import tarfile
 import zlib
+from collections.abc import Callable
 from typing import IO
 
 from pydantic import ValidationError
@@ -29,6 +31,7 @@ from naiad.schemas.models import (
     ModelVersionCreate,
 )
 from naiad.services import jobs as job_service
+from naiad.services import model_files
 from naiad.store import jobs, models, runs
 from naiad.store.artifacts import ArtifactStore, safe_path
 from naiad.store.tables import EvaluationRow, JobRow, ModelVersionRow
@@ -73,10 +76,17 @@ def _manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> Mode
     return manifest
 
 
+# Builds the manifest of an archive that has none (a job's), or says why it cannot.
+GuessManifest = Callable[[tarfile.TarFile, dict[str, tarfile.TarInfo]], ModelManifest]
+
+
 def copy_archive(
-    store: ArtifactStore, archive: IO[bytes], prefix: str
+    store: ArtifactStore, archive: IO[bytes], prefix: str, guess: GuessManifest | None = None
 ) -> tuple[ModelManifest, int]:
-    """Check a model .tar.gz and copy its files under ``prefix``; returns manifest and size."""
+    """Check a model .tar.gz and copy its files under ``prefix``; returns manifest and size.
+
+    Without a manifest in the archive, ``guess`` makes one, written last beside the files.
+    """
     try:
         with tarfile.open(fileobj=archive, mode="r:gz") as tar:
             entries = [m for m in tar.getmembers() if m.isfile()]
@@ -84,11 +94,19 @@ def copy_archive(
             size = sum(m.size for m in entries)
             if size > MAX_MODEL_BYTES:
                 raise InvalidInput(f"The model is {size} bytes; the limit is {MAX_MODEL_BYTES}.")
-            manifest = _manifest(tar, members)
+            written = None
+            if MANIFEST_FILE not in members and guess is not None:
+                manifest = guess(tar, members)
+                written = manifest.model_dump_json(indent=2, exclude_none=True).encode()
+            else:
+                manifest = _manifest(tar, members)
             for rel, member in members.items():
                 handle = tar.extractfile(member)
                 assert handle is not None
                 store.put_stream(f"{prefix}/{rel}", handle)
+            if written is not None:
+                store.put_bytes(f"{prefix}/{MANIFEST_FILE}", written)
+                size += len(written)
     except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise InvalidInput(f"The model archive is not a readable .tar.gz ({exc}).") from None
     return manifest, size
@@ -125,8 +143,17 @@ def register(
     models.check_name(name)
     if (body.job is None) == (body.upload_uri is None):
         raise InvalidInput("Give exactly one of 'job' (a training job's name) or 'upload_uri'.")
+    guess: GuessManifest | None = None
     if body.job is not None:
         archive, lineage = _job_archive(session, store, body.job)
+        guess = functools.partial(
+            model_files.infer_manifest,
+            model=name,
+            job=body.job,
+            input_shape=body.input_shape,
+            dtype=body.dtype,
+            classes=body.classes,
+        )
     else:
         archive, lineage = safe_path(body.upload_uri or ""), Lineage()
         if not archive.startswith("uploads/models/") or not store.exists(archive):
@@ -140,7 +167,7 @@ def register(
         lineage.derived_from = f"{origin_name}:{origin_version}"
     prefix = f"models/{name}/{new_id()}"
     with store.open(archive) as handle:
-        manifest, size = copy_archive(store, handle, prefix)
+        manifest, size = copy_archive(store, handle, prefix, guess)
     try:  # no SAVEPOINT: on SQLite releasing one commits at once (see store.db.insert_new)
         return models.create_version(
             session, name, manifest, size, prefix, lineage, body.description
