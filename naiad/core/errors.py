@@ -62,3 +62,10 @@ class Unauthorized(NaiadError):
 
     status_code = 401
     code = "unauthorized"
+
+
+class Forbidden(NaiadError):
+    """The request is authenticated but may not do this (a cookie write from another site)."""
+
+    status_code = 403
+    code = "forbidden"

@@ -1,12 +1,15 @@
 """Typed dependencies for routes: the state, one transaction per request, the auth check."""
 
+import re
 from collections.abc import Iterator
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.requests import HTTPConnection
 
-from naiad.core.errors import Unauthorized
+from naiad.core.errors import Forbidden, NaiadError, Unauthorized
 from naiad.server.auth import bearer, token_matches
 from naiad.server.state import AppState
 from naiad.settings import Settings
@@ -43,12 +46,76 @@ def get_artifacts(state: StateDep) -> ArtifactStore:
 ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
 
 
-def require_token(request: Request, state: StateDep) -> None:
-    if state.token is None:
-        return
-    presented = bearer(request.headers.get("authorization")) or request.cookies.get("naiad_token")
-    if not token_matches(presented, state.token):
-        raise Unauthorized(
-            "This call needs the server's token: send 'Authorization: Bearer <token>'. "
-            "The token is in the admin_token file under the Naiad home."
+COOKIE = "naiad_token"  # the console's session cookie: the token, HttpOnly, SameSite=Strict
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PUBLIC = frozenset({"/api/v1/health"})
+_GATED = re.compile(r"/api/v1(/|$)|/endpoints/[^/]+/invocations$")
+_DEFAULT_PORT = {"http": ":80", "https": ":443"}
+NEEDS_TOKEN = (
+    "This call needs the server's token: send 'Authorization: Bearer <token>' (the token is "
+    "in the admin_token file under the Naiad home), or log in to the console at / first."
+)
+
+
+def needs_token(path: str) -> bool:
+    """Whether ``path`` is an API route that answers only with the token (all but /health)."""
+    return bool(_GATED.match(path)) and path not in PUBLIC
+
+
+def access_problem(conn: HTTPConnection, expected: str | None, api: bool) -> NaiadError | None:
+    """Why this request may not go on, judged from its headers alone, so that a refusal never
+    waits for (or reads) a body; None when it may.
+
+    A Bearer token is a script's: nothing more is asked. The session cookie is a browser's,
+    and a browser sends it with requests other pages make too (SameSite counts every port of
+    127.0.0.1 as one site), so a cookie-authenticated write must also come from this
+    server's own pages. Logging in is the one write that carries its token in the form.
+    ``api``: the path is an API route (see ``needs_token``), refused without a token.
+    """
+    if expected is None:
+        return None
+    if token_matches(bearer(conn.headers.get("authorization")), expected):
+        return None
+    if not token_matches(conn.cookies.get(COOKIE), expected):
+        return Unauthorized(NEEDS_TOKEN) if api else None
+    method = conn.scope.get("method", "GET")
+    if method in SAFE_METHODS or conn.url.path == "/login":
+        return None
+    return _cross_site(conn, method)
+
+
+def _cross_site(conn: HTTPConnection, method: str) -> Forbidden | None:
+    """None when the write's Origin (or, lacking one, its Referer) is this server itself."""
+    source = conn.headers.get("origin")
+    if source is None:
+        source = conn.headers.get("referer")
+    if source is None:
+        return Forbidden(
+            f"This {method} carries the console's session cookie but no Origin or Referer "
+            "header, so the server cannot tell that the console sent it, and refused it; "
+            "scripts send 'Authorization: Bearer <token>' instead of the cookie."
         )
+    try:
+        parts = urlsplit(source)
+    except ValueError:
+        parts = urlsplit("")
+    default = _DEFAULT_PORT.get(parts.scheme)
+    if default is not None and parts.netloc:
+        theirs = parts.netloc.rpartition("@")[2].lower().removesuffix(default)
+        ours = conn.headers.get("host", "").lower().removesuffix(default)
+        if theirs == ours:
+            return None
+    shown = f"{parts.scheme}://{parts.netloc}" if default and parts.netloc else source[:80]
+    return Forbidden(
+        f"This {method} came from a page that is not this server's ({shown}) with the "
+        "console's session cookie, and was refused so that no other page can act for a "
+        "logged-in console; use the console itself, or send 'Authorization: Bearer <token>' "
+        "from a script."
+    )
+
+
+def require_token(request: Request, state: StateDep) -> None:
+    """The API's check as a dependency (the middleware in ``limits`` has run it already)."""
+    problem = access_problem(request, state.token, api=True)
+    if problem is not None:
+        raise problem

@@ -1,5 +1,8 @@
-"""Guards in front of every route: oversized JSON bodies and NUL characters in the URL.
+"""Guards in front of every route: credentials, oversized JSON bodies and NUL characters in
+the URL.
 
+Credentials are checked from the headers before any byte of a body is read, uploads
+included, so a client without the token cannot make the server take in a large body.
 Artifact uploads have their own size limit and are exempt from the body limit.
 """
 
@@ -7,7 +10,10 @@ import re
 
 import orjson
 from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from naiad.server.deps import access_problem, needs_token
 
 
 def _too_large(size: str, max_bytes: int) -> str:
@@ -25,15 +31,25 @@ async def _refuse(send: Send, status: int, code: str, message: str) -> None:
 
 
 class BodyLimit:
-    """413 for a body over ``max_bytes``: by its Content-Length, or counted as it streams in
-    (a chunked request has no Content-Length). ``exempt`` matches the paths it leaves alone.
+    """First the access check (401 without the token on an API route, 403 for a cookie write
+    from another site; see ``deps.access_problem``), then 413 for a body over ``max_bytes``:
+    by its Content-Length, or counted as it streams in (a chunked request has no
+    Content-Length). ``exempt`` matches the paths whose size it leaves to their routes.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int, exempt: str) -> None:
         self.app, self.max_bytes, self.exempt = app, max_bytes, re.compile(exempt)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.exempt.match(scope["path"]):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = scope["app"].state.naiad.token
+        problem = access_problem(HTTPConnection(scope), token, api=needs_token(scope["path"]))
+        if problem is not None:
+            await _refuse(send, problem.status_code, problem.code, problem.message)
+            return
+        if self.exempt.match(scope["path"]):
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:

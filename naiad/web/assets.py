@@ -31,10 +31,12 @@ CSP = (
     "img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'"
 )
+# "same-origin", not "no-referrer": under no-referrer a browser sends "Origin: null" with a
+# form's POST (the Log out button), and the server refuses cookie writes it cannot place.
 SECURITY_HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",
     "cache-control": "no-cache",
 }
 

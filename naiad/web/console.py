@@ -3,7 +3,9 @@
 Login works as Jupyter's does: open ``/?token=...`` once, or paste the token into the form.
 The token then rides in an HttpOnly, SameSite=Strict session cookie, which the API's
 ``require_token`` accepts as it accepts a Bearer header; so every page, asset and API call
-the console makes is behind it, and no script in the page can read the token.
+the console makes is behind it, and no script in the page can read the token. A write the
+cookie authenticates (``/logout`` included) must come from this server's own pages: its
+Origin is checked in front of every route (``deps.access_problem``).
 """
 
 import html
@@ -13,9 +15,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from naiad.server.auth import token_matches
+from naiad.server.deps import COOKIE
 from naiad.web.assets import SECURITY_HEADERS, STATIC, ConsoleFiles, plotly_response, unauthorized
 
-COOKIE = "naiad_token"  # the cookie naiad.server.deps.require_token reads
 MAX_FORM_BYTES = 4096
 WRONG_TOKEN = (
     "That is not this server's token. It is in the admin_token file under the Naiad home "
