@@ -9,13 +9,14 @@ MAX_KEY = 250
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-./ :]*$")
+# Matched with fullmatch: "$" would also match before a trailing newline.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-./ :]*")
 
 
 def check_name(name: str, what: str = "name") -> str:
     """Resource names: letters, digits, '.', '_', '-'; they appear in URLs and CLI arguments."""
-    if not name or len(name) > MAX_NAME or not _NAME.match(name) or ".." in name:
+    if not name or len(name) > MAX_NAME or not _NAME.fullmatch(name) or ".." in name:
         raise InvalidInput(
             f"{what} {name!r} is not valid: use 1-{MAX_NAME} letters, digits, '.', '_' or '-', "
             "starting with a letter or digit, without '..'."
@@ -25,7 +26,7 @@ def check_name(name: str, what: str = "name") -> str:
 
 def check_key(key: str, what: str = "key") -> str:
     """Metric, param and tag keys: as in MLflow, plus ':'; no '..' so keys stay path-safe."""
-    if not key or len(key) > MAX_KEY or not _KEY.match(key) or ".." in key or "//" in key:
+    if not key or len(key) > MAX_KEY or not _KEY.fullmatch(key) or ".." in key or "//" in key:
         raise InvalidInput(
             f"{what} {key!r} is not valid: use 1-{MAX_KEY} letters, digits, spaces or "
             "'_-./:', starting with a letter, digit or '_', without '..' or '//'."

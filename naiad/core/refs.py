@@ -4,6 +4,7 @@ import re
 
 from naiad.core.errors import InvalidInput
 
+MAX_VERSION = 2**31 - 1  # version columns are 32-bit integers in PostgreSQL
 _REF = re.compile(r"^(?P<name>[^:@/\s]+)(?::(?P<version>[^:@/\s]+)|@(?P<alias>[^:@/\s]+))?$")
 
 
@@ -15,7 +16,9 @@ def parse_ref(ref: str) -> tuple[str, int | None, str | None]:
             f"Model reference {ref!r} is not valid: use NAME (latest), NAME:VERSION or NAME@ALIAS."
         )
     version = match["version"]
-    if version is not None and not (version.isdigit() and int(version) >= 1):
+    # isascii too: "³" is a digit to isdigit() and no number to int().
+    number = version is not None and version.isascii() and version.isdigit()
+    if version is not None and not (number and int(version) >= 1):
         raise InvalidInput(f"Model version in {ref!r} must be a whole number from 1.")
     return match["name"], int(version) if version else None, match["alias"]
 

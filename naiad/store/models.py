@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from naiad.core.errors import Conflict, InvalidInput, NotFound
 from naiad.core.ids import new_id
-from naiad.core.refs import parse_ref
+from naiad.core.refs import MAX_VERSION, parse_ref
 from naiad.schemas.models import Lineage, Model, ModelManifest, ModelVersion
 from naiad.store.tables import (
     EvaluationRow,
@@ -39,11 +39,13 @@ def get_model(session: Session, name: str) -> ModelRow:
 
 def get_version(session: Session, name: str, version: int) -> ModelVersionRow:
     model = get_model(session, name)
-    row = session.scalar(
-        select(ModelVersionRow).where(
-            ModelVersionRow.model_id == model.id, ModelVersionRow.version == version
+    row = None
+    if 1 <= version <= MAX_VERSION:  # past a database integer nothing can match, or bind
+        row = session.scalar(
+            select(ModelVersionRow).where(
+                ModelVersionRow.model_id == model.id, ModelVersionRow.version == version
+            )
         )
-    )
     if row is None:
         latest = _latest(session, model.id)
         raise NotFound(f"Model {name!r} has no version {version}; its latest is {latest}.")
@@ -112,7 +114,7 @@ def create_version(
 def set_alias(session: Session, name: str, alias: str, version: int) -> None:
     """Point ``alias`` at ``version`` in one statement: readers see the old or the new."""
     check_name(alias, "Alias")
-    if alias == "latest" or alias.isdigit():
+    if alias == "latest" or (alias.isascii() and alias.isdigit()):
         raise InvalidInput(
             f"Alias {alias!r} is reserved: 'latest' and numbers already name versions."
         )

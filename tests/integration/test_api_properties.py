@@ -377,7 +377,10 @@ bad_keys = st.one_of(
     word.map(lambda w: "/" + w),
     word.map(lambda w: "../" + w),
     st.builds(lambda a, b: f"{a}//{b}", word, word),
-    st.builds(lambda a, c, b: f"{a}{c}{b}", word, st.characters(categories=["Cc", "Cs"]), word),
+    st.builds(
+        lambda a, c, b: f"{a}{c}{b}", word, st.characters(categories=["Cc", "Cs", "Cf"]), word
+    ),
+    word.map(lambda w: w + "\n"),  # a regex's "$" matches before a trailing newline
     st.text(string.ascii_letters, min_size=251, max_size=400),
     st.sampled_from(["", "..", "-x", ".hidden", "a\\b", "x\x00", "\ud800"]),
     st.text("äöü€💧", min_size=1, max_size=4),
@@ -923,6 +926,9 @@ evil_paths = st.one_of(
             "a//b",
             ".naiad-tmp-pwned",
             "a/.naiad-tmp-pwned",
+            "invoice\u202egpj.exe",  # shows as invoiceexe.jpg
+            "\u200bhidden",
+            "a\u2028b",
             "%2e%2e%2f%2e%2e%2f%2e%2e%2fpwned",
             "..%2f..%2f..%2f..%2fpwned",
         ]
@@ -932,7 +938,7 @@ segments = st.one_of(
     st.sampled_from(["a", "b", "model", "x.bin", "...", " sp ace", "ü", "💧", "q?x#y;=&"]),
     # No '%': Starlette's TestClient unquotes the path a second time (uvicorn does not).
     st.text(
-        st.characters(exclude_categories=["Cc", "Cs"], exclude_characters="/\\%"),
+        st.characters(exclude_categories=["Cc", "Cs", "Cf", "Zl", "Zp"], exclude_characters="/\\%"),
         min_size=1,
         max_size=12,
     ),
@@ -955,6 +961,38 @@ def test_path_traversal_is_refused_and_writes_nothing(
     assert refused(listed) or listed.json() == [], (path, listed.text)
     assert files_under(root) == before
     assert not any(Path(p).exists() for p in ["/pwned", "/etc/pwned", "/tmp/pwned"])
+
+
+@pytest.mark.parametrize(
+    ("path", "shows"),
+    [
+        ("invoice\u202egpj.exe", "right-to-left override"),  # U+202E, category Cf
+        ("model/\u200bweights.bin", "zero-width space"),  # U+200B, Cf
+        ("a\u2066b", "left-to-right isolate"),  # U+2066, Cf
+        ("notes\u2028.txt", "line separator"),  # U+2028, Zl
+    ],
+)
+def test_format_characters_in_artifact_paths_are_refused(
+    api: TestClient, settings: Settings, target: dict[str, str], path: str, shows: str
+) -> None:
+    """A name that displays as something else is refused, as control characters are."""
+    before = files_under(settings.home.parent)
+    url = f"{API}/runs/{target['run']}/artifacts/{quote(path)}"
+    response = send(api, "PUT", url, content=b"x")
+    assert response.status_code == 400, (shows, response.text)
+    assert "format character" in response.json()["message"], response.text
+    assert files_under(settings.home.parent) == before
+    assert send(api, "GET", f"{API}/runs/{target['run']}/artifacts").json() == []
+
+
+@pytest.mark.parametrize("name", ["digits\n", "digits\u202e", "digits\u200b"])
+def test_names_with_a_trailing_control_or_format_character_are_refused(
+    api: TestClient, name: str
+) -> None:
+    for url, body in (("/experiments", {"name": name}), ("/runs", {"experiment": name})):
+        response = send(api, "POST", API + url, body)
+        assert response.status_code == 400, response.text
+    assert send(api, "GET", f"{API}/experiments").json() == []
 
 
 @examples(30)

@@ -219,7 +219,7 @@ def flatten_rank_logs(wd: WorkDir, attempt: int) -> None:
         return
     for run_dir in [p for p in base.iterdir() if p.is_dir()]:
         for rank_dir in run_dir.glob("attempt_*/*"):
-            if not rank_dir.name.isdigit():
+            if not (rank_dir.name.isascii() and rank_dir.name.isdigit()):
                 continue
             for f in rank_dir.iterdir():
                 f.replace(base / f"rank{rank_dir.name}.{f.name}")

@@ -75,8 +75,9 @@ def _run_script(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> in
     script = cmd[1]
     sys.argv = cmd[1:]
     sys.path[0] = os.path.dirname(os.path.abspath(script))
-    if "torch" in sys.modules and env.get("OMP_NUM_THREADS", "").isdigit():
-        sys.modules["torch"].set_num_threads(int(env["OMP_NUM_THREADS"]))  # read at import
+    threads = env.get("OMP_NUM_THREADS", "")
+    if "torch" in sys.modules and threads.isascii() and threads.isdigit():
+        sys.modules["torch"].set_num_threads(int(threads))  # read at import
     code = 0
     try:
         runpy.run_path(script, run_name="__main__")

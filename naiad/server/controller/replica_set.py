@@ -139,7 +139,7 @@ class ReplicaSet:
             return
         for record_file in sorted(self.root.glob(f"*/*/*/{replicas.STATE_FILE}")):
             root = record_file.parent
-            if not root.name.isdigit():
+            if not (root.name.isascii() and root.name.isdigit()):
                 continue
             endpoint, key = root.parent.parent.name, root.parent.name
             record = replicas.read_record(root) or {}

@@ -27,7 +27,8 @@ def ref(name: str, version: str) -> str:
     """The path's ``version`` segment as a reference: 3 -> name:3, production -> name@production."""
     if version == "latest":
         return name
-    return f"{name}:{version}" if version.isdigit() else f"{name}@{version}"
+    number = version.isascii() and version.isdigit()  # "³" is a digit to isdigit()
+    return f"{name}:{version}" if number else f"{name}@{version}"
 
 
 @router.put("/uploads", status_code=status.HTTP_201_CREATED)

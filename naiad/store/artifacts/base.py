@@ -77,6 +77,11 @@ class ArtifactStore(Protocol):
         ...
 
 
+# Unicode categories refused in paths: controls (Cc), format characters such as U+202E
+# (Cf), and the line and paragraph separators U+2028/U+2029 (Zl, Zp).
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
 def _reject(path: str, problem: str) -> InvalidInput:
     shown = path if len(path) <= 80 else path[:77] + "..."
     return InvalidInput(
@@ -89,7 +94,8 @@ def safe_path(path: str, *, allow_root: bool = False) -> str:
     """Return `path` normalized ('.' segments and one trailing '/' dropped) or raise.
 
     Raises InvalidInput for anything that could escape the root or that some backend
-    cannot store: '..', absolute paths, backslashes, control characters, empty segments,
+    cannot store: '..', absolute paths, backslashes, control and format characters (a
+    right-to-left override shows a name other than the one stored), empty segments,
     names reserved for in-flight uploads, and over-long paths or names.
     """
     if not isinstance(path, str):
@@ -100,8 +106,12 @@ def safe_path(path: str, *, allow_root: bool = False) -> str:
         raise _reject(path, "is not valid Unicode text") from None
     if len(encoded) > MAX_PATH_BYTES:
         raise _reject(path, f"is longer than {MAX_PATH_BYTES} bytes; shorten it")
-    if any(unicodedata.category(ch) == "Cc" for ch in path):
-        raise _reject(path, "contains a control character (such as NUL or a newline)")
+    if any(unicodedata.category(ch) in _INVISIBLE for ch in path):
+        raise _reject(
+            path,
+            "contains a control character or a format character (such as NUL, a newline or "
+            "the right-to-left override U+202E), which could hide what the name really is",
+        )
     if "\\" in path:
         raise _reject(path, "contains a backslash; separate names with '/'")
     if path.startswith("/"):
