@@ -1,5 +1,6 @@
 """Training jobs: validate and queue a submission; turn what executors see into statuses."""
 
+import re
 import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,9 +24,11 @@ CHANNEL_SCHEMES = ("file://", "s3://")
 _JOB_NAME_RULE = "1-63 lower-case letters, digits or '-', starting with a letter or digit"
 
 
+_JOB_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # ASCII only: "³" is a digit to isdigit()
+
+
 def _check_name(name: str) -> None:
-    ok = name[:1].isalnum() and all(c.isdigit() or c == "-" or ("a" <= c <= "z") for c in name)
-    if not ok:
+    if not _JOB_NAME.fullmatch(name):
         raise InvalidInput(f"Job name {name!r} is not valid: use {_JOB_NAME_RULE}.")
 
 
@@ -51,7 +54,14 @@ def _check_source(store: ArtifactStore, source_uri: str, entrypoint: str) -> Non
             "/api/v1/sources first (the SDK and CLI do this for you)."
         )
     with store.open(path) as handle, tarfile.open(fileobj=handle, mode="r:gz") as tar:
-        names = {m.name.removeprefix("./") for m in tar.getmembers() if m.isfile()}
+        members = tar.getmembers()
+    for member in members:
+        if member.issym() or member.islnk():
+            raise InvalidInput(
+                f"The source snapshot has a link, {member.name} -> {member.linkname}; a snapshot "
+                "holds plain files only (the SDK and CLI refuse symlinks before uploading)."
+            )
+    names = {m.name.removeprefix("./") for m in members if m.isfile()}
     if safe_path(entrypoint) not in names:
         shown = ", ".join(sorted(n for n in names if n.endswith(".py"))[:10]) or "no .py files"
         raise InvalidInput(
@@ -68,7 +78,9 @@ def submit(
     if body.nodes > nodes:
         raise InvalidInput(
             f"The job asks for {body.nodes} nodes but this server's executor has {nodes}; "
-            "use --nodes 1 or run the server with NAIAD_EXECUTOR=ray on a cluster."
+            "more than one node needs the Ray executor, which this version of Naiad does not "
+            "ship yet: run on one node with more processes instead (--procs N, or "
+            "processes_per_node=N)."
         )
     if body.processes_per_node > slots:
         raise InvalidInput(
@@ -112,6 +124,7 @@ def launch_spec(
         gpus=spec["gpus"],
         max_retries=spec["max_retries"],
         max_runtime_s=spec["max_runtime_s"],
+        metric_definitions=spec.get("metric_definitions", []),
         server_url=settings.url,
         token=token,
         artifact_root=artifact_root,
