@@ -67,7 +67,16 @@ def install(app: FastAPI) -> None:
         return _body(exc.code, exc.message, exc.status_code)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        said = request.headers.get("content-type", "")
+        if "json" not in said and any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
+            # FastAPI reads a body as JSON only when it is declared so; say that, not pydantic's
+            # "Input should be a valid dictionary".
+            message = (
+                f"The request body was sent as {said or 'no Content-Type'}; send it as JSON "
+                "with 'Content-Type: application/json'."
+            )
+            return _body("unsupported_media_type", message, 415)
         problems = []
         for err in exc.errors()[:10]:
             if err.get("type") == "json_invalid":

@@ -207,3 +207,12 @@ def test_artifacts_that_could_run_as_pages_download_as_attachments(api: TestClie
         assert response.headers["x-content-type-options"] == "nosniff"
         disposition = response.headers.get("content-disposition", "")
         assert disposition.startswith("attachment") == attachment, (path, disposition)
+
+
+def test_json_sent_as_text_plain_is_told_the_content_type(api: TestClient) -> None:
+    sent = api.post(
+        "/api/v1/experiments", content=b'{"name": "typed"}', headers={"content-type": "text/plain"}
+    )
+    assert sent.status_code == 415
+    assert "Content-Type: application/json" in sent.json()["message"]
+    assert api.get("/api/v1/experiments/typed").status_code == 404  # nothing stored

@@ -199,9 +199,9 @@ def test_writing_under_a_file_or_over_a_directory_is_a_conflict(
     assert sorted(p.name for p in store.root.rglob("*")) == ["a", "d", "x"]
 
 
-def test_written_files_are_readable_by_others(store: LocalArtifactStore) -> None:
+def test_written_files_are_owner_only(store: LocalArtifactStore) -> None:
     store.put_bytes("m", b"1")
-    assert stat.S_IMODE((store.root / "m").stat().st_mode) == 0o644
+    assert stat.S_IMODE((store.root / "m").stat().st_mode) == 0o600
 
 
 def test_uri_for_is_a_percent_encoded_file_uri(store: LocalArtifactStore) -> None:

@@ -20,7 +20,7 @@ from urllib.request import url2pathname
 from naiad.core.errors import Conflict, InvalidInput
 from naiad.store.artifacts.base import CHUNK_SIZE, TMP_PREFIX, ArtifactInfo, safe_path
 
-FILE_MODE = 0o644
+FILE_MODE = 0o600  # owner-only, as the whole Naiad home is
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT})  # no space left, or the quota is used up
 
 
