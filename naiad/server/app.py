@@ -16,7 +16,7 @@ from naiad.server.controller.janitor import Janitor
 from naiad.server.controller.scheduler import Scheduler
 from naiad.server.deps import require_token
 from naiad.server.home import HomeGuard, HomeWatch, secure_home
-from naiad.server.limits import BodyLimit, NoNulInUrl
+from naiad.server.limits import AccessCheck, BodyLimit, NoNulInUrl
 from naiad.server.routes import (
     admin,
     artifacts,
@@ -108,4 +108,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, exempt=artifact_route)
     app.add_middleware(NoNulInUrl)
     app.add_middleware(HomeGuard, watch=app.state.naiad.home)
+    app.add_middleware(AccessCheck)  # outermost: nothing is read for a caller without the token
     return app

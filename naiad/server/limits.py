@@ -30,26 +30,34 @@ async def _refuse(send: Send, status: int, code: str, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class AccessCheck:
+    """401 without the token on an API route, 403 for a cookie write from another site (see
+    ``deps.access_problem``), judged from the headers before any byte of a body is read."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            token = scope["app"].state.naiad.token
+            api = needs_token(scope["path"])
+            problem = access_problem(HTTPConnection(scope), token, api=api)
+            if problem is not None:
+                await _refuse(send, problem.status_code, problem.code, problem.message)
+                return
+        await self.app(scope, receive, send)
+
+
 class BodyLimit:
-    """First the access check (401 without the token on an API route, 403 for a cookie write
-    from another site; see ``deps.access_problem``), then 413 for a body over ``max_bytes``:
-    by its Content-Length, or counted as it streams in (a chunked request has no
-    Content-Length). ``exempt`` matches the paths whose size it leaves to their routes.
+    """413 for a body over ``max_bytes``: by its Content-Length, or counted as it streams in
+    (a chunked request has no Content-Length). ``exempt`` matches the paths it leaves alone.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int, exempt: str) -> None:
         self.app, self.max_bytes, self.exempt = app, max_bytes, re.compile(exempt)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        token = scope["app"].state.naiad.token
-        problem = access_problem(HTTPConnection(scope), token, api=needs_token(scope["path"]))
-        if problem is not None:
-            await _refuse(send, problem.status_code, problem.code, problem.message)
-            return
-        if self.exempt.match(scope["path"]):
+        if scope["type"] != "http" or self.exempt.match(scope["path"]):
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:
