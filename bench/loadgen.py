@@ -48,8 +48,14 @@ class Result:
         return asdict(self)
 
 
-def request_bytes(url: str, body: bytes, content_type: str = "application/json") -> bytes:
-    """One POST with a body, encoded once; keep-alive is HTTP/1.1's default."""
+def request_bytes(
+    url: str,
+    body: bytes,
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    """One POST with a body, encoded once; keep-alive is HTTP/1.1's default. ``headers``
+    adds lines such as ``Authorization`` (the server's front door asks for its token)."""
     parts = urlsplit(url)
     path = parts.path or "/"
     if parts.query:
@@ -59,7 +65,8 @@ def request_bytes(url: str, body: bytes, content_type: str = "application/json")
         f"Host: {parts.netloc}\r\n"
         f"Content-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n"
-        "\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        + "\r\n"
     )
     return head.encode("latin-1") + body
 
@@ -217,13 +224,14 @@ def run(
     timeout: float = 30.0,
     content_type: str = "application/json",
     server_cpu: Callable[[], float] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Result:
     """POST ``bodies`` (in turn) to ``url`` over ``concurrency`` keep-alive connections.
 
     ``server_cpu``, when given, returns the server's CPU seconds so far; it is read at the
     window's start and end.
     """
-    requests = [request_bytes(url, body, content_type) for body in bodies]
+    requests = [request_bytes(url, body, content_type, headers) for body in bodies]
     loop = new_loop()
     try:
         return loop.run_until_complete(

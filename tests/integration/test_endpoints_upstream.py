@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from naiad.server.controller.upstream import Unreachable, Upstream, UpstreamTimeout
+from naiad.server.proxy.upstream import Unreachable, Upstream, UpstreamTimeout
 
 
 class Server:

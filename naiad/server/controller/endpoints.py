@@ -35,7 +35,7 @@ from naiad.server.controller.endpoint_metrics import MetricsBook
 from naiad.server.controller.loop import ReconcileLoop
 from naiad.server.controller.model_cache import ModelCache
 from naiad.server.controller.replica_set import Proc, ReplicaSet
-from naiad.server.controller.router import Router, VariantRoute
+from naiad.server.proxy.inference import Router, VariantRoute
 from naiad.server.state import AppState
 from naiad.store import endpoint_minutes, endpoints
 from naiad.store.db import transaction

@@ -23,8 +23,8 @@ from naiad.schemas.endpoints import (
     EndpointUpdate,
 )
 from naiad.server.controller import endpoint_history
-from naiad.server.controller.router import Answer, unavailable
 from naiad.server.deps import SessionDep, StateDep, require_token
+from naiad.server.proxy.inference import Answer, unavailable
 from naiad.server.state import AppState
 from naiad.services import endpoints as endpoint_service
 from naiad.store import endpoints

@@ -1,4 +1,7 @@
-"""The invocation proxy: a routing table the keeper publishes, and forwarding with one retry.
+"""The inference path: a routing table the keeper publishes, and forwarding with one retry.
+
+It stays specialised (POST only, whole bodies, its own HTTP/1.1 client in ``upstream``)
+because it is on every invocation's path; anything else goes through ``forward``.
 
 The keeper replaces the whole table at once (one reference assignment), so a request sees
 the old routes or the new ones, never a mix. A request picks a variant by weight among
@@ -11,11 +14,11 @@ another is up. Inference is stateless, so re-sending is safe.
 import random
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 
-from naiad.server.controller.endpoint_metrics import MetricsBook
-from naiad.server.controller.upstream import Target, Unreachable, Upstream, UpstreamTimeout
+from naiad.server.proxy.upstream import Target, Unreachable, Upstream, UpstreamTimeout
 
 ATTEMPTS = 3  # the first try and up to two retries, each on another replica
 DOWN_S = 2.0  # how long a replica that failed a connection is left out
@@ -49,8 +52,18 @@ def unavailable(message: str) -> Answer:
     return _error(503, "unavailable", message, retry_after=True)
 
 
+class Book(Protocol):
+    """Where the router counts what it did (the keeper's ``MetricsBook``)."""
+
+    def record_retry(self, endpoint: str) -> None: ...
+
+    def record_proxy(self, endpoint: str, variant: str, seconds: float) -> None: ...
+
+    def record_unavailable(self, endpoint: str) -> None: ...
+
+
 class Router:
-    def __init__(self, book: MetricsBook, timeout_s: float = 60.0) -> None:
+    def __init__(self, book: Book, timeout_s: float = 60.0) -> None:
         self.book = book
         self.timeout_s = timeout_s
         self._table: dict[str, tuple[VariantRoute, ...]] = {}
