@@ -40,10 +40,10 @@ def broken_model(directory: Path, width: int = 4) -> Path:
 
 def replica_pids(home: Path) -> list[int]:
     """Live replica processes started under ``home`` (checked in /proc, like the keeper)."""
-    from naiad.server.controller.replicas import STATE_FILE, live_replica
+    from naiad.server.managed.replicas import REPLICA, live_replica
 
     found = []
-    for record in (home / "endpoints").glob(f"*/*/*/{STATE_FILE}"):
+    for record in (home / "endpoints").glob(f"*/*/*/{REPLICA.record_file}"):
         live = live_replica(record.parent)
         if live is not None:
             found.append(live[0])

@@ -1,7 +1,7 @@
 """The endpoint keeper: a loop that keeps every endpoint's replicas as its spec asks.
 
 Each tick (half a second, or at once when woken by a deploy, an update or a delete):
-1. every replica is checked (``replica_set``): a dead one is started again, counted in
+1. every replica is checked (``managed.replicas``): a dead one is started again, counted in
    its ``restarts``; on the first tick after a server start the replicas a previous
    server left running are found again by their directories and re-attached;
 2. each endpoint moves towards its spec: a Creating or Updating endpoint gets the
@@ -30,11 +30,12 @@ from sqlalchemy.orm import Session
 
 from naiad.core.status import EndpointStatus
 from naiad.schemas.endpoints import ROLLED_BACK, Replica
-from naiad.server.controller import endpoint_history, replicas
+from naiad.server.controller import endpoint_history
 from naiad.server.controller.endpoint_metrics import MetricsBook
 from naiad.server.controller.loop import ReconcileLoop
 from naiad.server.controller.model_cache import ModelCache
-from naiad.server.controller.replica_set import Proc, ReplicaSet
+from naiad.server.managed import replicas
+from naiad.server.managed.replicas import ReplicaProcess, ReplicaSet
 from naiad.server.proxy.inference import Router, VariantRoute
 from naiad.server.state import AppState
 from naiad.store import endpoint_minutes, endpoints
@@ -144,7 +145,7 @@ class EndpointKeeper(ReconcileLoop):
         self.router.publish({})
         for proc in self.fleet.all():
             if proc.pid is not None and proc.alive():
-                replicas.send(proc.pid, signal.SIGTERM)
+                proc.signal(signal.SIGTERM)
 
     # -- one endpoint -------------------------------------------------------------------
     def _reconcile(self, session: Session, row: EndpointRow) -> None:
@@ -315,7 +316,7 @@ class EndpointKeeper(ReconcileLoop):
             log.exception("Could not save endpoint traffic; keeping it for the next try")
             self.book.give_back(taken)
 
-    def _stats(self, proc: Proc) -> dict[str, Any] | None:
+    def _stats(self, proc: ReplicaProcess) -> dict[str, Any] | None:
         try:
             response = self._http.get(f"{proc.url}/stats")
             return response.json() if response.status_code == 200 else None
@@ -334,7 +335,7 @@ class EndpointKeeper(ReconcileLoop):
         if procs:
             self._capture_job = self._pool.submit(upload)
 
-    def _upload_capture_dir(self, proc: Proc) -> None:
+    def _upload_capture_dir(self, proc: ReplicaProcess) -> None:
         """Move the replica's finished capture files to endpoints/<name>/capture/<variant>/."""
         for path in sorted((proc.root / replicas.CAPTURE_DIR).glob("*.jsonl")):
             target = f"endpoints/{proc.endpoint}/capture/{proc.variant or proc.key}/{path.name}"
