@@ -2,7 +2,7 @@
 
 import importlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -13,6 +13,7 @@ from naiad.server import errors
 from naiad.server.auth import ensure_token
 from naiad.server.controller.endpoints import EndpointKeeper
 from naiad.server.controller.janitor import Janitor
+from naiad.server.controller.registry import Service
 from naiad.server.controller.scheduler import Scheduler
 from naiad.server.deps import require_token
 from naiad.server.home import HomeGuard, HomeWatch, secure_home
@@ -54,6 +55,14 @@ def build_state(settings: Settings) -> AppState:
     )
 
 
+# The background services, started in this order and stopped in reverse; one line each.
+SERVICES: tuple[Callable[[AppState], Service], ...] = (
+    Scheduler,  # jobs: queue, start, watch, stop
+    EndpointKeeper,  # endpoints: replicas, routing, their figures
+    Janitor,  # finished jobs' work directories past their retention
+)
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Load the numpy-backed metric code while the server already answers.
@@ -61,23 +70,16 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         target=importlib.import_module, args=("naiad.services.metric_reads",), daemon=True
     ).start()
     state: AppState = app.state.naiad
-    executor = open_executor(state.settings.executor, state.settings.warm_start)
-    state.scheduler = Scheduler(state, executor)
-    state.scheduler.start()
-    state.endpoints = EndpointKeeper(state)
-    state.endpoints.router.open()
-    state.endpoints.start()
-    janitor = Janitor(state)  # finished jobs' work directories past their retention
-    janitor.start()
+    state.executor = open_executor(state.settings.executor, state.settings.warm_start)
     try:
+        for make in SERVICES:
+            state.services.start(make(state))
+        state.services.watch(state.sessions)
         yield
     finally:
-        janitor.stop_loop()
-        state.scheduler.close()
-        state.scheduler = None
-        state.endpoints.close()  # the replicas keep serving; the next server re-attaches
-        await state.endpoints.router.aclose()
-        state.endpoints = None
+        await state.services.stop()  # jobs and replicas keep running; the next server re-attaches
+        state.executor.close()
+        state.executor = None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

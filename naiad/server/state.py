@@ -1,18 +1,15 @@
 """What a server instance holds: its settings, database and artifact store, built once."""
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from naiad.executors.base import Executor
+from naiad.server.controller.registry import Services
 from naiad.server.home import HomeWatch
 from naiad.settings import Settings
 from naiad.store.artifacts import ArtifactStore
-
-if TYPE_CHECKING:
-    from naiad.server.controller.endpoints import EndpointKeeper
-    from naiad.server.controller.scheduler import Scheduler
 
 
 @dataclass
@@ -23,10 +20,10 @@ class AppState:
     artifacts: ArtifactStore
     token: str | None  # None when auth is off
     home: HomeWatch
-    scheduler: "Scheduler | None" = None  # runs while the app is being served
-    endpoints: "EndpointKeeper | None" = None  # likewise: replicas, routing, their figures
+    executor: Executor | None = None  # open while the app is being served
+    services: Services = field(default_factory=Services)  # likewise: the background loops
 
     @property
     def slots(self) -> int:
-        """Processes the executor runs at once (1 while no scheduler runs, as in a test app)."""
-        return self.scheduler.executor.slots if self.scheduler else 1
+        """Processes the executor runs at once (1 while none is open, as in a test app)."""
+        return self.executor.slots if self.executor else 1

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from naiad.sdk.models import pack_model
 from naiad.server.controller.endpoint_metrics import MetricsBook
+from naiad.server.controller.endpoints import EndpointKeeper
 from naiad.settings import Settings
 from naiad.store.tables import EndpointMinuteRow
 from naiad.testing.endpoints import broken_model, kill_replicas, replica_pids, scale_model
@@ -202,7 +203,8 @@ def check_history(api: TestClient, app: Any) -> None:
     """Every request the live figures count is in the history: from memory before the
     minutes are saved, from the database after, and from the database alone once the
     server's memory is gone (as after a restart)."""
-    keeper = app.state.naiad.endpoints
+    keeper = app.state.naiad.services.get(EndpointKeeper)
+    assert keeper is not None
 
     def totals() -> dict[str, int]:
         metrics = api.get(f"{API}/endpoints/e/metrics").json()

@@ -2,10 +2,15 @@
 re-attaching after a restart. The executor here is a recording stand-in: what is under
 test is the order and the stored transitions, not process handling."""
 
+import asyncio
 import io
 import tarfile
+import time
 from dataclasses import dataclass, field
 
+import pytest
+
+from naiad.core.ids import new_id
 from naiad.core.status import Status
 from naiad.executors.base import ExecState, LaunchSpec
 from naiad.schemas.jobs import JobCreate
@@ -15,6 +20,7 @@ from naiad.services import jobs as job_service
 from naiad.settings import Settings
 from naiad.store import jobs, runs
 from naiad.store.db import transaction
+from naiad.store.tables import ExperimentRow, JobRow, utcnow
 
 
 @dataclass
@@ -120,4 +126,57 @@ def test_restart_marks_lost_jobs_failed(settings: Settings) -> None:
     with transaction(state.sessions) as session:
         row = jobs.get_row(session, "orphan")
         assert row.status == Status.FAILED and row.status_reason == "no supervisor"
+    state.engine.dispose()
+
+
+class Recorder:
+    """A service that counts its wakes."""
+
+    name = "recorder"
+    wakes_on = (JobRow,)
+
+    def __init__(self) -> None:
+        self.wakes = 0
+
+    def start(self) -> None: ...
+
+    def wake(self) -> None:
+        self.wakes += 1
+
+    async def stop(self) -> None: ...
+
+
+def test_committed_job_writes_wake_the_services_that_watch_jobs(settings: Settings) -> None:
+    """A route only writes rows: the commit wakes the loop, a rollback or another table not."""
+    state = build_state(settings)
+    source(state)
+    recorder = Recorder()
+    state.services.start(recorder)
+    state.services.watch(state.sessions)
+    submit(state, "a")
+    assert recorder.wakes == 1
+    with transaction(state.sessions) as session:
+        session.add(ExperimentRow(id=new_id(), name="other table", created_at=utcnow()))
+    assert recorder.wakes == 1
+    with pytest.raises(RuntimeError), transaction(state.sessions) as session:
+        jobs.get_row(session, "a").stop_requested = True
+        session.flush()
+        raise RuntimeError("rolled back")
+    with transaction(state.sessions) as session:
+        assert not jobs.get_row(session, "a").stop_requested
+    assert recorder.wakes == 1
+    scheduler = Scheduler(state, RecordingExecutor(), interval=3600)
+    ticks = []
+    tick = scheduler.tick
+    scheduler.tick = lambda: (ticks.append(1), tick())  # type: ignore[method-assign]
+    state.services.start(scheduler)  # ticks once at start, then only when woken
+    deadline = time.monotonic() + 10
+    while recorder.wakes < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert status(state, "a") == Status.STARTING and recorder.wakes == 2
+    time.sleep(0.5)
+    assert len(ticks) == 1  # the tick's own write did not wake it again
+    asyncio.run(state.services.stop())
+    submit(state, "b")  # stopped: the listeners are gone
+    assert recorder.wakes == 2
     state.engine.dispose()

@@ -52,6 +52,7 @@ ROUTED = (EndpointStatus.IN_SERVICE.value, EndpointStatus.UPDATING.value)
 
 class EndpointKeeper(ReconcileLoop):
     name = "naiad-keeper"
+    wakes_on = (EndpointRow,)  # a deploy, an update or a delete
 
     def __init__(
         self,
@@ -80,6 +81,14 @@ class EndpointKeeper(ReconcileLoop):
         self._adopted = False
         self._abandoned = False
         self._last = {"scrape": 0.0, "capture": 0.0, "prune": 0.0, "history": time.monotonic()}
+
+    def start(self) -> None:
+        self.router.open()  # on the server's event loop, which forwards the requests
+        super().start()
+
+    async def stop(self) -> None:
+        self.close()
+        await self.router.aclose()
 
     def close(self) -> None:
         """Stop watching; the replicas keep serving for the next server to re-attach."""

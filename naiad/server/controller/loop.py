@@ -1,17 +1,17 @@
-"""The reconcile loop both controllers run: tick on a timer, or at once when woken."""
+"""The reconcile loop every controller runs: tick on a timer, or at once when woken."""
 
 import logging
 import threading
-
-from sqlalchemy import event
-from sqlalchemy.orm import Session
+from typing import Any
 
 
 class ReconcileLoop:
     """A daemon thread calling :meth:`tick` every ``interval`` seconds, or sooner on
-    :meth:`wake`; a failed tick is logged and the next one tries again."""
+    :meth:`wake`; a failed tick is logged and the next one tries again. A background
+    service (``registry.Service``): committed writes to ``wakes_on`` rows wake it."""
 
     name = "naiad-loop"
+    wakes_on: tuple[type[Any], ...] = ()
 
     def __init__(self, interval: float, log: logging.Logger) -> None:
         self.interval = interval
@@ -27,11 +27,15 @@ class ReconcileLoop:
         self._thread.start()
 
     def wake(self) -> None:
-        self._wake.set()
+        """Tick again at once; a tick's own writes don't wake it: it has just seen them."""
+        if threading.current_thread() is not self._thread:
+            self._wake.set()
 
-    def wake_after_commit(self, session: Session) -> None:
-        """Tick as soon as this request's transaction has committed what the tick must see."""
-        event.listen(session, "after_commit", lambda _: self.wake(), once=True)
+    def close(self) -> None:
+        self.stop_loop()
+
+    async def stop(self) -> None:
+        self.close()
 
     def stop_loop(self) -> None:
         self._stop.set()

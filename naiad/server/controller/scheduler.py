@@ -25,15 +25,18 @@ log = logging.getLogger("naiad.scheduler")
 
 class Scheduler(ReconcileLoop):
     name = "naiad-scheduler"
+    wakes_on = (JobRow,)  # a submit or a stop request
 
-    def __init__(self, state: AppState, executor: Executor, interval: float = 0.25) -> None:
+    def __init__(
+        self, state: AppState, executor: Executor | None = None, interval: float = 0.25
+    ) -> None:
+        """``executor``: the server's (``state.executor``) unless one is given."""
         super().__init__(interval, log)
         self.state = state
+        executor = executor or state.executor
+        if executor is None:
+            raise RuntimeError("The scheduler needs an executor; the lifespan opens one.")
         self.executor = executor
-
-    def close(self) -> None:
-        self.stop_loop()
-        self.executor.close()
 
     def _spec(self, row: JobRow) -> LaunchSpec:
         return launch_spec(row, self.state.settings, self.state.token, self.state.artifacts.uri)

@@ -23,6 +23,7 @@ from naiad.schemas.endpoints import (
     EndpointUpdate,
 )
 from naiad.server.controller import endpoint_history
+from naiad.server.controller.endpoints import EndpointKeeper
 from naiad.server.deps import SessionDep, StateDep, require_token
 from naiad.server.proxy.inference import Answer, unavailable
 from naiad.server.state import AppState
@@ -36,14 +37,15 @@ log = logging.getLogger("naiad.endpoints")
 router = APIRouter(prefix="/endpoints", tags=["endpoints"])
 
 
+def _keeper(state: AppState) -> EndpointKeeper | None:
+    """The endpoint keeper while the app is served (None in an app without its lifespan)."""
+    return state.services.get(EndpointKeeper)
+
+
 def _schema(session: SessionDep, state: AppState, row: EndpointRow, request: Request) -> Endpoint:
-    live = state.endpoints.live(row.name) if state.endpoints else {}
+    keeper = _keeper(state)
+    live = keeper.live(row.name) if keeper else {}
     return endpoint_service.to_schema(session, row, str(request.base_url), live)
-
-
-def _wake(state: AppState, session: SessionDep) -> None:
-    if state.endpoints:
-        state.endpoints.wake_after_commit(session)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -52,7 +54,6 @@ def deploy(
 ) -> Endpoint:
     """Create an endpoint; it is Creating until every replica answers, then InService."""
     row = endpoint_service.create(session, body)
-    _wake(state, session)
     return _schema(session, state, row, request)
 
 
@@ -73,7 +74,6 @@ def update_endpoint(
     """Roll out new variants and/or batching: new replicas first, then the traffic, then the
     old replicas drain. Unset fields stay as they are."""
     row = endpoint_service.update(session, name, body)
-    _wake(state, session)
     return _schema(session, state, row, request)
 
 
@@ -81,7 +81,6 @@ def update_endpoint(
 def delete_endpoint(name: str, session: SessionDep, state: StateDep, request: Request) -> Endpoint:
     """Stop serving: the replicas drain and stop, then the endpoint is gone (404)."""
     row = endpoint_service.delete(session, name)
-    _wake(state, session)
     return _schema(session, state, row, request)
 
 
@@ -95,14 +94,15 @@ def endpoint_metrics(
 ) -> EndpointMetrics:
     """Requests, errors, latency percentiles, batch sizes and queue depth per variant."""
     row = endpoints.get_row(session, name)
-    if state.endpoints is None:
+    keeper = _keeper(state)
+    if keeper is None:
         return EndpointMetrics(endpoint=name, window_s=window, variants=[])
-    live = state.endpoints.live(name)
+    live = keeper.live(name)
     variants = [
         (v["name"], v["model"], sum(r.healthy for r in live.get(v["key"], [])))
         for v in row.spec["variants"]
     ]
-    return state.endpoints.book.figures(name, variants, window, points)
+    return keeper.book.figures(name, variants, window, points)
 
 
 @router.get("/{name}/metrics/history")
@@ -125,7 +125,8 @@ def endpoint_metrics_history(
             "multiple of 60 seconds."
         )
     row = endpoints.get_row(session, name)
-    unsaved = state.endpoints.book.unsaved(name) if state.endpoints else {}
+    keeper = _keeper(state)
+    unsaved = keeper.book.unsaved(name) if keeper else {}
     step = step or endpoint_history.default_step(since)
     return endpoint_history.read(session, row, unsaved, since, step, time.time())
 
@@ -168,9 +169,10 @@ async def invoke(name: str, request: Request) -> Response:
     body = await request.body()
     headers = {k: request.headers[k] for k in ("content-type", "accept") if k in request.headers}
     answer = None
-    if state.endpoints is not None:
+    keeper = _keeper(state)
+    if keeper is not None:
         try:
-            answer = await state.endpoints.router.forward(name, body, headers)
+            answer = await keeper.router.forward(name, body, headers)
         except Exception:
             log.exception("forwarding to endpoint %s failed", name)
             answer = unavailable(f"The server could not forward to endpoint {name!r}; retry.")

@@ -31,12 +31,8 @@ async def upload_source(request: Request, state: StateDep) -> SourceUploaded:
 
 @router.post("/jobs", status_code=status.HTTP_201_CREATED)
 def create_job(body: JobCreate, session: SessionDep, state: StateDep) -> TrainingJob:
-    scheduler = state.scheduler
     row = job_service.submit(session, body, state.artifacts, state.slots)
-    job = jobs.to_schema(session, row)
-    if scheduler:
-        scheduler.wake_after_commit(session)
-    return job
+    return jobs.to_schema(session, row)
 
 
 @router.get("/jobs")
@@ -50,13 +46,11 @@ def get_job(name: str, session: SessionDep) -> TrainingJob:
 
 
 @router.post("/jobs/{name}/stop")
-def stop_job(name: str, session: SessionDep, state: StateDep) -> TrainingJob:
+def stop_job(name: str, session: SessionDep) -> TrainingJob:
     """Ask the job to stop: SIGTERM to its processes, SIGKILL after the grace period."""
     row = jobs.get_row(session, name)
     if not Status(row.status).terminal:
         row.stop_requested = True
-        if state.scheduler:
-            state.scheduler.wake_after_commit(session)
     return jobs.to_schema(session, row)
 
 

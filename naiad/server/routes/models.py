@@ -94,8 +94,6 @@ def evaluate(
     name: str, version: str, body: EvaluationCreate, session: SessionDep, state: StateDep
 ) -> Evaluation:
     row = model_service.evaluate(session, state.artifacts, state.slots, ref(name, version), body)
-    if state.scheduler:
-        state.scheduler.wake_after_commit(session)
     return model_service.evaluation_schema(session, state.artifacts, row)
 
 
@@ -114,6 +112,4 @@ def list_evaluations(
 def quantize(name: str, version: str, session: SessionDep, state: StateDep) -> TrainingJob:
     """Start the job that makes a dynamic-int8 copy; register its output with derived_from."""
     row = model_service.quantize(session, state.artifacts, state.slots, ref(name, version))
-    if state.scheduler:
-        state.scheduler.wake_after_commit(session)
     return jobs.to_schema(session, row)
