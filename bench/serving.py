@@ -16,8 +16,9 @@ In one run, on this machine:
       --max-delay-ms D``; D is chosen by a short sweep (the best throughput at c=16 and
       c=64 among the delays that keep p99 at c=16 under 25 ms).
    b. ``mlflow models serve -m DIR --env-manager local`` (its defaults: one uvicorn worker).
-   c. Naiad's same HTTP stack with ``--fixed-answer``: a constant answer, no model, the
-      ceiling for what the HTTP layer allows per request.
+   c. Naiad's same HTTP stack answering a constant, no model (``bench/fixed_answer.py``:
+      the replica's process with its app's model call left out), the ceiling for what the
+      HTTP layer allows per request.
    d. The model in plain torch in this process (1 thread, inference mode): samples/s at
       batch 64 and at batch 1, the ceiling for the model.
 
@@ -201,10 +202,9 @@ def naiad_target(
     model_dir: Path, module: str, delay_ms: float, fixed: bool = False, name: str = "naiad"
 ) -> Target:
     port = free_port()
-    argv = [sys.executable, "-m", module, str(model_dir), "--port", str(port)]
+    program = [str(BENCH / "fixed_answer.py")] if fixed else ["-m", module]
+    argv = [sys.executable, *program, str(model_dir), "--port", str(port)]
     argv += ["--max-batch", str(MAX_BATCH), "--max-delay-ms", f"{delay_ms:g}"]
-    if fixed:
-        argv.append("--fixed-answer")
     config = {"max_batch": MAX_BATCH, "max_delay_ms": delay_ms, "fixed_answer": fixed}
     return Target(name, argv, port, stats=None if fixed else "/stats", config=config)
 

@@ -29,7 +29,6 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 PROMETHEUS = CONTENT_TYPE_LATEST.encode()
-FIXED_ANSWER = b'{"predictions":[[0.0]]}'
 _ROUTES = {"/invocations": b"POST", "/ping": b"GET", "/metrics": b"GET", "/stats": b"GET"}
 
 
@@ -64,14 +63,12 @@ class ReplicaApp:
         *,
         max_body_bytes: int = 16 * 1024 * 1024,
         capture: Capture | None = None,
-        fixed_answer: bool = False,
     ) -> None:
         self.codec = codec
         self.batcher = batcher
         self.stats = stats
         self.max_body_bytes = max_body_bytes
         self.capture = capture
-        self.fixed_answer = fixed_answer
         self.draining: Callable[[], bool] = lambda: False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -144,9 +141,6 @@ class ReplicaApp:
             if length > self.max_body_bytes:
                 raise self._too_large()
             body = await self._body(receive)
-            if self.fixed_answer:
-                await respond(send, 200, FIXED_ANSWER)
-                return 200
             inputs = self.codec.decode(body, content_type)
             outputs = await self.batcher.submit(inputs)
         except NaiadError as exc:

@@ -65,11 +65,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--capture-dir", type=Path, help="write sampled requests here (JSONL)")
     parser.add_argument("--capture-fraction", type=float, default=0.0)
     parser.add_argument(
-        "--fixed-answer",
-        action="store_true",
-        help="answer every invocation with a constant, touching no model (a benchmark ceiling)",
-    )
-    parser.add_argument(
         "--drain-timeout", type=float, default=30.0, help="seconds to finish requests on SIGTERM"
     )
     args = parser.parse_args(argv)
@@ -137,7 +132,11 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 async def serve(
-    args: argparse.Namespace, model: LoadedModel, sock: socket.socket, kernels: str
+    args: argparse.Namespace,
+    model: LoadedModel,
+    sock: socket.socket,
+    kernels: str,
+    app_type: type[ReplicaApp] = ReplicaApp,
 ) -> None:
     import uvicorn
 
@@ -156,13 +155,12 @@ async def serve(
             args.capture_dir, args.capture_fraction, on_drop=stats.record_capture_drop
         )
         capture.start()
-    app = ReplicaApp(
+    app = app_type(
         Codec(model.manifest, max_rows=args.max_rows),
         batcher,
         stats,
         max_body_bytes=args.max_body_bytes,
         capture=capture,
-        fixed_answer=args.fixed_answer,
     )
     config = uvicorn.Config(
         app,
@@ -199,7 +197,8 @@ async def serve(
             capture.close()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, app_type: type[ReplicaApp] = ReplicaApp) -> int:
+    """Serve; ``app_type`` lets a benchmark put its own app on the same stack."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -212,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(args, model, sock, kernels))
+        asyncio.run(serve(args, model, sock, kernels, app_type))
     else:
-        uvloop.run(serve(args, model, sock, kernels))
+        uvloop.run(serve(args, model, sock, kernels, app_type))
     return 0
 
 
