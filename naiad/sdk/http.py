@@ -9,6 +9,7 @@ import orjson
 
 from naiad.core.errors import (
     Conflict,
+    Forbidden,
     InvalidInput,
     NaiadError,
     NotFound,
@@ -18,6 +19,19 @@ from naiad.core.errors import (
     Unauthorized,
 )
 
+# The server's error codes (its body's "error"), each to the class a caller catches.
+_BY_CODE: dict[str, type[NaiadError]] = {
+    **{
+        error.code: error
+        for error in (Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, Unauthorized)
+    },
+    "unsupported_media_type": InvalidInput,
+    "insufficient_storage": ServerError,
+    "internal_error": ServerError,
+    "home_lost": ServerError,
+    "unavailable": ServerError,
+}
+# For an answer without a known code (a proxy's page, a generic HTTP error).
 _BY_STATUS: dict[int, type[NaiadError]] = {
     400: InvalidInput,
     401: Unauthorized,
@@ -29,16 +43,21 @@ _BY_STATUS: dict[int, type[NaiadError]] = {
 
 
 def raise_for(response: httpx.Response) -> None:
+    """Raise the error class the body's ``code`` names (its HTTP status when it names none),
+    with the server's sentence; the status stays on the error as ``status_code``."""
     if response.status_code < 400:
         return
     try:
-        message = response.json()["message"]
-    except (ValueError, KeyError, TypeError):
-        message = f"HTTP {response.status_code}: {response.text[:200]}"
-    error = _BY_STATUS.get(response.status_code)
+        body = response.json()
+        code, message = body.get("error"), body["message"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        code, message = None, f"HTTP {response.status_code}: {response.text[:200]}"
+    error = _BY_CODE.get(code) if isinstance(code, str) else None
+    if error is None:
+        error = _BY_STATUS.get(response.status_code)
     if error is None:
         error = ServerError if response.status_code >= 500 else InvalidInput
-    if response.status_code == 401:
+    if error is Unauthorized:
         server = f"{response.url.scheme}://{response.url.netloc.decode()}"
         message += (
             f" If {server} is not your server (it may keep another Naiad home), "

@@ -1,15 +1,21 @@
-"""Every error becomes JSON with a sentence; no stack trace ever reaches a client."""
+"""Every error becomes JSON with a sentence; no stack trace ever reaches a client.
+
+Every error body the server sends, from a route, a middleware or the proxy, is built by
+:func:`error_body`: ``{"error": code, "message": sentence, "detail": ...}``. Clients map
+an error back by its ``code`` (see ``naiad.sdk.http``).
+"""
 
 import errno
 import logging
 import os
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+import orjson
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
+from starlette.types import Send
 
 from naiad.core.errors import NaiadError
 from naiad.store.db import disk_full, sqlite_path
@@ -19,8 +25,20 @@ log = logging.getLogger("naiad.server")
 _UNPARSABLE = "There was an error parsing the body"
 
 
-def _body(code: str, message: str, status: int, detail: object = None) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message, "detail": detail}, status_code=status)
+def error_body(code: str, message: str, detail: object = None) -> bytes:
+    """The one shape of an error the server answers with."""
+    return orjson.dumps({"error": code, "message": message, "detail": detail})
+
+
+def error_response(code: str, message: str, status: int, detail: object = None) -> Response:
+    return Response(error_body(code, message, detail), status, media_type="application/json")
+
+
+async def send_error(send: Send, status: int, code: str, message: str) -> None:
+    """The same answer from ASGI middleware, which answers before any route runs."""
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": error_body(code, message)})
 
 
 def _where(loc: tuple) -> str:
@@ -63,11 +81,11 @@ def _storage_message(request: Request, exc: Exception) -> str:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(NaiadError)
-    async def naiad_error(_: Request, exc: NaiadError) -> JSONResponse:
-        return _body(exc.code, exc.message, exc.status_code)
+    async def naiad_error(_: Request, exc: NaiadError) -> Response:
+        return error_response(exc.code, exc.message, exc.status_code)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         said = request.headers.get("content-type", "")
         if "json" not in said and any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
             # FastAPI reads a body as JSON only when it is declared so; say that, not pydantic's
@@ -76,7 +94,7 @@ def install(app: FastAPI) -> None:
                 f"The request body was sent as {said or 'no Content-Type'}; send it as JSON "
                 "with 'Content-Type: application/json'."
             )
-            return _body("unsupported_media_type", message, 415)
+            return error_response("unsupported_media_type", message, 415)
         problems = []
         for err in exc.errors()[:10]:
             if err.get("type") == "json_invalid":
@@ -86,17 +104,19 @@ def install(app: FastAPI) -> None:
                     f"The request body is not valid JSON ({reason} at character {position}); "
                     "send a JSON object."
                 )
-                return _body("invalid_input", message, 422, [{"loc": ["body"], "msg": reason}])
+                return error_response(
+                    "invalid_input", message, 422, [{"loc": ["body"], "msg": reason}]
+                )
             msg = str(err.get("msg", "is invalid"))
             if msg.startswith("Value error, "):
                 msg = msg[len("Value error, ") :]
             problems.append(f"{_where(tuple(err.get('loc', ())))}: {msg}")
         message = "The request is not valid: " + "; ".join(problems) + "."
         detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()[:50]]
-        return _body("invalid_input", message, 422, detail)
+        return error_response("invalid_input", message, 422, detail)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(_: Request, exc: HTTPException) -> Response:
         messages = {
             404: "No such API route; see /api/v1/docs for the routes.",
             405: "This route does not take that HTTP method; see /api/v1/docs.",
@@ -112,12 +132,12 @@ def install(app: FastAPI) -> None:
             else messages.get(exc.status_code, str(exc.detail))
         )
         code = "payload_too_large" if exc.status_code == 413 else "http_error"
-        return _body(code, message, exc.status_code)
+        return error_response(code, message, exc.status_code)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
-        return _body(
+        return error_response(
             "internal_error",
             "The server hit an unexpected error; nothing was changed. See the server log.",
             500,
@@ -125,10 +145,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OSError)
     @app.exception_handler(DBAPIError)
-    async def storage_error(request: Request, exc: Exception) -> JSONResponse:
+    async def storage_error(request: Request, exc: Exception) -> Response:
         """507 when the disk is full; anything else an OS or database error is a 500."""
         if not disk_full(exc):
             return await unexpected(request, exc)
         message = _storage_message(request, exc)
         log.error("%s (%s)", message, exc.__class__.__name__)
-        return _body("insufficient_storage", message, 507)
+        return error_response("insufficient_storage", message, 507)

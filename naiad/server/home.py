@@ -15,11 +15,11 @@ import stat
 import time
 from pathlib import Path
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from naiad.core.errors import Conflict
 from naiad.core.home import LOCK_FILE
+from naiad.server.errors import send_error
 
 OWNER_ONLY_UMASK = 0o077
 CHECK_EVERY_S = 1.0
@@ -124,9 +124,6 @@ class HomeGuard:
         if scope["type"] == "http" and scope["method"] not in self.SAFE:
             lost = self.watch.lost()
             if lost is not None:
-                body = orjson.dumps({"error": "home_lost", "message": lost, "detail": None})
-                headers = [(b"content-type", b"application/json")]
-                await send({"type": "http.response.start", "status": 503, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                await send_error(send, 503, "home_lost", lost)
                 return
         await self.app(scope, receive, send)

@@ -8,12 +8,12 @@ Artifact uploads have their own size limit and are exempt from the body limit.
 
 import re
 
-import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from naiad.server.deps import access_problem, needs_token
+from naiad.server.errors import send_error
 
 
 def _too_large(size: str, max_bytes: int) -> str:
@@ -21,13 +21,6 @@ def _too_large(size: str, max_bytes: int) -> str:
         f"The request body is {size} bytes; the server takes at most {max_bytes}. "
         "Send smaller batches."
     )
-
-
-async def _refuse(send: Send, status: int, code: str, message: str) -> None:
-    body = orjson.dumps({"error": code, "message": message, "detail": None})
-    headers = [(b"content-type", b"application/json")]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class AccessCheck:
@@ -43,7 +36,7 @@ class AccessCheck:
             api = needs_token(scope["path"])
             problem = access_problem(HTTPConnection(scope), token, api=api)
             if problem is not None:
-                await _refuse(send, problem.status_code, problem.code, problem.message)
+                await send_error(send, problem.status_code, problem.code, problem.message)
                 return
         await self.app(scope, receive, send)
 
@@ -63,7 +56,7 @@ class BodyLimit:
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 message = _too_large(str(int(value)), self.max_bytes)
-                await _refuse(send, 413, "payload_too_large", message)
+                await send_error(send, 413, "payload_too_large", message)
                 return
         received = 0
 
@@ -94,6 +87,6 @@ class NoNulInUrl:
             or b"\x00" in scope["query_string"]
         ):
             message = "The URL contains a NUL character (%00); remove it and retry."
-            await _refuse(send, 400, "invalid_input", message)
+            await send_error(send, 400, "invalid_input", message)
             return
         await self.app(scope, receive, send)

@@ -13,9 +13,11 @@ from functools import cache
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
+
+from naiad.server.errors import error_response
 
 STATIC = Path(__file__).parent / "static"
 PUBLIC = frozenset({"css/console.css", "js/login.js", "img/naiad.svg"})
@@ -41,14 +43,9 @@ SECURITY_HEADERS = {
 }
 
 
-def unauthorized() -> JSONResponse:
-    return JSONResponse(
-        {
-            "error": "unauthorized",
-            "message": "Log in to the console first: open / and enter the server's token.",
-            "detail": None,
-        },
-        status_code=401,
+def unauthorized() -> Response:
+    return error_response(
+        "unauthorized", "Log in to the console first: open / and enter the server's token.", 401
     )
 
 

@@ -16,8 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-import orjson
-
+from naiad.server.errors import error_body
 from naiad.server.proxy.upstream import Target, Unreachable, Upstream, UpstreamTimeout
 
 ATTEMPTS = 3  # the first try and up to two retries, each on another replica
@@ -44,8 +43,7 @@ def _error(status: int, code: str, message: str, retry_after: bool = False) -> A
     headers = {"content-type": "application/json"}
     if retry_after:
         headers["retry-after"] = str(RETRY_AFTER_S)
-    body = orjson.dumps({"error": code, "message": message, "detail": None})
-    return Answer(status, body, headers)
+    return Answer(status, error_body(code, message), headers)
 
 
 def unavailable(message: str) -> Answer:
