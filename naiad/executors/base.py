@@ -1,15 +1,52 @@
-"""The contract between the server's controller and whatever runs a job's processes.
+"""The contract between the server and whatever runs a job's processes.
 
 The controller decides *when* a job runs; an executor only knows *how*: start the
-job's supervisor, say how it is doing, stop it. Every method is idempotent so the
-controller can call it again after a restart (the survival contract).
+job's supervisor, say how it is doing, stop it, and answer everything else about it
+(its log, its spooled metrics, the files it left). Nothing above ``executors/`` opens
+a job's files: callers hold the opaque ``JobHandle`` that ``submit`` returned, and the
+job row stores it. Every method is idempotent so the controller can call it again
+after a restart (the survival contract).
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Protocol
 
-Phase = Literal["starting", "running", "succeeded", "failed", "stopped", "lost"]
+from naiad.schemas.metrics import MetricBatch
+
+
+class Phase(StrEnum):
+    """Where a job's processes stand, as the executor sees them."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    LOST = "lost"  # its supervisor vanished without recording an end
+
+    @property
+    def terminal(self) -> bool:
+        """Nothing follows: the job's processes are gone and its outcome is known."""
+        return self not in (Phase.STARTING, Phase.RUNNING)
+
+
+@dataclass(frozen=True)
+class JobHandle:
+    """What an executor needs to find a job again; only that executor reads ``id``
+    (the local executor: the job's directory, relative to its jobs folder)."""
+
+    executor: str
+    id: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"executor": self.executor, "id": self.id}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "JobHandle":
+        return cls(executor=str(data["executor"]), id=str(data["id"]))
 
 
 @dataclass(frozen=True)
@@ -49,13 +86,39 @@ class ExecState:
     exit_code: int | None = None
 
 
+@dataclass(frozen=True)
+class LogChunk:
+    """Whole lines of a job's log from an offset; ``offset`` is where the next read starts."""
+
+    text: str
+    offset: int
+    eof: bool  # nothing more is written yet (or ever, once the job has ended)
+
+
+@dataclass(frozen=True)
+class Held:
+    """A job the executor still holds files for, found without the database."""
+
+    handle: JobHandle
+    changed_at: float  # epoch seconds of the last change: how old what it left is
+
+
 class Executor(Protocol):
     @property
     def slots(self) -> int:
         """How many processes (CPU cores, or GPUs when jobs use them) can run at once."""
         ...
 
-    def submit(self, spec: LaunchSpec) -> None:
+    @property
+    def nodes(self) -> int:
+        """How many machines a job may span."""
+        ...
+
+    def open(self) -> None:
+        """Start what the executor keeps for itself while the server runs (a warm standby)."""
+        ...
+
+    def submit(self, spec: LaunchSpec) -> JobHandle:
         """Start the job's supervisor detached from the server; returns once it is launched."""
         ...
 
@@ -65,6 +128,37 @@ class Executor(Protocol):
 
     def stop(self, spec: LaunchSpec, grace_s: float) -> None:
         """SIGTERM the job's whole process group, then SIGKILL after ``grace_s``."""
+        ...
+
+    def read_log(
+        self, handle: JobHandle, offset: int, limit: int, rank: int | None = None
+    ) -> LogChunk:
+        """At most ``limit`` bytes of whole lines of the job's log from ``offset``
+        (``rank``: only that rank's lines); reading again from the returned offset follows it."""
+        ...
+
+    def collect_metrics(self, handle: JobHandle, run_id: str) -> Iterator[MetricBatch]:
+        """The metric batches the job's processes could not send; each is removed once the
+        caller asks for the next (so a batch the caller failed to store is offered again)."""
+        ...
+
+    def find(self, job_name: str) -> JobHandle | None:
+        """The handle of a job this executor holds files for, by name: for a row stored
+        without one (recorded before job rows kept handles)."""
+        ...
+
+    def held(self) -> dict[str, Held]:
+        """Every job this executor holds files for, by job name (deleted jobs' too)."""
+        ...
+
+    def clear(self, handle: JobHandle, problems: list[str]) -> int | None:
+        """Free what a finished job left but its log and final state; the bytes freed, or
+        None while any of its processes still runs. What cannot go is noted in ``problems``."""
+        ...
+
+    def remove(self, handle: JobHandle, problems: list[str] | None = None) -> int | None:
+        """Remove everything of a job (its run was deleted); None while it still runs.
+        Without ``problems`` a failure raises ``OSError``."""
         ...
 
     def warm_ready(self) -> bool:

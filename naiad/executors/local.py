@@ -13,22 +13,33 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from naiad.executors.base import ExecState, LaunchSpec
+from naiad.executors import local_files
+from naiad.executors.base import (
+    ExecState,
+    Held,
+    JobHandle,
+    LaunchSpec,
+    LogChunk,
+    Phase,
+)
 from naiad.executors.supervisor.workdir import (
     SUPERVISOR_MODULE,
-    TERMINAL,
     WARM_MODULE,
     WorkDir,
+    ended,
     job_processes,
+    phase_of,
     read_json,
     supervisor_pid,
     write_json_atomic,
     write_pid,
     write_spec,
 )
+from naiad.schemas.metrics import MetricBatch
 
 LOG_TAIL_CHARS = 600
 REFILL_DELAY_S = 10.0
@@ -50,26 +61,84 @@ def _tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
 class LocalExecutor:
     """Runs each job's supervisor as a detached process (its own session) on this machine.
 
-    With ``warm``, one standby supervisor waits with torch already imported (see
-    ``supervisor/warm.py``); a job handed to it starts its script seconds sooner.
+    Handles name a job's directory relative to ``root`` (the server's jobs folder), so
+    they hold when the Naiad home moves. With ``warm``, once opened, one standby
+    supervisor waits with torch already imported (see ``supervisor/warm.py``); a job
+    handed to it starts its script seconds sooner.
     """
 
+    name = "local"
+
     def __init__(
-        self, slots: int | None = None, warm: bool = False, refill_delay_s: float = REFILL_DELAY_S
+        self,
+        root: Path | None = None,
+        slots: int | None = None,
+        warm: bool = False,
+        refill_delay_s: float = REFILL_DELAY_S,
     ) -> None:
+        self._root = Path(os.path.realpath(root)) if root is not None else None
         self._slots = slots or os.cpu_count() or 1
+        self._warm = warm
         self._children: dict[Path, subprocess.Popen[bytes]] = {}
         self._refill_delay_s = refill_delay_s
         self._standby: subprocess.Popen[bytes] | None = None
         self._refill: threading.Timer | None = None
         self._lock = threading.Lock()
         self._closed = False
-        if warm:
-            self._start_standby()
 
     @property
     def slots(self) -> int:
         return self._slots
+
+    @property
+    def nodes(self) -> int:
+        return 1
+
+    def open(self) -> None:
+        """Start the warm standby, when asked for one."""
+        with self._lock:
+            self._closed = False
+        if self._warm:
+            self._start_standby()
+
+    # -- handles: a job's directory -----------------------------------------------------
+    def _handle(self, spec: LaunchSpec) -> JobHandle:
+        root = _root(spec)
+        if self._root is not None and root.is_relative_to(self._root):
+            return JobHandle(self.name, str(root.relative_to(self._root)))
+        return JobHandle(self.name, str(root))
+
+    def _dir(self, handle: JobHandle) -> Path:
+        if handle.executor != self.name:
+            raise ValueError(f"A {handle.executor!r} job's handle, given to the local executor.")
+        return (self._root or Path("/")) / handle.id  # an absolute id stays as it is
+
+    def read_log(
+        self, handle: JobHandle, offset: int, limit: int, rank: int | None = None
+    ) -> LogChunk:
+        return local_files.read_log(self._dir(handle), offset, limit, rank)
+
+    def collect_metrics(self, handle: JobHandle, run_id: str) -> Iterator[MetricBatch]:
+        return local_files.spooled_metrics(self._dir(handle), run_id)
+
+    def find(self, job_name: str) -> JobHandle | None:
+        if self._root is None or not (self._root / job_name).is_dir():
+            return None
+        return JobHandle(self.name, job_name)
+
+    def held(self) -> dict[str, Held]:
+        if self._root is None:
+            return {}
+        return {
+            name: Held(JobHandle(self.name, name), changed_at)
+            for name, changed_at in local_files.held(self._root).items()
+        }
+
+    def clear(self, handle: JobHandle, problems: list[str]) -> int | None:
+        return local_files.clear(self._dir(handle), problems)
+
+    def remove(self, handle: JobHandle, problems: list[str] | None = None) -> int | None:
+        return local_files.remove(self._dir(handle), problems)
 
     def _reap(self) -> None:
         """Collect supervisors this process started that have exited (no zombies in the server)."""
@@ -77,16 +146,13 @@ class LocalExecutor:
             if child.poll() is not None:
                 del self._children[root]
 
-    def submit(self, spec: LaunchSpec) -> None:
+    def submit(self, spec: LaunchSpec) -> JobHandle:
         """Start the supervisor unless one is alive or the job already ended (idempotent)."""
         self._reap()
         root = _root(spec)
         wd = WorkDir(root)
-        if supervisor_pid(root) is not None:
-            return
-        state = read_json(wd.state_file)
-        if state is not None and state.get("phase") in TERMINAL:
-            return
+        if supervisor_pid(root) is not None or ended(read_json(wd.state_file)):
+            return self._handle(spec)
         root.mkdir(parents=True, exist_ok=True)
         write_spec(spec)
         child = self._take_standby(root)
@@ -103,6 +169,7 @@ class LocalExecutor:
                 )
         write_pid(wd.pid_file, child.pid)
         self._children[root] = child
+        return self._handle(spec)
 
     # -- the warm standby ---------------------------------------------------------------
     def _start_standby(self) -> None:
@@ -179,16 +246,16 @@ class LocalExecutor:
         root = _root(spec)
         wd = WorkDir(root)
         state = read_json(wd.state_file)
-        if state is not None and state.get("phase") in TERMINAL:
-            return _exec_state(state)
+        if ended(state):
+            return _exec_state(state or {})
         alive = supervisor_pid(root) is not None
         if alive:
-            return _exec_state(state) if state else ExecState(phase="starting")
+            return _exec_state(state) if state else ExecState(Phase.STARTING)
         state = read_json(wd.state_file)  # it may have finished between the two reads
-        if state is not None and state.get("phase") in TERMINAL:
-            return _exec_state(state)
+        if ended(state):
+            return _exec_state(state or {})
         if not wd.spec_file.exists():
-            return ExecState(phase="lost", reason=f"The job was never submitted here ({root}).")
+            return ExecState(Phase.LOST, reason=f"The job was never submitted here ({root}).")
         return _orphaned(wd, state or {})
 
     def stop(self, spec: LaunchSpec, grace_s: float) -> None:
@@ -200,7 +267,7 @@ class LocalExecutor:
         root = _root(spec)
         wd = WorkDir(root)
         state = read_json(wd.state_file)
-        if state is not None and state.get("phase") in TERMINAL:
+        if ended(state):
             return
         if root.is_dir():
             write_json_atomic(wd.stop_file, {"grace_s": grace_s, "requested_at": time.time()})
@@ -227,11 +294,11 @@ def _orphaned(wd: WorkDir, state: dict[str, Any]) -> ExecState:
     if leftovers:
         if stop is None or time.time() >= _number(stop, "requested_at") + _number(stop, "grace_s"):
             _signal(leftovers, signal.SIGKILL)
-        return _exec_state(state) if state else ExecState(phase="starting")
+        return _exec_state(state) if state else ExecState(Phase.STARTING)
     if stop is not None:
         stopped = {
             **state,
-            "phase": "stopped",
+            "phase": Phase.STOPPED.value,
             "reason": "Stopped on request (its supervisor had already exited)",
             "updated_at": time.time(),
         }
@@ -244,7 +311,7 @@ def _orphaned(wd: WorkDir, state: dict[str, Any]) -> ExecState:
         else "no training process had started"
     )
     return ExecState(
-        phase="lost",
+        phase=Phase.LOST,
         reason=(
             "The job's supervisor exited without recording a final state "
             f"(killed, or the machine restarted); {fate}. "
@@ -266,14 +333,14 @@ def _number(data: dict[str, Any], key: str) -> float:
     return float(value) if isinstance(value, int | float) else 0.0
 
 
-def _exec_state(state: dict[str, object]) -> ExecState:
+def _exec_state(state: dict[str, Any]) -> ExecState:
     def number(key: str) -> float | None:
         value = state.get(key)
         return float(value) if isinstance(value, int | float) else None
 
     exit_code = state.get("exit_code")
     return ExecState(
-        phase=state.get("phase", "starting"),  # type: ignore[arg-type]
+        phase=phase_of(state) or Phase.STARTING,
         reason=state.get("reason"),  # type: ignore[arg-type]
         attempt=int(state.get("attempt") or 0),
         started_at=number("started_at"),

@@ -30,6 +30,7 @@ from naiad.server.routes import (
     runs,
 )
 from naiad.server.state import AppState
+from naiad.services.jobs import jobs_root
 from naiad.settings import Settings, load_settings
 from naiad.store.artifacts import open_artifact_store
 from naiad.store.db import make_engine, make_sessionmaker, migrate
@@ -52,6 +53,9 @@ def build_state(settings: Settings) -> AppState:
         ),
         token=ensure_token(settings.token_file) if settings.auth else None,
         home=HomeWatch(settings.home, settings.sqlite_path),
+        # Built here so a job's log and files are reachable with no loop running; the
+        # lifespan opens it (the warm standby) and closes it.
+        executor=open_executor(settings.executor, jobs_root(settings), settings.warm_start),
     )
 
 
@@ -70,7 +74,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         target=importlib.import_module, args=("naiad.services.metric_reads",), daemon=True
     ).start()
     state: AppState = app.state.naiad
-    state.executor = open_executor(state.settings.executor, state.settings.warm_start)
+    state.executor.open()
     try:
         for make in SERVICES:
             state.services.start(make(state))
@@ -79,7 +83,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await state.services.stop()  # jobs and replicas keep running; the next server re-attaches
         state.executor.close()
-        state.executor = None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

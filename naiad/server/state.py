@@ -20,10 +20,10 @@ class AppState:
     artifacts: ArtifactStore
     token: str | None  # None when auth is off
     home: HomeWatch
-    executor: Executor | None = None  # open while the app is being served
+    executor: Executor  # built with the state; opened while the app is being served
     services: Services = field(default_factory=Services)  # likewise: the background loops
 
     @property
     def slots(self) -> int:
-        """Processes the executor runs at once (1 while none is open, as in a test app)."""
-        return self.executor.slots if self.executor else 1
+        """Processes the executor runs at once."""
+        return self.executor.slots

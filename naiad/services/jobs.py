@@ -10,10 +10,8 @@ from sqlalchemy.orm import Session
 from naiad.core.errors import InvalidInput
 from naiad.core.names import check_key
 from naiad.core.status import Status
-from naiad.executors.base import ExecState, LaunchSpec
-from naiad.executors.supervisor.workdir import WorkDir
+from naiad.executors.base import ExecState, Executor, JobHandle, LaunchSpec, LogChunk, Phase
 from naiad.schemas.jobs import JobCreate
-from naiad.schemas.metrics import MetricBatch
 from naiad.schemas.runs import RunCreate, RunUpdate
 from naiad.settings import Settings
 from naiad.store import jobs, runs
@@ -101,9 +99,9 @@ def submit(
     return jobs.create(session, body, run.id, output_uri=f"jobs/{body.name}/output")
 
 
-def work_dir(settings: Settings, name: str) -> WorkDir:
-    """Where a job's files live on this server's machine (the local executor's layout)."""
-    return WorkDir(settings.home / "jobs" / name)
+def jobs_root(settings: Settings) -> Path:
+    """The folder of the local executor's job directories, one per job name."""
+    return settings.home / "jobs"
 
 
 def launch_spec(
@@ -113,7 +111,7 @@ def launch_spec(
     return LaunchSpec(
         job_name=row.name,
         run_id=row.run_id,
-        work_dir=work_dir(settings, row.name).root,
+        work_dir=jobs_root(settings) / row.name,
         source_uri=spec["source_uri"],
         entrypoint=spec["entrypoint"],
         hyperparameters=spec["hyperparameters"],
@@ -132,38 +130,52 @@ def launch_spec(
     )
 
 
-_TERMINAL = {
-    "succeeded": Status.COMPLETED,
-    "failed": Status.FAILED,
-    "stopped": Status.STOPPED,
-    "lost": Status.FAILED,
+_ENDS = {
+    Phase.SUCCEEDED: Status.COMPLETED,
+    Phase.FAILED: Status.FAILED,
+    Phase.STOPPED: Status.STOPPED,
+    Phase.LOST: Status.FAILED,
 }
 
 
-def collect_spooled_metrics(session: Session, row: JobRow, work_dir: Path, max_points: int) -> int:
+def handle(row: JobRow, executor: Executor) -> JobHandle | None:
+    """What the executor returned when it started the job (None if it never did)."""
+    return JobHandle.from_json(row.handle) if row.handle else executor.find(row.name)
+
+
+def collect_spooled_metrics(
+    session: Session, row: JobRow, executor: Executor, max_points: int
+) -> int:
     """Store the metric batches a job's processes could not send (the server was away).
 
     Batch ids make this safe to repeat; returns how many batches were new.
     """
     from naiad.store import metrics  # numpy: loaded when first needed, not at server start
 
-    spool = WorkDir(work_dir).naiad_home / "spool" / row.run_id
+    job = handle(row, executor)
+    if job is None:
+        return 0
     stored = 0
-    for path in sorted(spool.glob("*.json")) if spool.is_dir() else []:
-        try:
-            batch = MetricBatch.model_validate_json(path.read_bytes())
-        except (OSError, ValueError):
-            continue  # a torn or foreign file: nothing we can store
+    for batch in executor.collect_metrics(job, row.run_id):
         stored += not metrics.log_batch(session, row.run_id, batch, max_points).duplicate
-        path.unlink(missing_ok=True)
     return stored
+
+
+def read_log(
+    row: JobRow, executor: Executor, offset: int, limit: int, rank: int | None
+) -> LogChunk:
+    """Whole lines of the job's log from ``offset``; nothing before the job started."""
+    job = handle(row, executor)
+    if job is None:
+        return LogChunk(text="", offset=offset, eof=True)
+    return executor.read_log(job, offset, limit, rank)
 
 
 def apply_state(session: Session, row: JobRow, state: ExecState) -> None:
     """Move the job (and its run) to where the executor says it is."""
     row.attempt = max(row.attempt, state.attempt)
-    target = _TERMINAL.get(state.phase)
-    started = state.phase == "running" or (target is not None and state.started_at is not None)
+    target = _ENDS.get(state.phase)
+    started = state.phase == Phase.RUNNING or (target is not None and state.started_at is not None)
     if started and row.status in (Status.PENDING, Status.STARTING):
         # A job that ended between two ticks still ran: its timeline says when.
         at = None if state.started_at is None else datetime.fromtimestamp(state.started_at, UTC)

@@ -7,12 +7,8 @@ little room, or the room the first steps made.
 
 import contextlib
 import logging
-import os
-import shutil
-import stat
 import threading
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,27 +17,25 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from naiad.core.status import Status
-from naiad.executors.supervisor.workdir import supervisor_pid
+from naiad.executors.base import Executor
 from naiad.schemas.maintenance import GcResult
-from naiad.services.jobs import work_dir
+from naiad.services.jobs import handle as job_handle
 from naiad.settings import Settings
 from naiad.store import runs
 from naiad.store.artifacts import ArtifactStore
 from naiad.store.db import checkpoint, disk_full, transaction, vacuum
+from naiad.store.disk import age, children, remove, subdirs
 from naiad.store.tables import JobRow, MetricBatchRow, RunRow
 
 log = logging.getLogger("naiad.maintenance")
 
-# What a cleared work directory keeps: `naiad jobs logs` reads the log there, and the
-# final state tells a restarted server (and a repeated submit) that the job is over.
-KEEP_IN_WORK_DIR = frozenset({"logs", "state.json", "spec.json", "supervisor.log"})
 TORN_SPOOL_AGE_S = 3600.0  # a half-written spool file this old has no writer left
 _collecting = threading.Lock()  # the hourly pass and `naiad gc` never remove the same files
 
 
 # -- deleting a run ---------------------------------------------------------------------------
 def delete_run(
-    sessions: sessionmaker[Session], store: ArtifactStore, settings: Settings, run_id: str
+    sessions: sessionmaker[Session], store: ArtifactStore, executor: Executor, run_id: str
 ) -> None:
     """Delete a run's rows (its job's too), then its artifacts and its job's files.
 
@@ -52,6 +46,7 @@ def delete_run(
         artifact_uri = runs.get_row(session, run_id).artifact_uri
         job = runs.delete(session, run_id)
         job_name = job.name if job is not None else None
+        handle = job_handle(job, executor) if job is not None else None
     try:
         if artifact_uri == f"{store.uri.rstrip('/')}/runs/{run_id}/artifacts":
             store.delete(f"runs/{run_id}")
@@ -61,9 +56,8 @@ def delete_run(
             )
         if job_name is not None:
             store.delete(f"jobs/{job_name}")
-            root = work_dir(settings, job_name).root
-            if root.is_dir() and supervisor_pid(root) is None:
-                _remove(root)
+        if handle is not None:
+            executor.remove(handle)  # not while anything of it still runs
     except OSError as exc:
         log.warning(
             "run %s is deleted, some of its files not (%s); `naiad gc` retries", run_id, exc
@@ -75,6 +69,7 @@ def collect_garbage(
     engine: Engine,
     sessions: sessionmaker[Session],
     store: ArtifactStore,
+    executor: Executor,
     settings: Settings,
     older_than_days: float | None = None,
     vacuum_db: bool = False,
@@ -100,9 +95,7 @@ def collect_garbage(
             }
             run_ids = set(session.scalars(select(RunRow.id)))
             gone = _Gone(sessions)
-            work_dirs, work_bytes = _clear_work_dirs(
-                settings.home / "jobs", jobs, gone, cutoff, problems
-            )
+            work_dirs, work_bytes = _clear_work_dirs(executor, jobs, gone, cutoff, problems)
             spool_files, spool_bytes, waiting = _clear_spools(
                 session, settings.spool_dir, run_ids, gone, problems
             )
@@ -149,7 +142,7 @@ def _epoch(moment: datetime) -> float:
 
 
 def _clear_work_dirs(
-    root: Path,
+    executor: Executor,
     jobs: dict[str, tuple[str, datetime]],
     gone: _Gone,
     cutoff: float,
@@ -157,23 +150,18 @@ def _clear_work_dirs(
 ) -> tuple[int, int]:
     """Empty finished jobs' directories (logs and final state stay); remove deleted jobs'."""
     cleared = freed = 0
-    for entry in _subdirs(root):
-        if supervisor_pid(entry) is not None:
-            continue  # something still runs there, whatever the database says
-        job = jobs.get(entry.name)
+    for name, held in executor.held().items():
+        job = jobs.get(name)
         if job is None:  # the job's run was deleted: nothing will read these files
-            if entry.lstat().st_mtime < cutoff and gone.job(entry.name):
-                freed += _remove(entry, problems)
-                cleared += 1
+            if held.changed_at < cutoff and gone.job(name):
+                removed = executor.remove(held.handle, problems)
+                if removed is not None:
+                    cleared, freed = cleared + 1, freed + removed
             continue
         status, ended = job
         if not Status(status).terminal or _epoch(ended) >= cutoff:
             continue
-        emptied = sum(
-            _remove(child, problems)
-            for child in _children(entry)
-            if child.name not in KEEP_IN_WORK_DIR
-        )
+        emptied = executor.clear(held.handle, problems)
         if emptied:
             cleared, freed = cleared + 1, freed + emptied
     return cleared, freed
@@ -188,8 +176,8 @@ def _clear_spools(
     """
     removed = freed = waiting = 0
     now = time.time()
-    for run_dir in _subdirs(root):
-        files = _children(run_dir)
+    for run_dir in subdirs(root):
+        files = children(run_dir)
         if run_dir.name in run_ids:
             names = {p.stem.split("-", 1)[-1]: p for p in files if p.suffix == ".json"}
             stored = (
@@ -205,14 +193,14 @@ def _clear_spools(
                 else set()
             )
             doomed = [names[b] for b in stored]
-            doomed += [p for p in files if p.suffix == ".tmp" and _age(p, now) > TORN_SPOOL_AGE_S]
+            doomed += [p for p in files if p.suffix == ".tmp" and age(p, now) > TORN_SPOOL_AGE_S]
             waiting += len(names) - len(stored)
         elif gone.run(run_dir.name):
             doomed = files
         else:
             continue
         for path in doomed:
-            freed += _remove(path, problems)
+            freed += remove(path, problems)
             removed += not path.exists()
         with contextlib.suppress(OSError):
             run_dir.rmdir()  # only once it is empty
@@ -262,71 +250,3 @@ def _database_step(step, problems: list[str], what: str) -> int:  # type: ignore
                 "the database while it rewrites it."
             )
         return 0
-
-
-# -- files ------------------------------------------------------------------------------------
-def _subdirs(root: Path) -> list[Path]:
-    return [p for p in _children(root) if p.is_dir() and not p.is_symlink()]
-
-
-def _children(root: Path) -> list[Path]:
-    try:
-        return sorted(root.iterdir())
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _age(path: Path, now: float) -> float:
-    try:
-        return now - path.lstat().st_mtime
-    except FileNotFoundError:
-        return 0.0
-
-
-def _usage(path: Path) -> int:
-    """Bytes the disk gets back when ``path`` goes; links are not followed, and a file
-    with other hard links frees nothing."""
-    total = 0
-    for item in _walk(path):
-        try:
-            st = item.lstat() if isinstance(item, Path) else item.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-            continue
-        total += st.st_blocks * 512
-    return total
-
-
-def _walk(path: Path) -> Iterable[Path | os.DirEntry[str]]:
-    yield path
-    if not path.is_dir() or path.is_symlink():
-        return
-    stack = [path]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    yield entry
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-
-
-def _remove(path: Path, problems: list[str] | None = None) -> int:
-    """Remove a file or a tree (a link, not what it points to); returns the bytes freed."""
-    size = _usage(path)
-    try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        if problems is None:
-            raise
-        problems.append(f"Could not remove {path}: {exc.strerror or exc}.")
-        return max(0, size - _usage(path))
-    return size

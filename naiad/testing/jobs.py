@@ -10,8 +10,6 @@ from typing import Any
 from naiad.executors.base import ExecState, Executor, LaunchSpec
 from naiad.store.artifacts import ArtifactStore
 
-ENDED = frozenset({"succeeded", "failed", "stopped", "lost"})  # phases nothing follows
-
 
 def source_tarball(files: dict[str, str]) -> bytes:
     """A .tar.gz of ``{path: text}`` (texts dedented), as the SDK packs a source directory."""
@@ -47,7 +45,7 @@ def wait_terminal(executor: Executor, spec: LaunchSpec, timeout: float = 30.0) -
     """Poll until the job ends; on a timeout, fail with the job's log."""
     deadline = time.monotonic() + timeout
     state = executor.poll(spec)
-    while state.phase not in ENDED:
+    while not state.phase.terminal:
         if time.monotonic() > deadline:
             log = spec.work_dir / "logs" / "job.log"
             text = log.read_text(errors="replace") if log.exists() else "(no log)"

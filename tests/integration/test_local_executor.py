@@ -399,3 +399,40 @@ def test_checkpoints_follow_the_job_to_another_machine(tmp_path: Path) -> None:
     assert state.phase == "succeeded", state.reason
     assert archive(second, "model.tar.gz")["resumed.txt"] == b"5"
     assert "restored 1 checkpoint file(s)" in (second.work_dir / "logs" / "job.log").read_text()
+
+
+def test_callers_reach_a_job_only_through_its_handle(job: Job, tmp_path: Path) -> None:
+    """The log (whole lines, one rank's, followed from an offset), the spooled metrics and
+    the files a finished job left, all by the handle that submit returned."""
+    script = 'for i in range(3):\n    print(f"[rank{i % 2}] line {i}", flush=True)\n'
+    spec = job(script, name="handled")
+    executor = LocalExecutor(root=tmp_path / "jobs")
+    handle = executor.submit(spec)
+    assert handle.id == "handled"  # relative to the jobs folder: it survives a moved home
+    assert executor.find("handled") == handle and executor.find("other") is None
+    assert wait(executor, spec).phase.terminal
+
+    whole = executor.read_log(handle, 0, 1 << 20)
+    assert "[rank0] line 0\n[rank1] line 1\n[rank0] line 2\n" in whole.text and whole.eof
+    first_line = whole.text.splitlines(True)[0]
+    first = executor.read_log(handle, 0, len(first_line) + 3)
+    assert first.text == first_line and not first.eof  # cut at the last whole line
+    rest = executor.read_log(handle, first.offset, 1 << 20)
+    assert first.text + rest.text == whole.text
+    assert executor.read_log(handle, 0, 1 << 20, rank=1).text == "[rank1] line 1\n"
+
+    spool = spec.work_dir / ".naiad-home" / "spool" / spec.run_id
+    spool.mkdir(parents=True, exist_ok=True)
+    loss = {"steps": [0], "timestamps": [1.0e9], "values": [0.5]}
+    batch = {"batch_id": "b1", "metrics": {"loss": loss}}
+    (spool / "1-b1.json").write_text(json.dumps(batch))
+    (spool / "2-torn.json").write_text("{")
+    assert [b.batch_id for b in executor.collect_metrics(handle, spec.run_id)] == ["b1"]
+    assert not (spool / "1-b1.json").exists() and (spool / "2-torn.json").exists()
+
+    assert set(executor.held()) == {"handled"}
+    assert executor.clear(handle, []) > 0
+    kept = sorted(p.name for p in spec.work_dir.iterdir())
+    assert kept == ["logs", "spec.json", "state.json", "supervisor.log"]
+    assert executor.read_log(handle, 0, 1 << 20).text == whole.text
+    assert executor.remove(handle) and not spec.work_dir.exists()

@@ -1,5 +1,7 @@
 """Migrations: applied on start, a no-op when current, and the fast path agrees with alembic."""
 
+import json
+
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -8,6 +10,7 @@ from sqlalchemy import inspect, text
 from naiad.settings import Settings
 from naiad.store.db import MIGRATIONS, current_revision, head_revision, make_engine, migrate
 from naiad.store.tables import Base
+from naiad.testing import postgres
 
 
 def test_file_order_matches_alembic_head() -> None:
@@ -59,4 +62,52 @@ def test_postgres_chunk_columns_are_uncompressed(settings: Settings) -> None:
             )
         ).all()
     assert sorted(storage) == [("steps", "e"), ("timestamps", "e"), ("values", "e")]
+    engine.dispose()
+
+
+def test_job_handles_are_filled_in_for_jobs_that_started(settings: Settings) -> None:
+    """0006: a job that left the queue ran under the local executor, whose handle is its
+    directory's name; a queued job gets its handle when it starts."""
+    if settings.db_url.startswith("postgresql"):  # the shared database is already at head
+        with postgres.scratch_database(postgres.admin_url() or "") as url:
+            _fill_in_handles(url)
+    else:
+        _fill_in_handles(settings.db_url)
+
+
+def _fill_in_handles(url: str) -> None:
+    from alembic import command
+
+    engine = make_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+        connection.execute(
+            text(
+                "INSERT INTO experiments (id, name, description, tags, created_at) "
+                "VALUES ('e1', 'exp', '', '{}', CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO runs (id, experiment_id, name, status, artifact_uri, start_time) "
+                "VALUES ('r1', 'e1', 'run', 'Running', 'x', CURRENT_TIMESTAMP)"
+            )
+        )
+        for job_id, name, status in (("j1", "ran", "Completed"), ("j2", "queued", "Pending")):
+            connection.execute(
+                text(
+                    "INSERT INTO jobs (id, name, status, spec, priority, run_id, attempt, "
+                    "stop_requested, created_at) VALUES "
+                    f"('{job_id}', '{name}', '{status}', '{{}}', 0, 'r1', 0, false, "
+                    "CURRENT_TIMESTAMP)"
+                )
+            )
+        command.upgrade(config, "0006")
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT name, handle FROM jobs ORDER BY name")).all()
+    handles = {name: json.loads(h) if isinstance(h, str) else h for name, h in rows}
+    assert handles == {"queued": None, "ran": {"executor": "local", "id": "ran"}}
     engine.dispose()

@@ -6,14 +6,16 @@ import asyncio
 import io
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
 from naiad.core.ids import new_id
 from naiad.core.status import Status
-from naiad.executors.base import ExecState, LaunchSpec
+from naiad.executors.base import ExecState, JobHandle, LaunchSpec, Phase
 from naiad.schemas.jobs import JobCreate
+from naiad.schemas.metrics import MetricBatch
 from naiad.server.app import build_state
 from naiad.server.controller.scheduler import Scheduler
 from naiad.services import jobs as job_service
@@ -26,20 +28,30 @@ from naiad.store.tables import ExperimentRow, JobRow, utcnow
 @dataclass
 class RecordingExecutor:
     slots: int = 2
+    nodes: int = 1
     started: list[str] = field(default_factory=list)
     phases: dict[str, ExecState] = field(default_factory=dict)
     stopped: list[str] = field(default_factory=list)
+    collected: list[str] = field(default_factory=list)
 
-    def submit(self, spec: LaunchSpec) -> None:
+    def submit(self, spec: LaunchSpec) -> JobHandle:
         self.started.append(spec.job_name)
-        self.phases[spec.job_name] = ExecState("starting")
+        self.phases[spec.job_name] = ExecState(Phase.STARTING)
+        return JobHandle("recording", spec.job_name)
 
     def poll(self, spec: LaunchSpec) -> ExecState:
-        return self.phases.get(spec.job_name, ExecState("lost", "no supervisor"))
+        return self.phases.get(spec.job_name, ExecState(Phase.LOST, "no supervisor"))
 
     def stop(self, spec: LaunchSpec, grace_s: float) -> None:
         self.stopped.append(spec.job_name)
-        self.phases[spec.job_name] = ExecState("stopped", "Stopped on request.")
+        self.phases[spec.job_name] = ExecState(Phase.STOPPED, "Stopped on request.")
+
+    def find(self, job_name: str) -> JobHandle | None:
+        return None
+
+    def collect_metrics(self, handle: JobHandle, run_id: str) -> Iterator[MetricBatch]:
+        self.collected.append(handle.id)
+        return iter(())
 
 
 def source(state) -> str:  # type: ignore[no-untyped-def]
@@ -52,16 +64,17 @@ def source(state) -> str:  # type: ignore[no-untyped-def]
     return "sources/x.tar.gz"
 
 
-def submit(state, name: str, procs: int = 1, priority: int = 0) -> None:  # type: ignore[no-untyped-def]
+def submit(state, name: str, procs: int = 1, priority: int = 0, nodes: int = 1) -> None:  # type: ignore[no-untyped-def]
     body = JobCreate(
         name=name,
         entrypoint="train.py",
         source_uri="sources/x.tar.gz",
         processes_per_node=procs,
         priority=priority,
+        nodes=nodes,
     )
     with transaction(state.sessions) as session:
-        job_service.submit(session, body, state.artifacts, slots=2)
+        job_service.submit(session, body, state.artifacts, slots=2, nodes=nodes)
 
 
 def status(state, name: str) -> str:  # type: ignore[no-untyped-def]
@@ -80,14 +93,14 @@ def test_priority_then_fifo_within_slots(settings: Settings) -> None:
     submit(state, "urgent", priority=10)
     scheduler.tick()
     assert executor.started == ["urgent"]  # a needs 2 slots; it waits, nobody overtakes it
-    executor.phases["urgent"] = ExecState("succeeded")
+    executor.phases["urgent"] = ExecState(Phase.SUCCEEDED)
     scheduler.tick()
     assert executor.started == ["urgent", "a"]
     assert status(state, "urgent") == Status.COMPLETED
-    executor.phases["a"] = ExecState("running", attempt=0)
+    executor.phases["a"] = ExecState(Phase.RUNNING, attempt=0)
     scheduler.tick()
     assert status(state, "a") == Status.RUNNING and executor.started[-1] == "a"
-    executor.phases["a"] = ExecState("failed", "exit code 1")
+    executor.phases["a"] = ExecState(Phase.FAILED, "exit code 1")
     scheduler.tick()
     assert executor.started == ["urgent", "a", "b", "c"]
     with transaction(state.sessions) as session:
@@ -95,6 +108,23 @@ def test_priority_then_fifo_within_slots(settings: Settings) -> None:
         run = runs.get_row(session, job.run_id)
         assert [t.status for t in job.transitions] == ["Pending", "Starting", "Running", "Failed"]
         assert job.status_reason == "exit code 1" and run.status == "Failed"
+        assert jobs.get_row(session, "a").handle == {"executor": "recording", "id": "a"}
+    assert executor.collected == ["urgent", "a"]  # each ended job's spool, by its handle
+    state.engine.dispose()
+
+
+def test_a_job_holds_a_slot_per_process_on_every_node(settings: Settings) -> None:
+    state = build_state(settings)
+    source(state)
+    executor = RecordingExecutor(slots=4, nodes=2)
+    scheduler = Scheduler(state, executor)
+    submit(state, "wide", procs=2, nodes=2)
+    submit(state, "small")
+    scheduler.tick()
+    assert executor.started == ["wide"]  # 2 nodes x 2 processes fill all 4 slots
+    executor.phases["wide"] = ExecState(Phase.SUCCEEDED)
+    scheduler.tick()
+    assert executor.started == ["wide", "small"]
     state.engine.dispose()
 
 
@@ -106,7 +136,7 @@ def test_stop_pending_and_running(settings: Settings) -> None:
     submit(state, "first")
     submit(state, "second")
     scheduler.tick()
-    executor.phases["first"] = ExecState("running")
+    executor.phases["first"] = ExecState(Phase.RUNNING)
     with transaction(state.sessions) as session:
         for name in ("first", "second"):
             jobs.get_row(session, name).stop_requested = True

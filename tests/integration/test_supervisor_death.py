@@ -18,7 +18,7 @@ from naiad.executors.base import ExecState, LaunchSpec
 from naiad.executors.local import LocalExecutor
 from naiad.executors.supervisor.workdir import job_processes, proc_alive, read_json
 from naiad.store.artifacts import open_artifact_store
-from naiad.testing.jobs import ENDED, launch_spec
+from naiad.testing.jobs import launch_spec
 
 # The script, a child in its group, and a loner in its own session (like torchrun's
 # workers) that ignores SIGTERM; each pid is written once the loner is deaf to SIGTERM.
@@ -75,7 +75,7 @@ def poll_until_ended(
     deadline = time.monotonic() + timeout
     while True:
         state = executor.poll(spec)
-        if state.phase in ENDED:
+        if state.phase.terminal:
             running = [pid for pid in pids if proc_alive(pid)]
             assert running == [], f"the job is {state.phase} while {running} still run"
             return state
@@ -162,6 +162,7 @@ def test_stop_reaches_the_processes_of_a_killed_supervisor(tmp_path: Path) -> No
 
 def test_a_killed_warm_supervisor_takes_its_forked_script_with_it(tmp_path: Path) -> None:
     executor = LocalExecutor(warm=True, refill_delay_s=60)
+    executor.open()
     try:
         assert executor.wait_warm(timeout=60), "the standby never finished its imports"
         spec = make(tmp_path, "lostwarm", FAMILY)

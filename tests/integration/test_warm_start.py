@@ -28,6 +28,7 @@ print("reported", flush=True)
 @pytest.fixture
 def executor() -> Iterator[LocalExecutor]:
     executor = LocalExecutor(warm=True, refill_delay_s=0.2)
+    executor.open()
     assert executor.wait_warm(timeout=60), "the standby never finished its imports"
     yield executor
     executor.close()

@@ -13,9 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from naiad.executors.base import LaunchSpec
+from naiad.executors.base import LaunchSpec, Phase
 
-TERMINAL = frozenset({"succeeded", "failed", "stopped"})
 SUPERVISOR_MODULE = "naiad.executors.supervisor.main"
 WARM_MODULE = "naiad.executors.supervisor.warm"
 # Set in the environment of every process a job starts; names the job's directory.
@@ -130,6 +129,18 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def phase_of(state: dict[str, Any] | None) -> Phase | None:
+    """The phase ``state.json`` records, or None when it records none we know."""
+    phase = state.get("phase") if state else None
+    return Phase(phase) if isinstance(phase, str) and phase in Phase.__members__.values() else None
+
+
+def ended(state: dict[str, Any] | None) -> bool:
+    """Whether ``state.json`` records a final phase (a submit then never runs the job again)."""
+    phase = phase_of(state)
+    return phase is not None and phase.terminal
 
 
 def write_spec(spec: LaunchSpec) -> None:

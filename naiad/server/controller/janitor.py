@@ -35,7 +35,12 @@ class Janitor(ReconcileLoop):
         self._due = time.monotonic() + self.every_s
         state = self.state
         result = collect_garbage(
-            state.engine, state.sessions, state.artifacts, state.settings, truncate_wal=False
+            state.engine,
+            state.sessions,
+            state.artifacts,
+            state.executor,
+            state.settings,
+            truncate_wal=False,
         )
         if result.freed_bytes:
             log.info(

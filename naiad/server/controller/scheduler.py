@@ -33,10 +33,7 @@ class Scheduler(ReconcileLoop):
         """``executor``: the server's (``state.executor``) unless one is given."""
         super().__init__(interval, log)
         self.state = state
-        executor = executor or state.executor
-        if executor is None:
-            raise RuntimeError("The scheduler needs an executor; the lifespan opens one.")
-        self.executor = executor
+        self.executor = executor or state.executor
 
     def _spec(self, row: JobRow) -> LaunchSpec:
         return launch_spec(row, self.state.settings, self.state.token, self.state.artifacts.uri)
@@ -52,20 +49,25 @@ class Scheduler(ReconcileLoop):
                     jobs.transition(session, row, Status.STOPPING, "Stop requested.")
                     self.executor.stop(spec, spec.stop_grace_s)
                 exec_state = self.executor.poll(spec)
-                if exec_state.phase in ("succeeded", "failed", "stopped", "lost"):
+                if exec_state.phase.terminal:
                     limit = self.state.settings.max_batch_points
-                    collect_spooled_metrics(session, row, spec.work_dir, limit)
+                    collect_spooled_metrics(session, row, self.executor, limit)
                 apply_state(session, row, exec_state)
                 if not Status(row.status).terminal:
-                    busy += row.spec["processes_per_node"]
+                    busy += _processes(row)
             free = self.executor.slots - busy
             for row in jobs.pending(session):
                 if row.stop_requested:
                     end(session, row, Status.STOPPED, "Stopped before it started.")
                     continue
-                need = row.spec["processes_per_node"]
+                need = _processes(row)
                 if need > free:
                     break  # FIFO: wait for room rather than let smaller jobs jump the queue
                 jobs.transition(session, row, Status.STARTING, "Resources free; launching.")
-                self.executor.submit(self._spec(row))
+                row.handle = self.executor.submit(self._spec(row)).to_json()
                 free -= need
+
+
+def _processes(row: JobRow) -> int:
+    """The slots a job holds: every process on every node it spans."""
+    return int(row.spec["nodes"]) * int(row.spec["processes_per_node"])

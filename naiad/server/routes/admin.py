@@ -18,6 +18,7 @@ def gc(body: GcRequest, state: StateDep) -> GcResult:
         state.engine,
         state.sessions,
         state.artifacts,
+        state.executor,
         state.settings,
         older_than_days=body.older_than_days,
         vacuum_db=body.vacuum,

@@ -31,7 +31,8 @@ async def upload_source(request: Request, state: StateDep) -> SourceUploaded:
 
 @router.post("/jobs", status_code=status.HTTP_201_CREATED)
 def create_job(body: JobCreate, session: SessionDep, state: StateDep) -> TrainingJob:
-    row = job_service.submit(session, body, state.artifacts, state.slots)
+    nodes = state.executor.nodes  # the check against body.nodes is the executor's
+    row = job_service.submit(session, body, state.artifacts, state.slots, nodes)
     return jobs.to_schema(session, row)
 
 
@@ -65,18 +66,6 @@ def job_logs(
 ) -> JobLogs:
     """The combined log from byte ``offset`` on; ``rank`` keeps only that rank's lines."""
     row = jobs.get_row(session, name)
-    path = job_service.work_dir(state.settings, name).job_log
-    text, next_offset = "", offset
-    if path.exists():
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read(limit)
-        cut = data.rfind(b"\n") + 1 if len(data) == limit else len(data)  # whole lines only
-        text, next_offset = data[:cut].decode(errors="replace"), offset + cut
-    if rank is not None:
-        prefix = f"[rank{rank}]"
-        text = "".join(line for line in text.splitlines(True) if line.startswith(prefix))
-    complete = Status(row.status).terminal and (
-        not path.exists() or next_offset >= path.stat().st_size
-    )
-    return JobLogs(text=text, offset=next_offset, complete=complete)
+    chunk = job_service.read_log(row, state.executor, offset, limit, rank)
+    complete = Status(row.status).terminal and chunk.eof
+    return JobLogs(text=chunk.text, offset=chunk.offset, complete=complete)

@@ -71,7 +71,7 @@ def update_run(run_id: str, body: RunUpdate, session: SessionDep) -> Run:
 def delete_run(run_id: str, state: StateDep) -> None:
     """The run with its params, tags, metrics, artifacts and finished job; 409 while its
     job is queued or running."""
-    maintenance.delete_run(state.sessions, state.artifacts, state.settings, run_id)
+    maintenance.delete_run(state.sessions, state.artifacts, state.executor, run_id)
 
 
 @router.post("/{run_id}/params")

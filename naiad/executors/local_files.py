@@ -1,0 +1,73 @@
+"""What the local executor answers from a job's directory: its log, its spooled metric
+batches, and the space it takes once the job is over."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from naiad.executors.base import LogChunk
+from naiad.executors.supervisor.workdir import WorkDir, supervisor_pid
+from naiad.schemas.metrics import MetricBatch
+from naiad.store import disk
+
+# What a cleared work directory keeps: `naiad jobs logs` reads the log there, and the
+# final state tells a restarted server (and a repeated submit) that the job is over.
+KEEP_IN_WORK_DIR = frozenset({"logs", "state.json", "spec.json", "supervisor.log"})
+
+
+def read_log(root: Path, offset: int, limit: int, rank: int | None) -> LogChunk:
+    """Whole lines of ``logs/job.log`` from byte ``offset``; ``rank`` keeps that rank's."""
+    path = WorkDir(root).job_log
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(limit)
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        return LogChunk(text="", offset=offset, eof=True)
+    cut = data.rfind(b"\n") + 1 if len(data) == limit else len(data)  # whole lines only
+    text = data[:cut].decode(errors="replace")
+    if rank is not None:
+        prefix = f"[rank{rank}]"
+        text = "".join(line for line in text.splitlines(True) if line.startswith(prefix))
+    return LogChunk(text=text, offset=offset + cut, eof=offset + cut >= size)
+
+
+def spooled_metrics(root: Path, run_id: str) -> Iterator[MetricBatch]:
+    """The batches the SDK spilled under the job's Naiad home; each removed once taken."""
+    spool = WorkDir(root).naiad_home / "spool" / run_id
+    for path in sorted(spool.glob("*.json")) if spool.is_dir() else []:
+        try:
+            batch = MetricBatch.model_validate_json(path.read_bytes())
+        except (OSError, ValueError):
+            continue  # a torn or foreign file: nothing anyone can store
+        yield batch
+        path.unlink(missing_ok=True)
+
+
+def held(jobs_root: Path) -> dict[str, float]:
+    """Each job directory under ``jobs_root`` with the time it last changed."""
+    found = {}
+    for entry in disk.subdirs(jobs_root):
+        try:
+            found[entry.name] = entry.lstat().st_mtime
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def clear(root: Path, problems: list[str]) -> int | None:
+    """Empty a finished job's directory but for what ``KEEP_IN_WORK_DIR`` names."""
+    if supervisor_pid(root) is not None:
+        return None  # something still runs there, whatever the database says
+    return sum(
+        disk.remove(child, problems)
+        for child in disk.children(root)
+        if child.name not in KEEP_IN_WORK_DIR
+    )
+
+
+def remove(root: Path, problems: list[str] | None) -> int | None:
+    if supervisor_pid(root) is not None:
+        return None
+    return disk.remove(root, problems) if root.is_dir() else 0

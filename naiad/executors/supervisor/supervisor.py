@@ -1,0 +1,277 @@
+"""The supervisor of one job: it lays out the job's directory, stages code and data, runs
+the attempts (retrying a failed one while retries are left, resuming from
+``checkpoints/``), enforces the runtime limit and stop requests, uploads the results and
+logs, and records every change in ``state.json``. It needs only the filesystem and the
+artifact store, never the server, so a job keeps running while the server restarts.
+"""
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from naiad.executors.supervisor import checkpoint_sync, fork, launch, log_metrics
+from naiad.executors.supervisor.jobenv import (
+    decode_hyperparameters,
+    job_env,
+    user_args,
+    write_config,
+)
+from naiad.executors.supervisor.outputs import upload_logs, upload_results
+from naiad.executors.supervisor.pyenv import envs_dir, job_python
+from naiad.executors.supervisor.staging import StagingError, extract_source, stage_channels
+from naiad.executors.supervisor.workdir import (
+    WorkDir,
+    ended,
+    job_processes,
+    read_json,
+    read_spec,
+    write_json_atomic,
+    write_pid,
+)
+
+POLL_S = 0.1
+CLEANUP_GRACE_S = 2.0
+
+
+class StopRequested(Exception):
+    """Raised out of staging by SIGTERM, so a stop does not wait for a long download."""
+
+
+class Finished(Exception):
+    """The job reached a final phase; carries it to the one place that records it."""
+
+    def __init__(self, phase: str, reason: str | None, exit_code: int | None = None) -> None:
+        super().__init__(reason)
+        self.phase, self.reason, self.exit_code = phase, reason, exit_code
+
+
+class Supervisor:
+    def __init__(self, root: Path, warm: bool = False) -> None:
+        self.wd = WorkDir(root)
+        self.spec = read_spec(root)
+        self.state: dict[str, Any] = {
+            "phase": "starting",
+            "reason": None,
+            "attempt": 0,
+            "started_at": None,
+            "exit_code": None,
+            "pid": None,
+            "supervisor_pid": os.getpid(),
+        }
+        self.stop_signalled = False
+        self.interruptible = False
+        self.proc: launch.Process | None = None
+        self.warm = warm  # torch is imported here: fork single-process attempts from us
+        self.python = sys.executable  # or the env built for the job's requirements.txt
+
+    # -- bookkeeping ----------------------------------------------------------------
+    def log(self, message: str) -> None:
+        """A line in the job log, marked as the platform's, not the script's."""
+        self.wd.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.wd.job_log, "a") as f:
+            f.write(f"[naiad] {message}\n")
+
+    def save(self, **changes: Any) -> None:
+        self.state.update(changes, updated_at=time.time())
+        write_json_atomic(self.wd.state_file, self.state)
+
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.stop_signalled = True
+        if self.interruptible:
+            raise StopRequested
+
+    def stop_wanted(self) -> bool:
+        return self.stop_signalled or self.wd.stop_file.exists()
+
+    def stop_grace(self) -> float:
+        request = read_json(self.wd.stop_file) or {}
+        grace = request.get("grace_s")
+        return float(grace) if isinstance(grace, int | float) else self.spec.stop_grace_s
+
+    # -- the job --------------------------------------------------------------------
+    def resume_point(self) -> int:
+        """The attempt to run: after a lost supervisor, the next one (ending any leftovers)."""
+        previous = read_json(self.wd.state_file)
+        if not previous:
+            return 0
+        if ended(previous):
+            raise Finished(previous["phase"], previous.get("reason"), previous.get("exit_code"))
+        self.state["started_at"] = previous.get("started_at")
+        attempt = int(previous.get("attempt") or 0)
+        if not previous.get("pid"):
+            return attempt
+        for pid in job_processes(self.wd.root):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        self.log(f"attempt {attempt} was lost with its supervisor; starting attempt {attempt + 1}")
+        return attempt + 1
+
+    def prepare(self) -> list[str]:
+        """Directories, code, data and config: everything before the first process starts."""
+        if self.spec.nodes != 1:
+            raise Finished(
+                "failed",
+                f"The local executor runs a job on one machine, but this job asks for "
+                f"{self.spec.nodes} nodes; use nodes=1 with processes_per_node, "
+                "or the Ray executor.",
+            )
+        for d in (self.wd.config, self.wd.data, self.wd.checkpoints, self.wd.naiad_home):
+            d.mkdir(parents=True, exist_ok=True)
+        restored = checkpoint_sync.pull(self.spec, self.wd)
+        if restored:
+            self.log(f"restored {restored} checkpoint file(s) from the artifact store")
+        try:
+            self.interruptible = True
+            if self.stop_wanted():
+                raise StopRequested
+            extract_source(self.spec, self.wd.code, self.log)
+            self.python = job_python(
+                self.wd.code, envs_dir(self.wd.root), self.log, self.wd.job_log
+            )
+            channels = stage_channels(self.spec, self.wd.data, self.log)
+        except StopRequested:
+            raise Finished("stopped", "Stopped on request") from None
+        except StagingError as exc:
+            raise Finished("failed", str(exc)) from None
+        finally:
+            self.interruptible = False
+        write_config(self.spec, self.wd, channels)
+        return channels
+
+    def fresh_outputs(self) -> None:
+        """Each attempt starts with empty model/ and output/, as on SageMaker; checkpoints/ stay."""
+        for d in (self.wd.model, self.wd.output):
+            shutil.rmtree(d, ignore_errors=True)
+        self.wd.output_data.mkdir(parents=True)
+        self.wd.model.mkdir(parents=True)
+
+    def deadline(self) -> float | None:
+        if self.spec.max_runtime_s is None or self.state["started_at"] is None:
+            return None
+        return float(self.state["started_at"]) + self.spec.max_runtime_s
+
+    def run_attempt(self, attempt: int, channels: list[str]) -> int:
+        """Run one attempt to its end; returns its exit code or raises Finished on a stop."""
+        procs = max(1, self.spec.processes_per_node)
+        port = launch.free_port()
+        typed = decode_hyperparameters(self.spec.hyperparameters)
+        cmd = launch.command(self.wd, self.spec.entrypoint, user_args(typed), procs, attempt, port)
+        cmd[0] = self.python  # the same script (or torchrun) under the job's environment
+        env = launch.launch_env(job_env(self.spec, self.wd, channels, attempt, procs), procs, port)
+        self.fresh_outputs()
+        self.log(f"attempt {attempt}: starting {procs} process{'es' if procs > 1 else ''}")
+        if self.warm and fork.can_fork(self.python, procs):
+            self.proc = fork.fork_script(cmd, env, self.wd.code, self.wd.job_log)
+        else:
+            self.proc = launch.start(cmd, env, self.wd.code, self.wd.job_log)
+        self.save(phase="running", attempt=attempt, pid=self.proc.pid, exit_code=None, reason=None)
+        if self.state["started_at"] is None:
+            self.save(started_at=time.time())
+        return self.watch(self.proc)
+
+    def watch(self, proc: launch.Process) -> int:
+        deadline = self.deadline()
+        while proc.poll() is None:
+            if not self.wd.root.is_dir():  # deleted with the home: nobody can use its results
+                launch.end_tree(proc, self.spec.stop_grace_s)
+                raise Finished("stopped", "Stopped: the job's directory was deleted")
+            if self.stop_wanted():
+                self.log("stop requested; ending the job's processes")
+                launch.end_tree(proc, self.stop_grace())
+                raise Finished("stopped", "Stopped on request", proc.returncode)
+            if deadline is not None and time.time() >= deadline:
+                limit = self.spec.max_runtime_s
+                self.log(f"the job ran past max_runtime_s={limit}; ending its processes")
+                launch.end_tree(proc, self.spec.stop_grace_s)
+                raise Finished(
+                    "stopped", f"Stopped: exceeded max_runtime_s={limit}", proc.returncode
+                )
+            launch.reap_orphans(proc.pid)
+            time.sleep(POLL_S)
+        launch.end_tree(proc, CLEANUP_GRACE_S)  # whatever the script left running
+        return int(proc.returncode)
+
+    def attempts(self, first: int, channels: list[str]) -> None:
+        attempt = first
+        procs = max(1, self.spec.processes_per_node)
+        while True:
+            if self.stop_wanted():
+                raise Finished("stopped", "Stopped on request")
+            offset = self.wd.job_log.stat().st_size if self.wd.job_log.exists() else 0
+            code = self.run_attempt(attempt, channels)
+            try:
+                checkpoint_sync.push(self.spec, self.wd)
+            except Exception as exc:  # the local copy still serves a retry here
+                self.log(f"could not copy checkpoints to the artifact store: {exc}")
+            if procs > 1:
+                launch.flatten_rank_logs(self.wd, attempt)
+            if code == 0:
+                self.log(f"attempt {attempt}: exited 0")
+                return
+            with open(self.wd.job_log, errors="replace") as f:
+                f.seek(offset)
+                text = f.read()
+            reason = launch.failure_reason(self.wd, text, code, procs)
+            if attempt >= self.spec.max_retries:
+                raise Finished("failed", reason, code)
+            summary = reason.split(launch.TAIL_HEADER)[0].splitlines()[0].rstrip(".")
+            self.log(
+                f"attempt {attempt} failed ({summary}); retrying "
+                f"({attempt + 1} of {self.spec.max_retries} retries), resuming from checkpoints/"
+            )
+            self.save(exit_code=code, reason=f"Retrying after: {summary}")
+            attempt += 1
+
+    def finish(self, done: Finished) -> None:
+        """Upload what the job made, then record its final phase (state.json last)."""
+        if not self.wd.root.is_dir():
+            return  # deleted under us: there is nowhere to record anything (nor to recreate)
+        if done.phase == "succeeded":
+            try:
+                for uri in upload_results(self.spec, self.wd):
+                    self.log(f"uploaded {uri}")
+            except Exception as exc:
+                done = Finished(
+                    "failed", f"The job succeeded but uploading its outputs failed: {exc}"
+                )
+        self.log(f"job {done.phase}" + (f": {done.reason}" if done.reason else ""))
+        try:
+            upload_logs(self.spec, self.wd)
+        except Exception:
+            traceback.print_exc()  # the logs stay in work_dir; the job's outcome stands
+        self.save(
+            phase=done.phase, reason=done.reason, exit_code=done.exit_code, finished_at=time.time()
+        )
+
+    def run(self) -> None:
+        write_pid(self.wd.pid_file, os.getpid())
+        try:
+            first = self.resume_point()
+        except Finished:
+            return  # already final: submitting twice never runs a job twice
+        self.save(phase="starting", attempt=first)
+        metrics = log_metrics.start(self.spec, self.wd, self.log)  # metric definitions
+        try:
+            channels = self.prepare()
+            self.attempts(first, channels)
+            done = Finished("succeeded", None, 0)
+        except Finished as finished:
+            done = finished
+        except StopRequested:  # a signal in the instant staging ended
+            done = Finished("stopped", "Stopped on request")
+        except Exception as exc:
+            traceback.print_exc()
+            if self.proc is not None and self.proc.poll() is None:
+                launch.end_tree(self.proc, 0)
+            done = Finished(
+                "failed", f"The job's supervisor failed: {exc!r}; see {self.wd.supervisor_log}."
+            )
+        metrics.close()
+        self.finish(done)
