@@ -32,7 +32,7 @@ from naiad.schemas.models import (
 )
 from naiad.services import jobs as job_service
 from naiad.services import model_files
-from naiad.store import jobs, models, runs
+from naiad.store import endpoints, jobs, models, runs
 from naiad.store.artifacts import ArtifactStore, safe_path
 from naiad.store.tables import EvaluationRow, JobRow, ModelVersionRow
 
@@ -176,6 +176,17 @@ def register(
         raise Conflict(
             f"Another version of {name!r} was registered at the same moment; retry."
         ) from None
+
+
+def delete(session: Session, name: str) -> None:
+    """Delete a model and its versions, unless an endpoint serves (or rolls out) one."""
+    serving = endpoints.names_serving(session, name)
+    if serving:
+        raise Conflict(
+            f"Model {name!r} is served by endpoint(s) {', '.join(serving)}; "
+            "delete or update them first."
+        )
+    models.delete_model(session, name)
 
 
 def _builtin_source(store: ArtifactStore, script: str) -> str:

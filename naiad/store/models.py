@@ -9,7 +9,7 @@ import re
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from naiad.core.errors import Conflict, InvalidInput, NotFound
+from naiad.core.errors import InvalidInput, NotFound
 from naiad.core.ids import new_id
 from naiad.core.refs import MAX_VERSION, parse_ref
 from naiad.schemas.models import Lineage, Model, ModelManifest, ModelVersion
@@ -179,12 +179,7 @@ def list_versions(session: Session, name: str) -> list[ModelVersionRow]:
     return list(session.scalars(query))
 
 
-def delete_model(session: Session, name: str, endpoints_using: list[str]) -> None:
-    if endpoints_using:
-        raise Conflict(
-            f"Model {name!r} is served by endpoint(s) {', '.join(endpoints_using)}; "
-            "delete or update them first."
-        )
+def delete_model(session: Session, name: str) -> None:
     session.delete(get_model(session, name))
 
 

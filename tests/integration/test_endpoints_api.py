@@ -128,6 +128,8 @@ def test_lifecycle_rollback_canary_history_and_delete(
     assert again.status_code == 409 and "already exists" in again.json()["message"]
     early = api.patch(f"{API}/endpoints/e", json={"variants": [{"model": "scale:2"}]})
     assert early.status_code == 409 and "Creating" in early.json()["message"]
+    served = api.delete(f"{API}/models/scale")
+    assert served.status_code == 409 and "served by endpoint(s) e;" in served.json()["message"]
     not_yet = invoke(api, "e", ONE_ROW)
     if not_yet.status_code == 503:  # unless the replica was quicker than this request
         assert not_yet.headers["retry-after"] and "Creating" in not_yet.json()["message"]

@@ -18,7 +18,7 @@ from naiad.schemas.models import (
 from naiad.server.deps import SessionDep, StateDep
 from naiad.server.uploads import store_archive
 from naiad.services import models as model_service
-from naiad.store import endpoints, jobs, models
+from naiad.store import jobs, models
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -54,7 +54,7 @@ def get_model(name: str, session: SessionDep) -> Model:
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_model(name: str, session: SessionDep) -> Response:
-    models.delete_model(session, name, endpoints.names_serving(session, name))
+    model_service.delete(session, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
