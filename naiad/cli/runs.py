@@ -5,8 +5,6 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,11 +17,11 @@ from rich.text import Text
 
 from naiad.cli import output
 from naiad.cli.output import console, err_console, handled
-from naiad.core.errors import NaiadError, NotFound, ServerError, ServerUnreachable
+from naiad.core.errors import NotFound, ServerError, ServerUnreachable
 from naiad.schemas.artifacts import Artifact
 from naiad.schemas.runs import Run
+from naiad.sdk import spool
 from naiad.sdk.config import naiad_home
-from naiad.sdk.spool import Spool, spooled_runs
 
 if TYPE_CHECKING:
     from naiad.sdk.client import Client
@@ -395,65 +393,6 @@ def _count_rows(path: Path, format: ExportFormat) -> int:
 
 
 # -- sync ------------------------------------------------------------------------------------
-@dataclass
-class _RunSync:
-    """What replaying one run's spool came to."""
-
-    sent: int = 0
-    duplicates: int = 0
-    points: int = 0
-    dropped: int = 0
-    kept: int = 0
-    problem: str | None = None
-
-
-def _replay(
-    client: "Client",
-    run_id: str,
-    files: list[Path],
-    drop_refused: bool,
-    advance: Callable[[int], None],
-) -> _RunSync:
-    """Send one run's batches in order, deleting each once the server has it."""
-    outcome = _RunSync()
-    spool = Spool(naiad_home() / "spool", run_id)
-    for i, path in enumerate(files):
-        try:
-            batch = Spool.read(path)
-            result = client.runs.log_batch(run_id, batch)
-        except ServerUnreachable:
-            raise  # nothing more can go now: the caller stops
-        except ServerError as exc:  # may pass later: keep the rest, in order
-            outcome.problem, outcome.kept = exc.message, len(files) - i
-            advance(outcome.kept)
-            return outcome
-        except (NaiadError, ValueError) as exc:  # refused for good, or not a batch at all
-            outcome.problem = (
-                exc.message if isinstance(exc, NaiadError) else f"{path.name} is not a batch"
-            )
-            if not drop_refused:
-                outcome.kept = len(files) - i
-                advance(outcome.kept)
-                return outcome
-            Spool.remove(path)
-            outcome.dropped += 1
-            advance(1)
-            continue
-        Spool.remove(path)
-        result = result if isinstance(result, dict) else {}
-        outcome.points += int(result.get("points", 0))
-        if result.get("duplicate"):
-            outcome.duplicates += 1
-        else:
-            outcome.sent += 1
-        advance(1)
-    end = spool.load_end()
-    if end is not None:  # the run ended while the server was away: record how, now
-        client.runs.update(run_id, status=end["status"], status_reason=end.get("reason"))
-        spool.clear_end()
-    return outcome
-
-
 @app.command("sync")
 @handled
 def sync_runs(
@@ -468,12 +407,11 @@ def sync_runs(
 ) -> None:
     """Send the metric batches that runs left on disk while the server was away."""
     root = naiad_home() / "spool"
-    pending = {run_id: Spool(root, run_id).pending() for run_id in spooled_runs(root)}
+    pending = spool.waiting(root)
     total = sum(len(files) for files in pending.values())
     if not total and not pending:
         console.print(f"Nothing to sync: no metric batches are waiting in {escape(str(root))}.")
         return
-    outcomes: dict[str, _RunSync] = {}
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -483,14 +421,13 @@ def sync_runs(
     )
     with output.client() as client, progress:
         task = progress.add_task("Sending batches", total=total)
-        for run_id, files in pending.items():
-            try:
-                outcomes[run_id] = _replay(
-                    client, run_id, files, drop_refused, lambda n: progress.advance(task, n)
-                )
-            except ServerUnreachable as exc:
-                left = sum(len(Spool(root, r).pending()) for r in pending)
-                output.fail(f"{exc.message} {left} batch(es) are still waiting in {root}.")
+        try:
+            outcomes = spool.replay(
+                client.runs, root, drop_refused, lambda n: progress.advance(task, n), pending
+            )
+        except ServerUnreachable as exc:
+            left = sum(len(files) for files in spool.waiting(root).values())
+            output.fail(f"{exc.message} {left} batch(es) are still waiting in {root}.")
     sent = sum(o.sent for o in outcomes.values())
     duplicates = sum(o.duplicates for o in outcomes.values())
     points = sum(o.points for o in outcomes.values())
