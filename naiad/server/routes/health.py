@@ -17,7 +17,7 @@ def health(state: StateDep) -> JSONResponse:
     ``home``: which Naiad home this server keeps (a digest), so a client finds its own
     server rather than another user's on the same port. 503 once the home is lost.
     """
-    warm = state.executor is not None and state.executor.warm_ready()
+    warm = state.executor.warm_ready()
     body: dict[str, str | bool] = {
         "status": "ok",
         "version": __version__,
