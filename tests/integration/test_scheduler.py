@@ -196,9 +196,14 @@ def test_committed_job_writes_wake_the_services_that_watch_jobs(settings: Settin
         assert not jobs.get_row(session, "a").stop_requested
     assert recorder.wakes == 1
     scheduler = Scheduler(state, RecordingExecutor(), interval=3600)
-    ticks = []
+    ticks: list[float] = []
     tick = scheduler.tick
-    scheduler.tick = lambda: (ticks.append(1), tick())  # type: ignore[method-assign]
+
+    def counted() -> None:
+        ticks.append(time.monotonic())
+        tick()
+
+    scheduler.tick = counted  # type: ignore[method-assign]
     state.services.start(scheduler)  # ticks once at start, then only when woken
     deadline = time.monotonic() + 10
     while recorder.wakes < 2 and time.monotonic() < deadline:

@@ -17,7 +17,11 @@ WRITTEN = "naiad.written"  # Session.info key: the row classes this transaction 
 
 class Service(Protocol):
     name: str
-    wakes_on: tuple[type[Any], ...]  # row classes whose committed writes call for a turn
+
+    @property
+    def wakes_on(self) -> tuple[type[Any], ...]:
+        """The row classes whose committed writes call for a turn."""
+        ...
 
     def start(self) -> None: ...
 
