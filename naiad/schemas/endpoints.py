@@ -1,7 +1,8 @@
 """Endpoint wire models: variants (a model version, its traffic weight and replicas),
-batching, and the live figures the server keeps for each variant."""
+batching, and the live figures the server keeps for each variant; and ``EndpointSpec``,
+what an endpoint row stores and the endpoint keeper reconciles towards."""
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from naiad.schemas.common import Timestamp, Wire
 
@@ -40,6 +41,53 @@ class EndpointUpdate(Wire):
     variants: list[VariantSpec] | None = Field(default=None, min_length=1, max_length=8)
     batching: BatchingSpec | None = None
     capture: CaptureSpec | None = None
+
+
+class ResolvedVariant(BaseModel):
+    """A variant as deployed: its model resolved to one version, and ``key``, its replicas'
+    directory, new for every deployment whose replicas cannot be reused (another version,
+    other batching), so a rollout never touches the processes that serve while it runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    key: str
+    model: str  # NAME:VERSION
+    version_id: str
+    artifact_uri: str
+    weight: float
+    replicas: int
+
+    def slots(self) -> set[tuple[str, int]]:
+        """(key, index) of each of its replicas."""
+        return {(self.key, i) for i in range(self.replicas)}
+
+
+class Rollout(BaseModel):
+    """Variants and the flags their replicas start with: what an endpoint serves, or is
+    rolling out to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    variants: list[ResolvedVariant]
+    batching: BatchingSpec
+    capture: CaptureSpec
+
+    def slots(self) -> set[tuple[str, int]]:
+        return {slot for v in self.variants for slot in v.slots()}
+
+
+class EndpointSpec(Rollout):
+    """What an endpoint row stores: what the routing table serves now (no variants until
+    the first rollout is healthy) and ``pending``, what a Creating or Updating endpoint
+    rolls out to. Frozen: a change is a new spec (``model_copy``), so the column sees it."""
+
+    generation: int = 1  # counts rollouts; names the directories of new replicas
+    pending: Rollout | None = None
+
+    def every_variant(self) -> list[ResolvedVariant]:
+        """Serving and rolling out: what deleting a model or pruning the cache must spare."""
+        return [*self.variants, *(self.pending.variants if self.pending else [])]
 
 
 class Replica(BaseModel):

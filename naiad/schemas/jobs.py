@@ -1,9 +1,9 @@
-"""Training job wire models."""
+"""Training job wire models, and ``JobSpec``, what a job row stores of the request."""
 
 import math
 import re
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from naiad.core.errors import InvalidInput
 from naiad.core.names import check_key
@@ -90,6 +90,36 @@ class JobCreate(Wire):
         if twice:
             raise ValueError(f"metric {', '.join(map(repr, twice))} is defined more than once")
         return definitions
+
+
+class JobSpec(BaseModel):
+    """What a job row stores of its request: the submission less its name and priority
+    (columns of their own), plus where its outputs go. Checked once, on submission."""
+
+    model_config = ConfigDict(frozen=True)
+
+    entrypoint: str
+    source_uri: str
+    experiment: str
+    hyperparameters: dict[str, ParamValue] = Field(default_factory=dict)
+    inputs: dict[str, str] = Field(default_factory=dict)
+    output_uri: str
+    nodes: int = 1
+    processes_per_node: int = 1
+    gpus: int = 0
+    max_runtime_s: int | None = None
+    max_retries: int = 0
+    metric_definitions: list[MetricDefinition] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, body: JobCreate, output_uri: str) -> "JobSpec":
+        fields = body.model_dump(exclude={"name", "priority"})
+        return cls.model_validate({**fields, "output_uri": output_uri})
+
+    @property
+    def processes(self) -> int:
+        """The slots the job holds: every process on every node it spans."""
+        return self.nodes * self.processes_per_node
 
 
 class Transition(BaseModel):

@@ -118,9 +118,9 @@ def _lineage_of_job(session: Session, row: JobRow) -> Lineage:
     return Lineage(
         job=row.name,
         run_id=row.run_id,
-        hyperparameters=row.spec.get("hyperparameters", {}),
+        hyperparameters=row.spec.hyperparameters,
         metrics=metrics,
-        inputs=row.spec.get("inputs", {}),
+        inputs=row.spec.inputs,
     )
 
 
@@ -131,7 +131,7 @@ def _job_archive(session: Session, store: ArtifactStore, name: str) -> tuple[str
             f"Training job {name!r} is {row.status}; only a Completed job's model can be "
             "registered (wait for it with `naiad jobs show` or `job.wait()`)."
         )
-    path = f"{row.spec['output_uri'].strip('/')}/model.tar.gz"
+    path = f"{row.spec.output_uri.strip('/')}/model.tar.gz"
     if not store.exists(path):
         raise NotFound(f"Job {name!r} left no model.tar.gz at {store.uri_for(path)}.")
     return path, _lineage_of_job(session, row)

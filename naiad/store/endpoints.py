@@ -1,19 +1,8 @@
 """Endpoint rows and their timeline. Status moves go through ``transition`` only.
 
-``spec`` is what the keeper reconciles towards::
-
-    {"variants": [...],   # what the routing table serves now ([] until the first rollout)
-     "batching": {...}, "capture": {...},
-     "pending": None | {"variants": [...], "batching": {...}, "capture": {...}}}
-
-A variant entry is ``{name, key, model: "NAME:V", version_id, artifact_uri, weight,
-replicas}``; ``key`` names its replicas' directory, new for every deployment of a variant
-whose replicas cannot be reused (another version, other batching), so a rollout never
-touches the processes that serve while it runs.
+``spec`` (``EndpointSpec``) is what the keeper reconciles towards; a change is a new spec
+given to ``set_spec``.
 """
-
-import copy
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +11,7 @@ from sqlalchemy.orm import Session
 from naiad.core.errors import Conflict, NotFound
 from naiad.core.ids import new_id
 from naiad.core.status import EndpointStatus, check_endpoint_transition
+from naiad.schemas.endpoints import EndpointSpec
 from naiad.store.tables import EndpointRow, EndpointTransitionRow, utcnow
 
 
@@ -36,7 +26,7 @@ def get_row(session: Session, name: str) -> EndpointRow:
     return row
 
 
-def create(session: Session, name: str, spec: dict[str, Any], reason: str) -> EndpointRow:
+def create(session: Session, name: str, spec: EndpointSpec, reason: str) -> EndpointRow:
     taken = find_row(session, name)
     if taken is not None:
         hint = (
@@ -83,9 +73,9 @@ def transition(
     return True
 
 
-def set_spec(row: EndpointRow, spec: dict[str, Any]) -> None:
-    """Replace the spec (a new object, so the JSON column is seen as changed)."""
-    row.spec = copy.deepcopy(spec)
+def set_spec(row: EndpointRow, spec: EndpointSpec) -> None:
+    """Replace the spec: a new object, so the JSON column is seen as changed."""
+    row.spec = spec
     row.updated_at = utcnow()
 
 
@@ -115,14 +105,9 @@ def delete_row(session: Session, row: EndpointRow) -> None:
 def names_serving(session: Session, model: str) -> list[str]:
     """Endpoints with a variant serving (or rolling out) any version of ``model``, which
     deleting the model would break."""
-
-    def variants(spec: dict[str, Any]) -> list[dict[str, Any]]:
-        pending = spec.get("pending") or {}
-        return [*spec.get("variants", []), *pending.get("variants", [])]
-
     rows = session.scalars(select(EndpointRow))
     return sorted(
         row.name
         for row in rows
-        if any(v.get("model", "").split(":")[0] == model for v in variants(row.spec))
+        if any(v.model.split(":")[0] == model for v in row.spec.every_variant())
     )

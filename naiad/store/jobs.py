@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from naiad.core.errors import Conflict, NotFound
 from naiad.core.ids import new_id
 from naiad.core.status import Status, check_transition
-from naiad.schemas.jobs import JobCreate, TrainingJob, Transition
+from naiad.schemas.jobs import JobCreate, JobSpec, TrainingJob, Transition
 from naiad.store.tables import JobRow, JobTransitionRow, utcnow
 
 ACTIVE = (Status.STARTING.value, Status.RUNNING.value, Status.STOPPING.value)
@@ -28,7 +28,7 @@ def to_schema(session: Session, row: JobRow) -> TrainingJob:
         .order_by(JobTransitionRow.id)
     )
     return TrainingJob(
-        **row.spec,
+        **row.spec.model_dump(),
         name=row.name,
         status=row.status,
         status_reason=row.status_reason,
@@ -48,12 +48,11 @@ def create(session: Session, body: JobCreate, run_id: str, output_uri: str) -> J
             f"A training job named {body.name!r} already exists; job names are unique, "
             "pick another (e.g. add a suffix like -2)."
         )
-    spec = body.model_dump(exclude={"name", "priority"}) | {"output_uri": output_uri}
     row = JobRow(
         id=new_id(),
         name=body.name,
         status=Status.PENDING.value,
-        spec=spec,
+        spec=JobSpec.of(body, output_uri),
         priority=body.priority,
         run_id=run_id,
     )

@@ -23,6 +23,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from naiad.schemas.endpoints import EndpointSpec
+from naiad.schemas.jobs import JobSpec
+from naiad.store.types import PydanticJSON
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -126,7 +130,7 @@ class JobRow(Base):
     name: Mapped[str] = mapped_column(String(63), unique=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    spec: Mapped[dict] = mapped_column(JSON)
+    spec: Mapped[JobSpec] = mapped_column(PydanticJSON(JobSpec))
     priority: Mapped[int] = mapped_column(Integer, default=0)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
@@ -211,7 +215,7 @@ class EndpointRow(Base):
     name: Mapped[str] = mapped_column(String(63), unique=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    spec: Mapped[dict] = mapped_column(JSON)
+    spec: Mapped[EndpointSpec] = mapped_column(PydanticJSON(EndpointSpec))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from naiad.core.status import EndpointStatus
-from naiad.schemas.endpoints import ROLLED_BACK, Replica
+from naiad.schemas.endpoints import ROLLED_BACK, Replica, ResolvedVariant, Rollout
 from naiad.server.controller import endpoint_history
 from naiad.server.controller.endpoint_metrics import MetricsBook
 from naiad.server.controller.loop import ReconcileLoop
@@ -117,14 +117,7 @@ class EndpointKeeper(ReconcileLoop):
                 self._reconcile(session, row)
             table = {row.name: self._routes(row) for row in rows if row.status in ROUTED}
             names = {row.name for row in rows}
-            versions = {
-                v["version_id"]
-                for row in rows
-                for v in [
-                    *row.spec["variants"],
-                    *(row.spec.get("pending") or {}).get("variants", []),
-                ]
-            }
+            versions = {v.version_id for row in rows for v in row.spec.every_variant()}
         self.router.publish(table)
         for proc in self.fleet.all():
             if proc.endpoint not in names and proc.retire_at is None:
@@ -170,59 +163,52 @@ class EndpointKeeper(ReconcileLoop):
                 endpoints.delete_row(session, row)
             return
         spec = row.spec
-        active = spec["variants"]
-        pending = spec.get("pending") or {}
-        desired: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
-        for variants, flags in ((active, spec), (pending.get("variants", []), pending)):
-            for v in variants:
-                for i in range(v["replicas"]):
-                    desired.setdefault((v["key"], i), (v, flags))
+        desired: dict[tuple[str, int], tuple[ResolvedVariant, Rollout]] = {}
+        rollouts: list[Rollout] = [spec] if spec.pending is None else [spec, spec.pending]
+        for rollout in rollouts:
+            for v in rollout.variants:
+                for i in range(v.replicas):
+                    desired.setdefault((v.key, i), (v, rollout))
         for proc in self.fleet.of(row.name):
             if (proc.key, proc.index) not in desired and proc.retire_at is None:
                 self.fleet.retire(proc)
         fetch_problems = {}
-        for (key, index), (variant, flags) in desired.items():
-            problem = self._ensure(row.name, key, index, variant, flags)
+        for (key, index), (variant, rollout) in desired.items():
+            problem = self._ensure(row.name, key, index, variant, rollout)
             if problem:
-                fetch_problems[variant["name"]] = problem
-        if pending:
-            self._rollout(session, row, desired, fetch_problems)
+                fetch_problems[variant.name] = problem
+        if spec.pending:
+            self._rollout(session, row, spec.pending, fetch_problems)
         else:
             self._watch(session, row, fetch_problems)
 
     def _ensure(
-        self, endpoint: str, key: str, index: int, variant: dict[str, Any], flags: dict[str, Any]
+        self, endpoint: str, key: str, index: int, variant: ResolvedVariant, rollout: Rollout
     ) -> str | None:
         """Start the replica when it is not running and its backoff is over."""
         proc = self.fleet.slot(endpoint, key, index)
-        proc.variant, proc.version_id = variant["name"], variant["version_id"]
+        proc.variant, proc.version_id = variant.name, variant.version_id
         if proc.pid is not None or time.monotonic() < proc.retry_at:
             return None
-        model_dir = self.cache.fetch(variant["version_id"], variant["artifact_uri"])
+        model_dir = self.cache.fetch(variant.version_id, variant.artifact_uri)
         if not isinstance(model_dir, Path):
             return model_dir  # a sentence, or None while it downloads
-        batching, capture = flags["batching"], flags["capture"]
         launch = replicas.Launch(
             model_dir=model_dir,
-            max_batch=batching["max_batch"],
-            max_delay_ms=batching["max_delay_ms"],
-            queue_size=batching["queue_size"],
-            capture_fraction=capture["fraction"],
+            max_batch=rollout.batching.max_batch,
+            max_delay_ms=rollout.batching.max_delay_ms,
+            queue_size=rollout.batching.queue_size,
+            capture_fraction=rollout.capture.fraction,
         )
         self.fleet.start(proc, launch)
         return None
 
     def _rollout(
-        self,
-        session: Session,
-        row: EndpointRow,
-        desired: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]],
-        fetch_problems: dict[str, str],
+        self, session: Session, row: EndpointRow, pending: Rollout, fetch_problems: dict[str, str]
     ) -> None:
         spec = row.spec
-        pending = spec["pending"]
-        serving = {(v["key"], i) for v in spec["variants"] for i in range(v["replicas"])}
-        wanted = {(v["key"], i) for v in pending["variants"] for i in range(v["replicas"])}
+        serving = spec.slots()
+        wanted = pending.slots()
         procs = {(p.key, p.index): p for p in self.fleet.of(row.name)}
         failure = next(iter(fetch_problems.values()), None)
         for slot in wanted - serving:
@@ -230,10 +216,9 @@ class EndpointKeeper(ReconcileLoop):
             if proc is not None and proc.failed_starts >= ROLLOUT_FAILED_STARTS:
                 failure = failure or proc.failure
         if failure:
-            spec = {**spec, "pending": None}
-            endpoints.set_spec(row, spec)
-            if spec["variants"]:
-                reason = f"{ROLLED_BACK}; still serving {_describe(spec['variants'])}. {failure}"
+            endpoints.set_spec(row, spec.model_copy(update={"pending": None}))
+            if spec.variants:
+                reason = f"{ROLLED_BACK}; still serving {_describe(spec.variants)}. {failure}"
                 endpoints.transition(session, row, EndpointStatus.IN_SERVICE, reason)
             else:
                 endpoints.transition(session, row, EndpointStatus.FAILED, failure)
@@ -244,37 +229,29 @@ class EndpointKeeper(ReconcileLoop):
                 reason = f"{healthy} of {len(wanted)} replica(s) healthy."
                 endpoints.transition(session, row, EndpointStatus.CREATING, reason)
             return
-        variants = pending["variants"]
-        endpoints.set_spec(
-            row,
-            {
-                **spec,
-                "variants": variants,
-                "batching": pending["batching"],
-                "capture": pending["capture"],
-                "pending": None,
-            },
-        )
+        variants = pending.variants
+        switched = {"variants": variants, "batching": pending.batching, "capture": pending.capture}
+        endpoints.set_spec(row, spec.model_copy(update={**switched, "pending": None}))
         endpoints.transition(
             session, row, EndpointStatus.IN_SERVICE, f"Serving {_describe(variants)}."
         )
         # The replicas only the old variants had leave on the next tick, after the switch.
-        self.book.forget(row.name, keep={v["name"] for v in variants})
+        self.book.forget(row.name, keep={v.name for v in variants})
 
     def _watch(self, session: Session, row: EndpointRow, fetch_problems: dict[str, str]) -> None:
         """An InService endpoint fails when a variant has no replica and cannot get one."""
         procs = self.fleet.of(row.name)
-        for v in row.spec["variants"]:
-            mine = [p for p in procs if p.key == v["key"] and p.index < v["replicas"]]
+        for v in row.spec.variants:
+            mine = [p for p in procs if p.key == v.key and p.index < v.replicas]
             if any(p.healthy for p in mine):
                 continue
-            stuck = fetch_problems.get(v["name"])
+            stuck = fetch_problems.get(v.name)
             if stuck is None and mine and all(p.failed_starts >= MAX_FAILED_STARTS for p in mine):
                 stuck = mine[0].failure
             if stuck:
                 # Nothing serves any more: an update (with the variants to serve) revives it.
-                endpoints.set_spec(row, {**row.spec, "variants": []})
-                reason = f"Variant {v['name']} ({v['model']}) has no healthy replica. {stuck}"
+                endpoints.set_spec(row, row.spec.model_copy(update={"variants": []}))
+                reason = f"Variant {v.name} ({v.model}) has no healthy replica. {stuck}"
                 endpoints.transition(session, row, EndpointStatus.FAILED, reason)
                 return
 
@@ -282,19 +259,19 @@ class EndpointKeeper(ReconcileLoop):
         procs = self.fleet.of(row.name)
         return tuple(
             VariantRoute(
-                v["name"],
-                v["weight"],
+                v.name,
+                v.weight,
                 tuple(
                     ("127.0.0.1", p.port)
                     for p in sorted(procs, key=lambda p: p.index)
-                    if p.key == v["key"]
-                    and p.index < v["replicas"]
+                    if p.key == v.key
+                    and p.index < v.replicas
                     and p.healthy
                     and p.retire_at is None
                     and p.port is not None
                 ),
             )
-            for v in row.spec["variants"]
+            for v in row.spec.variants
         )
 
     # -- figures and captured data ------------------------------------------------------
@@ -360,8 +337,8 @@ class EndpointKeeper(ReconcileLoop):
                 return
 
 
-def _describe(variants: list[dict[str, Any]]) -> str:
-    total = sum(v["weight"] for v in variants) or 1.0
+def _describe(variants: list[ResolvedVariant]) -> str:
+    total = sum(v.weight for v in variants) or 1.0
     return ", ".join(
-        f"{v['model']} ({v['weight'] / total:.0%}, {v['replicas']} replica(s))" for v in variants
+        f"{v.model} ({v.weight / total:.0%}, {v.replicas} replica(s))" for v in variants
     )

@@ -54,20 +54,15 @@ class Scheduler(ReconcileLoop):
                     collect_spooled_metrics(session, row, self.executor, limit)
                 apply_state(session, row, exec_state)
                 if not Status(row.status).terminal:
-                    busy += _processes(row)
+                    busy += row.spec.processes
             free = self.executor.slots - busy
             for row in jobs.pending(session):
                 if row.stop_requested:
                     end(session, row, Status.STOPPED, "Stopped before it started.")
                     continue
-                need = _processes(row)
+                need = row.spec.processes
                 if need > free:
                     break  # FIFO: wait for room rather than let smaller jobs jump the queue
                 jobs.transition(session, row, Status.STARTING, "Resources free; launching.")
                 row.handle = self.executor.submit(self._spec(row)).to_json()
                 free -= need
-
-
-def _processes(row: JobRow) -> int:
-    """The slots a job holds: every process on every node it spans."""
-    return int(row.spec["nodes"]) * int(row.spec["processes_per_node"])

@@ -99,8 +99,7 @@ def endpoint_metrics(
         return EndpointMetrics(endpoint=name, window_s=window, variants=[])
     live = keeper.live(name)
     variants = [
-        (v["name"], v["model"], sum(r.healthy for r in live.get(v["key"], [])))
-        for v in row.spec["variants"]
+        (v.name, v.model, sum(r.healthy for r in live.get(v.key, []))) for v in row.spec.variants
     ]
     return keeper.book.figures(name, variants, window, points)
 
