@@ -21,11 +21,15 @@ quickstart: $(STAMP)  ## the main job: the end-to-end tour on the embedded defau
 
 test: $(STAMP)  ## the whole suite (PostgreSQL tests run when NAIAD_TEST_POSTGRES_URL is set)
 	$(PY) -m ruff check naiad tests bench examples
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
-lint: $(STAMP)
+lint: $(STAMP)  ## style, types (mypy) and the layer contracts (import-linter, pyproject.toml)
 	$(PY) -m ruff check naiad tests bench examples
 	$(PY) -m ruff format --check naiad tests bench examples
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 # Benchmarks byte-compile Naiad first, as installing a release would (an editable install
 # leaves that to the first import, which PYTHONDONTWRITEBYTECODE turns into every import).

@@ -24,7 +24,10 @@ import naiad
 from naiad.cli.jobs import follow
 from naiad.cli.models import evaluation_table, matrix_table
 from naiad.core.errors import NaiadError, NotFound
+from naiad.schemas.jobs import TrainingJob
+from naiad.schemas.models import Evaluation, ModelVersion
 from naiad.sdk.config import naiad_home
+from naiad.sdk.endpoints import EndpointHandle
 from naiad.sdk.local_server import ensure_server
 
 console = Console()
@@ -43,7 +46,8 @@ def prepare_data(root: Path) -> dict[str, Path]:
     """The digits as .npz channels (the same split every time), written once."""
     sys.path.insert(0, str(EXAMPLE))
     try:
-        from prepare import SPLITS, prepare  # examples/digits/prepare.py
+        # examples/digits/prepare.py, found through the path above
+        from prepare import SPLITS, prepare  # type: ignore[import-not-found]
     finally:
         sys.path.remove(str(EXAMPLE))
     paths = {name: root / name for name in SPLITS}
@@ -55,7 +59,9 @@ def prepare_data(root: Path) -> dict[str, Path]:
     return paths
 
 
-def train(client: naiad.Client, data: dict[str, Path], epochs: int, procs: int, fresh: bool):
+def train(
+    client: naiad.Client, data: dict[str, Path], epochs: int, procs: int, fresh: bool
+) -> TrainingJob:
     """The latest Completed quickstart job, or a new one followed live."""
     jobs = [j for j in client.training_jobs.list() if j.name.startswith(JOB_PREFIX)]
     done = [j for j in jobs if j.status == "Completed"]
@@ -81,7 +87,7 @@ def train(client: naiad.Client, data: dict[str, Path], epochs: int, procs: int, 
     return job
 
 
-def register(client: naiad.Client, job_name: str):
+def register(client: naiad.Client, job_name: str) -> ModelVersion:
     """The version registered from ``job_name``, registering it if this is its first time."""
     try:
         versions = client.models.versions(MODEL)
@@ -93,7 +99,7 @@ def register(client: naiad.Client, job_name: str):
     return client.models.register(MODEL, job=job_name, description="quickstart CNN")
 
 
-def evaluate(client: naiad.Client, ref: str, test: Path):
+def evaluate(client: naiad.Client, ref: str, test: Path) -> Evaluation:
     past = [e for e in client.evaluations.list(ref) if e.status == "Completed"]
     if past:
         return past[-1]
@@ -101,7 +107,7 @@ def evaluate(client: naiad.Client, ref: str, test: Path):
         return client.models.evaluate(ref, str(test))
 
 
-def deploy(client: naiad.Client, ref: str):
+def deploy(client: naiad.Client, ref: str) -> EndpointHandle:
     """The endpoint serving ``ref``: created, moved to it (a rollout), or left as it is."""
     try:
         endpoint = client.endpoints.get(ENDPOINT)
@@ -126,7 +132,7 @@ def ascii_digit(image: np.ndarray) -> str:
     )
 
 
-def predict(endpoint, test: Path, count: int = 12) -> None:  # type: ignore[no-untyped-def]
+def predict(endpoint: EndpointHandle, test: Path, count: int = 12) -> None:
     arrays = np.load(test / "digits.npz")
     rng = np.random.default_rng(int(time.time()))
     picked = rng.choice(len(arrays["y"]), size=count, replace=False)
@@ -221,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         f"naiad endpoints show {ENDPOINT} --watch",
         f"naiad endpoints invoke {ENDPOINT} --file {sample}",
         f"naiad models quantize {ref}",
+        "naiad server status    # or `naiad server stop`: the server runs in the background",
     ):
         console.print(f"  .venv/bin/{command}")
     console.print(f"[bold green]Done[/] in {time.monotonic() - started:.0f} s.")

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
 from rich.panel import Panel
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -22,6 +22,7 @@ from naiad.cli.output import console, handled
 from naiad.core.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from naiad.schemas.common import ParamValue
     from naiad.schemas.jobs import TrainingJob
     from naiad.sdk.client import Client
 
@@ -41,7 +42,7 @@ def _parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def _typed(value: str) -> object:
+def _typed(value: str) -> ParamValue:
     """--hp values: numbers and booleans become typed, anything else stays a string.
 
     ``nan``, ``inf`` and integers past 64 bits stay the strings typed: JSON has no NaN, and
@@ -53,8 +54,8 @@ def _typed(value: str) -> object:
     except ValueError:
         pass
     try:
-        number = float(value)
-        return number if math.isfinite(number) else value
+        real = float(value)
+        return real if math.isfinite(real) else value
     except ValueError:
         pass
     return {"true": True, "false": False}.get(value.lower(), value)
@@ -84,7 +85,7 @@ class LiveView:
             BarColumn(),
             TimeRemainingColumn(),
         )
-        self.task = None
+        self.task: TaskID | None = None
 
     def poll(self) -> TrainingJob:
         job = self.client.training_jobs.get(self.name).job
@@ -99,13 +100,13 @@ class LiveView:
             output.status_text(job.status),
             f"  elapsed {_elapsed(job)}  attempt {job.attempt}",
         )
-        parts: list[object] = [head]
+        parts: list[RenderableType] = [head]
         if job.status_reason:
             parts.append(Text(job.status_reason, style="dim"))
         run = self.client.runs.get(job.run_id)
         epochs = job.hyperparameters.get("epochs")
         if isinstance(epochs, int) and epochs > 0 and "epoch" in run.metrics:
-            done = float(run.metrics["epoch"].value) + 1  # type: ignore[arg-type]
+            done = float(run.metrics["epoch"].value) + 1
             if self.task is None:
                 self.task = self.bar.add_task("", total=epochs)
             self.bar.update(self.task, completed=min(done, epochs))

@@ -341,7 +341,7 @@ def _exec_state(state: dict[str, Any]) -> ExecState:
     exit_code = state.get("exit_code")
     return ExecState(
         phase=phase_of(state) or Phase.STARTING,
-        reason=state.get("reason"),  # type: ignore[arg-type]
+        reason=state.get("reason"),
         attempt=int(state.get("attempt") or 0),
         started_at=number("started_at"),
         exit_code=exit_code if isinstance(exit_code, int) else None,

@@ -12,7 +12,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, cast, get_args
 
 from naiad.core.errors import InvalidInput
 
@@ -45,7 +45,7 @@ def _spec(tensor: Any, what: str) -> "TensorSpec":
         )
     if tensor.dim() == 0:
         raise InvalidInput(f"The model's {what} needs a batch dimension; got a scalar.")
-    return TensorSpec(shape=[-1, *tensor.shape[1:]], dtype=dtype)
+    return TensorSpec(shape=[-1, *tensor.shape[1:]], dtype=cast(DType, dtype))
 
 
 def _architecture(module: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,7 @@ class Runs:
         """Send one columnar batch as built by the logging pipeline (see MetricBatch)."""
         return self._t.request("POST", f"/runs/{run_id}/metrics", json=batch, timeout=timeout)
 
-    def metric_keys(self, run_id: str) -> list[str]:
+    def metric_keys(self, run_id: str) -> builtins.list[str]:
         return self._t.request("GET", f"/runs/{run_id}/metrics")
 
     def metric_history(self, run_id: str, key: str, max_points: int | None = None) -> MetricSeries:
@@ -134,7 +135,7 @@ class Runs:
         body = self._t.request("GET", f"/runs/{run_id}/metrics/{key}", params=params)
         return MetricSeries.from_wire(body)
 
-    def compare(self, run_ids: list[str]) -> RunComparison:
+    def compare(self, run_ids: builtins.list[str]) -> RunComparison:
         body = self._t.request("GET", "/runs/compare", params={"run_id": run_ids})
         return RunComparison.model_validate(body)
 
@@ -147,7 +148,7 @@ class Runs:
 
     def list_artifacts(
         self, run_id: str, path: str = "", recursive: bool = False
-    ) -> list[Artifact]:
+    ) -> builtins.list[Artifact]:
         params = {"path": path, "recursive": recursive}
         body = self._t.request("GET", f"/runs/{run_id}/artifacts", params=params)
         return [Artifact.model_validate(a) for a in body]

@@ -64,7 +64,7 @@ def raise_for(response: httpx.Response) -> None:
             "`naiad server status` shows this home's, or set NAIAD_URL and NAIAD_TOKEN."
         )
     exc = error(message)
-    exc.status_code = response.status_code  # type: ignore[misc]
+    exc.status_code = response.status_code
     raise exc
 
 

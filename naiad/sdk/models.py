@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import io
 import tarfile
 import time
@@ -114,13 +115,16 @@ class Models:
         self._jobs = jobs
         self._evaluations = Evaluations(transport)
 
-    def upload(self, path: str | Path, **manifest: object) -> SourceUploaded:
-        body = self._t.request(
-            "PUT",
-            "/models/uploads",
-            content=pack_model(path, **manifest),
-            timeout=600,  # type: ignore[arg-type]
-        )
+    def upload(
+        self,
+        path: str | Path,
+        input_shape: list[int] | None = None,
+        dtype: str = "float32",
+        classes: list[str] | None = None,
+    ) -> SourceUploaded:
+        """Send a model directory or file (see ``pack_model``) for a later registration."""
+        packed = pack_model(path, input_shape, dtype, classes)
+        body = self._t.request("PUT", "/models/uploads", content=packed, timeout=600)
         return SourceUploaded.model_validate(body)
 
     def register(
@@ -149,8 +153,8 @@ class Models:
             body.update({k: v for k, v in extra.items() if v is not None})
         else:
             assert path is not None
-            shape = {"input_shape": input_shape, "dtype": dtype or "float32", "classes": classes}
-            body["upload_uri"] = self.upload(path, **shape).source_uri
+            uploaded = self.upload(path, input_shape, dtype or "float32", classes)
+            body["upload_uri"] = uploaded.source_uri
         return ModelVersion.model_validate(
             self._t.request("POST", f"/models/{name}/versions", json=body)
         )
@@ -165,7 +169,7 @@ class Models:
     def list(self) -> list[Model]:
         return [Model.model_validate(m) for m in self._t.request("GET", "/models")]
 
-    def versions(self, name: str) -> list[ModelVersion]:
+    def versions(self, name: str) -> builtins.list[ModelVersion]:
         items = self._t.request("GET", f"/models/{name}/versions")
         return [ModelVersion.model_validate(v) for v in items]
 

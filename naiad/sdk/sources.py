@@ -194,7 +194,7 @@ def pack(plan: SourcePlan, progress: Progress | None = None) -> IO[bytes]:
                 try:
                     info = tar.gettarinfo(str(f.path), arcname=f.arcname)
                     with open(f.path, "rb") as handle:
-                        tar.addfile(info, _Counting(handle, advance))  # type: ignore[arg-type]
+                        tar.addfile(info, _Counting(handle, advance))
                 except OSError as exc:
                     raise InvalidInput(f"Cannot read {f.path}: {exc.strerror or exc}.") from None
     except BaseException:

@@ -67,8 +67,8 @@ def _storage_message(request: Request, exc: Exception) -> str:
     if isinstance(exc, OSError) and exc.filename:
         where = Path(os.fsdecode(exc.filename))
     else:
-        where = sqlite_path(state.engine) if isinstance(exc, DBAPIError) else None
-        where = where or state.settings.home
+        database = sqlite_path(state.engine) if isinstance(exc, DBAPIError) else None
+        where = database or state.settings.home
     quota = isinstance(exc, OSError) and exc.errno == errno.EDQUOT
     what = "your disk quota on" if quota else "the filesystem holding"
     mount = _mount_point(where)

@@ -198,4 +198,5 @@ def end(session: Session, row: JobRow, status: Status, reason: str) -> None:
     if jobs.transition(session, row, status, reason):
         run = runs.get_row(session, row.run_id)
         if not Status(run.status).terminal:
-            runs.update(session, row.run_id, RunUpdate(status=status.value, status_reason=reason))
+            update = RunUpdate.model_validate({"status": status.value, "status_reason": reason})
+            runs.update(session, row.run_id, update)

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -233,7 +234,7 @@ def _clear_orphans(
     return freed
 
 
-def _database_step(step, problems: list[str], what: str) -> int:  # type: ignore[no-untyped-def]
+def _database_step(step: Callable[[], int], problems: list[str], what: str) -> int:
     """Run a checkpoint or VACUUM; a failure becomes a sentence in ``problems``."""
     try:
         return step()

@@ -153,7 +153,7 @@ def infer_manifest(
             "naiad.runtime.save_model(model, example_input), which records it."
         )
     return ModelManifest(
-        format=kind,  # type: ignore[arg-type]
+        format=kind,
         file=rel,
         signature=Signature(inputs=inputs),
         classes=classes,

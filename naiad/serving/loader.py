@@ -186,7 +186,7 @@ def choose_cpu_kernels(model: LoadedModel, max_batch: int) -> str:
     if model.device != "cpu" or not torch.backends.mkldnn.is_available():
         return "default"
     examples = [_example(model.manifest.signature.inputs, min(r, max_batch)) for r in (2, 8, 32)]
-    torch.backends.mkldnn.enabled = True
+    _use_onednn(True)
 
     def cost() -> float:
         total = 0.0
@@ -204,12 +204,19 @@ def choose_cpu_kernels(model: LoadedModel, max_batch: int) -> str:
     onednn = cost()
     if onednn > 0.02 * len(examples):
         return "onednn"
-    torch.backends.mkldnn.enabled = False
+    _use_onednn(False)
     native = cost()
     if native < 0.9 * onednn:
         return "native"
-    torch.backends.mkldnn.enabled = True
+    _use_onednn(True)
     return "onednn"
+
+
+def _use_onednn(on: bool) -> None:
+    import torch
+
+    # torch's stubs type the module's flag as its descriptor, not the bool it takes.
+    torch.backends.mkldnn.enabled = on  # type: ignore[assignment]
 
 
 def load_model(

@@ -27,7 +27,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
@@ -121,7 +121,8 @@ def insert_new(session: Session, table: type, values: dict[str, Any], unique: li
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        # The same API as PostgreSQL's insert; only the class differs.
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     else:
         raise NotImplementedError(f"insert_new does not support {dialect}")
     statement = (

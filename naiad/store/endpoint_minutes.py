@@ -1,8 +1,9 @@
 """Saved endpoint traffic: one row per (endpoint, variant, minute); merging is the caller's."""
 
 from collections.abc import Iterable
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session
 
 from naiad.store.tables import EndpointMinuteRow
@@ -35,5 +36,6 @@ def since(session: Session, endpoint_id: str, minute: int) -> list[EndpointMinut
 
 def prune(session: Session, before: int) -> int:
     """Delete every endpoint's minutes older than ``before``; how many went."""
-    result = session.execute(delete(EndpointMinuteRow).where(EndpointMinuteRow.minute < before))
+    statement = delete(EndpointMinuteRow).where(EndpointMinuteRow.minute < before)
+    result = cast(CursorResult[Any], session.execute(statement))  # a DELETE's result has one
     return result.rowcount or 0

@@ -4,10 +4,12 @@ search can filter and sort by any of them on SQLite and PostgreSQL alike."""
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from naiad.core.errors import Conflict, InvalidInput, NotFound
 from naiad.core.ids import new_id, run_name
@@ -33,7 +35,7 @@ def _nan(value: float | None) -> float | str:
     return encode_value(math.nan if value is None else value)
 
 
-def _hydrate(session: Session, rows: list[tuple[RunRow, str]]) -> list[Run]:
+def _hydrate(session: Session, rows: Sequence[tuple[RunRow, str]]) -> list[Run]:
     """Load params, tags and metrics for many runs in three queries, not 3 per run."""
     ids = [row.id for row, _ in rows]
     params: dict[str, dict[str, ParamValue]] = defaultdict(dict)
@@ -91,7 +93,7 @@ def get_many(session: Session, run_ids: list[str]) -> list[Run]:
         .join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
         .where(RunRow.id.in_(run_ids))
     )
-    found = {run.id: run for run in _hydrate(session, [tuple(r) for r in session.execute(query)])}
+    found = {run.id: run for run in _hydrate(session, session.execute(query).all())}
     missing = [run_id for run_id in run_ids if run_id not in found]
     if missing:
         raise NotFound(f"No run with id {', '.join(map(repr, missing))}.")
@@ -214,9 +216,10 @@ def _clause_sql(clause: Clause) -> ColumnElement[bool]:
             compare(LatestMetricRow.value, clause.value),
         )
     if clause.kind == "params":
+        target: InstrumentedAttribute[Any] | ColumnElement[Any]
+        value: str | float | datetime
         if isinstance(clause.value, float):
-            target = ParamRow.number
-            value: str | float = clause.value
+            target, value = ParamRow.number, clause.value
         else:
             target, value = ParamRow.value, json.dumps(clause.value)
             if clause.op == "like":
@@ -234,19 +237,21 @@ def _apply_order(query: Select, orders: Iterable[OrderBy]) -> Select:
         if order.kind == "attributes":
             column = getattr(RunRow, order.key)
         elif order.kind == "metrics":
-            table = aliased(LatestMetricRow, name=f"order_m{i}")
-            query = query.outerjoin(table, and_(table.run_id == RunRow.id, table.key == order.key))
-            column = table.value
+            metric = aliased(LatestMetricRow, name=f"order_m{i}")
+            query = query.outerjoin(
+                metric, and_(metric.run_id == RunRow.id, metric.key == order.key)
+            )
+            column = metric.value
         elif order.kind == "params":
-            table = aliased(ParamRow, name=f"order_p{i}")
-            query = query.outerjoin(table, and_(table.run_id == RunRow.id, table.key == order.key))
-            query = query.order_by(table.number.is_(None))
-            query = query.order_by(table.number.desc() if order.descending else table.number)
-            column = table.value
+            param = aliased(ParamRow, name=f"order_p{i}")
+            query = query.outerjoin(param, and_(param.run_id == RunRow.id, param.key == order.key))
+            query = query.order_by(param.number.is_(None))
+            query = query.order_by(param.number.desc() if order.descending else param.number)
+            column = param.value
         else:
-            table = aliased(TagRow, name=f"order_t{i}")
-            query = query.outerjoin(table, and_(table.run_id == RunRow.id, table.key == order.key))
-            column = table.value
+            tag = aliased(TagRow, name=f"order_t{i}")
+            query = query.outerjoin(tag, and_(tag.run_id == RunRow.id, tag.key == order.key))
+            column = tag.value
         query = query.order_by(column.is_(None))  # runs without the field go last
         query = query.order_by(column.desc() if order.descending else column.asc())
     return query.order_by(RunRow.start_time.desc(), RunRow.id)
@@ -268,7 +273,7 @@ def search(session: Session, body: RunSearch) -> tuple[list[Run], int]:
         ),
         orders,
     ).where(RunRow.id.in_(base))
-    rows = [tuple(r) for r in session.execute(query.offset(body.offset).limit(body.limit))]
+    rows = session.execute(query.offset(body.offset).limit(body.limit)).all()
     return _hydrate(session, rows), total
 
 

@@ -9,6 +9,7 @@ and an unchanged file costs a 304.
 import gzip
 import hashlib
 import importlib.util
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def unauthorized() -> Response:
 class ConsoleFiles(StaticFiles):
     """The static folder, behind the session cookie (see ``console.signed_in``)."""
 
-    def __init__(self, signed_in) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, signed_in: Callable[[Request], bool]) -> None:
         super().__init__(directory=STATIC)
         self._signed_in = signed_in
 

@@ -39,7 +39,7 @@ TAIL_HEADER = ". Last lines of the log:\n"
 def _load_prctl() -> Callable[..., int] | None:
     """Linux's ``prctl``, looked up once here: a child between fork and exec must not load it."""
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
 

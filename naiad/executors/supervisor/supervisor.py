@@ -178,7 +178,7 @@ class Supervisor:
 
     def watch(self, proc: launch.Process) -> int:
         deadline = self.deadline()
-        while proc.poll() is None:
+        while (code := proc.poll()) is None:
             if not self.wd.root.is_dir():  # deleted with the home: nobody can use its results
                 launch.end_tree(proc, self.spec.stop_grace_s)
                 raise Finished("stopped", "Stopped: the job's directory was deleted")
@@ -196,7 +196,7 @@ class Supervisor:
             launch.reap_orphans(proc.pid)
             time.sleep(POLL_S)
         launch.end_tree(proc, CLEANUP_GRACE_S)  # whatever the script left running
-        return int(proc.returncode)
+        return code
 
     def attempts(self, first: int, channels: list[str]) -> None:
         attempt = first

@@ -2,6 +2,7 @@
 
 import mimetypes
 import tempfile
+from collections.abc import Iterator
 from typing import Annotated
 from urllib.parse import quote
 
@@ -84,7 +85,7 @@ def download_artifact(run_id: str, path: str, state: StateDep) -> StreamingRespo
             f"GET /api/v1/runs/{run_id}/artifacts."
         ) from None
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         with handle:
             while block := handle.read(_CHUNK):
                 yield block

@@ -7,7 +7,7 @@ sentence and none of them can be talked into writing outside its root.
 import os
 import unicodedata
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import IO, BinaryIO, Protocol, runtime_checkable
 
 from naiad.core.errors import InvalidInput
 
@@ -36,7 +36,7 @@ class ArtifactStore(Protocol):
         """Upload a local file atomically; return the bytes written."""
         ...
 
-    def put_stream(self, path: str, stream: BinaryIO) -> int:
+    def put_stream(self, path: str, stream: IO[bytes]) -> int:
         """Upload a stream read to EOF in chunks, atomically; return the bytes written."""
         ...
 

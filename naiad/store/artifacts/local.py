@@ -8,12 +8,13 @@ it created for itself.
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
@@ -44,7 +45,7 @@ def root_from_uri(uri: str) -> Path:
     return Path(os.path.abspath(raw))
 
 
-def copy_stream(src: BinaryIO, dst: BinaryIO) -> int:
+def copy_stream(src: IO[bytes], dst: BinaryIO) -> int:
     """Copy in 1 MiB chunks so a big input never sits whole in memory."""
     total = 0
     while chunk := src.read(CHUNK_SIZE):
@@ -143,7 +144,7 @@ class LocalArtifactStore:
         with open(local_path, "rb") as src:
             return self._write(path, lambda f: copy_stream(src, f))
 
-    def put_stream(self, path: str, stream: BinaryIO) -> int:
+    def put_stream(self, path: str, stream: IO[bytes]) -> int:
         return self._write(path, lambda f: copy_stream(stream, f))
 
     def put_bytes(self, path: str, data: bytes) -> int:
@@ -174,7 +175,7 @@ class LocalArtifactStore:
         for info in self.list(rel, recursive=True):
             out = dest / os.path.relpath(info.path, rel or ".")
             with open(self.root / info.path, "rb") as src:
-                atomic_write(out, lambda f, src=src: copy_stream(src, f))
+                atomic_write(out, functools.partial(copy_stream, src))
 
     def exists(self, path: str) -> bool:
         return self._target(path)[1].exists()

@@ -7,10 +7,11 @@ left behind. boto3 is imported here, on first use, not when Naiad is imported.
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from naiad.core.errors import InvalidInput, NotFound
 from naiad.store.artifacts.base import CHUNK_SIZE, ArtifactInfo, safe_path
@@ -36,7 +37,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 class _CountingReader:
     """Wraps a stream to count bytes; exposes only read() so s3transfer streams it."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
         self.count = 0
 
@@ -111,7 +112,7 @@ class S3ArtifactStore:
         )
         return size
 
-    def put_stream(self, path: str, stream: BinaryIO) -> int:
+    def put_stream(self, path: str, stream: IO[bytes]) -> int:
         rel = safe_path(path)
         reader = _CountingReader(stream)
         self._call(
@@ -237,7 +238,7 @@ class S3ArtifactStore:
         if batch:
             self._delete_batch(rel, batch)
 
-    def _delete_batch(self, rel: str, batch: list[dict[str, str]]) -> None:
+    def _delete_batch(self, rel: str, batch: builtins.list[dict[str, str]]) -> None:
         response = self._call(
             rel,
             "delete_objects",
