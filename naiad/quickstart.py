@@ -24,9 +24,9 @@ import naiad
 from naiad.cli.jobs import follow
 from naiad.cli.models import evaluation_table, matrix_table
 from naiad.core.errors import NaiadError, NotFound
+from naiad.core.home import HomeLayout, default_home
 from naiad.schemas.jobs import TrainingJob
 from naiad.schemas.models import Evaluation, ModelVersion
-from naiad.sdk.config import naiad_home
 from naiad.sdk.endpoints import EndpointHandle
 from naiad.sdk.local_server import ensure_server
 
@@ -179,15 +179,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--procs", type=int, default=2, help="Training processes (DDP).")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    home = naiad_home()
+    home = HomeLayout(default_home())
     url = ensure_server()
     client = naiad.Client()
-    console.print(f"[bold]Naiad[/] server at {url}, home {home}")
+    console.print(f"[bold]Naiad[/] server at {url}, home {home.root}")
     try:
         if args.clean:
             clean(client)
         step(1, "Data: the bundled 8x8 digits as input channels")
-        data = prepare_data(home / "quickstart" / "data")
+        data = prepare_data(home.quickstart / "data")
         step(2, f"Training: the digits CNN as a {args.procs}-process DDP job")
         job = train(client, data, args.epochs, args.procs, fresh=args.clean)
         step(3, "Evaluation job on the test split")
@@ -216,8 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     except NaiadError as exc:
         raise SystemExit(f"Error: {exc.message}") from None
     step(6, "Where to look next")
-    token = (home / "admin_token").read_text().strip() if (home / "admin_token").exists() else ""
-    sample = write_sample(data["test"], home / "quickstart" / "sample.json")
+    token = home.token_file.read_text().strip() if home.token_file.exists() else ""
+    sample = write_sample(data["test"], home.quickstart / "sample.json")
     console.print(f"  Console:  {url}/?token={token}")
     console.print(f"  API docs: {url}/api/v1/docs")
     for command in (

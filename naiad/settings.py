@@ -14,15 +14,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from naiad.core.home import SERVER_FILE, TOKEN_FILE
+from naiad.core.home import HomeLayout, default_home
 
 DEFAULT_PORT = 8765
-
-
-def default_home() -> Path:
-    import os
-
-    return Path(os.environ.get("NAIAD_HOME") or Path.home() / ".naiad").expanduser()
 
 
 class Settings(BaseSettings):
@@ -52,7 +46,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=default_home() / "config.toml")
+        config = HomeLayout(default_home()).config_file
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config)
         return init_settings, env_settings, toml
 
     @field_validator("home", mode="after")
@@ -61,9 +56,14 @@ class Settings(BaseSettings):
         return value.expanduser().resolve()
 
     @property
+    def layout(self) -> HomeLayout:
+        """Where everything under the home is."""
+        return HomeLayout(self.home)
+
+    @property
     def db_url(self) -> str:
         """The SQLAlchemy URL, with PostgreSQL routed to psycopg 3."""
-        url = self.database_url or f"sqlite:///{self.home / 'naiad.db'}"
+        url = self.database_url or f"sqlite:///{self.layout.database}"
         for prefix in ("postgresql://", "postgres://"):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix) :]
@@ -79,20 +79,7 @@ class Settings(BaseSettings):
 
     @property
     def artifacts_root(self) -> str:
-        return self.artifact_uri or (self.home / "artifacts").as_uri()
-
-    @property
-    def token_file(self) -> Path:
-        return self.home / TOKEN_FILE
-
-    @property
-    def server_file(self) -> Path:
-        """Where a running server records its URL so the SDK and CLI can find it."""
-        return self.home / SERVER_FILE
-
-    @property
-    def spool_dir(self) -> Path:
-        return self.home / "spool"
+        return self.artifact_uri or self.layout.artifacts.as_uri()
 
     @property
     def url(self) -> str:

@@ -18,10 +18,10 @@ from rich.text import Text
 from naiad.cli import output
 from naiad.cli.output import console, err_console, handled
 from naiad.core.errors import NotFound, ServerError, ServerUnreachable
+from naiad.core.home import HomeLayout, default_home
 from naiad.schemas.artifacts import Artifact
 from naiad.schemas.runs import Run
 from naiad.sdk import spool
-from naiad.sdk.config import naiad_home
 
 if TYPE_CHECKING:
     from naiad.sdk.client import Client
@@ -406,7 +406,7 @@ def sync_runs(
     ] = False,
 ) -> None:
     """Send the metric batches that runs left on disk while the server was away."""
-    root = naiad_home() / "spool"
+    root = HomeLayout(default_home()).spool
     pending = spool.waiting(root)
     total = sum(len(files) for files in pending.values())
     if not total and not pending:

@@ -5,6 +5,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from naiad.core.home import HomeLayout
 from naiad.executors.base import LogChunk
 from naiad.executors.supervisor.workdir import WorkDir, supervisor_pid
 from naiad.schemas.metrics import MetricBatch
@@ -35,7 +36,7 @@ def read_log(root: Path, offset: int, limit: int, rank: int | None) -> LogChunk:
 
 def spooled_metrics(root: Path, run_id: str) -> Iterator[MetricBatch]:
     """The batches the SDK spilled under the job's Naiad home; each removed once taken."""
-    spool = WorkDir(root).naiad_home / "spool" / run_id
+    spool = HomeLayout(WorkDir(root).naiad_home).spool / run_id
     for path in sorted(spool.glob("*.json")) if spool.is_dir() else []:
         try:
             batch = MetricBatch.model_validate_json(path.read_bytes())

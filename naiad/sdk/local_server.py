@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
-from naiad.core.home import LOCK_FILE, SERVER_FILE, TOKEN_FILE, home_id
-from naiad.sdk.config import naiad_home, resolve
+from naiad.core.home import HomeLayout, default_home, home_id
+from naiad.sdk.config import resolve
 
 
 def health(url: str) -> dict[str, Any] | None:
@@ -42,7 +42,7 @@ def healthy(url: str) -> bool:
 def home_locked(home: Path) -> bool:
     """Whether a live server keeps ``home``: its lock is held (the kernel drops it on exit)."""
     try:
-        fd = os.open(home / LOCK_FILE, os.O_RDWR)
+        fd = os.open(HomeLayout(home).lock_file, os.O_RDWR)
     except OSError:
         return False
     try:
@@ -69,12 +69,12 @@ class ServerStatus:
 
 
 def _home() -> Path:
-    return naiad_home().resolve()
+    return default_home().resolve()
 
 
 def _record(home: Path) -> dict[str, Any]:
     with contextlib.suppress(OSError, ValueError):
-        record = json.loads((home / SERVER_FILE).read_text())
+        record = json.loads(HomeLayout(home).server_file.read_text())
         if isinstance(record, dict):
             return record
     return {}
@@ -115,7 +115,8 @@ def stop_server(home: Path | None = None, timeout: float = 30.0) -> ServerStatus
         if time.monotonic() > deadline:
             raise TimeoutError(
                 f"The server (pid {status.pid}) did not stop within {timeout:.0f} s; "
-                f"see {Path(status.home) / 'server.log'}, or end it with `kill {status.pid}`."
+                f"see {HomeLayout(Path(status.home)).server_log}, or end it with "
+                f"`kill {status.pid}`."
             )
         time.sleep(0.1)
     return status
@@ -126,7 +127,7 @@ def sign_in_link(status: ServerStatus) -> str | None:
     if status.url is None:
         return None
     try:
-        token = (Path(status.home) / TOKEN_FILE).read_text().strip()
+        token = HomeLayout(Path(status.home)).token_file.read_text().strip()
     except OSError:
         return f"{status.url}/"
     return f"{status.url}/?token={token}"
@@ -164,7 +165,7 @@ def ensure_server(timeout: float = 30.0) -> str:
             file=sys.stderr,
         )
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    log = os.open(home / "server.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    log = os.open(HomeLayout(home).server_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         subprocess.Popen(
             [sys.executable, "-m", "naiad.cli.main", "server"],
@@ -184,5 +185,5 @@ def ensure_server(timeout: float = 30.0) -> str:
             return url
         time.sleep(0.1)
     raise RuntimeError(
-        f"The server did not start within {timeout:.0f}s; see {home / 'server.log'}."
+        f"The server did not start within {timeout:.0f}s; see {HomeLayout(home).server_log}."
     )

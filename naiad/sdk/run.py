@@ -10,10 +10,10 @@ from pathlib import Path
 from types import TracebackType
 
 from naiad.core.errors import NaiadError, ServerError, ServerUnreachable
+from naiad.core.home import HomeLayout, default_home
 from naiad.schemas.common import ParamValue
 from naiad.schemas.runs import Run
 from naiad.sdk.client import Client
-from naiad.sdk.config import naiad_home
 from naiad.sdk.pipeline import MetricPipeline
 from naiad.sdk.spool import Spool
 from naiad.sdk.system_metrics import SystemMonitor
@@ -45,7 +45,7 @@ class ActiveRun:
         # A run attached by id (a job's) ends when its owner says so, not when this process exits.
         self.manages_status = not isinstance(run, str)
         self.flush_timeout = flush_timeout or float(os.environ.get("NAIAD_FLUSH_TIMEOUT", 60))
-        spool = Spool(naiad_home() / "spool", run_id)
+        spool = Spool(HomeLayout(default_home()).spool, run_id)
         self._metrics = MetricPipeline(
             lambda batch: client.runs.log_batch(run_id, batch, timeout=30),
             spool,

@@ -51,7 +51,7 @@ def build_state(settings: Settings) -> AppState:
         artifacts=open_artifact_store(
             settings.artifacts_root, s3_endpoint_url=settings.s3_endpoint_url
         ),
-        token=ensure_token(settings.token_file) if settings.auth else None,
+        token=ensure_token(settings.layout.token_file) if settings.auth else None,
         home=HomeWatch(settings.home, settings.sqlite_path),
         # Built here so a job's log and files are reachable with no loop running; the
         # lifespan opens it (the warm standby) and closes it.

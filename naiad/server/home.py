@@ -18,7 +18,7 @@ from pathlib import Path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from naiad.core.errors import Conflict
-from naiad.core.home import LOCK_FILE
+from naiad.core.home import HomeLayout
 from naiad.server.errors import send_error
 
 OWNER_ONLY_UMASK = 0o077
@@ -49,23 +49,23 @@ class HomeInUse(Conflict):
     """Another server holds this home's lock."""
 
 
-def lock_home(home: Path, server_file: Path) -> int:
+def lock_home(home: HomeLayout) -> int:
     """Hold the home's lock for this process's life; returns the descriptor to keep open.
 
     ``flock`` is released by the kernel when the process dies, however it dies, so a
     crashed server never leaves a stale lock behind.
     """
-    fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(home.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         holder = ""
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            record = json.loads(server_file.read_text())
+            record = json.loads(home.server_file.read_text())
             holder = f" (pid {record['pid']}, {record['url']})"
         raise HomeInUse(
-            f"Another Naiad server{holder} already uses the home {home}. Use that one "
+            f"Another Naiad server{holder} already uses the home {home.root}. Use that one "
             "(`naiad server status`), stop it first (`naiad server stop`), or give this one "
             "its own home with NAIAD_HOME."
         ) from None

@@ -50,7 +50,7 @@ def console_hint(settings: Settings) -> str:
     if not settings.auth:
         return f"{settings.url}/"
     return (
-        f"{settings.url}/ (sign in with the token in {settings.token_file}; "
+        f"{settings.url}/ (sign in with the token in {settings.layout.token_file}; "
         "`naiad server status` prints a sign-in link)"
     )
 
@@ -71,20 +71,20 @@ def serve(settings: Settings) -> None:
             file=sys.stderr,
             flush=True,
         )
-    lock = lock_home(settings.home, settings.server_file)  # held until this process ends
+    lock = lock_home(settings.layout)  # held until this process ends
     os.environ["NAIAD_HOME"] = str(settings.home)
     os.environ["NAIAD_HOST"] = settings.host
     os.environ["NAIAD_PORT"] = str(settings.port)
     os.environ["NAIAD_AUTH"] = "true" if settings.auth else "false"
     record = {"url": settings.url, "pid": os.getpid(), "home": str(settings.home)}
-    tmp = settings.server_file.with_suffix(".tmp")
+    tmp = settings.layout.server_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(record))
-    tmp.replace(settings.server_file)
+    tmp.replace(settings.layout.server_file)
     link = console_hint(settings)
     if settings.auth and sys.stdout.isatty():  # a person's terminal, never a log file
         from naiad.server.auth import ensure_token
 
-        link = f"{settings.url}/?token={ensure_token(settings.token_file)}"
+        link = f"{settings.url}/?token={ensure_token(settings.layout.token_file)}"
     print(f"Naiad {settings.url} (home {settings.home})\nConsole: {link}", flush=True)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the
     # handler found before it: exit through Python, so the ``finally`` below still runs.
@@ -100,6 +100,6 @@ def serve(settings: Settings) -> None:
         )
     finally:
         with suppress(OSError, ValueError):
-            if json.loads(settings.server_file.read_text()).get("pid") == os.getpid():
-                settings.server_file.unlink()
+            if json.loads(settings.layout.server_file.read_text()).get("pid") == os.getpid():
+                settings.layout.server_file.unlink()
         os.close(lock)

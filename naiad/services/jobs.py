@@ -101,7 +101,7 @@ def submit(
 
 def jobs_root(settings: Settings) -> Path:
     """The folder of the local executor's job directories, one per job name."""
-    return settings.home / "jobs"
+    return settings.layout.jobs
 
 
 def launch_spec(

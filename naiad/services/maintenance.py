@@ -98,7 +98,7 @@ def collect_garbage(
             gone = _Gone(sessions)
             work_dirs, work_bytes = _clear_work_dirs(executor, jobs, gone, cutoff, problems)
             spool_files, spool_bytes, waiting = _clear_spools(
-                session, settings.spool_dir, run_ids, gone, problems
+                session, settings.layout.spool, run_ids, gone, problems
             )
         orphan_bytes = _clear_orphans(store, run_ids, set(jobs), gone, problems)
         wal_bytes = _database_step(lambda: checkpoint(engine, truncate_wal), problems, "log")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from naiad.core.home import HomeLayout
+
 
 def scale_model(directory: Path, factor: float, width: int = 4) -> Path:
     """A TorchScript model answering ``x * factor`` for float32 rows of ``width``: which
@@ -43,7 +45,7 @@ def replica_pids(home: Path) -> list[int]:
     from naiad.server.managed.replicas import REPLICA, live_replica
 
     found = []
-    for record in (home / "endpoints").glob(f"*/*/*/{REPLICA.record_file}"):
+    for record in HomeLayout(home).endpoints.glob(f"*/*/*/{REPLICA.record_file}"):
         live = live_replica(record.parent)
         if live is not None:
             found.append(live[0])

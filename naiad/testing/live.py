@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from naiad.core.home import HomeLayout
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -32,7 +34,7 @@ class LiveServer:
 
     @property
     def token(self) -> str:
-        return (self.home / "admin_token").read_text().strip()
+        return HomeLayout(self.home).token_file.read_text().strip()
 
     def environ(self) -> dict[str, str]:
         """The environment a client process needs to reach this server."""
@@ -41,7 +43,7 @@ class LiveServer:
     def start(self, timeout: float = 30.0) -> float:
         """Start and wait until healthy; returns the seconds it took."""
         self.home.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.home / "server.log"
+        self.log_path = HomeLayout(self.home).server_log
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         started = time.perf_counter()
         self.process = subprocess.Popen(

@@ -182,9 +182,9 @@ def test_token_file_is_private(settings) -> None:  # type: ignore[no-untyped-def
     from naiad.server.app import create_app
 
     app = create_app(settings)
-    mode = settings.token_file.stat().st_mode & 0o777
+    mode = settings.layout.token_file.stat().st_mode & 0o777
     assert mode == 0o600
-    token = settings.token_file.read_text().strip()
+    token = settings.layout.token_file.read_text().strip()
     assert app.state.naiad.token == token and len(token) >= 32
     app.state.naiad.engine.dispose()
 

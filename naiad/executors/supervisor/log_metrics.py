@@ -24,6 +24,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from naiad.core.home import HomeLayout
 from naiad.executors.base import LaunchSpec
 from naiad.executors.supervisor.workdir import WorkDir, read_json, write_json_atomic
 
@@ -53,7 +54,7 @@ class LogMetrics:
         saved = read_json(self.state_file) or {}
         self.offset = int(saved.get("offset") or 0)
         self.steps: dict[str, int] = dict(saved.get("steps") or {})
-        self.spool_dir = wd.naiad_home / "spool" / spec.run_id
+        self.spool_dir = HomeLayout(wd.naiad_home).spool / spec.run_id
         self.lock = threading.Lock()  # held while reading or sending, and across a fork
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None

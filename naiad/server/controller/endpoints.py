@@ -69,13 +69,13 @@ class EndpointKeeper(ReconcileLoop):
         self.scrape_interval_s = scrape_interval_s
         self.capture_interval_s = capture_interval_s
         self.history_interval_s = history_interval_s
-        self.cache = ModelCache(state.settings.home / "model-cache", state.artifacts)
+        self.cache = ModelCache(state.settings.layout.model_cache, state.artifacts)
         self.book = MetricsBook()
         self.router = Router(self.book)
         self._http = httpx.Client(timeout=2.0, trust_env=False)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="naiad-keeper")
         self.fleet = ReplicaSet(
-            state.settings.home / "endpoints", self._pool, self._http, start_timeout_s, stop_grace_s
+            state.settings.layout.endpoints, self._pool, self._http, start_timeout_s, stop_grace_s
         )
         self._capture_job: Future[None] | None = None
         self._adopted = False
