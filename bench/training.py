@@ -39,13 +39,15 @@ from typing import Any
 import psutil
 from _common import Row, Sections, say
 
+from naiad.core.home import HomeLayout
+from naiad.core.status import Status
+
 BENCH = Path(__file__).resolve().parent
 SCRIPT = "train_digits.py"
 MARK = re.compile(r"BENCH_RESULT (\{.*\})")
 POLL_S = 0.02  # latency polls
 WAIT_POLL_S = 1.0  # while a throughput job runs: rarely, to add little load of our own
 JOB_TIMEOUT_S = 300.0
-TERMINAL = ("Completed", "Failed", "Stopped")
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class Jobs:
     def __init__(self, client: Any, source: Path, home: Path, server_pid: int) -> None:
         self.client = client
         self.source = source
-        self.home = home  # the server's: the supervisor's state.json is under jobs/<name>/
+        self.jobs_dir = HomeLayout(home).jobs  # the supervisor's files are under <name>/
         self.server = psutil.Process(server_pid)
         self.handles: list[Any] = []
         self.count = 0
@@ -130,7 +132,7 @@ class Jobs:
         standby, importing torch meanwhile, has the same one.
         """
         try:
-            pid = int((self.home / "jobs" / name / "supervisor.pid").read_text().split()[0])
+            pid = int((self.jobs_dir / name / "supervisor.pid").read_text().split()[0])
             return cpu_s(psutil.Process(pid))
         except (OSError, ValueError, IndexError, psutil.Error):
             return None
@@ -143,7 +145,7 @@ class Jobs:
         """
         deadline = time.monotonic() + JOB_TIMEOUT_S
         first: float | None = None  # a warm supervisor's imports predate the job: not counted
-        while (job := handle.refresh()).status not in TERMINAL:
+        while not Status((job := handle.refresh()).status).terminal:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job.name} still {job.status} after {JOB_TIMEOUT_S} s")
             if probe is not None and (now := self.supervisor_cpu_s(job.name)) is not None:
@@ -169,7 +171,7 @@ class Jobs:
     def stop_all(self) -> None:
         for handle in self.handles:
             try:
-                if handle.status not in TERMINAL:
+                if not Status(handle.status).terminal:
                     handle.stop()
                     handle.wait(timeout=30, poll=0.2)
             except Exception as exc:  # the server may already be gone; say so and go on
@@ -216,7 +218,7 @@ def latency_once(jobs: Jobs, sizes: Sizes) -> dict[str, float]:
             status = handle.status
             if status in ("Running", "Completed"):
                 out["running"] = time.perf_counter() - t0
-            elif status in ("Failed", "Stopped"):
+            elif Status(status).terminal:
                 break
         if "first_metric" not in out and client.runs.get(handle.job.run_id).metrics:
             out["first_metric"] = time.perf_counter() - t0
@@ -224,7 +226,7 @@ def latency_once(jobs: Jobs, sizes: Sizes) -> dict[str, float]:
     result = jobs.finish(handle)
     job = handle.job
     marks = {t.status: t.at.timestamp() - wall0 for t in job.transitions}
-    state = json.loads((jobs.home / "jobs" / job.name / "state.json").read_text())
+    state = json.loads((jobs.jobs_dir / job.name / "state.json").read_text())
     out |= {
         "server_created": job.created_at.timestamp() - wall0,
         "server_starting": marks.get("Starting", float("nan")),

@@ -20,6 +20,7 @@ from rich.text import Text
 from naiad.cli import output
 from naiad.cli.output import console, handled
 from naiad.core.errors import InvalidInput
+from naiad.core.status import Status
 
 if TYPE_CHECKING:
     from naiad.schemas.common import ParamValue
@@ -131,7 +132,7 @@ def follow(client: Client, name: str, rank: int | None = None) -> TrainingJob:
         output.ctrl_c_flag() as stop,
         Live(view.render(job), console=console, refresh_per_second=4) as live,
     ):
-        while job.status not in ("Completed", "Failed", "Stopped") and not stop.wait(0.5):
+        while not Status(job.status).terminal and not stop.wait(0.5):
             job = view.poll()
             live.update(view.render(job))
     if stop.is_set():

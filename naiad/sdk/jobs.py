@@ -10,13 +10,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from naiad.core.errors import InvalidInput
+from naiad.core.status import Status
 from naiad.schemas.common import ParamValue
 from naiad.schemas.jobs import JobCreate, JobLogs, SourceUploaded, TrainingJob
 from naiad.sdk import sources
 from naiad.sdk.http import Transport
 from naiad.sdk.sources import Progress, SourcePlan
-
-TERMINAL = ("Completed", "Failed", "Stopped")
 
 MetricDefinitions = Mapping[str, str] | Sequence[Mapping[str, str]]
 
@@ -94,7 +93,7 @@ class JobHandle:
                     + (f" - {job.status_reason}" if job.status_reason else "")
                 )
                 seen = job.status
-            if job.status in TERMINAL:
+            if Status(job.status).terminal:
                 return job
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"Job {self.name} is still {job.status} after {timeout}s.")

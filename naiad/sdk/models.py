@@ -10,6 +10,7 @@ from pathlib import Path
 
 from naiad.core.errors import InvalidInput
 from naiad.core.refs import version_segment
+from naiad.core.status import Status
 from naiad.schemas.jobs import SourceUploaded
 from naiad.schemas.models import (
     MANIFEST_FILE,
@@ -21,7 +22,7 @@ from naiad.schemas.models import (
     TensorSpec,
 )
 from naiad.sdk.http import Transport
-from naiad.sdk.jobs import TERMINAL, TrainingJobs, to_uri
+from naiad.sdk.jobs import TrainingJobs, to_uri
 
 # A single model file's format, by suffix, when it comes without a manifest.
 FORMATS = {".pt": "torchscript", ".ts": "torchscript", ".pt2": "torch_export"}
@@ -102,7 +103,7 @@ class Evaluations:
         ref = f"{evaluation.model}:{evaluation.version}"
         while True:
             current = next(e for e in self.list(ref) if e.job == evaluation.job)
-            if current.status in TERMINAL:
+            if Status(current.status).terminal:
                 return current
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"Evaluation {evaluation.job} is still {current.status}.")
