@@ -15,12 +15,13 @@ import logging
 from collections.abc import AsyncIterator
 
 import httpx
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from naiad.server.errors import error_response
 
 log = logging.getLogger("naiad.proxy")
 
@@ -39,11 +40,6 @@ _HOP_BY_HOP = {
 }
 _HANDSHAKE = {b"host", b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions"}
 _HANDSHAKE |= {b"sec-websocket-protocol", b"sec-websocket-accept"}
-
-
-def _error(status: int, code: str, message: str) -> Response:
-    body = orjson.dumps({"error": code, "message": message, "detail": None})
-    return Response(body, status_code=status, media_type="application/json")
 
 
 def _pass(headers: list[tuple[bytes, bytes]], drop: set[bytes]) -> list[tuple[bytes, bytes]]:
@@ -88,14 +84,15 @@ class Forwarder:
         try:
             reply = await self._client.send(outgoing, stream=True)
         except httpx.TimeoutException:
-            return _error(504, "timeout", f"{name} did not answer within {self.timeout_s:g}s.")
+            message = f"{name} did not answer within {self.timeout_s:g}s."
+            return error_response("timeout", message, 504)
         except httpx.TransportError as exc:
             log.info("forwarding to %s failed: %r", url, exc)
-            return _error(
-                502,
+            return error_response(
                 "bad_gateway",
                 f"{name} is not answering on port {target[1]} (it is starting, restarting or "
                 "stopped); retry shortly.",
+                502,
             )
         response = StreamingResponse(_relay(reply), status_code=reply.status_code)
         response.raw_headers = _pass(reply.headers.raw, _HOP_BY_HOP)
@@ -123,7 +120,7 @@ class Forwarder:
             log.info("opening WebSocket %s failed: %r", url, exc)
             message = f"{name} is not accepting WebSockets on port {target[1]}; retry shortly."
             if "websocket.http.response" in client.scope.get("extensions", {}):
-                await client.send_denial_response(_error(502, "bad_gateway", message))
+                await client.send_denial_response(error_response("bad_gateway", message, 502))
             else:
                 await client.close(code=1011, reason=message[:120])
             return
