@@ -7,7 +7,6 @@ home of their own inside the job's directory, laid out the same way, so what the
 spools stays with the job.
 """
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,15 +79,12 @@ class HomeLayout:
         return self.root / "model-cache"
 
     @property
+    def id_file(self) -> Path:
+        """A random id the home's server reports on ``/health``, so a client can tell its own
+        home's server from another's on the same port without the route naming a path."""
+        return self.root / "home_id"
+
+    @property
     def quickstart(self) -> Path:
         """The quickstart's data and sample request."""
         return self.root / "quickstart"
-
-
-def home_id(home: str) -> str:
-    """A short digest of a home's absolute path, which ``/health`` reports.
-
-    A client tells whether the server on a port keeps its own home without the
-    unauthenticated route naming a path on the server's disk.
-    """
-    return hashlib.sha256(home.encode()).hexdigest()[:16]

@@ -8,7 +8,7 @@ job row stores it. Every method is idempotent so the controller can call it agai
 after a restart (the survival contract).
 """
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -138,8 +138,12 @@ class Executor(Protocol):
         ...
 
     def collect_metrics(self, handle: JobHandle, run_id: str) -> Iterator[MetricBatch]:
-        """The metric batches the job's processes could not send; each is removed once the
-        caller asks for the next (so a batch the caller failed to store is offered again)."""
+        """The metric batches the job's processes could not send, left in place until
+        ``drop_metrics``: a batch whose storing was rolled back is offered again."""
+        ...
+
+    def drop_metrics(self, handle: JobHandle, run_id: str, batch_ids: Collection[str]) -> None:
+        """Forget spooled batches the caller has stored and committed."""
         ...
 
     def find(self, job_name: str) -> JobHandle | None:

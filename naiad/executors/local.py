@@ -8,12 +8,13 @@ polls, re-attaches to or stops the jobs a previous server started.
 import contextlib
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,14 @@ class LocalExecutor:
         return local_files.read_log(self._dir(handle), offset, limit, rank)
 
     def collect_metrics(self, handle: JobHandle, run_id: str) -> Iterator[MetricBatch]:
-        return local_files.spooled_metrics(self._dir(handle), run_id)
+        for _, batch in local_files.spooled_metrics(self._dir(handle), run_id):
+            yield batch
+
+    def drop_metrics(self, handle: JobHandle, run_id: str, batch_ids: Collection[str]) -> None:
+        wanted = set(batch_ids)
+        for path, batch in local_files.spooled_metrics(self._dir(handle), run_id):
+            if batch.batch_id in wanted:
+                path.unlink(missing_ok=True)
 
     def find(self, job_name: str) -> JobHandle | None:
         if self._root is None or not (self._root / job_name).is_dir():
@@ -151,6 +159,11 @@ class LocalExecutor:
         self._reap()
         root = _root(spec)
         wd = WorkDir(root)
+        earlier = read_json(wd.spec_file)
+        if earlier is not None and earlier.get("run_id") != spec.run_id:
+            if supervisor_pid(root) is not None:
+                raise RuntimeError(f"{root} still runs an earlier job of the same name")
+            shutil.rmtree(root)  # a deleted job's leftovers: this is a new job of that name
         if supervisor_pid(root) is not None or ended(read_json(wd.state_file)):
             return self._handle(spec)
         root.mkdir(parents=True, exist_ok=True)

@@ -34,16 +34,15 @@ def read_log(root: Path, offset: int, limit: int, rank: int | None) -> LogChunk:
     return LogChunk(text=text, offset=offset + cut, eof=offset + cut >= size)
 
 
-def spooled_metrics(root: Path, run_id: str) -> Iterator[MetricBatch]:
-    """The batches the SDK spilled under the job's Naiad home; each removed once taken."""
+def spooled_metrics(root: Path, run_id: str) -> Iterator[tuple[Path, MetricBatch]]:
+    """The batches the SDK spilled under the job's Naiad home, with their files."""
     spool = HomeLayout(WorkDir(root).naiad_home).spool / run_id
     for path in sorted(spool.glob("*.json")) if spool.is_dir() else []:
         try:
             batch = MetricBatch.model_validate_json(path.read_bytes())
         except (OSError, ValueError):
             continue  # a torn or foreign file: nothing anyone can store
-        yield batch
-        path.unlink(missing_ok=True)
+        yield path, batch
 
 
 def held(jobs_root: Path) -> dict[str, float]:

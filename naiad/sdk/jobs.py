@@ -24,12 +24,6 @@ class LargeSourceWarning(UserWarning):
     """The source directory is big enough that it probably holds data or outputs."""
 
 
-def pack_source(source_dir: str | Path) -> bytes:
-    """The directory as .tar.gz, as a job snapshots it (``.naiadignore`` and defaults apply)."""
-    with sources.pack(sources.plan_source(source_dir)) as archive:
-        return archive.read()
-
-
 def _metric_definitions(definitions: MetricDefinitions | None) -> list[dict[str, str]]:
     """``{"loss": "loss: ([0-9.]+)"}``, or a list of ``{"name", "regex"}`` (or SageMaker's
     ``{"Name", "Regex"}``) mappings."""

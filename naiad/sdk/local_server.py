@@ -2,7 +2,7 @@
 
 A server records itself in ``server.json`` and holds ``server.lock`` (flock) for its
 life, so "is this home's server running?" is the lock, not a guess from a pid; and
-``/health`` names the home it keeps (a digest), so a server of another home on the
+``/health`` reports the random id of the home it keeps, so a server of another home on the
 default port is never mistaken for ours.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from naiad.core.home import HomeLayout, default_home, home_id
+from naiad.core.home import HomeLayout, default_home
 from naiad.sdk.config import resolve
 
 
@@ -139,6 +139,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _ours(said: dict[str, Any] | None, home: Path) -> bool:
+    """Whether a healthy server answered that keeps ``home`` (the id its server made)."""
+    if said is None or said.get("status") != "ok":
+        return False
+    try:
+        return said.get("home") == HomeLayout(home).id_file.read_text().strip()
+    except OSError:
+        return False  # no server of this home has started yet
+
+
 def ensure_server(timeout: float = 30.0) -> str:
     """The URL of this home's healthy server, starting ``naiad server`` detached if none runs.
 
@@ -151,10 +161,9 @@ def ensure_server(timeout: float = 30.0) -> str:
             return explicit.rstrip("/")
         raise RuntimeError(f"No Naiad server answers at NAIAD_URL={explicit}; start it or unset.")
     home = _home()
-    mine = home_id(str(home))
     url = resolve().url
     said = health(url)
-    if said is not None and said.get("home") == mine and said.get("status") == "ok":
+    if _ours(said, home):
         return url
     env = {**os.environ, "NAIAD_HOME": str(home)}
     if said is not None and not home_locked(home):  # the port is taken by someone else's
@@ -180,8 +189,7 @@ def ensure_server(timeout: float = 30.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         url = resolve().url
-        said = health(url)
-        if said is not None and said.get("home") == mine and said.get("status") == "ok":
+        if _ours(health(url), home):
             return url
         time.sleep(0.1)
     raise RuntimeError(

@@ -193,6 +193,8 @@ def pack(plan: SourcePlan, progress: Progress | None = None) -> IO[bytes]:
             for f in plan.files:
                 try:
                     info = tar.gettarinfo(str(f.path), arcname=f.arcname)
+                    # Contents and modes only: the same files give the same bytes (one upload).
+                    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
                     with open(f.path, "rb") as handle:
                         tar.addfile(info, _Counting(handle, advance))
                 except OSError as exc:

@@ -78,7 +78,8 @@ def access_problem(conn: HTTPConnection, expected: str | None, api: bool) -> Nai
         return None
     if not token_matches(conn.cookies.get(COOKIE), expected):
         return Unauthorized(NEEDS_TOKEN) if api else None
-    method = conn.scope.get("method", "GET")
+    # A WebSocket handshake is a GET that opens a two-way channel: check it as a write.
+    method = "WebSocket" if conn.scope["type"] == "websocket" else conn.scope.get("method", "GET")
     if method in SAFE_METHODS or conn.url.path == "/login":
         return None
     return _cross_site(conn, method)

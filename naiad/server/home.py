@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import stat
 import time
 from pathlib import Path
@@ -56,9 +57,15 @@ def lock_home(home: HomeLayout) -> int:
     crashed server never leaves a stale lock behind.
     """
     fd = os.open(home.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    deadline = time.monotonic() + 1.0  # a client probing the lock holds it for an instant
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
         os.close(fd)
         holder = ""
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
@@ -69,7 +76,19 @@ def lock_home(home: HomeLayout) -> int:
             "(`naiad server status`), stop it first (`naiad server stop`), or give this one "
             "its own home with NAIAD_HOME."
         ) from None
-    return fd
+
+
+def home_id(home: HomeLayout) -> str:
+    """The home's random id (``/health`` reports it), made on the first start."""
+    try:
+        return home.id_file.read_text().strip()
+    except FileNotFoundError:
+        pass
+    made = secrets.token_hex(8)
+    fd = os.open(home.id_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(made + "\n")
+    return made
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -90,6 +109,7 @@ class HomeWatch:
 
     def __init__(self, home: Path, database: Path | None) -> None:
         self.home, self.database = home, database
+        self.id = home_id(HomeLayout(home))
         self._paths = [p for p in (home, database) if p is not None]
         self._ids = [_identity(p) for p in self._paths]
         self._checked = time.monotonic()

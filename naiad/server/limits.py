@@ -31,10 +31,14 @@ class AccessCheck:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             token = scope["app"].state.naiad.token
-            api = needs_token(scope["path"])
+            socket = scope["type"] == "websocket"  # every socket needs the token
+            api = socket or needs_token(scope["path"])
             problem = access_problem(HTTPConnection(scope), token, api=api)
+            if problem is not None and socket:
+                await send({"type": "websocket.close", "code": 1008})  # refused handshake: 403
+                return
             if problem is not None:
                 await send_error(send, problem.status_code, problem.code, problem.message)
                 return

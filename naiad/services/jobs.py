@@ -5,6 +5,7 @@ import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from naiad.core.errors import InvalidInput
@@ -140,7 +141,11 @@ _ENDS = {
 
 def handle(row: JobRow, executor: Executor) -> JobHandle | None:
     """What the executor returned when it started the job (None if it never did)."""
-    return JobHandle.from_json(row.handle) if row.handle else executor.find(row.name)
+    if row.handle:
+        return JobHandle.from_json(row.handle)
+    # A row from before handles were stored; a job not started yet has nothing to find
+    # (a folder of that name would be a deleted namesake's).
+    return executor.find(row.name) if Status(row.status).terminal else None
 
 
 def collect_spooled_metrics(
@@ -155,9 +160,17 @@ def collect_spooled_metrics(
     job = handle(row, executor)
     if job is None:
         return 0
-    stored = 0
+    stored, taken = 0, []
     for batch in executor.collect_metrics(job, row.run_id):
         stored += not metrics.log_batch(session, row.run_id, batch, max_points).duplicate
+        taken.append(batch.batch_id)
+    if taken:  # the spool files go only once the points are committed
+        event.listen(
+            session,
+            "after_commit",
+            lambda _: executor.drop_metrics(job, row.run_id, taken),
+            once=True,
+        )
     return stored
 
 

@@ -57,9 +57,9 @@ def delete_run(
             )
         if job_name is not None:
             store.delete(f"jobs/{job_name}")
-        if handle is not None:
-            executor.remove(handle)  # not while anything of it still runs
-    except OSError as exc:
+        if handle is not None and executor.remove(handle) is None:
+            log.warning("run %s is deleted; its job's files stay while it runs", run_id)
+    except Exception as exc:  # the rows are gone already: an object store's error is no 500
         log.warning(
             "run %s is deleted, some of its files not (%s); `naiad gc` retries", run_id, exc
         )
@@ -216,8 +216,8 @@ def _clear_orphans(
     for top, alive, is_gone in (("runs", run_ids, gone.run), ("jobs", job_names, gone.job)):
         try:
             entries = [info for info in store.list(top) if info.is_dir]
-        except OSError as exc:
-            problems.append(f"Could not list {store.uri}/{top}: {exc.strerror or exc}.")
+        except Exception as exc:  # OSError here, botocore's errors on S3
+            problems.append(f"Could not list {store.uri}/{top}: {_reason(exc)}.")
             continue
         for info in entries:
             name = info.path.rsplit("/", 1)[-1]
@@ -226,9 +226,9 @@ def _clear_orphans(
             try:
                 size = sum(i.size or 0 for i in store.list(info.path, recursive=True))
                 store.delete(info.path)
-            except OSError as exc:
+            except Exception as exc:
                 where = f"{store.uri}/{info.path}"
-                problems.append(f"Could not remove {where}: {exc.strerror or exc}.")
+                problems.append(f"Could not remove {where}: {_reason(exc)}.")
                 continue
             freed += size
     return freed
@@ -251,3 +251,7 @@ def _database_step(step: Callable[[], int], problems: list[str], what: str) -> i
                 "the database while it rewrites it."
             )
         return 0
+
+
+def _reason(exc: Exception) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)

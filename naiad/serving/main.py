@@ -89,7 +89,7 @@ def _env_max_rows(parser: argparse.ArgumentParser) -> int:
     value = os.environ.get(MAX_ROWS_ENV, "").strip()
     if not value:
         return DEFAULT_MAX_ROWS
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         parser.error(f"{MAX_ROWS_ENV}={value!r} must be a whole number of rows, such as 10000.")
     return int(value)
 

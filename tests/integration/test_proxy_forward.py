@@ -176,6 +176,18 @@ def test_methods_paths_queries_and_headers_pass(proxy: str, method: str) -> None
     }
 
 
+def test_naiads_own_credentials_never_reach_the_upstream(proxy: str) -> None:
+    sent = httpx.get(
+        f"http://{proxy}/p/echo/x",
+        headers={
+            "cookie": "naiad_token=secret; session=abc",
+            "authorization": "Bearer secret",
+        },
+    )
+    assert sent.json()["cookie"] == "session=abc"
+    assert "secret" not in sent.text
+
+
 def test_head_and_redirects_are_the_clients(proxy: str) -> None:
     assert httpx.head(f"http://{proxy}/p/echo/x").status_code == 200
     response = httpx.get(f"http://{proxy}/p/redirect")

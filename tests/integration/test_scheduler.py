@@ -6,7 +6,7 @@ import asyncio
 import io
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -52,6 +52,9 @@ class RecordingExecutor:
     def collect_metrics(self, handle: JobHandle, run_id: str) -> Iterator[MetricBatch]:
         self.collected.append(handle.id)
         return iter(())
+
+    def drop_metrics(self, handle: JobHandle, run_id: str, batch_ids: Collection[str]) -> None:
+        pass
 
 
 def source(state) -> str:  # type: ignore[no-untyped-def]

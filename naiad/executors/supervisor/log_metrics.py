@@ -172,9 +172,9 @@ class LogMetrics:
     def _loop(self) -> None:
         while not self.stop.wait(POLL_S):
             try:
-                with self.lock:
+                with self.lock:  # held for the read only: a fork waits for a read, not a send
                     self.read()
-                    self.send()
+                self.send(deadline=time.monotonic() + SEND_TIMEOUT_S)
             except Exception:  # never let reading metrics take the job down
                 traceback.print_exc()
 
@@ -192,7 +192,10 @@ class LogMetrics:
         if self.thread is None:
             return
         self.stop.set()
-        self.thread.join()
+        self.thread.join(timeout=2 * SEND_TIMEOUT_S)  # a pathological regex never holds the job
+        if self.thread.is_alive():
+            self.log("reading metrics from the log took too long; the rest are not recorded")
+            return
         try:
             self.read(final=True)
             self.send(deadline=time.monotonic() + SEND_TIMEOUT_S)

@@ -6,7 +6,6 @@ reverse. A service names the tables whose committed writes it must act on
 woken, so a route only writes rows and never knows which loop acts on them.
 """
 
-from collections.abc import Iterator
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import event
@@ -41,12 +40,6 @@ class Services:
     def __init__(self) -> None:
         self._running: dict[str, Service] = {}
         self._sessions: sessionmaker[Session] | None = None
-
-    def __getitem__(self, name: str) -> Service:
-        return self._running[name]
-
-    def __iter__(self) -> Iterator[Service]:
-        return iter(self._running.values())
 
     def get(self, kind: type[S]) -> S | None:
         """The running service of this class, or None (before the lifespan, or after it)."""

@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from naiad.server.deps import COOKIE
 from naiad.server.errors import error_response
 
 log = logging.getLogger("naiad.proxy")
@@ -40,10 +41,25 @@ _HOP_BY_HOP = {
 }
 _HANDSHAKE = {b"host", b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions"}
 _HANDSHAKE |= {b"sec-websocket-protocol", b"sec-websocket-accept"}
+_COOKIE = COOKIE.encode()
 
 
 def _pass(headers: list[tuple[bytes, bytes]], drop: set[bytes]) -> list[tuple[bytes, bytes]]:
     return [(k, v) for k, v in headers if k.lower() not in drop]
+
+
+def _upstream(headers: list[tuple[bytes, bytes]], drop: set[bytes]) -> list[tuple[bytes, bytes]]:
+    """What goes upstream: never Naiad's own credentials (the bearer token, the console's
+    session cookie), which would hand the admin token to the process behind the proxy."""
+    kept = []
+    for key, value in _pass(headers, drop | {b"authorization"}):
+        if key.lower() == b"cookie":
+            crumbs = [c for c in value.split(b";") if c.strip().split(b"=", 1)[0] != _COOKIE]
+            if not crumbs:
+                continue
+            value = b";".join(crumbs).strip()
+        kept.append((key, value))
+    return kept
 
 
 def _path(path: str, query: str) -> str:
@@ -76,7 +92,7 @@ class Forwarder:
         ``name`` says in an error what was not reachable (e.g. "Notebook 'lab'")."""
         assert self._client is not None, "Forwarder.open() runs in the server's lifespan"
         url = f"http://{target[0]}:{target[1]}{_path(path, request.url.query)}"
-        headers = _pass(request.headers.raw, _HOP_BY_HOP)
+        headers = _upstream(request.headers.raw, _HOP_BY_HOP)
         has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
         outgoing = self._client.build_request(
             request.method, url, headers=headers, content=request.stream() if has_body else None
@@ -103,7 +119,7 @@ class Forwarder:
         url = f"ws://{target[0]}:{target[1]}{_path(path, client.url.query)}"
         headers = [
             (k.decode("latin-1"), v.decode("latin-1"))
-            for k, v in _pass(client.headers.raw, _HOP_BY_HOP | _HANDSHAKE)
+            for k, v in _upstream(client.headers.raw, _HOP_BY_HOP | _HANDSHAKE)
         ]
         subprotocols = client.scope.get("subprotocols") or None
         try:

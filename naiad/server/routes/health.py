@@ -4,7 +4,6 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from naiad import __version__
-from naiad.core.home import home_id
 from naiad.server.deps import StateDep
 
 router = APIRouter(tags=["health"])
@@ -14,7 +13,7 @@ router = APIRouter(tags=["health"])
 def health(state: StateDep) -> JSONResponse:
     """``warm_start``: whether the next job would start with torch already imported.
 
-    ``home``: which Naiad home this server keeps (a digest), so a client finds its own
+    ``home``: the random id of the Naiad home this server keeps, so a client finds its own
     server rather than another user's on the same port. 503 once the home is lost.
     """
     warm = state.executor.warm_ready()
@@ -22,7 +21,7 @@ def health(state: StateDep) -> JSONResponse:
         "status": "ok",
         "version": __version__,
         "warm_start": warm,
-        "home": home_id(str(state.settings.home)),
+        "home": state.home.id,
     }
     lost = state.home.lost()
     if lost is not None:
