@@ -441,3 +441,15 @@ def test_callers_reach_a_job_only_through_its_handle(job: Job, tmp_path: Path) -
     assert kept == ["logs", "spec.json", "state.json", "supervisor.log"]
     assert executor.read_log(handle, 0, 1 << 20).text == whole.text
     assert executor.remove(handle) and not spec.work_dir.exists()
+
+
+def test_a_new_job_with_a_deleted_jobs_name_runs_afresh(job: Job, tmp_path: Path) -> None:
+    """A folder left by a deleted job of the same name is not this job's ending."""
+    executor = LocalExecutor(root=tmp_path / "jobs")
+    first = job("import sys\nsys.exit(3)\n", name="same")
+    executor.submit(first)
+    assert wait(executor, first).phase == "failed"
+    second = dataclasses.replace(job("print('fresh')\n", name="same"), run_id="run-second")
+    executor.submit(second)
+    assert wait(executor, second).phase == "succeeded"
+    assert "fresh" in executor.read_log(executor.submit(second), 0, 1 << 20).text
