@@ -22,7 +22,7 @@ import pytest
 import naiad
 from naiad.core.errors import InvalidInput, NotFound, PayloadTooLarge, ServerError
 from naiad.sdk.endpoints import EndpointFailed, EndpointHandle
-from naiad.server.controller.endpoint_metrics import FRESH_REPLICA_S
+from naiad.server.traffic.book import FRESH_REPLICA_S
 from naiad.testing.endpoints import Load, broken_model, kill_replicas, replica_pids, scale_model
 from naiad.testing.live import LiveServer
 

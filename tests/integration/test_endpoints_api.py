@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from naiad.sdk.models import pack_model
-from naiad.server.controller.endpoint_metrics import MetricsBook
 from naiad.server.controller.endpoints import EndpointKeeper
+from naiad.server.traffic.book import MetricsBook
 from naiad.settings import Settings
 from naiad.store.tables import EndpointMinuteRow
 from naiad.testing.endpoints import broken_model, kill_replicas, replica_pids, scale_model

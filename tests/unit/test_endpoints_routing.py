@@ -9,15 +9,15 @@ from collections.abc import Callable
 
 import pytest
 
-from naiad.server.controller import endpoint_history
-from naiad.server.controller.endpoint_metrics import (
+from naiad.server.proxy.inference import Router, VariantRoute
+from naiad.server.proxy.upstream import Reply, Target, Unreachable
+from naiad.server.traffic import history as endpoint_history
+from naiad.server.traffic.book import (
     MetricsBook,
     batch_labels,
     point_figures,
     quantile_ms,
 )
-from naiad.server.proxy.inference import Router, VariantRoute
-from naiad.server.proxy.upstream import Reply, Target, Unreachable
 
 LE = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 BATCH_LE = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]

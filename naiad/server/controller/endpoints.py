@@ -30,14 +30,14 @@ from sqlalchemy.orm import Session
 
 from naiad.core.status import EndpointStatus
 from naiad.schemas.endpoints import ROLLED_BACK, Replica, ResolvedVariant, Rollout
-from naiad.server.controller import endpoint_history
-from naiad.server.controller.endpoint_metrics import MetricsBook
 from naiad.server.controller.loop import ReconcileLoop
-from naiad.server.controller.model_cache import ModelCache
 from naiad.server.managed import replicas
+from naiad.server.managed.model_cache import ModelCache
 from naiad.server.managed.replicas import ReplicaProcess, ReplicaSet
 from naiad.server.proxy.inference import Router, VariantRoute
 from naiad.server.state import AppState
+from naiad.server.traffic import history as endpoint_history
+from naiad.server.traffic.book import MetricsBook
 from naiad.store import endpoint_minutes, endpoints
 from naiad.store.db import transaction
 from naiad.store.tables import EndpointRow

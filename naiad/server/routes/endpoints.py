@@ -22,11 +22,11 @@ from naiad.schemas.endpoints import (
     EndpointMetrics,
     EndpointUpdate,
 )
-from naiad.server.controller import endpoint_history
 from naiad.server.controller.endpoints import EndpointKeeper
 from naiad.server.deps import SessionDep, StateDep, require_token
 from naiad.server.proxy.inference import Answer, unavailable
 from naiad.server.state import AppState
+from naiad.server.traffic import history as endpoint_history
 from naiad.services import endpoints as endpoint_service
 from naiad.store import endpoints
 from naiad.store.db import transaction

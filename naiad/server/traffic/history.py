@@ -15,7 +15,7 @@ from dataclasses import replace
 from sqlalchemy.orm import Session
 
 from naiad.schemas.endpoints import EndpointHistory, MetricsPoint
-from naiad.server.controller.endpoint_metrics import Point, Unsaved, add_counts, point_figures
+from naiad.server.traffic.book import Point, Unsaved, add_counts, point_figures
 from naiad.store import endpoint_minutes
 from naiad.store.tables import EndpointMinuteRow, EndpointRow
 
