@@ -161,9 +161,14 @@ class LocalExecutor:
         wd = WorkDir(root)
         earlier = read_json(wd.spec_file)
         if earlier is not None and earlier.get("run_id") != spec.run_id:
-            if supervisor_pid(root) is not None:
-                raise RuntimeError(f"{root} still runs an earlier job of the same name")
-            shutil.rmtree(root)  # a deleted job's leftovers: this is a new job of that name
+            # A deleted job's leftovers: this is a new job of that name. Its supervisor may
+            # still be exiting, a moment after recording the end.
+            deadline = time.monotonic() + 5.0
+            while supervisor_pid(root) is not None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{root} still runs an earlier job of the same name")
+                time.sleep(0.05)
+            shutil.rmtree(root)
         if supervisor_pid(root) is not None or ended(read_json(wd.state_file)):
             return self._handle(spec)
         root.mkdir(parents=True, exist_ok=True)
