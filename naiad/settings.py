@@ -70,14 +70,6 @@ class Settings(BaseSettings):
         return url
 
     @property
-    def sqlite_path(self) -> Path | None:
-        """The SQLite database file, when the metadata lives in one."""
-        url = self.db_url
-        if not url.startswith("sqlite:///") or url.endswith(":memory:"):
-            return None
-        return Path(url[len("sqlite:///") :])
-
-    @property
     def artifacts_root(self) -> str:
         return self.artifact_uri or self.layout.artifacts.as_uri()
 

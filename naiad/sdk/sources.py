@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from naiad.core.errors import InvalidInput
+from naiad.core.units import human_bytes
 
 if TYPE_CHECKING:
     from pathspec import PathSpec
@@ -46,14 +47,6 @@ CHUNK = 1024 * 1024
 # (phase, bytes done, bytes in all): phase "pack" counts source bytes read, "upload"
 # counts compressed bytes sent.
 Progress = Callable[[str, int, int], None]
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from naiad.server.state import AppState
 from naiad.services.jobs import jobs_root
 from naiad.settings import Settings, load_settings
 from naiad.store.artifacts import open_artifact_store
-from naiad.store.db import make_engine, make_sessionmaker, migrate
+from naiad.store.db import make_engine, make_sessionmaker, migrate, sqlite_path
 from naiad.web import console
 
 API = "/api/v1"
@@ -52,7 +52,7 @@ def build_state(settings: Settings) -> AppState:
             settings.artifacts_root, s3_endpoint_url=settings.s3_endpoint_url
         ),
         token=ensure_token(settings.layout.token_file) if settings.auth else None,
-        home=HomeWatch(settings.home, settings.sqlite_path),
+        home=HomeWatch(settings.home, sqlite_path(engine)),
         # Built here so a job's log and files are reachable with no loop running; the
         # lifespan opens it (the warm standby) and closes it.
         executor=open_executor(settings.executor, jobs_root(settings), settings.warm_start),

@@ -7,9 +7,7 @@ where the operating system and the database driver would raise it (everywhere).
 """
 
 import errno
-import io
 import sqlite3
-import tarfile
 from collections.abc import Iterator
 from contextlib import nullcontext
 from datetime import timedelta
@@ -33,6 +31,7 @@ from naiad.store.artifacts import local
 from naiad.store.db import transaction
 from naiad.store.tables import utcnow
 from naiad.testing.disk import Ballast, small_filesystem
+from naiad.testing.jobs import source_tarball
 
 _WRITES = ("INSERT", "UPDATE", "DELETE")
 
@@ -201,13 +200,8 @@ def test_writes_are_507_earlier_data_stays_and_delete_works_once_space_is_freed(
 
 def _finished_job(api: TestClient, settings: Settings, name: str, days_ago: float) -> Path:
     """A job that ended ``days_ago``, with the files its supervisor leaves behind."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        body = b"print('hi')\n"
-        info = tarfile.TarInfo("train.py")
-        info.size = len(body)
-        tar.addfile(info, io.BytesIO(body))
-    source = api.put("/api/v1/sources", content=buf.getvalue()).json()["source_uri"]
+    tarball = source_tarball({"train.py": "print('hi')\n"})
+    source = api.put("/api/v1/sources", content=tarball).json()["source_uri"]
     job = {"name": name, "source_uri": source, "entrypoint": "train.py"}
     assert api.post("/api/v1/jobs", json=job).status_code == 201
     state = app_state(api)

@@ -1,8 +1,6 @@
 """Deleting a run with all it owns, `gc` and the hourly retention pass, on every backend."""
 
-import io
 import os
-import tarfile
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,6 +19,7 @@ from naiad.settings import Settings
 from naiad.store import jobs
 from naiad.store.db import sqlite_path, transaction
 from naiad.store.tables import utcnow
+from naiad.testing.jobs import source_tarball
 
 
 @pytest.fixture
@@ -37,13 +36,8 @@ def _state(api: TestClient) -> AppState:
 
 
 def _submit(api: TestClient, name: str) -> dict:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        body = b"print('hi')\n"
-        info = tarfile.TarInfo("train.py")
-        info.size = len(body)
-        tar.addfile(info, io.BytesIO(body))
-    source = api.put("/api/v1/sources", content=buf.getvalue()).json()["source_uri"]
+    tarball = source_tarball({"train.py": "print('hi')\n"})
+    source = api.put("/api/v1/sources", content=tarball).json()["source_uri"]
     created = api.post(
         "/api/v1/jobs", json={"name": name, "source_uri": source, "entrypoint": "train.py"}
     )

@@ -15,7 +15,6 @@ step; the platform's own ``[naiad]`` lines never do.
 """
 
 import contextlib
-import math
 import os
 import re
 import threading
@@ -27,6 +26,7 @@ from typing import Any
 from naiad.core.home import HomeLayout
 from naiad.executors.base import LaunchSpec
 from naiad.executors.supervisor.workdir import WorkDir, read_json, write_json_atomic
+from naiad.schemas.metrics import encode_value
 
 POLL_S = 1.0
 MAX_POINTS = 10_000  # per batch; far below what the server takes in one request
@@ -35,12 +35,6 @@ MAX_LINE = 10_000  # characters of one line that the regexes see
 SEND_TIMEOUT_S = 5.0
 STATE_FILE = "log_metrics.json"
 _RANK = re.compile(r"\[rank(\d+)\] ?")
-
-
-def _encode(value: float) -> float | str:
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
 class LogMetrics:
@@ -84,7 +78,7 @@ class LogMetrics:
             steps, times, values = columns.setdefault(name, [[], [], []])
             steps.append(step)
             times.append(now)
-            values.append(_encode(value))
+            values.append(encode_value(value))
             found += 1
         return found
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from naiad.core.units import human_bytes
 from naiad.executors.base import LaunchSpec
 from naiad.store.artifacts import ArtifactStore, open_artifact_store
 
@@ -21,14 +22,6 @@ Log = Callable[[str], None]
 
 class StagingError(Exception):
     """Staging failed; the message is the job's failure reason."""
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
 
 
 def _summary(files: int, size: int) -> str:
