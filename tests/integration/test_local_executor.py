@@ -245,6 +245,7 @@ DDP_SCRIPT = """
     print(f"final loss {loss.item():.4f} world {dist.get_world_size()}")
     out = os.environ["SM_OUTPUT_DATA_DIR"]
     torch.save(model.module.state_dict(), os.path.join(out, f"rank{rank}.pt"))
+    dist.barrier()  # no rank tears gloo down while its peer still talks to it
     dist.destroy_process_group()
 """
 
