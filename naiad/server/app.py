@@ -11,6 +11,11 @@ from naiad import __version__
 from naiad.executors import open_executor
 from naiad.server import errors
 from naiad.server.auth import ensure_token
+from naiad.server.compat import awsjson
+from naiad.server.compat.gateway import AwsGateway, account_id
+from naiad.server.compat.keys import KeyBook
+from naiad.server.compat.s3 import s3_service
+from naiad.server.compat.sagemaker import sagemaker_service
 from naiad.server.controller.endpoints import EndpointKeeper
 from naiad.server.controller.janitor import Janitor
 from naiad.server.controller.registry import Service
@@ -113,5 +118,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, exempt=artifact_route)
     app.add_middleware(NoNulInUrl)
     app.add_middleware(HomeGuard, watch=app.state.naiad.home)
-    app.add_middleware(AccessCheck)  # outermost: nothing is read for a caller without the token
+    app.add_middleware(AccessCheck)  # nothing is read for a caller without the token
+    _add_aws_gateway(app, app.state.naiad)
     return app
+
+
+def _add_aws_gateway(app: FastAPI, state: AppState) -> None:
+    """Outermost: SigV4-signed requests go to the AWS-compatible API their signature names."""
+    services = {
+        "sagemaker": sagemaker_service(state),
+        "s3": s3_service(state),
+    }
+    app.add_middleware(
+        AwsGateway,
+        services=services,
+        keys=KeyBook(state.sessions, state.token) if state.token else None,
+        account=account_id(state.home.id),
+        unsigned_error=awsjson.send_error,
+    )

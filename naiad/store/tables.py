@@ -257,6 +257,37 @@ class EndpointMinuteRow(Base):
     queue_depth: Mapped[int] = mapped_column(Integer)  # the most seen waiting
 
 
+
+class AccessKeyRow(Base):
+    """An access key pair for the AWS-compatible APIs (SigV4). The secret is kept as issued:
+    a SigV4 verifier recomputes each signature from it, so it cannot be a one-way hash."""
+
+    __tablename__ = "access_keys"
+
+    access_key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AwsResourceRow(Base):
+    """A SageMaker object as its API knows it: the request that made it, its tags, and
+    ``ref``, the Naiad object it is (a job, a model version, an endpoint), if any. The
+    Naiad object holds the state; this row holds what only the SageMaker API shows."""
+
+    __tablename__ = "aws_resources"
+
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    request: Mapped[dict] = mapped_column(JSON)
+    tags: Mapped[dict] = mapped_column(JSON, default=dict)
+    ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
 # PostgreSQL would compress these columns and read them back slowly; they are
 # float arrays that barely compress. Migration 0003 does the same on older stores.
 CHUNK_STORAGE = [

@@ -22,7 +22,7 @@ from naiad.server.proxy.upstream import Target, Unreachable, Upstream, UpstreamT
 ATTEMPTS = 3  # the first try and up to two retries, each on another replica
 DOWN_S = 2.0  # how long a replica that failed a connection is left out
 RETRY_AFTER_S = 1
-_PASSED_BACK = ("content-type", "retry-after")
+_PASSED_BACK = ("content-type", "retry-after", "x-amzn-sagemaker-custom-attributes")
 
 
 @dataclass(frozen=True)
@@ -116,16 +116,28 @@ class Router:
         self._turn[key] = turn + 1
         return chosen, targets[turn % len(targets)]
 
-    async def forward(self, endpoint: str, body: bytes, headers: dict[str, str]) -> Answer | None:
+    async def forward(
+        self, endpoint: str, body: bytes, headers: dict[str, str], only: str | None = None
+    ) -> Answer | None:
         """The replica's answer, a 503/504 sentence, or None when the table has no such
-        endpoint (the caller tells a missing endpoint from one that is not serving yet)."""
+        endpoint (the caller tells a missing endpoint from one that is not serving yet).
+        ``only`` sends the request to that variant alone (SageMaker's TargetVariant)."""
         routes = self._table.get(endpoint)
         if routes is None:
             return None
+        if only is not None:
+            routes = tuple(v for v in routes if v.name == only)
+            if not routes:
+                return _error(
+                    400, "invalid_input", f"Endpoint {endpoint!r} has no variant {only!r} serving."
+                )
         assert self.upstream is not None, "Router.open() runs in the server's lifespan"
         tried: set[Target] = set()
         for attempt in range(ATTEMPTS):
-            picked = self._pick(endpoint, self._table.get(endpoint) or routes, tried)
+            table = self._table.get(endpoint) or routes
+            if only is not None:
+                table = tuple(v for v in table if v.name == only) or routes
+            picked = self._pick(endpoint, table, tried)
             if picked is None:
                 break
             variant, target = picked

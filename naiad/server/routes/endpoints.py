@@ -166,12 +166,25 @@ async def invoke(name: str, request: Request) -> Response:
     and its answer (status, body, Content-Type, Retry-After) comes back as it is."""
     state: AppState = request.app.state.naiad  # not StateDep: a sync dependency hops threads
     body = await request.body()
-    headers = {k: request.headers[k] for k in ("content-type", "accept") if k in request.headers}
+    headers = {k: request.headers[k] for k in FORWARDED if k in request.headers}
+    answer = await invocation(state, name, body, headers)
+    return Response(content=answer.body, status_code=answer.status, headers=answer.headers)
+
+
+# What a replica sees of a request's headers (SageMaker's custom attributes reach its code).
+FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
+
+
+async def invocation(
+    state: AppState, name: str, body: bytes, headers: dict[str, str], variant: str | None = None
+) -> Answer:
+    """A replica's answer to one request, or why there is none: a 503 saying when to retry,
+    or NotFound (raised) for no such endpoint. The SageMaker Runtime API calls this too."""
     answer = None
     keeper = _keeper(state)
     if keeper is not None:
         try:
-            answer = await keeper.router.forward(name, body, headers)
+            answer = await keeper.router.forward(name, body, headers, variant)
         except Exception:
             log.exception("forwarding to endpoint %s failed", name)
             answer = unavailable(f"The server could not forward to endpoint {name!r}; retry.")
@@ -183,4 +196,4 @@ async def invoke(name: str, request: Request) -> Response:
         except Exception:
             log.exception("looking up endpoint %s failed", name)
             answer = unavailable(f"The server could not look up endpoint {name!r}; retry.")
-    return Response(content=answer.body, status_code=answer.status, headers=answer.headers)
+    return answer

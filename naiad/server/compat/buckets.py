@@ -1,0 +1,38 @@
+"""Where an ``s3://bucket/key`` URI of the AWS-compatible APIs lives.
+
+On the embedded default there is no object store: Naiad serves the S3 API itself, and a
+bucket is the folder ``buckets/<bucket>/`` of its artifact store, so objects put through
+S3 are artifacts and a job reads them with no network hop. When the artifact store is an
+S3-compatible service, URIs name that service's buckets and pass through unchanged.
+"""
+
+from naiad.core.errors import InvalidInput
+
+BUCKETS = "buckets"
+
+
+def split(uri: str) -> tuple[str, str]:
+    """(bucket, key) of ``s3://bucket/key``; InvalidInput for anything else."""
+    if not uri.startswith("s3://"):
+        raise InvalidInput(f"{uri!r} is not an s3:// URI.")
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise InvalidInput(f"{uri!r} names no bucket.")
+    return bucket, key
+
+
+def store_path(uri: str, store_uri: str) -> str:
+    """What a job or the registry is given for ``uri``: a path in the local artifact store,
+    or, when the store itself is S3, the URI as it is."""
+    if store_uri.startswith("s3://"):
+        return uri
+    bucket, key = split(uri)
+    return f"{BUCKETS}/{bucket}/{key}".rstrip("/")
+
+
+def s3_uri(path: str, store_uri: str) -> str:
+    """The ``s3://`` URI of a path ``store_path`` made (the way back)."""
+    if path.startswith("s3://") or store_uri.startswith("s3://"):
+        return path
+    rest = path.removeprefix(f"{BUCKETS}/")
+    return f"s3://{rest}"

@@ -1,0 +1,200 @@
+"""The door of the AWS-compatible APIs: a request signed with SigV4 is verified here and
+handed to the service its credential scope names (``.../sagemaker/aws4_request``), on any
+path; everything else goes on to Naiad's own routes. So one endpoint URL serves boto3's
+``sagemaker``, ``sagemaker-runtime`` and ``s3`` clients alike, and Naiad's API and console.
+"""
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from naiad.server.compat import sigv4
+from naiad.server.compat.awsjson import Caller
+from naiad.server.compat.keys import KeyBook
+
+log = logging.getLogger("naiad.server")
+
+SendError = Callable[[Send, int, str, str], Awaitable[None]]
+# What S3 calls each problem; the JSON services have names of their own.
+_JSON_CODES = {
+    "SignatureDoesNotMatch": "InvalidSignatureException",
+    "RequestTimeTooSkewed": "InvalidSignatureException",
+    "AccessDenied": "AccessDeniedException",
+    "AuthorizationQueryParametersError": "IncompleteSignature",
+    "InvalidAccessKeyId": "UnrecognizedClientException",
+    "XAmzContentSHA256Mismatch": "InvalidSignatureException",
+}
+
+
+@dataclass(frozen=True)
+class AwsService:
+    """One AWS API Naiad answers: its ASGI app and how it words an error.
+
+    ``reads_body``: the gateway reads the whole body (bounded by ``max_body``) to check its
+    hash before the app runs; S3 streams its bodies and checks them itself against
+    ``scope["naiad.aws.payload"]``.
+    """
+
+    app: ASGIApp
+    send_error: SendError
+    json_errors: bool = True
+    reads_body: bool = True
+    max_body: int = 16 * 1024 * 1024
+
+
+def account_id(home_id: str) -> str:
+    """A 12-digit AWS-style account number, one per Naiad home."""
+    digest = hashlib.sha256(home_id.encode()).hexdigest()
+    return str(int(digest[:12], 16) % 10**12).zfill(12)
+
+
+def _headers(scope: Scope) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in scope["headers"]:
+        out.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+    return out
+
+
+class AwsGateway:
+    """Outermost middleware: SigV4 requests to their service, the rest to ``app``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        services: dict[str, AwsService],
+        keys: KeyBook | None,
+        account: str,
+        unsigned_error: SendError,
+    ) -> None:
+        self.app, self.services, self.keys, self.account = app, services, keys, account
+        self.unsigned_error = unsigned_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        first = {k: v[0] for k, v in headers.items()}
+        query = scope.get("query_string", b"").decode("latin-1")
+        if not sigv4.is_signed(first, query):
+            if "x-amz-target" in first:  # an AWS JSON call without credentials
+                await self.unsigned_error(
+                    send,
+                    400,
+                    "MissingAuthenticationTokenException",
+                    "The request is not signed: give the client an access key "
+                    "(`naiad keys env` prints the settings).",
+                )
+                return
+            await self.app(scope, receive, send)
+            return
+        try:
+            signed = sigv4.parse(first, query)
+        except sigv4.SignatureProblem as exc:
+            await self.unsigned_error(send, exc.status, exc.code, exc.message)
+            return
+        service = self.services.get(signed.credential.service)
+        if service is None:
+            known = ", ".join(sorted(self.services))
+            await self.unsigned_error(
+                send,
+                400,
+                "UnknownServiceException",
+                f"Naiad does not answer the AWS service {signed.credential.service!r}; it "
+                f"answers {known}.",
+            )
+            return
+        try:
+            receive = await self._check(scope, receive, headers, query, signed, service)
+        except sigv4.SignatureProblem as exc:
+            code = _JSON_CODES.get(exc.code, exc.code) if service.json_errors else exc.code
+            await service.send_error(send, exc.status, code, exc.message)
+            return
+        caller = Caller(signed.credential.access_key, signed.credential.region, self.account)
+        scope = {**scope, "naiad.aws": caller, "naiad.aws.payload": signed.payload_hash}
+        await service.app(scope, receive, send)
+
+    async def _check(
+        self,
+        scope: Scope,
+        receive: Receive,
+        headers: dict[str, list[str]],
+        query: str,
+        signed: sigv4.SignedRequest,
+        service: AwsService,
+    ) -> Receive:
+        sigv4.check_time(signed)
+        body: bytes | None = None
+        body_hash = None
+        if service.reads_body:
+            body = await _read(receive, service.max_body)
+            body_hash = hashlib.sha256(body).hexdigest()
+            stated = signed.payload_hash
+            if stated and stated != sigv4.UNSIGNED and stated != body_hash:
+                raise sigv4.SignatureProblem(
+                    "XAmzContentSHA256Mismatch",
+                    "The body's SHA-256 is not the x-amz-content-sha256 the request states.",
+                    400,
+                )
+        if self.keys is None:  # the server runs without authentication
+            return _replay(body, receive)
+        secret = await run_in_threadpool(self.keys.secret, signed.credential.access_key)
+        if secret is None:
+            raise sigv4.SignatureProblem(
+                "InvalidAccessKeyId",
+                f"The access key {signed.credential.access_key!r} is not one this Naiad server "
+                "issued; create one with `naiad keys create`, or print the admin's with "
+                "`naiad keys env`.",
+            )
+        sigv4.verify(secret, signed, scope["method"], _raw_path(scope), query, headers, body_hash)
+        return _replay(body, receive)
+
+
+def _raw_path(scope: Scope) -> str:
+    raw = scope.get("raw_path")
+    return raw.decode("latin-1").partition("?")[0] if raw else scope["path"]
+
+
+class _TooLarge(sigv4.SignatureProblem):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            "RequestEntityTooLarge",
+            f"The request body is over {limit} bytes, the most this API takes.",
+            413,
+        )
+
+
+async def _read(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge(limit)
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes | None, receive: Receive) -> Receive:
+    """A ``receive`` that gives the body already read, then waits as the original would."""
+    if body is None:
+        return receive
+    pending: list[Any] = [body]
+
+    async def replayed() -> Message:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": False}
+        return await receive()
+
+    return replayed
