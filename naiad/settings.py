@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     max_artifact_bytes: int = 5 * 1024**3
     endpoint_history_days: int = Field(default=14, ge=1)  # saved minutes of traffic
     job_retention_days: float = Field(default=7, ge=0)  # then finished jobs' work dirs are cleared
+    # SageMaker TrainingImage substrings -> framework, before the built-in table (JSON in env)
+    sagemaker_images: dict[str, str] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(

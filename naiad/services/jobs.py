@@ -20,6 +20,7 @@ from naiad.store.artifacts import ArtifactStore, safe_path
 from naiad.store.tables import JobRow
 
 CHANNEL_SCHEMES = ("file://", "s3://")
+BUCKETS = "buckets/"  # a bucket of Naiad's own S3 API: a folder of the server's store
 _JOB_NAME_RULE = "1-63 lower-case letters, digits or '-', starting with a letter or digit"
 
 
@@ -36,7 +37,7 @@ def _check_inputs(inputs: dict[str, str]) -> None:
         check_key(channel, "Channel name")
         if "/" in channel or " " in channel:
             raise InvalidInput(f"Channel name {channel!r} cannot contain '/' or spaces.")
-        if not uri.startswith(CHANNEL_SCHEMES):
+        if not uri.startswith((*CHANNEL_SCHEMES, BUCKETS)):
             raise InvalidInput(
                 f"Channel {channel!r} has URI {uri!r}: use one of {', '.join(CHANNEL_SCHEMES)} "
                 "(a local path becomes file:// when given to the CLI)."

@@ -7,6 +7,7 @@ S3-compatible service, URIs name that service's buckets and pass through unchang
 """
 
 from naiad.core.errors import InvalidInput
+from naiad.store.artifacts import ArtifactStore, open_artifact_store
 
 BUCKETS = "buckets"
 
@@ -36,3 +37,15 @@ def s3_uri(path: str, store_uri: str) -> str:
         return path
     rest = path.removeprefix(f"{BUCKETS}/")
     return f"s3://{rest}"
+
+
+def locate(
+    uri: str, store: ArtifactStore, s3_endpoint_url: str | None
+) -> tuple[ArtifactStore, str]:
+    """The store holding ``uri`` and its path there: the server's own store on the embedded
+    default, the named bucket of the S3 service otherwise."""
+    path = store_path(uri, store.uri)
+    if not path.startswith("s3://"):
+        return store, path
+    bucket, key = split(path)
+    return open_artifact_store(f"s3://{bucket}", s3_endpoint_url=s3_endpoint_url), key
