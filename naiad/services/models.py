@@ -165,13 +165,29 @@ def register(
         origin = models.resolve(session, body.derived_from)
         origin_name, origin_version = models.version_of(session, origin.id)
         lineage.derived_from = f"{origin_name}:{origin_version}"
+    return register_archive(session, store, name, archive, lineage, body.description, guess)
+
+
+def register_archive(
+    session: Session,
+    store: ArtifactStore,
+    name: str,
+    archive: str,
+    lineage: Lineage,
+    description: str = "",
+    guess: GuessManifest | None = None,
+    extra: Callable[[str], None] | None = None,
+) -> ModelVersionRow:
+    """A new version of ``name`` from the .tar.gz at ``archive`` in ``store``; ``extra``
+    adds files under the version's prefix before it is recorded (SageMaker's code/)."""
+    models.check_name(name)
     prefix = f"models/{name}/{new_id()}"
     with store.open(archive) as handle:
         manifest, size = copy_archive(store, handle, prefix, guess)
+    if extra is not None:
+        extra(prefix)
     try:  # no SAVEPOINT: on SQLite releasing one commits at once (see store.db.insert_new)
-        return models.create_version(
-            session, name, manifest, size, prefix, lineage, body.description
-        )
+        return models.create_version(session, name, manifest, size, prefix, lineage, description)
     except IntegrityError:  # the request's transaction is rolled back as this propagates
         raise Conflict(
             f"Another version of {name!r} was registered at the same moment; retry."

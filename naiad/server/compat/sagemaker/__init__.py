@@ -7,7 +7,13 @@ from starlette.types import Receive, Scope, Send
 from naiad.server.compat.awsjson import AwsJsonApp, send_error
 from naiad.server.compat.gateway import AwsService
 from naiad.server.compat.runtime import runtime_app
-from naiad.server.compat.sagemaker import tags, training  # noqa: F401  (they register)
+from naiad.server.compat.sagemaker import (  # noqa: F401  (they register)
+    experiments,
+    hosting,
+    packages,
+    tags,
+    training,
+)
 from naiad.server.compat.sagemaker.operations import registry
 from naiad.server.state import AppState
 
