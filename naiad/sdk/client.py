@@ -15,6 +15,7 @@ from naiad.sdk.config import resolve
 from naiad.sdk.endpoints import Endpoints
 from naiad.sdk.http import Transport, raise_for
 from naiad.sdk.jobs import TrainingJobs
+from naiad.sdk.keys import AccessKeys
 from naiad.sdk.models import Evaluations, Models
 from naiad.sdk.series import MetricSeries
 
@@ -199,6 +200,7 @@ class Client:
         self.models = Models(self._transport, self.training_jobs)
         self.evaluations = Evaluations(self._transport)
         self.endpoints = Endpoints(self._transport)
+        self.keys = AccessKeys(self._transport)
 
     def health(self) -> dict[str, Any]:
         return self._transport.request("GET", "/health")

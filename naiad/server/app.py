@@ -30,6 +30,7 @@ from naiad.server.routes import (
     experiments,
     health,
     jobs,
+    keys,
     metrics,
     models,
     runs,
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
 
     api = APIRouter(prefix=API, dependencies=[Depends(require_token)])
-    for module in (experiments, runs, metrics, artifacts, jobs, models, endpoints, admin):
+    for module in (experiments, runs, metrics, artifacts, jobs, models, endpoints, admin, keys):
         api.include_router(module.router)
     app.include_router(health.router, prefix=API)
     app.include_router(api)

@@ -98,6 +98,7 @@ def fuzzed(app, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, list[str
     assert client.post(f"{API}/models/digits/versions", json={"upload_uri": uri}).is_success
     alias = client.put(f"{API}/models/digits/aliases/production", json={"version": 1})
     assert alias.is_success, alias.text
+    access_key = client.post(f"{API}/keys", json={"description": "fuzz"}).json()
     existing = {
         "name": ["digits", "fuzz"],
         "run_id": [run["id"]],
@@ -105,6 +106,7 @@ def fuzzed(app, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, list[str
         "path": ["a.txt"],
         "version": ["1", "latest", "production"],
         "alias": ["production"],
+        "access_key_id": [access_key["access_key_id"]],
     }
     yield client, existing
     client.close()
