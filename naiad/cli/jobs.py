@@ -258,6 +258,8 @@ def show_job(name: NameArg, as_json: JsonOption = False) -> None:
         ("hyperparameters", ", ".join(f"{k}={v}" for k, v in job.hyperparameters.items())),
         ("inputs", ", ".join(f"{k}={v}" for k, v in job.inputs.items())),
         ("metrics from log", ", ".join(f"{d.name}={d.regex}" for d in job.metric_definitions)),
+        ("environment", ", ".join(f"{k}={v}" for k, v in job.environment.items())),
+        ("checkpoints", job.checkpoint_uri or f"jobs/{job.name}/checkpoints"),
     ):
         facts.add_row(key, escape(str(value)))
     console.print(facts)

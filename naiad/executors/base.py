@@ -61,7 +61,7 @@ class LaunchSpec:
     hyperparameters: dict[str, object] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)  # channel -> URI
     output_uri: str = ""  # where model.tar.gz and output.tar.gz go
-    nodes: int = 1
+    nodes: int = 1  # hosts algo-1..algo-N (the local executor emulates them on its machine)
     processes_per_node: int = 1
     gpus: int = 0
     max_retries: int = 0
@@ -69,6 +69,12 @@ class LaunchSpec:
     stop_grace_s: float = 10.0
     # [{"name", "regex"}]: log lines the supervisor turns into metrics of the job's run
     metric_definitions: list[dict[str, str]] = field(default_factory=list)
+    # set in every process's environment, under Naiad's and SageMaker's own variables
+    environment: dict[str, str] = field(default_factory=dict)
+    # channel -> ChannelOptions as a dict (distribution, input_mode, content_type, ...)
+    channels: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    # where checkpoints/ is mirrored: a path in the artifact store or s3://; None: the default
+    checkpoint_uri: str | None = None
     server_url: str = ""
     token: str | None = None
     artifact_root: str = ""  # the server's artifact store root URI
@@ -111,7 +117,7 @@ class Executor(Protocol):
 
     @property
     def nodes(self) -> int:
-        """How many machines a job may span."""
+        """How many hosts a job may span (machines, or hosts emulated on one machine)."""
         ...
 
     def open(self) -> None:

@@ -93,7 +93,8 @@ class LocalExecutor:
 
     @property
     def nodes(self) -> int:
-        return 1
+        """Hosts are emulated here, each its own process tree: as many as there are slots."""
+        return self._slots
 
     def open(self) -> None:
         """Start the warm standby, when asked for one."""

@@ -2,6 +2,7 @@
 batches, and the space it takes once the job is over."""
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,14 @@ from naiad.store import disk
 KEEP_IN_WORK_DIR = frozenset({"logs", "state.json", "spec.json", "supervisor.log"})
 
 
+_RANKED = re.compile(r"(?:\[algo-\d+\] )?\[rank(\d+)\]")
+
+
+def _rank_of(line: str) -> str | None:
+    match = _RANKED.match(line)
+    return match[1] if match else None
+
+
 def read_log(root: Path, offset: int, limit: int, rank: int | None) -> LogChunk:
     """Whole lines of ``logs/job.log`` from byte ``offset``; ``rank`` keeps that rank's."""
     path = WorkDir(root).job_log
@@ -28,9 +37,8 @@ def read_log(root: Path, offset: int, limit: int, rank: int | None) -> LogChunk:
         return LogChunk(text="", offset=offset, eof=True)
     cut = data.rfind(b"\n") + 1 if len(data) == limit else len(data)  # whole lines only
     text = data[:cut].decode(errors="replace")
-    if rank is not None:
-        prefix = f"[rank{rank}]"
-        text = "".join(line for line in text.splitlines(True) if line.startswith(prefix))
+    if rank is not None:  # "[rank2] ..." or, from a host after the first, "[algo-2] [rank2] ..."
+        text = "".join(line for line in text.splitlines(True) if _rank_of(line) == str(rank))
     return LogChunk(text=text, offset=offset + cut, eof=offset + cut >= size)
 
 

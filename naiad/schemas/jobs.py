@@ -2,8 +2,9 @@
 
 import math
 import re
+from typing import Literal, Self
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from naiad.core.errors import InvalidInput
 from naiad.core.names import check_key
@@ -11,6 +12,12 @@ from naiad.schemas.common import ParamValue, Timestamp, Wire
 
 MAX_RUNTIME_S = 2**31 - 1  # a 32-bit count of seconds: about 68 years
 INT64 = 2**63
+# A job's environment variables, within SageMaker's limits for CreateTrainingJob.
+MAX_ENV_ENTRIES = 100
+MAX_ENV_KEY = 512
+MAX_ENV_VALUE = 512
+RESERVED_ENV_PREFIXES = ("SM_", "NAIAD_")
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class MetricDefinition(Wire):
@@ -50,6 +57,52 @@ class MetricDefinition(Wire):
         return regex
 
 
+class ChannelOptions(Wire):
+    """How an input channel reaches the job, as SageMaker's ``Channel`` says it: what
+    ``inputdataconfig.json`` and ``SM_INPUT_DATA_CONFIG`` carry for the script."""
+
+    distribution: Literal["FullyReplicated", "ShardedByS3Key"] = Field(
+        default="FullyReplicated",
+        description="FullyReplicated: every host gets every file; ShardedByS3Key: each host "
+        "gets its share of the files (sorted by key, dealt out in turn).",
+    )
+    input_mode: Literal["File", "FastFile"] = Field(
+        default="File",
+        description="File: staged before the script starts; FastFile: linked, read on demand "
+        "(local data and the server's local store; s3:// is downloaded as for File).",
+    )
+    content_type: str | None = Field(default=None, max_length=256, description="MIME type.")
+    compression: Literal["None", "Gzip"] = "None"
+    record_wrapper: Literal["None", "RecordIO"] = "None"
+
+
+def _check_environment(environment: dict[str, str]) -> dict[str, str]:
+    if len(environment) > MAX_ENV_ENTRIES:
+        raise ValueError(
+            f"the job has {len(environment)} environment variables; at most "
+            f"{MAX_ENV_ENTRIES} are allowed"
+        )
+    for key, value in environment.items():
+        shown = repr(key if len(key) <= 80 else key[:77] + "...")
+        if len(key) > MAX_ENV_KEY or not _ENV_KEY.fullmatch(key):
+            raise ValueError(
+                f"environment variable {shown} is not a valid name: use up to {MAX_ENV_KEY} "
+                "letters, digits or '_', not starting with a digit"
+            )
+        if key.startswith(RESERVED_ENV_PREFIXES):
+            raise ValueError(
+                f"environment variable {shown} starts with {key[: key.index('_') + 1]}, which "
+                "Naiad reserves for the variables it sets itself (SM_* as SageMaker, NAIAD_*); "
+                "rename it"
+            )
+        if len(value) > MAX_ENV_VALUE or "\x00" in value:
+            raise ValueError(
+                f"environment variable {shown} has a value of {len(value)} characters; values "
+                f"hold at most {MAX_ENV_VALUE} characters and no NUL"
+            )
+    return environment
+
+
 def _wire_value(value: ParamValue) -> ParamValue:
     """NaN, infinities and integers past 64 bits as the strings they print as: JSON has no
     NaN, and hyperparameters.json holds strings anyway, where float() reads them back."""
@@ -76,6 +129,38 @@ class JobCreate(Wire):
     metric_definitions: list[MetricDefinition] = Field(
         default_factory=list, max_length=40, description="Metrics parsed from the job's log."
     )
+    environment: dict[str, str] = Field(
+        default_factory=dict,
+        description="Variables set in every process of the job; Naiad's own (SM_*, NAIAD_*, "
+        "torch.distributed's) win on a clash.",
+    )
+    channels: dict[str, ChannelOptions] = Field(
+        default_factory=dict, description="Options per input channel (each one in inputs)."
+    )
+    checkpoint_uri: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="Where checkpoints/ is mirrored and restored from: a path in the "
+        "artifact store or an s3:// URI (default: jobs/<name>/checkpoints).",
+    )
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, environment: dict[str, str]) -> dict[str, str]:
+        return _check_environment(environment)
+
+    @model_validator(mode="after")
+    def _channels_are_inputs(self) -> Self:
+        unknown = sorted(set(self.channels) - set(self.inputs))
+        if unknown:
+            have = ", ".join(map(repr, sorted(self.inputs))) or "none"
+            raise ValueError(
+                f"channel options are given for {', '.join(map(repr, unknown))}, which "
+                f"{'is' if len(unknown) == 1 else 'are'} not in inputs (it has: {have}); "
+                "name an input channel"
+            )
+        return self
 
     @field_validator("hyperparameters")
     @classmethod
@@ -110,6 +195,9 @@ class JobSpec(BaseModel):
     max_runtime_s: int | None = None
     max_retries: int = 0
     metric_definitions: list[MetricDefinition] = Field(default_factory=list)
+    environment: dict[str, str] = Field(default_factory=dict)
+    channels: dict[str, ChannelOptions] = Field(default_factory=dict)
+    checkpoint_uri: str | None = None
 
     @classmethod
     def of(cls, body: JobCreate, output_uri: str) -> "JobSpec":
@@ -146,6 +234,9 @@ class TrainingJob(BaseModel):
     max_retries: int
     priority: int
     metric_definitions: list[MetricDefinition] = Field(default_factory=list)
+    environment: dict[str, str] = Field(default_factory=dict)
+    channels: dict[str, ChannelOptions] = Field(default_factory=dict)
+    checkpoint_uri: str | None = None
     attempt: int
     created_at: Timestamp
     started_at: Timestamp | None = None

@@ -148,11 +148,17 @@ class TrainingJobs:
         priority: int = 0,
         metric_definitions: MetricDefinitions | None = None,
         progress: Progress | None = None,
+        environment: Mapping[str, str] | None = None,
+        channels: Mapping[str, Mapping[str, str | None]] | None = None,
+        checkpoint_uri: str | None = None,
     ) -> JobHandle:
         """Snapshot ``source_dir`` and queue ``entrypoint`` from it as a job.
 
         ``metric_definitions`` (``{"loss": "loss: ([0-9.]+)"}``) turn matching lines of
         the job's log into metrics of its run, as SageMaker's ``MetricDefinitions`` do.
+        ``environment`` is set in every process of the job; ``channels`` gives an input
+        channel's options (``{"train": {"distribution": "ShardedByS3Key"}}``);
+        ``checkpoint_uri`` is where ``checkpoints/`` is kept and restored from.
         The request is checked before the source is packed, so a mistake costs no upload.
         """
         body = _checked(
@@ -170,6 +176,9 @@ class TrainingJobs:
                 "max_retries": max_retries,
                 "priority": priority,
                 "metric_definitions": _metric_definitions(metric_definitions),
+                "environment": dict(environment or {}),
+                "channels": {k: dict(v) for k, v in (channels or {}).items()},
+                "checkpoint_uri": checkpoint_uri,
             }
         )
         body.source_uri = self.upload_source(source_dir, progress).source_uri

@@ -46,6 +46,50 @@ def _check_inputs(inputs: dict[str, str]) -> None:
             raise InvalidInput(f"Channel {channel!r}: {uri} does not exist on the server.")
 
 
+def _check_checkpoint_uri(uri: str | None) -> None:
+    """A folder in the server's store, or an ``s3://bucket/prefix`` URI."""
+    if uri is None:
+        return
+    if uri.startswith("s3://"):
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        if bucket and key.strip("/"):
+            return
+    elif "://" not in uri and not uri.startswith("/"):
+        try:
+            safe_path(uri)
+            return
+        except InvalidInput:
+            pass
+    raise InvalidInput(
+        f"checkpoint_uri {uri!r} is not a place Naiad can keep checkpoints: give a path in "
+        "the server's artifact store (like 'checkpoints/digits') or an s3://bucket/prefix "
+        "URI (a folder in the bucket, not the bucket itself)."
+    )
+
+
+def _check_resources(body: JobCreate, slots: int, nodes: int | None) -> None:
+    """A job holds a slot for every process on every node (host) it spans."""
+    if nodes is not None and body.nodes > nodes:
+        raise InvalidInput(
+            f"The job asks for {body.nodes} nodes but this server's executor runs a job on "
+            f"at most {nodes}; ask for at most {nodes} nodes."
+        )
+    if body.nodes == 1:
+        if body.processes_per_node > slots:
+            raise InvalidInput(
+                f"The job asks for {body.processes_per_node} processes per node but the "
+                f"executor has {slots} slots; ask for at most {slots}."
+            )
+        return
+    need = body.nodes * body.processes_per_node
+    if need > slots:
+        raise InvalidInput(
+            f"The job asks for {body.nodes} nodes x {body.processes_per_node} processes per "
+            f"node = {need} processes, but the executor has {slots} slots (one per process, "
+            f"on every node); ask for at most {slots} in all."
+        )
+
+
 def _check_source(store: ArtifactStore, source_uri: str, entrypoint: str) -> None:
     path = safe_path(source_uri)
     if not path.startswith("sources/") or not store.exists(path):
@@ -70,23 +114,21 @@ def _check_source(store: ArtifactStore, source_uri: str, entrypoint: str) -> Non
 
 
 def submit(
-    session: Session, body: JobCreate, store: ArtifactStore, slots: int, nodes: int = 1
+    session: Session,
+    body: JobCreate,
+    store: ArtifactStore,
+    slots: int,
+    nodes: int | None = None,
 ) -> JobRow:
-    """Check everything that can be checked now, so a job does not fail minutes later."""
+    """Check everything that can be checked now, so a job does not fail minutes later.
+
+    ``slots`` and ``nodes`` are the executor's (``nodes``: the most hosts it runs a job
+    on; None: as many as its slots allow, as the local executor emulates them).
+    """
     _check_name(body.name)
     _check_inputs(body.inputs)
-    if body.nodes > nodes:
-        raise InvalidInput(
-            f"The job asks for {body.nodes} nodes but this server's executor has {nodes}; "
-            "more than one node needs the Ray executor, which this version of Naiad does not "
-            "ship yet: run on one node with more processes instead (--procs N, or "
-            "processes_per_node=N)."
-        )
-    if body.processes_per_node > slots:
-        raise InvalidInput(
-            f"The job asks for {body.processes_per_node} processes per node but the executor "
-            f"has {slots} slots; ask for at most {slots}."
-        )
+    _check_checkpoint_uri(body.checkpoint_uri)
+    _check_resources(body, slots, nodes)
     _check_source(store, body.source_uri, body.entrypoint)
     run = runs.create(
         session,
@@ -125,6 +167,9 @@ def launch_spec(
         max_retries=spec.max_retries,
         max_runtime_s=spec.max_runtime_s,
         metric_definitions=[d.model_dump() for d in spec.metric_definitions],
+        environment=dict(spec.environment),
+        channels={name: options.model_dump() for name, options in spec.channels.items()},
+        checkpoint_uri=spec.checkpoint_uri,
         server_url=settings.url,
         token=token,
         artifact_root=artifact_root,

@@ -77,7 +77,7 @@ def submit(state, name: str, procs: int = 1, priority: int = 0, nodes: int = 1) 
         nodes=nodes,
     )
     with transaction(state.sessions) as session:
-        job_service.submit(session, body, state.artifacts, slots=2, nodes=nodes)
+        job_service.submit(session, body, state.artifacts, slots=4, nodes=nodes)
 
 
 def status(state, name: str) -> str:  # type: ignore[no-untyped-def]

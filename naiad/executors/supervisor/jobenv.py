@@ -2,6 +2,8 @@
 
 Values follow the SageMaker training toolkit (``sagemaker_training.environment`` and
 ``mapping``), so a script written for SageMaker finds what it reads, spelled the same.
+A job on N nodes is N hosts, ``algo-1`` .. ``algo-N``, one homogeneous instance group;
+each host gets its own view (``current_host``, ``is_master``, its own directories).
 """
 
 import contextlib
@@ -15,6 +17,56 @@ from naiad.executors.base import LaunchSpec
 from naiad.executors.supervisor.workdir import WorkDir, write_json_atomic
 
 HOST = "algo-1"
+GROUP = "homogeneousCluster"
+INSTANCE_TYPE = "local"  # what SageMaker's local mode calls an instance on this machine
+CHANNEL_DEFAULTS: dict[str, str | None] = {
+    "distribution": "FullyReplicated",
+    "input_mode": "File",
+    "content_type": None,
+    "compression": "None",
+    "record_wrapper": "None",
+}
+
+
+def host_names(nodes: int) -> list[str]:
+    """``["algo-1", ..., "algo-N"]``, as SageMaker names a job's instances."""
+    return [f"algo-{i + 1}" for i in range(max(1, nodes))]
+
+
+def channel_options(spec: LaunchSpec, name: str) -> dict[str, str | None]:
+    """The channel's options, defaults filled in."""
+    return {**CHANNEL_DEFAULTS, **spec.channels.get(name, {})}
+
+
+def data_config(spec: LaunchSpec, channels: list[str]) -> dict[str, dict[str, str]]:
+    """``inputdataconfig.json``: each channel's settings, in SageMaker's spelling."""
+    config = {}
+    for name in channels:
+        options = channel_options(spec, name)
+        entry = {
+            "TrainingInputMode": str(options["input_mode"]),
+            "S3DistributionType": str(options["distribution"]),
+            "RecordWrapperType": str(options["record_wrapper"]),
+            "CompressionType": str(options["compression"]),
+        }
+        if options["content_type"]:
+            entry["ContentType"] = str(options["content_type"])
+        config[name] = entry
+    return config
+
+
+def resource_config(host: str, hosts: list[str]) -> dict[str, Any]:
+    """``resourceconfig.json`` for ``host``, as SageMaker writes it."""
+    return {
+        "current_host": host,
+        "current_instance_type": INSTANCE_TYPE,
+        "current_group_name": GROUP,
+        "hosts": hosts,
+        "instance_groups": [
+            {"instance_group_name": GROUP, "instance_type": INSTANCE_TYPE, "hosts": hosts}
+        ],
+        "network_interface_name": "lo",
+    }
 
 
 def env_name(name: str) -> str:
@@ -57,35 +109,37 @@ def _env_value(value: Any) -> str:
 
 
 def sagemaker_env(
-    spec: LaunchSpec, wd: WorkDir, channels: list[str], num_cpus: int
+    spec: LaunchSpec, wd: WorkDir, channels: list[str], num_cpus: int, host: str = HOST
 ) -> dict[str, str]:
-    """Every ``SM_*`` variable the training toolkit sets that a script may read."""
+    """Every ``SM_*`` variable the training toolkit sets that a script may read, as ``host``."""
     typed = decode_hyperparameters(spec.hyperparameters)
     entry = Path(spec.entrypoint)
     channel_dirs = {name: str(wd.data / name) for name in channels}
-    data_config = {
-        name: {
-            "TrainingInputMode": "File",
-            "S3DistributionType": "FullyReplicated",
-            "RecordWrapperType": "None",
-        }
-        for name in channels
-    }
-    resource = {"current_host": HOST, "hosts": [HOST], "network_interface_name": "lo"}
+    hosts = host_names(spec.nodes)
+    master = hosts[0]
+    group = {"instance_group_name": GROUP, "instance_type": INSTANCE_TYPE, "hosts": hosts}
     training_env: dict[str, Any] = {
         "additional_framework_parameters": {},
         "channel_input_dirs": channel_dirs,
-        "current_host": HOST,
+        "current_host": host,
+        "current_instance_group": GROUP,
+        "current_instance_group_hosts": hosts,
+        "current_instance_type": INSTANCE_TYPE,
+        "distribution_hosts": hosts,
+        "distribution_instance_groups": [GROUP],
         "framework_module": None,
-        "hosts": [HOST],
+        "hosts": hosts,
         "hyperparameters": typed,
         "input_config_dir": str(wd.config),
-        "input_data_config": data_config,
+        "input_data_config": data_config(spec, channels),
         "input_dir": str(wd.input),
-        "is_master": True,
+        "instance_groups": [GROUP],
+        "instance_groups_dict": {GROUP: group},
+        "is_hetero": False,
+        "is_master": host == master,
         "job_name": spec.job_name,
         "log_level": 20,
-        "master_hostname": HOST,
+        "master_hostname": master,
         "model_dir": str(wd.model),
         "module_dir": str(wd.code),
         "module_name": entry.with_suffix("").as_posix().replace("/", "."),
@@ -95,7 +149,7 @@ def sagemaker_env(
         "output_data_dir": str(wd.output_data),
         "output_dir": str(wd.output),
         "output_intermediate_dir": str(wd.output / "intermediate"),
-        "resource_config": resource,
+        "resource_config": resource_config(host, hosts),
         "user_entry_point": spec.entrypoint,
     }
     env = {
@@ -109,19 +163,52 @@ def sagemaker_env(
     env.update({f"SM_CHANNEL_{env_name(n)}": d for n, d in channel_dirs.items()})
     env.update({f"SM_HP_{env_name(k)}": _env_value(v) for k, v in typed.items()})
     env["SM_USER_ARGS"] = json.dumps(user_args(typed))
+    env["SM_HOST_COUNT"] = str(len(hosts))
+    env["SM_CURRENT_HOST_RANK"] = str(hosts.index(host))
     env["SM_TRAINING_ENV"] = json.dumps(training_env)
     return env
 
 
+def _gpu_ids() -> list[str]:
+    """The GPUs this machine lets the job use: CUDA_VISIBLE_DEVICES's, else /dev/nvidiaN."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip()]
+    found = [p.name.removeprefix("nvidia") for p in Path("/dev").glob("nvidia[0-9]*")]
+    return [str(n) for n in sorted(int(n) for n in found if n.isdigit())]
+
+
+def host_gpus(spec: LaunchSpec, host: str) -> str | None:
+    """CUDA_VISIBLE_DEVICES for one of several hosts: its own ``gpus`` GPUs, when the
+    machine has enough for every host (else None: the hosts share what there is)."""
+    hosts = host_names(spec.nodes)
+    if len(hosts) < 2 or spec.gpus < 1:
+        return None
+    ids = _gpu_ids()
+    if len(ids) < len(hosts) * spec.gpus:
+        return None
+    start = hosts.index(host) * spec.gpus
+    return ",".join(ids[start : start + spec.gpus])
+
+
 def job_env(
-    spec: LaunchSpec, wd: WorkDir, channels: list[str], attempt: int, procs: int
+    spec: LaunchSpec,
+    wd: WorkDir,
+    channels: list[str],
+    attempt: int,
+    procs: int,
+    host: str = HOST,
 ) -> dict[str, str]:
-    """The whole environment of the training processes: inherited, SageMaker's, Naiad's."""
+    """The whole environment of ``host``'s training processes: inherited, the job's own
+    ``environment``, then SageMaker's and Naiad's (which win on a clash)."""
     num_cpus = os.cpu_count() or 1
     env = dict(os.environ)
     for stale in ("NAIAD_URL", "NAIAD_TOKEN", "NAIAD_RUN_ID"):  # the server's own, not the job's
         env.pop(stale, None)
-    env.update(sagemaker_env(spec, wd, channels, num_cpus))
+    env.update(spec.environment)
+    env.update(sagemaker_env(spec, wd, channels, num_cpus, host))
+    if (gpus := host_gpus(spec, host)) is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpus
     env.update(
         NAIAD_JOB_NAME=spec.job_name,
         NAIAD_RUN_ID=spec.run_id,
@@ -135,22 +222,20 @@ def job_env(
         env["NAIAD_URL"] = spec.server_url
     if spec.token:
         env["NAIAD_TOKEN"] = spec.token
-    env.setdefault("OMP_NUM_THREADS", str(max(1, num_cpus // max(1, procs))))
+    hosts = max(1, spec.nodes)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, num_cpus // (hosts * max(1, procs)))))
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(wd.code) + (os.pathsep + path if path else "")
     return env
 
 
-def write_config(spec: LaunchSpec, wd: WorkDir, channels: list[str]) -> None:
-    """``input/config/*.json``, the files a SageMaker script may read instead of variables."""
+def write_config(spec: LaunchSpec, wd: WorkDir, channels: list[str], host: str = HOST) -> None:
+    """``input/config/*.json`` for ``host``, the files a SageMaker script may read instead of
+    variables."""
     write_json_atomic(
         wd.config / "hyperparameters.json", hyperparameters_file(spec.hyperparameters)
     )
     write_json_atomic(
-        wd.config / "resourceconfig.json",
-        {"current_host": HOST, "hosts": [HOST], "network_interface_name": "lo"},
+        wd.config / "resourceconfig.json", resource_config(host, host_names(spec.nodes))
     )
-    write_json_atomic(
-        wd.config / "inputdataconfig.json",
-        {name: {"TrainingInputMode": "File"} for name in channels},
-    )
+    write_json_atomic(wd.config / "inputdataconfig.json", data_config(spec, channels))

@@ -2,6 +2,8 @@
 
 One process runs the script with ``python``; more run it under torchrun, which tees
 each rank's output into its own file and into the job log with a ``[rankN]`` prefix.
+A job on several hosts starts one such tree per host, all joining one torch.distributed
+world through the same master address and port (node rank = the host's index).
 Both run in the job's ``code/`` directory, as SageMaker runs a script in its
 ``/opt/ml/code``. The processes get their own session, so a signal to them never
 reaches the supervisor; torchrun puts its workers in sessions of their own, so ending
@@ -21,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -74,18 +76,31 @@ def free_port() -> int:
 
 
 def command(
-    wd: WorkDir, entrypoint: str, args: list[str], procs: int, attempt: int, port: int
+    wd: WorkDir,
+    entrypoint: str,
+    args: list[str],
+    procs: int,
+    attempt: int,
+    port: int,
+    nodes: int = 1,
+    node_rank: int = 0,
 ) -> list[str]:
-    """``python code/<entrypoint> args``, or torchrun for more than one process."""
+    """``python code/<entrypoint> args``, or torchrun for more than one process per node
+    (on several nodes: this node's agent, of ``nodes``, by its rank)."""
     script = str(wd.code / entrypoint)
     if procs <= 1:
         return [sys.executable, script, *args]
+    ranks = ["--node-rank", str(node_rank)] if nodes > 1 else []
+    logs = wd.attempt_logs(attempt)
+    if wd.host is not None:
+        logs = logs / wd.host  # one torchrun per host: flatten_rank_logs gathers them
     return [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--nnodes",
-        "1",
+        str(nodes),
+        *ranks,
         "--nproc-per-node",
         str(procs),
         "--master-addr",
@@ -95,7 +110,7 @@ def command(
         "--max-restarts",
         "0",
         "--log-dir",
-        str(wd.attempt_logs(attempt)),
+        str(logs),
         "--redirects",
         "3",
         "--tee",
@@ -105,33 +120,40 @@ def command(
     ]
 
 
-def launch_env(env: dict[str, str], procs: int, port: int) -> dict[str, str]:
-    """torchrun sets the rank variables itself; one process gets the same by hand."""
+def launch_env(
+    env: dict[str, str], procs: int, port: int, nodes: int = 1, node_rank: int = 0
+) -> dict[str, str]:
+    """torchrun sets the rank variables itself; one process per node gets the same by hand
+    (its rank is its node's: one process on each of ``nodes`` hosts)."""
     env = dict(env)
+    env.update(SM_MASTER_ADDR="127.0.0.1", SM_MASTER_PORT=str(port))
     if procs > 1:
         env["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"] = "[rank${rank}] "
     else:
         env.update(
-            RANK="0",
+            RANK=str(node_rank),
             LOCAL_RANK="0",
-            WORLD_SIZE="1",
+            WORLD_SIZE=str(max(1, nodes)),
             LOCAL_WORLD_SIZE="1",
-            GROUP_RANK="0",
+            GROUP_RANK=str(node_rank),
             MASTER_ADDR="127.0.0.1",
             MASTER_PORT=str(port),
         )
     return env
 
 
-def start(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    """Start in a new session in ``cwd``, output appended to the job log, dying with us."""
-    with open(log, "ab") as out:
+def start(
+    cmd: list[str], env: dict[str, str], cwd: Path, log: Path | None
+) -> subprocess.Popen[bytes]:
+    """Start in a new session in ``cwd``, output appended to the job log (or to a pipe the
+    caller reads, with ``log=None``), dying with us."""
+    with open(log, "ab") if log is not None else contextlib.nullcontext() as out:
         return subprocess.Popen(
             cmd,
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=out,
+            stdout=out if out is not None else subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=functools.partial(die_with_parent, os.getpid()),
@@ -166,43 +188,52 @@ def _signal_all(proc: Process, sig: int, known: list[psutil.Process]) -> None:
             p.send_signal(sig)  # psutil checks the pid still names the same process
 
 
-def reap_orphans(main_pid: int) -> None:
+def reap_orphans(main_pids: int | Collection[int]) -> None:
     """Collect exited orphans so none lingers as a zombie (which ``kill(pid, 0)`` still finds).
 
-    ``waitid(WNOWAIT)`` peeks without collecting, so the main process is left for Popen.
+    ``waitid(WNOWAIT)`` peeks without collecting, so the main processes (one per host) are
+    left for Popen: collected here, Popen would take them for an exit with code 0.
     """
+    mains = {main_pids} if isinstance(main_pids, int) else set(main_pids)
     while True:
         try:
             info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             return
-        if info is None or info.si_pid == main_pid:
+        if info is None or info.si_pid in mains:
             return
         with contextlib.suppress(ChildProcessError):
             os.waitpid(info.si_pid, os.WNOHANG)
 
 
-def end_tree(proc: Process, grace_s: float) -> None:
-    """SIGTERM the whole tree, wait up to ``grace_s`` for it to go, then SIGKILL what is left."""
+def end_all(procs: Sequence[Process], grace_s: float) -> None:
+    """SIGTERM the trees of ``procs`` (one per host) and every process below us, wait up to
+    ``grace_s`` for them to go, then SIGKILL what is left: one grace period for all."""
+    mains = [p.pid for p in procs]
     known = descendants()
-    _signal_all(proc, signal.SIGTERM, known)
+    for proc in procs:
+        _signal_all(proc, signal.SIGTERM, known)
     deadline = time.monotonic() + max(0.0, grace_s)
     while time.monotonic() < deadline:
-        proc.poll()
-        reap_orphans(proc.pid)
+        for proc in procs:
+            proc.poll()
+        reap_orphans(mains)
         now = descendants()
         known += [p for p in now if p not in known]
-        if proc.returncode is not None and not any(_running(p) for p in now):
+        exited = all(proc.returncode is not None for proc in procs)
+        if exited and not any(_running(p) for p in now):
             break
         time.sleep(0.05)
-    _signal_all(proc, signal.SIGKILL, known + descendants())
-    proc.wait()
+    for proc in procs:
+        _signal_all(proc, signal.SIGKILL, known + descendants())
+    for proc in procs:
+        proc.wait()
     for _ in range(40):  # SIGKILLed orphans take a moment to become reapable zombies
-        reap_orphans(proc.pid)
+        reap_orphans(mains)
         if not [p for p in descendants() if _running(p)]:
             break
         time.sleep(0.05)
-    reap_orphans(proc.pid)
+    reap_orphans(mains)
 
 
 def _running(p: psutil.Process) -> bool:
@@ -212,18 +243,24 @@ def _running(p: psutil.Process) -> bool:
         return False
 
 
-def flatten_rank_logs(wd: WorkDir, attempt: int) -> None:
-    """torchrun's ``<run>_xyz/attempt_0/<rank>/stdout.log`` -> ``rank<rank>.stdout.log``."""
+def flatten_rank_logs(wd: WorkDir, attempt: int, first_rank: int = 0) -> None:
+    """torchrun's ``<run>_xyz/attempt_0/<local rank>/stdout.log`` -> ``rank<rank>.stdout.log``
+    (global ranks: a host's local ranks start at ``first_rank``). A host of several has its
+    torchrun's folder under ``attempt-N/<host>/``; its files join the others' above it."""
     base = wd.attempt_logs(attempt)
-    if not base.is_dir():
+    source = base / wd.host if wd.host else base
+    if not source.is_dir():
         return
-    for run_dir in [p for p in base.iterdir() if p.is_dir()]:
+    for run_dir in [p for p in source.iterdir() if p.is_dir()]:
         for rank_dir in run_dir.glob("attempt_*/*"):
             if not (rank_dir.name.isascii() and rank_dir.name.isdigit()):
                 continue
+            rank = first_rank + int(rank_dir.name)
             for f in rank_dir.iterdir():
-                f.replace(base / f"rank{rank_dir.name}.{f.name}")
+                f.replace(base / f"rank{rank}.{f.name}")
         shutil.rmtree(run_dir, ignore_errors=True)
+    if source != base:
+        shutil.rmtree(source, ignore_errors=True)
 
 
 def describe_exit(code: int) -> str:

@@ -11,7 +11,8 @@ not be sent when the job ends (``services.jobs.collect_spooled_metrics``). A bat
 comes from the log offset it starts at, and ``log_metrics.json`` keeps the offset and
 the next steps: a supervisor that starts again reads on from there, and a batch made
 twice is stored once. Under torchrun only rank 0's lines count, as one process per
-step; the platform's own ``[naiad]`` lines never do.
+step, and of several hosts only the first's (``algo-1``, where rank 0 runs); the
+platform's own ``[naiad]`` lines never do.
 """
 
 import contextlib
@@ -25,6 +26,7 @@ from typing import Any
 
 from naiad.core.home import HomeLayout
 from naiad.executors.base import LaunchSpec
+from naiad.executors.supervisor.hosts import HOST_PREFIX
 from naiad.executors.supervisor.workdir import WorkDir, read_json, write_json_atomic
 from naiad.schemas.metrics import encode_value
 
@@ -57,8 +59,8 @@ class LogMetrics:
 
     # -- reading --------------------------------------------------------------------------
     def _line(self, line: str, now: float, columns: dict[str, list[list[Any]]]) -> int:
-        if line.startswith("[naiad] "):
-            return 0
+        if line.startswith("[naiad] ") or HOST_PREFIX.match(line):
+            return 0  # the platform's, or another host's than the first
         if self.ranked:
             rank = _RANK.match(line)
             if rank is None or rank[1] != "0":

@@ -2,7 +2,14 @@
 
 Local directories are linked, not copied, so a big dataset on the same machine costs
 nothing; anything in an artifact store (``s3://`` or a path under the server's store)
-is downloaded. Every step says what it did in the job log.
+is downloaded, unless the channel's input mode is FastFile and the store is on this
+machine (a ``file://`` store), when it is linked too and read on demand. Every step says
+what it did in the job log.
+
+On several hosts a FullyReplicated channel is staged once, under ``channels/``, and every
+host's ``input/data/<channel>`` links to it; a ShardedByS3Key channel deals its files,
+sorted by key, to the hosts in turn (host i of N gets keys i, i+N, i+2N, ...), and each
+host stages only its own share.
 """
 
 import os
@@ -15,7 +22,9 @@ from urllib.request import url2pathname
 
 from naiad.core.units import human_bytes
 from naiad.executors.base import LaunchSpec
+from naiad.executors.supervisor.jobenv import channel_options
 from naiad.store.artifacts import ArtifactStore, open_artifact_store
+from naiad.store.artifacts.local import root_from_uri
 
 Log = Callable[[str], None]
 
@@ -38,7 +47,7 @@ def _local_path(uri: str) -> Path | None:
     return None
 
 
-def _store_and_path(uri: str, spec: LaunchSpec) -> tuple[ArtifactStore, str]:
+def store_and_path(uri: str, spec: LaunchSpec) -> tuple[ArtifactStore, str]:
     """``s3://bucket/key`` -> (the bucket's store, key); a relative path -> the server's store."""
     if uri.startswith("s3://"):
         bucket, _, key = uri.removeprefix("s3://").partition("/")
@@ -69,25 +78,53 @@ def _walk_size(root: Path) -> tuple[int, int]:
     return files, size
 
 
-def stage_channel(name: str, uri: str, dest: Path, spec: LaunchSpec, log: Log) -> None:
-    """Make ``dest`` (``input/data/<name>``) hold the channel's data."""
+def _in_local_store(uri: str, spec: LaunchSpec) -> Path | None:
+    """Where a path in the server's store lies on this machine, when that store is local."""
+    if "://" in uri or os.path.isabs(uri) or not spec.artifact_root:
+        return None
+    if not (spec.artifact_root.startswith("file:") or os.path.isabs(spec.artifact_root)):
+        return None
+    return root_from_uri(spec.artifact_root) / uri.strip("/")
+
+
+def _clear(dest: Path) -> None:
     if dest.is_symlink() or dest.is_file():
         dest.unlink()
     elif dest.exists():
         shutil.rmtree(dest)
+
+
+def _link_local(name: str, local: Path, dest: Path, how: str, log: Log, copy: bool) -> None:
+    """``dest`` shows ``local``: a directory linked; a file linked or, with ``copy``, copied."""
+    if local.is_dir():
+        dest.symlink_to(local.resolve(), target_is_directory=True)
+        log(f"staging channel {name}: {_summary(*_walk_size(local))} ({how} {local})")
+    elif local.is_file():
+        dest.mkdir(parents=True)
+        if copy:
+            shutil.copy2(local, dest / local.name)
+            how = "copied"
+        else:
+            (dest / local.name).symlink_to(local.resolve())
+        log(f"staging channel {name}: {_summary(1, local.stat().st_size)} ({how} {local})")
+    else:
+        raise StagingError(f"Input channel {name!r}: {local} does not exist on this machine.")
+
+
+def stage_channel(
+    name: str, uri: str, dest: Path, spec: LaunchSpec, log: Log, fast: bool = False
+) -> None:
+    """Make ``dest`` (``input/data/<name>``) hold the channel's data (``fast``: FastFile)."""
+    _clear(dest)
     local = _local_path(uri)
     if local is not None:
-        if local.is_dir():
-            dest.symlink_to(local.resolve(), target_is_directory=True)
-            log(f"staging channel {name}: {_summary(*_walk_size(local))} (linked {local})")
-        elif local.is_file():
-            dest.mkdir(parents=True)
-            shutil.copy2(local, dest / local.name)
-            log(f"staging channel {name}: {_summary(1, local.stat().st_size)} (copied {local})")
-        else:
-            raise StagingError(f"Input channel {name!r}: {local} does not exist on this machine.")
+        _link_local(name, local, dest, "linked", log, copy=not fast)
         return
-    store, rel = _store_and_path(uri, spec)
+    in_store = _in_local_store(uri, spec) if fast else None
+    if in_store is not None and in_store.exists():
+        _link_local(name, in_store, dest, "FastFile, linked", log, copy=False)
+        return
+    store, rel = store_and_path(uri, spec)
     try:
         files = store.list(rel, recursive=True)
         dest.mkdir(parents=True)
@@ -107,13 +144,94 @@ def stage_channel(name: str, uri: str, dest: Path, spec: LaunchSpec, log: Log) -
         raise StagingError(f"Input channel {name!r}: could not download {uri}: {exc}") from exc
 
 
-def stage_channels(spec: LaunchSpec, data_dir: Path, log: Log) -> list[str]:
-    """Stage every channel; returns their names."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+def _local_keys(local: Path) -> list[str]:
+    """The files under a local directory (links followed), as sorted '/'-separated keys."""
+    if local.is_file():
+        return [local.name]
+    keys = []
+    for dirpath, _dirs, names in os.walk(local, followlinks=True):
+        for file in names:
+            keys.append(Path(dirpath, file).relative_to(local).as_posix())
+    return sorted(keys)
+
+
+def stage_shards(
+    name: str, uri: str, dests: list[Path], spec: LaunchSpec, log: Log, fast: bool
+) -> None:
+    """ShardedByS3Key: ``dests[i]`` gets the channel's keys i, i+N, ... (N = len(dests)).
+
+    Local files (and FastFile ones in a local store) are linked one by one, others
+    downloaded one by one: each host gets only its share, nothing more.
+    """
+    for dest in dests:
+        _clear(dest)
+        dest.mkdir(parents=True)
+    local = _local_path(uri)
+    if local is None and fast:
+        in_store = _in_local_store(uri, spec)
+        local = in_store if in_store is not None and in_store.exists() else None
+    try:
+        if local is not None:
+            if not local.exists():
+                raise StagingError(
+                    f"Input channel {name!r}: {local} does not exist on this machine."
+                )
+            keys = _local_keys(local)
+            base = local if local.is_dir() else local.parent
+            for i, dest in enumerate(dests):
+                for key in keys[i :: len(dests)]:
+                    (dest / key).parent.mkdir(parents=True, exist_ok=True)
+                    (dest / key).symlink_to((base / key).resolve())
+            how = f"linked from {local}"
+        else:
+            store, rel = store_and_path(uri, spec)
+            prefix = f"{rel}/" if rel else ""
+            keys = sorted(info.path.removeprefix(prefix) for info in store.list(rel, True))
+            single = not keys and bool(rel) and store.exists(rel)
+            if single:  # the URI names one object: the first host gets it
+                keys = [rel.rsplit("/", 1)[-1]]
+            for i, dest in enumerate(dests):
+                for key in keys[i :: len(dests)]:
+                    store.download(rel if single else f"{prefix}{key}", dest / key)
+            how = f"downloaded from {uri}"
+    except StagingError:
+        raise
+    except Exception as exc:
+        raise StagingError(f"Input channel {name!r}: could not stage {uri}: {exc}") from exc
+    if not keys:
+        raise StagingError(f"Input channel {name!r}: nothing found at {uri}.")
+    shares = " + ".join(str(len(keys[i :: len(dests)])) for i in range(len(dests)))
+    log(
+        f"staging channel {name}: {len(keys):,} file{'s' if len(keys) != 1 else ''} sharded "
+        f"by key over {len(dests)} hosts ({shares}, {how})"
+    )
+
+
+def stage_channels(spec: LaunchSpec, data_dirs: list[Path], shared: Path, log: Log) -> list[str]:
+    """Stage every channel into each host's data directory; returns the channels' names.
+
+    With several hosts, a FullyReplicated channel is staged once into ``shared`` and
+    linked from each host's directory; a ShardedByS3Key one is dealt out among them.
+    """
+    for data_dir in data_dirs:
+        data_dir.mkdir(parents=True, exist_ok=True)
     for name, uri in sorted(spec.inputs.items()):
         if not name or "/" in name or name in (".", ".."):
             raise StagingError(f"Input channel name {name!r} is not a plain directory name.")
-        stage_channel(name, uri, data_dir / name, spec, log)
+        options = channel_options(spec, name)
+        fast = options["input_mode"] == "FastFile"
+        if len(data_dirs) == 1:
+            stage_channel(name, uri, data_dirs[0] / name, spec, log, fast)
+        elif options["distribution"] == "ShardedByS3Key":
+            stage_shards(name, uri, [d / name for d in data_dirs], spec, log, fast)
+        else:
+            staged = shared / name
+            shared.mkdir(parents=True, exist_ok=True)
+            stage_channel(name, uri, staged, spec, log, fast)
+            for data_dir in data_dirs:
+                _clear(data_dir / name)
+                (data_dir / name).symlink_to(staged, target_is_directory=True)
+            log(f"channel {name}: the same files on all {len(data_dirs)} hosts")
     return sorted(spec.inputs)
 
 
@@ -128,7 +246,7 @@ def extract_source(spec: LaunchSpec, code_dir: Path, log: Log) -> None:
         if local is not None:
             shutil.copyfile(local, archive)
         else:
-            store, rel = _store_and_path(spec.source_uri, spec)
+            store, rel = store_and_path(spec.source_uri, spec)
             store.download(rel, archive)
     except StagingError:
         raise

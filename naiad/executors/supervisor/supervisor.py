@@ -3,6 +3,9 @@ the attempts (retrying a failed one while retries are left, resuming from
 ``checkpoints/``), enforces the runtime limit and stop requests, uploads the results and
 logs, and records every change in ``state.json``. It needs only the filesystem and the
 artifact store, never the server, so a job keeps running while the server restarts.
+
+A job on several nodes runs each attempt as one process tree per host (``hosts.py``):
+they start together, and the first host to fail fails the attempt and ends the others.
 """
 
 import contextlib
@@ -17,6 +20,7 @@ from types import FrameType
 from typing import Any
 
 from naiad.executors.supervisor import checkpoint_sync, fork, launch, log_metrics
+from naiad.executors.supervisor.hosts import Host, HostGroup, host_text, hosts_of
 from naiad.executors.supervisor.jobenv import (
     decode_hyperparameters,
     job_env,
@@ -67,7 +71,8 @@ class Supervisor:
         }
         self.stop_signalled = False
         self.interruptible = False
-        self.proc: launch.Process | None = None
+        self.hosts = hosts_of(self.spec, self.wd)
+        self.group: HostGroup | None = None  # the attempt's processes, one tree per host
         self.warm = warm  # torch is imported here: fork single-process attempts from us
         self.python = sys.executable  # or the env built for the job's requirements.txt
 
@@ -115,18 +120,15 @@ class Supervisor:
 
     def prepare(self) -> list[str]:
         """Directories, code, data and config: everything before the first process starts."""
-        if self.spec.nodes != 1:
-            raise Finished(
-                "failed",
-                f"The local executor runs a job on one machine, but this job asks for "
-                f"{self.spec.nodes} nodes; use nodes=1 with processes_per_node, "
-                "or the Ray executor.",
-            )
-        for d in (self.wd.config, self.wd.data, self.wd.checkpoints, self.wd.naiad_home):
+        for d in (self.wd.checkpoints, self.wd.naiad_home):
             d.mkdir(parents=True, exist_ok=True)
+        for host in self.hosts:
+            for d in (host.wd.config, host.wd.data):
+                d.mkdir(parents=True, exist_ok=True)
         restored = checkpoint_sync.pull(self.spec, self.wd)
         if restored:
-            self.log(f"restored {restored} checkpoint file(s) from the artifact store")
+            where = checkpoint_sync.describe(self.spec)
+            self.log(f"restored {restored} checkpoint file(s) from {where}")
         try:
             self.interruptible = True
             if self.stop_wanted():
@@ -135,68 +137,99 @@ class Supervisor:
             self.python = job_python(
                 self.wd.code, envs_dir(self.wd.root), self.log, self.wd.job_log
             )
-            channels = stage_channels(self.spec, self.wd.data, self.log)
+            data_dirs = [host.wd.data for host in self.hosts]
+            channels = stage_channels(self.spec, data_dirs, self.wd.channels, self.log)
         except StopRequested:
             raise Finished("stopped", "Stopped on request") from None
         except StagingError as exc:
             raise Finished("failed", str(exc)) from None
         finally:
             self.interruptible = False
-        write_config(self.spec, self.wd, channels)
+        for host in self.hosts:
+            write_config(self.spec, host.wd, channels, host.name)
         return channels
 
     def fresh_outputs(self) -> None:
         """Each attempt starts with empty model/ and output/, as on SageMaker; checkpoints/ stay."""
-        for d in (self.wd.model, self.wd.output):
-            shutil.rmtree(d, ignore_errors=True)
-        self.wd.output_data.mkdir(parents=True)
-        self.wd.model.mkdir(parents=True)
+        for host in self.hosts:
+            for d in (host.wd.model, host.wd.output):
+                shutil.rmtree(d, ignore_errors=True)
+            host.wd.output_data.mkdir(parents=True)
+            host.wd.model.mkdir(parents=True)
 
     def deadline(self) -> float | None:
         if self.spec.max_runtime_s is None or self.state["started_at"] is None:
             return None
         return float(self.state["started_at"]) + self.spec.max_runtime_s
 
-    def run_attempt(self, attempt: int, channels: list[str]) -> int:
-        """Run one attempt to its end; returns its exit code or raises Finished on a stop."""
+    def run_attempt(self, attempt: int, channels: list[str]) -> tuple[int, Host | None]:
+        """Run one attempt to its end on every host; returns its exit code and the host that
+        failed it (None when all succeeded), or raises Finished on a stop."""
         procs = max(1, self.spec.processes_per_node)
-        port = launch.free_port()
-        typed = decode_hyperparameters(self.spec.hyperparameters)
-        cmd = launch.command(self.wd, self.spec.entrypoint, user_args(typed), procs, attempt, port)
-        cmd[0] = self.python  # the same script (or torchrun) under the job's environment
-        env = launch.launch_env(job_env(self.spec, self.wd, channels, attempt, procs), procs, port)
+        nodes = len(self.hosts)
+        port = launch.free_port()  # the master's: torch.distributed spans every host
+        args = user_args(decode_hyperparameters(self.spec.hyperparameters))
         self.fresh_outputs()
-        self.log(f"attempt {attempt}: starting {procs} process{'es' if procs > 1 else ''}")
-        if self.warm and fork.can_fork(self.python, procs):
-            self.proc = fork.fork_script(cmd, env, self.wd.code, self.wd.job_log)
-        else:
-            self.proc = launch.start(cmd, env, self.wd.code, self.wd.job_log)
-        self.save(phase="running", attempt=attempt, pid=self.proc.pid, exit_code=None, reason=None)
+        what = f"{procs} process{'es' if procs > 1 else ''}"
+        if nodes > 1:
+            what += f" on each of {nodes} hosts ({', '.join(h.name for h in self.hosts)})"
+        self.log(f"attempt {attempt}: starting {what}")
+        self.group = group = HostGroup(self.hosts, self.wd.job_log)
+        for host in self.hosts:
+            cmd = launch.command(
+                host.wd, self.spec.entrypoint, args, procs, attempt, port, nodes, host.rank
+            )
+            cmd[0] = self.python  # the same script (or torchrun) under the job's environment
+            env = job_env(self.spec, host.wd, channels, attempt, procs, host.name)
+            env = launch.launch_env(env, procs, port, nodes, host.rank)
+            if nodes == 1 and self.warm and fork.can_fork(self.python, procs):
+                group.add(host, fork.fork_script(cmd, env, self.wd.code, self.wd.job_log))
+                continue
+            proc = launch.start(cmd, env, self.wd.code, self.wd.job_log if host.first else None)
+            group.add(host, proc, None if host.first else proc.stdout)
+        pids = group.pids
+        self.save(
+            phase="running", attempt=attempt, pid=pids[0], pids=pids, exit_code=None, reason=None
+        )
         if self.state["started_at"] is None:
             self.save(started_at=time.time())
-        return self.watch(self.proc)
+        return self.watch(group)
 
-    def watch(self, proc: launch.Process) -> int:
+    def watch(self, group: HostGroup) -> tuple[int, Host | None]:
         deadline = self.deadline()
-        while (code := proc.poll()) is None:
+        while (done := group.poll()) is None:
             if not self.wd.root.is_dir():  # deleted with the home: nobody can use its results
-                launch.end_tree(proc, self.spec.stop_grace_s)
+                group.end(self.spec.stop_grace_s)
                 raise Finished("stopped", "Stopped: the job's directory was deleted")
             if self.stop_wanted():
                 self.log("stop requested; ending the job's processes")
-                launch.end_tree(proc, self.stop_grace())
-                raise Finished("stopped", "Stopped on request", proc.returncode)
+                group.end(self.stop_grace())
+                raise Finished("stopped", "Stopped on request", group.returncode)
             if deadline is not None and time.time() >= deadline:
                 limit = self.spec.max_runtime_s
                 self.log(f"the job ran past max_runtime_s={limit}; ending its processes")
-                launch.end_tree(proc, self.spec.stop_grace_s)
+                group.end(self.spec.stop_grace_s)
                 raise Finished(
-                    "stopped", f"Stopped: exceeded max_runtime_s={limit}", proc.returncode
+                    "stopped", f"Stopped: exceeded max_runtime_s={limit}", group.returncode
                 )
-            launch.reap_orphans(proc.pid)
+            group.reap()
             time.sleep(POLL_S)
-        launch.end_tree(proc, CLEANUP_GRACE_S)  # whatever the script left running
-        return code
+        code, failed = done
+        if failed is not None and len(self.hosts) > 1 and group.running():
+            self.log(
+                f"host {failed.name} failed ({launch.describe_exit(code)}); ending the other hosts"
+            )
+        group.end(CLEANUP_GRACE_S)  # the other hosts, and whatever the scripts left running
+        return done
+
+    def failure_reason(self, text: str, code: int, failed: Host | None) -> str:
+        """Why the attempt failed, from the log ``text`` it wrote; names the host of several."""
+        procs = max(1, self.spec.processes_per_node)
+        if len(self.hosts) == 1:
+            return launch.failure_reason(self.wd, text, code, procs)
+        host = failed or self.hosts[0]
+        reason = launch.failure_reason(host.wd, host_text(text, host), code, procs)
+        return f"Host {host.name}: {reason}"
 
     def attempts(self, first: int, channels: list[str]) -> None:
         attempt = first
@@ -205,20 +238,22 @@ class Supervisor:
             if self.stop_wanted():
                 raise Finished("stopped", "Stopped on request")
             offset = self.wd.job_log.stat().st_size if self.wd.job_log.exists() else 0
-            code = self.run_attempt(attempt, channels)
+            code, failed = self.run_attempt(attempt, channels)
             try:
                 checkpoint_sync.push(self.spec, self.wd)
             except Exception as exc:  # the local copy still serves a retry here
-                self.log(f"could not copy checkpoints to the artifact store: {exc}")
+                where = checkpoint_sync.describe(self.spec)
+                self.log(f"could not copy checkpoints to {where}: {exc}")
             if procs > 1:
-                launch.flatten_rank_logs(self.wd, attempt)
+                for host in self.hosts:
+                    launch.flatten_rank_logs(host.wd, attempt, host.rank * procs)
             if code == 0:
                 self.log(f"attempt {attempt}: exited 0")
                 return
             with open(self.wd.job_log, errors="replace") as f:
                 f.seek(offset)
                 text = f.read()
-            reason = launch.failure_reason(self.wd, text, code, procs)
+            reason = self.failure_reason(text, code, failed)
             if attempt >= self.spec.max_retries:
                 raise Finished("failed", reason, code)
             summary = reason.split(launch.TAIL_HEADER)[0].splitlines()[0].rstrip(".")
@@ -235,7 +270,7 @@ class Supervisor:
             return  # deleted under us: there is nowhere to record anything (nor to recreate)
         if done.phase == "succeeded":
             try:
-                for uri in upload_results(self.spec, self.wd):
+                for uri in upload_results(self.spec, self.hosts[0].wd):  # the master's
                     self.log(f"uploaded {uri}")
             except Exception as exc:
                 done = Finished(
@@ -268,8 +303,8 @@ class Supervisor:
             done = Finished("stopped", "Stopped on request")
         except Exception as exc:
             traceback.print_exc()
-            if self.proc is not None and self.proc.poll() is None:
-                launch.end_tree(self.proc, 0)
+            if self.group is not None:
+                self.group.kill()
             done = Finished(
                 "failed", f"The job's supervisor failed: {exc!r}; see {self.wd.supervisor_log}."
             )

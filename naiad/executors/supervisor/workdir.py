@@ -23,9 +23,32 @@ JOB_DIR_ENV = "NAIAD_JOB_DIR"
 
 @dataclasses.dataclass(frozen=True)
 class WorkDir:
-    """Named paths under one job's directory (SageMaker's /opt/ml, rooted at ``root``)."""
+    """Named paths under one job's directory (SageMaker's /opt/ml, rooted at ``root``).
+
+    A job on several hosts gives each its own ``input/``, ``model/`` and ``output/`` under
+    ``hosts/<host>/`` (``for_host``); ``code/``, ``checkpoints/``, the logs and the
+    supervisor's files stay at the root, one for the whole job.
+    """
 
     root: Path
+    host: str | None = None  # None: the job's one host, laid out at the root
+
+    def for_host(self, host: str) -> "WorkDir":
+        return WorkDir(self.root, host)
+
+    @property
+    def base(self) -> Path:
+        """Where this host's container layout (input/, model/, output/) lives."""
+        return self.root if self.host is None else self.hosts / self.host
+
+    @property
+    def hosts(self) -> Path:
+        return self.root / "hosts"
+
+    @property
+    def channels(self) -> Path:
+        """Channels staged once for several hosts, which link to them."""
+        return self.root / "channels"
 
     # -- the supervisor's files -------------------------------------------------------
     @property
@@ -62,7 +85,7 @@ class WorkDir:
     # -- the container layout the script sees -----------------------------------------
     @property
     def input(self) -> Path:
-        return self.root / "input"
+        return self.base / "input"
 
     @property
     def config(self) -> Path:
@@ -74,11 +97,11 @@ class WorkDir:
 
     @property
     def model(self) -> Path:
-        return self.root / "model"
+        return self.base / "model"
 
     @property
     def output(self) -> Path:
-        return self.root / "output"
+        return self.base / "output"
 
     @property
     def output_data(self) -> Path:
