@@ -35,6 +35,11 @@ def _ref(v: ModelVersion) -> str:
     return f"{v.name}:{v.version}"
 
 
+def _input(v: ModelVersion) -> str:
+    """What the version takes; a SageMaker model has no signature (its handlers decide)."""
+    return v.signature.inputs.describe() if v.signature is not None else "any"
+
+
 @app.command("register")
 @handled
 def register(
@@ -69,7 +74,7 @@ def register(
         output.print_json(version)
         return
     origin = f"job {version.lineage.job}" if version.lineage.job else path
-    facts = [version.format, version.signature.inputs.describe(), output.size(version.size_bytes)]
+    facts = [version.format, _input(version), output.size(version.size_bytes)]
     console.print(
         f"Registered [bold]{_ref(version)}[/] from {escape(str(origin))} ({', '.join(facts)})."
     )
@@ -153,7 +158,7 @@ def show(
             str(v.version),
             ", ".join(v.aliases),
             v.format,
-            v.signature.inputs.describe(),
+            _input(v),
             output.size(v.size_bytes),
             escape(source),
             output.relative_time(v.created_at),

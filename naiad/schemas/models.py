@@ -1,20 +1,25 @@
 """Model registry wire models, and the manifest every saved model directory carries.
 
 A model directory is what a version stores and what an endpoint replica loads:
-``naiad-model.json`` (a :class:`ModelManifest`) next to one model file. Every format
-loads without unpickling arbitrary code: TorchScript, ``torch.export`` programs, or
-safetensors weights for an architecture named as ``module:Class``.
+``naiad-model.json`` (a :class:`ModelManifest`) next to one model file. Naiad's own formats
+load without unpickling arbitrary code: TorchScript, ``torch.export`` programs, or
+safetensors weights for an architecture named as ``module:Class``. The ``sagemaker``
+format is a SageMaker model archive served by the PyTorch inference-toolkit contract:
+``file`` names its ``code/inference.py`` (the user's own code, run by the replica like a
+training script runs a job) or, without a script, the TorchScript file the default
+handlers load; it needs no signature.
 """
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from naiad.schemas.common import ParamValue, Timestamp, Wire
 
 MANIFEST_FILE = "naiad-model.json"
 
-ModelFormat = Literal["torchscript", "torch_export", "safetensors"]
+ModelFormat = Literal["torchscript", "torch_export", "safetensors", "sagemaker"]
+SAGEMAKER: ModelFormat = "sagemaker"
 DType = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "uint8", "bool"]
 
 
@@ -41,14 +46,39 @@ class ModelManifest(Wire):
     """``naiad-model.json``: how to load the model file and what it takes."""
 
     format: ModelFormat
-    file: str = Field(description="The model file, relative to the directory.")
-    signature: Signature
+    file: str = Field(
+        description="The model file, relative to the directory; for sagemaker, its inference "
+        "script (code/inference.py) or, without one, the TorchScript file."
+    )
+    signature: Signature | None = Field(
+        description="What the model takes; required for every format but sagemaker."
+    )
     classes: list[str] | None = Field(default=None, description="Label of each output index.")
     architecture: str | None = Field(
         default=None, description="module:Class building the network (safetensors only)."
     )
     architecture_kwargs: dict[str, ParamValue] = Field(default_factory=dict)
     quantization: str | None = Field(default=None, description="e.g. dynamic-int8.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _signature_only_for_tensor_formats(cls, data: Any) -> Any:
+        """A sagemaker manifest may leave ``signature`` out; any other format still gets
+        pydantic's own "Field required" for it (``null`` included)."""
+        if not isinstance(data, dict) or "format" not in data:
+            return data
+        if data["format"] == SAGEMAKER:
+            return data if "signature" in data else {**data, "signature": None}
+        if "signature" in data and data["signature"] is None:
+            return {k: v for k, v in data.items() if k != "signature"}
+        return data
+
+
+class TensorManifest(ModelManifest):
+    """A manifest of a model that takes one tensor (every format but sagemaker): what
+    :func:`naiad.serving.loader.load_model` returns with the network."""
+
+    signature: Signature
 
 
 class Lineage(BaseModel):
@@ -82,7 +112,9 @@ class ModelVersion(BaseModel):
     name: str
     version: int
     format: ModelFormat
-    signature: Signature
+    signature: Signature | None = Field(
+        default=None, description="None for a sagemaker model: its script decodes the input."
+    )
     classes: list[str] | None = None
     quantization: str | None = None
     size_bytes: int

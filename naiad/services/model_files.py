@@ -1,20 +1,28 @@
-"""What a job's ``model.tar.gz`` holds when the script did not write ``naiad-model.json``.
+"""What a model archive holds when it has no ``naiad-model.json``: a job's ``model.tar.gz``
+whose script did not write one, or an uploaded SageMaker ``model.tar.gz``.
 
-A SageMaker-style script saves into ``SM_MODEL_DIR`` whatever it likes, most often
-``model.pth``. Served without unpickling, that can be a TorchScript file or a
-``torch.export`` program; a ``torch.save`` pickle (a state_dict, or a whole pickled
-module) needs the network's class and unpickling, so it is refused with what to do.
+An archive with an inference script, ``code/inference.py`` (or ``code/<SAGEMAKER_PROGRAM>``),
+is a SageMaker model, format ``sagemaker``: the replica runs that script's ``model_fn``,
+``input_fn``, ``predict_fn`` and ``output_fn`` (the PyTorch inference toolkit's contract),
+so its model files may be anything the script loads. Without a script, a SageMaker-style
+job saves into ``SM_MODEL_DIR`` whatever it likes, most often ``model.pth``. Served without
+unpickling, that can be a TorchScript file or a ``torch.export`` program; a ``torch.save``
+pickle (a state_dict, or a whole pickled module) needs the network's class and unpickling,
+so it is refused with what to do. An uploaded archive (``job`` None) with one TorchScript
+file and no input shape is a SageMaker model served by the toolkit's default handlers.
 Files are told apart by their contents (the zip entries each format writes), never by
 loading them, so the server needs no torch for this.
 """
 
 import json
+import os
 import tarfile
 import zipfile
+from collections.abc import Container
 from typing import IO, Literal
 
 from naiad.core.errors import InvalidInput
-from naiad.schemas.models import ModelManifest, Signature, TensorSpec
+from naiad.schemas.models import MANIFEST_FILE, ModelManifest, Signature, TensorSpec
 
 Kind = Literal["torchscript", "torch_export", "torch_save", "safetensors", "other"]
 
@@ -35,6 +43,58 @@ SAVE_HINT = (
     "TorchScript: torch.jit.script(model).save(os.path.join(os.environ['SM_MODEL_DIR'], "
     "'model.pt')), and run the job again"
 )
+UPLOAD_HINT = (
+    "add the naiad-model.json that naiad.runtime.save_model(model, example_input) writes, "
+    "save the network as TorchScript (torch.jit.script(model).save('model.pt')), or add "
+    "code/inference.py with a model_fn(model_dir) that loads it"
+)
+# A SageMaker model archive's inference script: code/$SAGEMAKER_PROGRAM, else this one.
+CODE_DIR = "code"
+DEFAULT_PROGRAM = "inference.py"
+PROGRAM_ENV = "SAGEMAKER_PROGRAM"
+
+
+def script_path(program: str) -> str:
+    """``code/serve.py`` for SAGEMAKER_PROGRAM ``serve.py`` (or ``serve``), or a 400 saying why
+    the name cannot be a script of the archive's code/ folder."""
+    name = program.strip().removesuffix(".py")
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise InvalidInput(
+            f"SAGEMAKER_PROGRAM {program!r} must name a script in the model's code/ folder, "
+            f"such as {DEFAULT_PROGRAM}."
+        )
+    return f"{CODE_DIR}/{name}.py"
+
+
+def sagemaker_script(members: Container[str], program: str | None = None) -> str | None:
+    """The archive's inference script (``code/<name>.py``) when it has one, else None.
+
+    ``program`` is the script's name as SageMaker's ``SAGEMAKER_PROGRAM`` gives it
+    (``serve.py`` or ``serve``); without it, that variable of this process's environment is
+    read. ``code/inference.py``, the toolkit's default, is the fallback either way.
+    """
+    named = program or os.environ.get(PROGRAM_ENV, "").strip()
+    candidates = [script_path(named)] if named else []
+    candidates.append(f"{CODE_DIR}/{DEFAULT_PROGRAM}")
+    return next((path for path in candidates if path in members), None)
+
+
+def infer_sagemaker_manifest(
+    tar: tarfile.TarFile,
+    members: dict[str, tarfile.TarInfo],
+    program: str = DEFAULT_PROGRAM,
+    classes: list[str] | None = None,
+) -> ModelManifest:
+    """The manifest of a SageMaker model archive whose environment names its script.
+
+    ``file`` is ``code/<program>`` even when the archive lacks it (its code may be added
+    beside the files, from ``SAGEMAKER_SUBMIT_DIRECTORY``): a replica that finds no such
+    script serves the model with the toolkit's default handlers, as SageMaker does.
+    """
+    del tar  # the GuessManifest shape; nothing needs to be read
+    return ModelManifest(
+        format="sagemaker", file=script_path(program), signature=None, classes=classes
+    )
 
 
 def _kind(name: str, handle: IO[bytes]) -> Kind:
@@ -89,12 +149,24 @@ def infer_manifest(
     tar: tarfile.TarFile,
     members: dict[str, tarfile.TarInfo],
     model: str,
-    job: str,
+    job: str | None,
     input_shape: list[int] | None,
     dtype: str | None,
     classes: list[str] | None,
+    program: str | None = None,
 ) -> ModelManifest:
-    """The manifest for the one servable file among ``members``, or a sentence saying why not."""
+    """The manifest of an archive without one, or a sentence saying why it cannot be served.
+
+    ``job`` names the training job that wrote the archive, or is None for an uploaded
+    archive; ``program`` is the inference script's name (see :func:`sagemaker_script`).
+    """
+    script = sagemaker_script(members, program)
+    if script is not None:
+        return infer_sagemaker_manifest(tar, members, script.split("/", 1)[1], classes)
+    if job is None:
+        where, hint = f"The model archive has no {MANIFEST_FILE}", UPLOAD_HINT
+    else:
+        where, hint = f"Job {job!r} saved no {MANIFEST_FILE}", SAVE_HINT
     found: dict[str, Kind] = {}
     for rel, member in members.items():
         if not rel.lower().endswith(MODEL_SUFFIXES):
@@ -103,11 +175,10 @@ def infer_manifest(
         assert handle is not None
         found[rel] = _kind(rel, handle)
     servable = {rel: kind for rel, kind in found.items() if kind in ("torchscript", "torch_export")}
-    where = f"Job {job!r} saved no naiad-model.json"
     if len(servable) > 1:
         raise InvalidInput(
             f"{where} and its model directory has several models ({', '.join(sorted(servable))}); "
-            f"keep one, or {SAVE_HINT}."
+            f"keep one, or {hint}."
         )
     if not servable:
         pickled = sorted(rel for rel, kind in found.items() if kind == "torch_save")
@@ -115,7 +186,7 @@ def infer_manifest(
             raise InvalidInput(
                 f"{where}, and {pickled[0]} was written by torch.save (a state_dict or a "
                 "pickled module): serving it would need the network's class and unpickling "
-                f"code. To register it, {SAVE_HINT}."
+                f"code. To register it, {hint}."
             )
         if any(kind == "safetensors" for kind in found.values()):
             raise InvalidInput(
@@ -126,9 +197,13 @@ def infer_manifest(
         have = ", ".join(sorted(members)[:8]) or "nothing"
         raise InvalidInput(
             f"{where} and its model directory has no TorchScript or torch.export file (it "
-            f"has: {have}); {SAVE_HINT}."
+            f"has: {have}); {hint}."
         )
     ((rel, kind),) = servable.items()
+    if job is None and kind == "torchscript" and not input_shape:
+        # A SageMaker model.tar.gz of a lone TorchScript file: the toolkit's default handlers
+        # serve it as it is, whatever input it takes.
+        return ModelManifest(format="sagemaker", file=rel, signature=None, classes=classes)
     inputs = None
     if input_shape:
         inputs = TensorSpec(shape=input_shape, dtype=dtype or "float32")  # type: ignore[arg-type]
@@ -146,15 +221,11 @@ def infer_manifest(
             inputs = TensorSpec(shape=inputs.shape, dtype=dtype)  # type: ignore[arg-type]
     if inputs is None:
         what = "TorchScript" if kind == "torchscript" else "a torch.export program"
+        source = f"--job {job}" if job is not None else "PATH"
         raise InvalidInput(
             f"{where}; its {rel} is {what}, which does not say what input it takes: give "
-            f"its input shape, e.g. `naiad models register {model} --job {job} --input-shape "
+            f"its input shape, e.g. `naiad models register {model} {source} --input-shape "
             "-1,1,8,8` (-1 for the batch; --dtype if not float32), or save it with "
             "naiad.runtime.save_model(model, example_input), which records it."
         )
-    return ModelManifest(
-        format=kind,
-        file=rel,
-        signature=Signature(inputs=inputs),
-        classes=classes,
-    )
+    return ModelManifest(format=kind, file=rel, signature=Signature(inputs=inputs), classes=classes)

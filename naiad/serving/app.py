@@ -52,20 +52,16 @@ async def respond(
     await send({"type": "http.response.body", "body": body})
 
 
-class ReplicaApp:
-    """The ASGI app over a loaded model's codec and batcher."""
+class InvocationApp:
+    """The ASGI app's routes, figures and body reading; a subclass answers invocations."""
 
     def __init__(
         self,
-        codec: Codec,
-        batcher: Batcher,
         stats: ReplicaStats,
         *,
         max_body_bytes: int = 16 * 1024 * 1024,
         capture: Capture | None = None,
     ) -> None:
-        self.codec = codec
-        self.batcher = batcher
         self.stats = stats
         self.max_body_bytes = max_body_bytes
         self.capture = capture
@@ -127,6 +123,56 @@ class ReplicaApp:
         await respond(send, 405, body, extra=((b"allow", allowed),))
 
     async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Answer one ``POST /invocations``; returns the status sent, for the figures."""
+        raise NotImplementedError
+
+    async def _body(self, receive: Receive) -> bytes:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Gone()
+        body = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > self.max_body_bytes:
+                raise self._too_large()
+            return body
+        chunks = [body]
+        size = len(body)
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _Gone()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise self._too_large()
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"The body is over this replica's limit of {self.max_body_bytes} bytes; "
+            "send fewer rows per request."
+        )
+
+
+class ReplicaApp(InvocationApp):
+    """The ASGI app over a loaded model's codec and batcher."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        batcher: Batcher,
+        stats: ReplicaStats,
+        *,
+        max_body_bytes: int = 16 * 1024 * 1024,
+        capture: Capture | None = None,
+    ) -> None:
+        super().__init__(stats, max_body_bytes=max_body_bytes, capture=capture)
+        self.codec = codec
+        self.batcher = batcher
+
+    async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> int:
         content_type = b""
         accept = b""
         length = -1
@@ -157,35 +203,6 @@ class ReplicaApp:
             self.capture.offer(inputs, outputs)
         await respond(send, 200, answer, media)
         return 200
-
-    async def _body(self, receive: Receive) -> bytes:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise _Gone()
-        body = message.get("body", b"")
-        if not message.get("more_body", False):
-            if len(body) > self.max_body_bytes:
-                raise self._too_large()
-            return body
-        chunks = [body]
-        size = len(body)
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                raise _Gone()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise self._too_large()
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-    def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(
-            f"The body is over this replica's limit of {self.max_body_bytes} bytes; "
-            "send fewer rows per request."
-        )
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

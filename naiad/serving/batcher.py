@@ -4,6 +4,9 @@ The decision of what to run is :func:`plan`, a pure function of the queue, the l
 and the clock, so it is tested without a server (LitServe's ``collate_requests``). The
 :class:`Batcher` around it owns the queue, runs the model on one thread off the event
 loop (the loop keeps parsing requests meanwhile) and hands each request its own rows.
+
+Requests share a model call only when their examples have the same shape and dtype; a
+request submitted ``alone`` (an input without a batch dimension) never shares one.
 """
 
 import asyncio
@@ -88,16 +91,31 @@ def plan(
 @dataclass(slots=True)
 class _Item:
     array: np.ndarray
-    rows: int
+    rows: int  # what the plan counts: the whole batch for a request that runs alone
     arrived: float
     future: asyncio.Future[np.ndarray]
+    alone: bool = False
+
+
+class _RowsMismatch(Exception):
+    """Requests batched together got back a number of rows that cannot be split among them."""
+
+
+def _size(item: _Item) -> int:
+    """The rows a request really holds (for the figures)."""
+    if not item.alone:
+        return item.rows
+    return item.array.shape[0] if item.array.ndim else 1
 
 
 class Batcher:
     """Queue requests, run them in batches on one model thread, answer each with its rows.
 
     ``infer`` takes the concatenated batch (rows first) and must return one output row
-    per input row; it runs on a dedicated thread, never on the event loop. The loop hands
+    per input row; it runs on a dedicated thread, never on the event loop. With
+    ``strict_rows`` off (SageMaker models, whose outputs are whatever the model returns) a
+    request that ran by itself gets the model's whole output, and a batch of several whose
+    output rows do not match its input rows is run again request by request. The loop hands
     that thread a whole batch through a lock-free queue and gets every result back in one
     wake-up (``call_soon_threadsafe``): two thread hand-offs per batch, whatever its size,
     because each hand-off waits for the GIL.
@@ -112,6 +130,7 @@ class Batcher:
         queue_size: int = 1024,
         on_batch: Callable[[int, int, float], None] | None = None,
         thread_context: Callable[[], AbstractContextManager[object]] | None = None,
+        strict_rows: bool = True,
     ) -> None:
         """``on_batch(rows, requests, seconds)`` is called on the loop after each batch.
         ``thread_context()`` is entered on the model thread for the thread's whole life
@@ -121,6 +140,7 @@ class Batcher:
         self.max_delay = max_delay
         self.queue_size = queue_size
         self.on_batch = on_batch
+        self.strict_rows = strict_rows
         self._thread_context = thread_context or nullcontext
         self._pending: deque[_Item] = deque()
         self._wake: asyncio.Future[None] | None = None
@@ -155,9 +175,10 @@ class Batcher:
             loop = asyncio.get_running_loop()  # the running batch still delivers through it
             await loop.run_in_executor(None, self._thread.join)
 
-    def submit(self, array: np.ndarray) -> asyncio.Future[np.ndarray]:
+    def submit(self, array: np.ndarray, alone: bool = False) -> asyncio.Future[np.ndarray]:
         """Queue one request's batch; the future gets its output rows (or the error).
 
+        ``alone``: run it in a model call of its own, as it is (it has no batch dimension).
         Raises :class:`QueueFull` at once when ``queue_size`` requests are waiting.
         """
         if len(self._pending) >= self.queue_size:
@@ -167,7 +188,8 @@ class Batcher:
         loop = self._loop
         assert loop is not None, "Batcher.start() was not called"
         future = loop.create_future()
-        self._pending.append(_Item(array, array.shape[0], time.perf_counter(), future))
+        rows = self.max_batch if alone else array.shape[0]
+        self._pending.append(_Item(array, rows, time.perf_counter(), future, alone))
         wake = self._wake  # set only while the worker sleeps on an empty queue
         if wake is not None:
             self._wake = None
@@ -235,7 +257,7 @@ class Batcher:
             else:
                 future.set_result(result)
         if self.on_batch is not None:
-            self.on_batch(sum(item.rows for item in batch), len(batch), seconds)
+            self.on_batch(sum(_size(item) for item in batch), len(batch), seconds)
         running = self._running
         if running is not None and not running.done():
             running.set_result(None)
@@ -255,23 +277,35 @@ class Batcher:
         """Each item's output rows.
 
         Requests whose examples differ in shape (a signature with a free dimension other
-        than the batch) cannot share a tensor: each run of equal shapes is one model call.
+        than the batch) or dtype cannot share a tensor: each run of equal ones is one model
+        call, and a request that runs alone is a call of its own.
         """
         results: list[np.ndarray | ModelError] = []
         start = 0
         while start < len(batch):
-            shape = batch[start].array.shape[1:]
+            first = batch[start]
             stop = start + 1
-            while stop < len(batch) and batch[stop].array.shape[1:] == shape:
-                stop += 1
+            if not first.alone:
+                shape, dtype = first.array.shape[1:], first.array.dtype
+                while stop < len(batch):
+                    other = batch[stop].array
+                    if batch[stop].alone or other.shape[1:] != shape or other.dtype != dtype:
+                        break
+                    stop += 1
             group = batch[start:stop]
             if len(group) == 1:
-                inputs = group[0].array
+                inputs = first.array
             else:
                 inputs = np.concatenate([item.array for item in group])
             outputs = self.infer(inputs)
+            if not self.strict_rows and len(group) == 1:
+                results.append(outputs)  # whatever the model made of this request alone
+                start = stop
+                continue
             if outputs.ndim == 0 or outputs.shape[0] != inputs.shape[0]:
                 got = "a scalar" if outputs.ndim == 0 else f"{outputs.shape[0]} rows"
+                if not self.strict_rows:
+                    raise _RowsMismatch(f"{got} for {inputs.shape[0]} rows")
                 raise ModelError(
                     f"The model returned {got} for a batch of {inputs.shape[0]} rows "
                     f"({len(group)} requests); it must return one output row per input row."

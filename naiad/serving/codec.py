@@ -63,6 +63,8 @@ class Codec:
     """Decode and encode for one model: its checks are precomputed once, not per request."""
 
     def __init__(self, manifest: ModelManifest, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+        if manifest.signature is None:
+            raise ValueError(f"A {manifest.format} manifest without a signature has no codec.")
         spec = manifest.signature.inputs
         self.max_rows = max_rows
         self.spec = spec
@@ -115,7 +117,7 @@ class Codec:
         if media in (JSON, b""):
             return self.check(self._from_json(body))
         if media == NPY:
-            return self.check(_from_npy(body))
+            return self.check(from_npy(body))
         if media == CSV:
             return self.check(self._from_csv(body))
         named = media.decode("latin-1")
@@ -177,7 +179,7 @@ class Codec:
         return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), JSON
 
 
-def _from_npy(body: bytes) -> np.ndarray:
+def from_npy(body: bytes) -> np.ndarray:
     """The array in ``numpy.save`` bytes, its header checked against its length first."""
     stream = io.BytesIO(body)
     try:

@@ -3,6 +3,7 @@
 Nothing is unpickled: TorchScript and ``torch.export`` files are programs, safetensors
 files are weights for an architecture the replica imports by name. A directory that
 does not load says why in one sentence, so the controller can show it as the reason.
+A ``sagemaker`` directory is the inference toolkit's (``naiad.serving.handler``), not this.
 """
 
 import contextlib
@@ -18,7 +19,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from naiad.core.errors import NaiadError
-from naiad.schemas.models import MANIFEST_FILE, ModelManifest, TensorSpec
+from naiad.schemas.models import (
+    MANIFEST_FILE,
+    SAGEMAKER,
+    ModelManifest,
+    TensorManifest,
+    TensorSpec,
+)
 
 
 class ModelLoadError(NaiadError):
@@ -43,7 +50,7 @@ def first_line(exc: BaseException) -> str:
 class LoadedModel:
     """A manifest and a network callable on a batch tensor, in inference mode."""
 
-    manifest: ModelManifest
+    manifest: TensorManifest
     network: Callable[[Any], Any]
     device: str = "cpu"
 
@@ -84,10 +91,28 @@ def read_manifest(directory: Path) -> ModelManifest:
     try:
         return ModelManifest.model_validate_json(path.read_bytes())
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
+        raise _invalid(path, exc) from None
+
+
+def _invalid(path: Path, exc: ValidationError) -> ModelLoadError:
+    problems = "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
+    )
+    return ModelLoadError(f"{path} is not a valid manifest: {problems}.")
+
+
+def tensor_manifest(directory: Path, manifest: ModelManifest) -> TensorManifest:
+    """The manifest of a model that takes one tensor, or why this one is not such a model."""
+    if manifest.format == SAGEMAKER:
+        raise ModelLoadError(
+            f"{directory} holds a SageMaker model (its inference script decides what it "
+            "takes), which only an endpoint serves; evaluation and quantization take models "
+            "saved with naiad.runtime.save_model."
         )
-        raise ModelLoadError(f"{path} is not a valid manifest: {problems}.") from None
+    try:
+        return TensorManifest.model_validate(manifest.model_dump())
+    except ValidationError as exc:
+        raise _invalid(directory / MANIFEST_FILE, exc) from None
 
 
 def _architecture(manifest: ModelManifest) -> Any:
@@ -228,7 +253,7 @@ def load_model(
     inputs its manifest promises fails here, at load, not on a user's request.
     """
     directory = Path(directory)
-    manifest = read_manifest(directory)
+    manifest = tensor_manifest(directory, read_manifest(directory))
     if threads is not None:
         set_threads(threads)
     path = directory / manifest.file

@@ -4,6 +4,10 @@ The model is loaded (and warmed) before the socket opens, so a ``/ping`` that an
 200 means ready. SIGTERM stops accepting connections, lets every request already
 received finish (its batch included), then exits 0: the controller rolls replicas over
 without failing a request. A model that cannot load exits 2 with one sentence on stderr.
+
+A ``sagemaker`` model directory is served by its inference script's handlers
+(``handler``, ``sagemaker_app``): through the batcher when the script leaves the request
+functions to the defaults, else one request at a time on a worker thread.
 """
 
 import argparse
@@ -20,16 +24,21 @@ from pathlib import Path
 import numpy as np
 
 from naiad.core.errors import NaiadError
-from naiad.serving.app import ReplicaApp
+from naiad.schemas.models import SAGEMAKER
+from naiad.serving.app import InvocationApp, ReplicaApp
 from naiad.serving.batcher import Batcher
 from naiad.serving.capture import Capture
 from naiad.serving.codec import DEFAULT_MAX_ROWS, Codec
+from naiad.serving.handler import Handler, load_handler
 from naiad.serving.loader import (
     LoadedModel,
     choose_cpu_kernels,
     load_model,
     model_thread_context,
+    read_manifest,
+    set_threads,
 )
+from naiad.serving.sagemaker_app import DefaultHandlerApp, HandlerRunner, ScriptHandlerApp
 from naiad.serving.stats import ReplicaStats
 
 EXIT_LOAD_FAILED = 2
@@ -116,6 +125,15 @@ def make_infer(model: LoadedModel) -> Callable[[np.ndarray], np.ndarray]:
     return infer
 
 
+def load(args: argparse.Namespace) -> LoadedModel | Handler:
+    """The model directory's model: a network (Naiad's formats) or a SageMaker handler."""
+    manifest = read_manifest(args.model_dir)
+    if manifest.format != SAGEMAKER:
+        return load_model(args.model_dir, threads=args.threads, device=args.device)
+    set_threads(args.threads)
+    return load_handler(args.model_dir, manifest, device=args.device, max_rows=args.max_rows)
+
+
 def _bind(host: str, port: int) -> socket.socket:
     """The port, taken before the model loads (a clash fails fast) but not yet listening:
     until ``listen``, connections are refused, never left hanging."""
@@ -133,35 +151,55 @@ def _bind(host: str, port: int) -> socket.socket:
 
 async def serve(
     args: argparse.Namespace,
-    model: LoadedModel,
+    model: LoadedModel | Handler,
     sock: socket.socket,
     kernels: str,
     app_type: type[ReplicaApp] = ReplicaApp,
 ) -> None:
     import uvicorn
 
-    batcher = Batcher(
-        make_infer(model),
-        max_batch=args.max_batch,
-        max_delay=args.max_delay_ms / 1000,
-        queue_size=args.queue_size,
-        thread_context=lambda: model_thread_context(args.threads),
-    )
-    stats = ReplicaStats(queue_depth=lambda: batcher.depth)
-    batcher.on_batch = stats.record_batch
+    stats = ReplicaStats()
     capture = None
     if args.capture_dir is not None and args.capture_fraction > 0:
         capture = Capture(
             args.capture_dir, args.capture_fraction, on_drop=stats.record_capture_drop
         )
         capture.start()
-    app = app_type(
-        Codec(model.manifest, max_rows=args.max_rows),
-        batcher,
-        stats,
-        max_body_bytes=args.max_body_bytes,
-        capture=capture,
-    )
+    app: InvocationApp
+    worker: Batcher | HandlerRunner
+    if isinstance(model, Handler) and not model.batchable:
+        worker = HandlerRunner(args.threads, args.queue_size, on_call=stats.record_batch)
+        app = ScriptHandlerApp(model, worker, stats, max_body_bytes=args.max_body_bytes)
+        what = f"{model.describe}, one request at a time"
+    else:
+        worker = Batcher(
+            model.infer if isinstance(model, Handler) else make_infer(model),
+            max_batch=args.max_batch,
+            max_delay=args.max_delay_ms / 1000,
+            queue_size=args.queue_size,
+            on_batch=stats.record_batch,
+            thread_context=lambda: model_thread_context(args.threads),
+            strict_rows=not isinstance(model, Handler),
+        )
+        if isinstance(model, Handler):
+            app = DefaultHandlerApp(
+                worker,
+                stats,
+                max_rows=args.max_rows,
+                max_body_bytes=args.max_body_bytes,
+                capture=capture,
+            )
+            what = f"{model.describe}, batched"
+        else:
+            app = app_type(
+                Codec(model.manifest, max_rows=args.max_rows),
+                worker,
+                stats,
+                max_body_bytes=args.max_body_bytes,
+                capture=capture,
+            )
+            what = f"{kernels} CPU kernels"
+    stats.queue_depth = lambda: worker.depth
     config = uvicorn.Config(
         app,
         http="httptools",
@@ -177,7 +215,7 @@ async def serve(
     )
     server = uvicorn.Server(config)
     app.draining = lambda: server.should_exit
-    batcher.start()
+    worker.start()
     # uvicorn re-raises a caught SIGTERM or SIGINT once it has drained; these handlers
     # receive it, so the process exits 0 after a drain instead of dying of the signal.
     signal.signal(signal.SIGTERM, lambda *_: None)
@@ -185,14 +223,14 @@ async def serve(
     sock.listen(2048)
     host, port = sock.getsockname()[:2]
     print(
-        f"Serving {args.model_dir} on http://{host}:{port} ({kernels} CPU kernels)",
+        f"Serving {args.model_dir} on http://{host}:{port} ({what})",
         file=sys.stderr,
         flush=True,
     )
     try:
         await server.serve(sockets=[sock])
     finally:
-        await batcher.close()
+        await worker.close()
         if capture is not None:
             capture.close()
 
@@ -203,8 +241,10 @@ def main(argv: list[str] | None = None, app_type: type[ReplicaApp] = ReplicaApp)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         sock = _bind(args.host, args.port)
-        model = load_model(args.model_dir, threads=args.threads, device=args.device)
-        kernels = choose_cpu_kernels(model, args.max_batch)
+        model = load(args)
+        kernels = "default"
+        if isinstance(model, LoadedModel):
+            kernels = choose_cpu_kernels(model, args.max_batch)
     except NaiadError as exc:
         print(exc.message, file=sys.stderr)
         return EXIT_LOAD_FAILED

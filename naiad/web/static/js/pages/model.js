@@ -115,7 +115,7 @@ export default async function render(view) {
         v.aliases.map((a) => h("span", { class: "chip" }, a)),
       ),
       h("td", {}, v.format, v.quantization ? h("span", { class: "chip" }, v.quantization) : null),
-      h("td", { class: "mono small" }, describe(v.signature.inputs)),
+      h("td", { class: "mono small" }, v.signature ? describe(v.signature.inputs) : "any"),
       h("td", { class: "num" }, fmtBytes(v.size_bytes)),
       h("td", {}, lineage(name, v, servingOf(v))),
       h("td", {}, fmtTime(v.created_at)),
