@@ -156,6 +156,14 @@ def register(
         )
     else:
         archive, lineage = safe_path(body.upload_uri or ""), Lineage()
+        guess = functools.partial(  # a SageMaker model.tar.gz carries no naiad-model.json
+            model_files.infer_manifest,
+            model=name,
+            job=None,
+            input_shape=body.input_shape,
+            dtype=body.dtype,
+            classes=body.classes,
+        )
         if not archive.startswith("uploads/models/") or not store.exists(archive):
             raise InvalidInput(
                 f"Upload {body.upload_uri!r} was not found; PUT the model archive to "

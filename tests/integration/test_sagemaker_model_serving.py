@@ -247,12 +247,6 @@ def test_a_lone_torchscript_model_serves_with_the_default_handlers(api: httpx.Cl
     assert refused.status_code == 415 and "application/xml" in refused.json()["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services.models.register passes no manifest guess for an upload yet; wiring "
-    "model_files.infer_manifest with job=None there makes a bare SageMaker model.tar.gz "
-    "register (then remove this mark)",
-)
 def test_a_bare_sagemaker_archive_registers_by_upload(api: httpx.Client) -> None:
     registered = register(api, "bare", tar_gz({"model.pt": torchscript()}))
     assert registered.status_code == 201, registered.text

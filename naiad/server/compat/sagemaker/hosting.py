@@ -7,6 +7,7 @@ variants keep their SageMaker names, and ``UpdateEndpoint`` rolls out with Naiad
 zero-failure rollout.
 """
 
+import functools
 import io
 import tarfile
 import zlib
@@ -21,7 +22,9 @@ from naiad.server.compat.buckets import locate
 from naiad.server.compat.listing import Fields, page
 from naiad.server.compat.sagemaker.operations import arn, operation, resource, tag_dict
 from naiad.services import endpoints as endpoint_service
+from naiad.services import model_files
 from naiad.services import models as model_service
+from naiad.services.models import GuessManifest
 from naiad.store import aws_resources, endpoints, models
 from naiad.store.artifacts import safe_path
 from naiad.store.tables import AwsResourceRow
@@ -148,14 +151,11 @@ def _package_ref(ctx: Context, name_or_arn: str) -> str:
     raise AwsError("ValidationException", f"ModelPackage {name_or_arn} does not exist.")
 
 
-def guess_manifest(environment: dict[str, str]) -> Any:
-    """The manifest of an archive that has none: a SageMaker one (``code/<program>``)."""
-    from naiad.services import model_files
-
-    program = environment.get("SAGEMAKER_PROGRAM", "inference.py")
-    return getattr(model_files, "infer_sagemaker_manifest", None) and (
-        lambda tar, members: model_files.infer_sagemaker_manifest(tar, members, program)  # type: ignore[attr-defined]
-    )
+def guess_manifest(environment: dict[str, str]) -> GuessManifest:
+    """The manifest of an archive that has none: a SageMaker one, whose handler is
+    ``code/<SAGEMAKER_PROGRAM>`` (the toolkit's defaults serve it when there is none)."""
+    program = environment.get("SAGEMAKER_PROGRAM", model_files.DEFAULT_PROGRAM)
+    return functools.partial(model_files.infer_sagemaker_manifest, program=program)
 
 
 @operation("DescribeModel")
