@@ -52,8 +52,8 @@ def runtime_app(state: AppState) -> ASGIApp:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         forwarded = {k: headers[k] for k in FORWARDED if k in headers}
         try:
-            answer = await invocation(
-                state, name, body, forwarded, headers.get("x-amzn-sagemaker-target-variant")
+            answer = await invocation(  # the Naiad endpoint is named in lower case
+                state, name.lower(), body, forwarded, headers.get("x-amzn-sagemaker-target-variant")
             )
         except NaiadError:
             caller = scope["naiad.aws"]

@@ -92,15 +92,20 @@ class Router:
         self._down[target] = now + DOWN_S
 
     def _pick(
-        self, endpoint: str, routes: tuple[VariantRoute, ...], tried: set[Target]
+        self,
+        endpoint: str,
+        routes: tuple[VariantRoute, ...],
+        tried: set[Target],
+        weighed: bool = True,
     ) -> tuple[VariantRoute, Target] | None:
+        """A variant by weight (any of ``routes`` when not ``weighed``) and its next replica."""
         now = time.monotonic()
         usable = []
         for variant in routes:
             targets = [
                 t for t in variant.targets if t not in tried and self._down.get(t, 0.0) <= now
             ]
-            if targets and variant.weight > 0:
+            if targets and (variant.weight > 0 or not weighed):
                 usable.append((variant, targets))
         if not usable:
             return None
@@ -137,7 +142,7 @@ class Router:
             table = self._table.get(endpoint) or routes
             if only is not None:
                 table = tuple(v for v in table if v.name == only) or routes
-            picked = self._pick(endpoint, table, tried)
+            picked = self._pick(endpoint, table, tried, weighed=only is None)
             if picked is None:
                 break
             variant, target = picked

@@ -1,0 +1,228 @@
+"""SageMaker training through boto3's own ``sagemaker`` and ``s3`` clients, against a live
+Naiad server on SQLite and on PostgreSQL: what a user's existing code calls, unchanged."""
+
+import contextlib
+import io
+import tarfile
+import textwrap
+import time
+import uuid
+from typing import Any
+
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError, WaiterError
+
+from naiad.testing.aws import AwsServer, aws  # noqa: F401 - the fixture
+
+ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
+IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5-cpu-py311"
+
+TRAIN = """
+    import argparse, json, os, sys
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--lr", type=float)
+    args = parser.parse_args()
+    rows = open(os.path.join(os.environ["SM_CHANNEL_TRAIN"], "train.csv")).read().split()
+    print(f"rows {len(rows)} color {os.environ.get('COLOR')}")
+    hps = json.load(open("/".join([os.environ["SM_INPUT_CONFIG_DIR"], "hyperparameters.json"])))
+    print("hps", sorted(hps))
+    for epoch in range(args.epochs):
+        print(f"epoch {epoch} train_loss={1.0 / (epoch + 1):.4f}")
+    if os.environ.get("FAIL"):
+        with open(os.path.join(os.environ["SM_OUTPUT_DIR"], "failure"), "w") as f:
+            f.write("the learning rate is too high for this data")
+        sys.exit(3)
+    if os.environ.get("SLEEP"):
+        import time
+        time.sleep(120)
+    with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w") as f:
+        f.write(f"lr={args.lr}")
+"""
+
+
+def sourcedir(script: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        data = textwrap.dedent(script).encode()
+        info = tarfile.TarInfo("train.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def bucket(aws: AwsServer) -> str:  # noqa: F811
+    s3 = aws.client("s3")
+    name = f"sm-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="code/sourcedir.tar.gz", Body=sourcedir(TRAIN))
+    s3.put_object(Bucket=name, Key="data/train/train.csv", Body=b"1,2\n3,4\n5,6\n")
+    return name
+
+
+def job_request(bucket: str, name: str, **changes: Any) -> dict[str, Any]:
+    """What the SageMaker Python SDK's PyTorch estimator sends (v2 script mode)."""
+    request: dict[str, Any] = {
+        "TrainingJobName": name,
+        "RoleArn": ROLE,
+        "AlgorithmSpecification": {
+            "TrainingImage": IMAGE,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [{"Name": "train:loss", "Regex": "train_loss=([0-9.]+)"}],
+        },
+        "HyperParameters": {
+            "epochs": "3",
+            "lr": "0.05",
+            "sagemaker_program": '"train.py"',
+            "sagemaker_submit_directory": f'"s3://{bucket}/code/sourcedir.tar.gz"',
+            "sagemaker_region": '"us-east-1"',
+        },
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": f"s3://{bucket}/data/train",
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+        ],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/output"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+        "Environment": {"COLOR": "blue"},
+        "Tags": [{"Key": "team", "Value": "vision"}],
+    }
+    request.update(changes)
+    return request
+
+
+def wait(sm: Any, name: str) -> dict[str, Any]:
+    waiter = sm.get_waiter("training_job_completed_or_stopped")
+    with contextlib.suppress(WaiterError):  # a Failed job ends the wait with an error
+        waiter.wait(TrainingJobName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    return sm.describe_training_job(TrainingJobName=name)
+
+
+def test_training_job_runs_as_sagemaker_describes_it(aws: AwsServer, bucket: str) -> None:  # noqa: F811
+    sm, s3 = aws.client("sagemaker"), aws.client("s3")
+    arn = sm.create_training_job(**job_request(bucket, "Digits-1"))["TrainingJobArn"]
+    assert arn.startswith("arn:aws:sagemaker:us-east-1:") and arn.endswith(":training-job/digits-1")
+    assert sm.describe_training_job(TrainingJobName="Digits-1")["TrainingJobStatus"] in (
+        "InProgress",
+        "Completed",
+    )
+    job = wait(sm, "Digits-1")
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert job["SecondaryStatus"] == "Completed"
+    steps = [t["Status"] for t in job["SecondaryStatusTransitions"]]
+    assert steps[-1] == "Completed" and "Training" in steps
+    metrics = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
+    assert metrics == {"train:loss": pytest.approx(0.3333)}
+    assert job["HyperParameters"]["epochs"] == "3"
+    assert job["TrainingStartTime"] <= job["TrainingEndTime"]
+    assert job["BillableTimeInSeconds"] >= 1
+
+    artifacts = job["ModelArtifacts"]["S3ModelArtifacts"]
+    assert artifacts == f"s3://{bucket}/output/Digits-1/output/model.tar.gz"
+    body = s3.get_object(Bucket=bucket, Key="output/Digits-1/output/model.tar.gz")["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        assert tar.extractfile("model.txt").read() == b"lr=0.05"  # type: ignore[union-attr]
+
+    listed = sm.list_training_jobs(NameContains="digits", StatusEquals="Completed")
+    assert [j["TrainingJobName"] for j in listed["TrainingJobSummaries"]] == ["Digits-1"]
+    assert sm.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "team", "Value": "vision"}]
+
+    with pytest.raises(ClientError) as taken:
+        sm.create_training_job(**job_request(bucket, "digits-1"))
+    assert taken.value.response["Error"]["Code"] == "ResourceInUse"
+
+
+def test_failure_reason_is_the_scripts_own(aws: AwsServer, bucket: str) -> None:  # noqa: F811
+    sm = aws.client("sagemaker")
+    request = job_request(bucket, "fails-1", Environment={"FAIL": "1"})
+    sm.create_training_job(**request)
+    job = wait(sm, "fails-1")
+    assert job["TrainingJobStatus"] == "Failed"
+    assert "the learning rate is too high" in job["FailureReason"]
+    assert "ModelArtifacts" not in job or not job["ModelArtifacts"].get("S3ModelArtifacts")
+
+
+def test_stop_training_job(aws: AwsServer, bucket: str) -> None:  # noqa: F811
+    sm = aws.client("sagemaker")
+    sm.create_training_job(**job_request(bucket, "stops-1", Environment={"SLEEP": "1"}))
+    deadline = time.monotonic() + 60
+    while sm.describe_training_job(TrainingJobName="stops-1")["SecondaryStatus"] != "Training":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    sm.stop_training_job(TrainingJobName="stops-1")
+    job = wait(sm, "stops-1")
+    assert job["TrainingJobStatus"] == "Stopped"
+    with pytest.raises(ClientError) as again:
+        sm.stop_training_job(TrainingJobName="stops-1")
+    assert again.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_lists_page_sort_and_filter(aws: AwsServer, bucket: str) -> None:  # noqa: F811
+    sm = aws.client("sagemaker")
+    names = [f"page-{i}" for i in range(3)]
+    for name in names:
+        sm.create_training_job(**job_request(bucket, name, Environment={}))
+    pages = sm.get_paginator("list_training_jobs").paginate(
+        NameContains="page-", SortBy="Name", SortOrder="Ascending", PaginationConfig={"PageSize": 2}
+    )
+    seen = [j["TrainingJobName"] for p in pages for j in p["TrainingJobSummaries"]]
+    assert seen == names
+    newest = sm.list_training_jobs(NameContains="page-", MaxResults=1)["TrainingJobSummaries"]
+    assert newest[0]["TrainingJobName"] == "page-2"  # CreationTime, Descending by default
+    for name in names:
+        wait(sm, name)
+
+
+def test_bad_requests_get_sagemakers_errors(aws: AwsServer, bucket: str) -> None:  # noqa: F811
+    unchecked = aws.client("sagemaker", config=Config(parameter_validation=False))
+    with pytest.raises(ClientError) as missing:
+        unchecked.create_training_job(TrainingJobName="no-role")
+    assert missing.value.response["Error"]["Code"] == "ValidationException"
+    assert "RoleArn" in missing.value.response["Error"]["Message"]
+    assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+    sm = aws.client("sagemaker")
+    with pytest.raises(ClientError) as absent:
+        sm.describe_training_job(TrainingJobName="never-made")
+    assert absent.value.response["Error"]["Code"] == "ValidationException"
+
+    no_script = job_request(bucket, "no-script", HyperParameters={"epochs": "1"})
+    with pytest.raises(ClientError) as script:
+        sm.create_training_job(**no_script)
+    assert "sagemaker_program" in script.value.response["Error"]["Message"]
+
+    with pytest.raises(ClientError) as unknown:
+        sm.list_auto_ml_jobs()
+    assert "ListAutoMLJobs" in unknown.value.response["Error"]["Message"]
+    assert unknown.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_unsigned_and_wrongly_signed_requests_are_refused(aws: AwsServer) -> None:  # noqa: F811
+    import httpx
+
+    bare = httpx.post(
+        aws.url,
+        headers={"X-Amz-Target": "SageMaker.ListTrainingJobs"},
+        content=b"{}",
+    )
+    assert (
+        bare.status_code == 400 and bare.json()["__type"] == "MissingAuthenticationTokenException"
+    )
+    wrong = aws.client("sagemaker", aws_secret_access_key="not-the-secret")
+    with pytest.raises(ClientError) as refused:
+        wrong.list_training_jobs()
+    assert refused.value.response["Error"]["Code"] == "InvalidSignatureException"
+    stranger = aws.client("sagemaker", aws_access_key_id="AKIANOTNAIADS0000000")
+    with pytest.raises(ClientError) as unknown:
+        stranger.list_training_jobs()
+    assert unknown.value.response["Error"]["Code"] == "UnrecognizedClientException"
