@@ -5,6 +5,8 @@ keeper (``naiad.server.controller.endpoints``) starts the replicas, switches the
 and stops the old ones, recording each step in the endpoint's timeline.
 """
 
+import re
+
 from sqlalchemy.orm import Session
 
 from naiad.core.errors import Conflict, InvalidInput
@@ -26,6 +28,7 @@ from naiad.store.tables import EndpointRow
 
 # One machine runs every replica: past this many the processes only compete for cores.
 MAX_REPLICAS = 32
+_VARIANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # ASCII: it names directories
 
 
 def invocation_path(name: str) -> str:
@@ -36,7 +39,11 @@ def _resolve(session: Session, spec: VariantSpec, generation: int) -> ResolvedVa
     row = models.resolve(session, spec.model)
     model, version = models.version_of(session, row.id)
     name = spec.name or f"{model}-v{version}"
-    models.check_name(name, "Variant name")
+    if not _VARIANT.fullmatch(name):
+        raise InvalidInput(
+            f"Variant name {name!r} is not valid: use 1-63 letters, digits, '-' or '_', "
+            "starting with a letter or digit (SageMaker's AllTraffic is one)."
+        )
     return ResolvedVariant(
         name=name,
         key=f"{name}.{generation}",
