@@ -136,4 +136,5 @@ def _add_aws_gateway(app: FastAPI, state: AppState) -> None:
         keys=KeyBook(state.sessions, state.token) if state.token else None,
         account=account_id(state.home.id),
         unsigned_error=awsjson.send_error,
+        home=state.home,
     )

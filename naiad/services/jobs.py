@@ -119,11 +119,14 @@ def submit(
     store: ArtifactStore,
     slots: int,
     nodes: int | None = None,
+    output_uri: str | None = None,
 ) -> JobRow:
     """Check everything that can be checked now, so a job does not fail minutes later.
 
     ``slots`` and ``nodes`` are the executor's (``nodes``: the most hosts it runs a job
     on; None: as many as its slots allow, as the local executor emulates them).
+    ``output_uri``: where model.tar.gz and output.tar.gz go (``jobs/NAME/output`` unless
+    given, as SageMaker's ``S3OutputPath`` gives it).
     """
     _check_name(body.name)
     _check_inputs(body.inputs)
@@ -140,7 +143,7 @@ def submit(
         ),
         store.uri,
     )
-    return jobs.create(session, body, run.id, output_uri=f"jobs/{body.name}/output")
+    return jobs.create(session, body, run.id, output_uri=output_uri or f"jobs/{body.name}/output")
 
 
 def jobs_root(settings: Settings) -> Path:

@@ -9,6 +9,7 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, WaiterError
@@ -34,6 +35,11 @@ TRAIN = """
         with open(os.path.join(os.environ["SM_OUTPUT_DIR"], "failure"), "w") as f:
             f.write("the learning rate is too high for this data")
         sys.exit(3)
+    checkpoints = os.environ["NAIAD_CHECKPOINT_DIR"]
+    print("restored", sorted(os.listdir(checkpoints)))
+    if os.environ.get("CHECKPOINT"):
+        with open(os.path.join(checkpoints, os.environ["CHECKPOINT"]), "w") as f:
+            f.write("state")
     if os.environ.get("SLEEP"):
         import time
         time.sleep(120)
@@ -152,6 +158,31 @@ def test_failure_reason_is_the_scripts_own(aws: AwsServer, bucket: str) -> None:
     assert "ModelArtifacts" not in job or not job["ModelArtifacts"].get("S3ModelArtifacts")
 
 
+def test_checkpoints_sync_to_s3_and_resume_a_new_job(aws: AwsServer, bucket: str) -> None:  # noqa: F811
+    sm, s3 = aws.client("sagemaker"), aws.client("s3")
+    config = {"S3Uri": f"s3://{bucket}/checkpoints/run-a"}
+    sm.create_training_job(
+        **job_request(bucket, "ckpt-1", Environment={"CHECKPOINT": "epoch-3.pt"}),
+        CheckpointConfig=config,
+    )
+    assert wait(sm, "ckpt-1")["TrainingJobStatus"] == "Completed"
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="checkpoints/run-a/")
+    assert [o["Key"] for o in listed["Contents"]] == ["checkpoints/run-a/epoch-3.pt"]
+    sm.create_training_job(**job_request(bucket, "ckpt-2", Environment={}), CheckpointConfig=config)
+    assert wait(sm, "ckpt-2")["TrainingJobStatus"] == "Completed"
+    log = httpx.get(
+        f"{aws.url}/api/v1/jobs/ckpt-2/logs",
+        headers={"authorization": f"Bearer {aws.server.token}"},
+    ).json()["text"]
+    assert "restored ['epoch-3.pt']" in log
+
+    with pytest.raises(ClientError) as store:
+        sm.create_training_job(
+            **job_request(bucket, "to-store", OutputDataConfig={"S3OutputPath": "s3://naiad/x"})
+        )
+    assert "read-only" in store.value.response["Error"]["Message"]
+
+
 def test_stop_training_job(aws: AwsServer, bucket: str) -> None:  # noqa: F811
     sm = aws.client("sagemaker")
     sm.create_training_job(**job_request(bucket, "stops-1", Environment={"SLEEP": "1"}))
@@ -208,8 +239,6 @@ def test_bad_requests_get_sagemakers_errors(aws: AwsServer, bucket: str) -> None
 
 
 def test_unsigned_and_wrongly_signed_requests_are_refused(aws: AwsServer) -> None:  # noqa: F811
-    import httpx
-
     bare = httpx.post(
         aws.url,
         headers={"X-Amz-Target": "SageMaker.ListTrainingJobs"},

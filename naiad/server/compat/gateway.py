@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from naiad.server.compat import sigv4
 from naiad.server.compat.awsjson import Caller
 from naiad.server.compat.keys import KeyBook
+from naiad.server.home import HomeWatch
 
 log = logging.getLogger("naiad.server")
 
@@ -70,9 +71,10 @@ class AwsGateway:
         keys: KeyBook | None,
         account: str,
         unsigned_error: SendError,
+        home: HomeWatch,
     ) -> None:
         self.app, self.services, self.keys, self.account = app, services, keys, account
-        self.unsigned_error = unsigned_error
+        self.unsigned_error, self.home = unsigned_error, home
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,10 +83,11 @@ class AwsGateway:
         headers = _headers(scope)
         first = {k: v[0] for k, v in headers.items()}
         query = scope.get("query_string", b"").decode("latin-1")
+        refuse = _closing(send)  # a refusal leaves the body unread: end the connection
         if not sigv4.is_signed(first, query):
             if "x-amz-target" in first:  # an AWS JSON call without credentials
                 await self.unsigned_error(
-                    send,
+                    refuse,
                     400,
                     "MissingAuthenticationTokenException",
                     "The request is not signed: give the client an access key "
@@ -96,24 +99,29 @@ class AwsGateway:
         try:
             signed = sigv4.parse(first, query)
         except sigv4.SignatureProblem as exc:
-            await self.unsigned_error(send, exc.status, exc.code, exc.message)
+            await self.unsigned_error(refuse, exc.status, exc.code, exc.message)
             return
         service = self.services.get(signed.credential.service)
         if service is None:
             known = ", ".join(sorted(self.services))
             await self.unsigned_error(
-                send,
+                refuse,
                 400,
                 "UnknownServiceException",
                 f"Naiad does not answer the AWS service {signed.credential.service!r}; it "
                 f"answers {known}.",
             )
             return
+        if scope["method"] not in _SAFE:
+            lost = self.home.lost()
+            if lost is not None:  # as HomeGuard answers Naiad's own writes
+                await service.send_error(refuse, 503, "ServiceUnavailable", lost)
+                return
         try:
             receive = await self._check(scope, receive, headers, query, signed, service)
         except sigv4.SignatureProblem as exc:
             code = _JSON_CODES.get(exc.code, exc.code) if service.json_errors else exc.code
-            await service.send_error(send, exc.status, code, exc.message)
+            await service.send_error(refuse, exc.status, code, exc.message)
             return
         caller = Caller(signed.credential.access_key, signed.credential.region, self.account)
         scope = {**scope, "naiad.aws": caller, "naiad.aws.payload": signed.payload_hash}
@@ -153,6 +161,23 @@ class AwsGateway:
             )
         sigv4.verify(secret, signed, scope["method"], _raw_path(scope), query, headers, body_hash)
         return _replay(body, receive)
+
+
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _closing(send: Send) -> Send:
+    """``send`` with ``Connection: close`` on the answer: a client that sent
+    ``Expect: 100-continue`` never sends the body a refusal did not read, and the server
+    would take its next request for that body."""
+
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*message.get("headers", []), (b"connection", b"close")]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return closing
 
 
 def _raw_path(scope: Scope) -> str:

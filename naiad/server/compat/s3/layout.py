@@ -25,14 +25,14 @@ from pathlib import Path
 import orjson
 
 from naiad.core.errors import Conflict, InvalidInput
-from naiad.server.compat.buckets import BUCKETS
+from naiad.server.compat.buckets import BUCKETS, STORE_BUCKET
 from naiad.server.compat.s3.errors import S3Error, invalid_argument, no_such_bucket
 from naiad.server.compat.s3.walk import Scan
 from naiad.store.artifacts.base import MAX_PATH_BYTES, TMP_PREFIX, safe_path
 from naiad.store.artifacts.local import LocalArtifactStore
 
 META = f"{BUCKETS}/.naiad-s3"  # not a bucket name: never a bucket, never in a channel
-READ_ONLY = "naiad"  # the bucket that shows the store itself
+READ_ONLY = STORE_BUCKET  # the bucket that shows the store itself
 DEFAULT_TYPE = "binary/octet-stream"  # S3's type of an object put without one
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9.-]*[a-z0-9]")

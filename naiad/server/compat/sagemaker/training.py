@@ -18,7 +18,7 @@ from naiad.core.errors import InvalidInput, NotFound
 from naiad.core.status import Status
 from naiad.schemas.jobs import JobCreate
 from naiad.server.compat.awsjson import AwsError, Context, in_use, not_found
-from naiad.server.compat.buckets import locate, s3_uri, store_path
+from naiad.server.compat.buckets import locate, s3_uri, store_path, writable_path
 from naiad.server.compat.listing import Fields, page
 from naiad.server.compat.sagemaker.images import framework
 from naiad.server.compat.sagemaker.instances import placement
@@ -182,11 +182,12 @@ def _job_create(ctx: Context, params: dict[str, Any], naiad_name: str) -> tuple[
     if options:
         fields["channels"] = options
     if "CheckpointConfig" in params:
-        fields["checkpoint_uri"] = store_path(
+        fields["checkpoint_uri"] = writable_path(
             params["CheckpointConfig"]["S3Uri"], ctx.state.artifacts.uri
         )
     output = params["OutputDataConfig"]["S3OutputPath"].rstrip("/")
-    output_uri = f"{store_path(output, ctx.state.artifacts.uri)}/{params['TrainingJobName']}/output"
+    output_root = writable_path(output, ctx.state.artifacts.uri)
+    output_uri = f"{output_root}/{params['TrainingJobName']}/output"
     try:
         return JobCreate.model_validate(fields), output_uri
     except ValidationError as exc:
@@ -213,11 +214,10 @@ def create_training_job(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     state = ctx.state
     try:
         row = job_service.submit(
-            ctx.session, body, state.artifacts, state.slots, state.executor.nodes
+            ctx.session, body, state.artifacts, state.slots, state.executor.nodes, output_uri
         )
     except InvalidInput as exc:
         raise AwsError("ValidationException", exc.message) from None
-    row.spec = row.spec.model_copy(update={"output_uri": output_uri})
     request = {k: v for k, v in params.items() if k != "Tags"}
     request["_framework"] = framework(
         params["AlgorithmSpecification"].get("TrainingImage", ""),
