@@ -257,7 +257,6 @@ class EndpointMinuteRow(Base):
     queue_depth: Mapped[int] = mapped_column(Integer)  # the most seen waiting
 
 
-
 class AccessKeyRow(Base):
     """An access key pair for the AWS-compatible APIs (SigV4). The secret is kept as issued:
     a SigV4 verifier recomputes each signature from it, so it cannot be a one-way hash."""
@@ -287,6 +286,7 @@ class AwsResourceRow(Base):
         DateTime(timezone=True), default=utcnow, index=True
     )
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
 
 # PostgreSQL would compress these columns and read them back slowly; they are
 # float arrays that barely compress. Migration 0003 does the same on older stores.
