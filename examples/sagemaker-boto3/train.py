@@ -3,6 +3,10 @@
 Run on one instance or several (``InstanceCount``): with more than one, every host
 trains on its own shard of the data (``ShardedByS3Key``) and DDP averages the gradients,
 so all hosts hold the same weights; the first host (``algo-1``) saves the model.
+``run.py`` launches it with boto3; Naiad's own CLI runs it the same way:
+
+    naiad train train.py --source examples/sagemaker-boto3 --input train=data/digits/train \
+        --input validation=data/digits/validation --nodes 2 --hp epochs=5
 """
 
 import argparse
