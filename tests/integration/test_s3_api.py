@@ -467,14 +467,18 @@ def test_a_wrong_secret_or_an_unknown_key_is_refused(aws: AwsServer) -> None:  #
 
 def test_a_presigned_url_reads_an_object(aws: AwsServer, s3: Any, bucket: str) -> None:  # noqa: F811
     s3.put_object(Bucket=bucket, Key="shared.html", Body=b"<script>x</script>")
-    # boto3 presigns S3 URLs with SigV2 unless told; Naiad verifies SigV4 only.
-    signer = aws.client("s3", config=Config(signature_version="s3v4"))
-    url = signer.generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": "shared.html"}
-    )
-    answer = httpx.get(url)
-    assert answer.status_code == 200 and answer.content == b"<script>x</script>"
-    assert answer.headers["content-security-policy"] == "sandbox"  # never runs as the console
+    # boto3's default presigns S3 URLs with the older signature (SigV2); both are accepted.
+    for signer in (s3, aws.client("s3", config=Config(signature_version="s3v4"))):
+        params = {"Bucket": bucket, "Key": "shared.html"}
+        url = signer.generate_presigned_url("get_object", Params=params)
+        answer = httpx.get(url)
+        assert answer.status_code == 200 and answer.content == b"<script>x</script>", url
+        assert answer.headers["content-security-policy"] == "sandbox"  # never the console
+        tampered = httpx.get(url.replace("shared.html", "other.html"))
+        assert tampered.status_code == 403
+        assert "<Code>SignatureDoesNotMatch</Code>" in tampered.text
+    expired = s3.generate_presigned_url("get_object", Params=params, ExpiresIn=-10)
+    assert "<Code>AccessDenied</Code>" in httpx.get(expired).text
 
 
 # -- the artifact store ------------------------------------------------------------------------

@@ -139,3 +139,23 @@ def test_pages_join_with_next_token() -> None:
     assert [n for n, _ in newest] == ["job-4", "job-3"]
     with pytest.raises(AwsError):
         page(items, {"NextToken": "garbage"}, fields)
+
+
+def test_presigned_urls_of_the_older_s3_signature_verify() -> None:
+    import time
+
+    from botocore.auth import HmacV1QueryAuth
+
+    from naiad.server.compat import sigv2
+
+    url = "http://127.0.0.1:8765/bucket/a%20key.bin?response-content-type=text%2Fplain"
+    request = AWSRequest(method="GET", url=url)
+    HmacV1QueryAuth(CREDENTIALS, expires=60).add_auth(request)
+    parts = urlsplit(request.url)
+    presigned = sigv2.parse(parts.query)
+    sigv2.verify(SECRET, presigned, "GET", parts.path, parts.query, {})
+    with pytest.raises(sigv4.SignatureProblem):
+        sigv2.verify("other", presigned, "GET", parts.path, parts.query, {})
+    with pytest.raises(sigv4.SignatureProblem) as expired:
+        sigv2.verify(SECRET, presigned, "GET", parts.path, parts.query, {}, now=time.time() + 120)
+    assert expired.value.code == "AccessDenied"

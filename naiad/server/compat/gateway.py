@@ -13,7 +13,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from naiad.server.compat import sigv4
+from naiad.server.compat import sigv2, sigv4
 from naiad.server.compat.awsjson import Caller
 from naiad.server.compat.keys import KeyBook
 from naiad.server.home import HomeWatch
@@ -84,6 +84,9 @@ class AwsGateway:
         first = {k: v[0] for k, v in headers.items()}
         query = scope.get("query_string", b"").decode("latin-1")
         refuse = _closing(send)  # a refusal leaves the body unread: end the connection
+        if sigv2.is_presigned(query) and "s3" in self.services:
+            await self._presigned_v2(scope, receive, send, headers, query)
+            return
         if not sigv4.is_signed(first, query):
             if "x-amz-target" in first:  # an AWS JSON call without credentials
                 await self.unsigned_error(
@@ -127,6 +130,26 @@ class AwsGateway:
         scope = {**scope, "naiad.aws": caller, "naiad.aws.payload": signed.payload_hash}
         await service.app(scope, receive, send)
 
+    async def _presigned_v2(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, list[str]], query: str
+    ) -> None:
+        """An S3 URL boto3 presigned with the older signature (its default for S3)."""
+        service = self.services["s3"]
+        refuse = _closing(send)
+        try:
+            presigned = sigv2.parse(query)
+            if self.keys is not None:
+                secret = await run_in_threadpool(self.keys.secret, presigned.access_key)
+                if secret is None:
+                    raise _unknown_key(presigned.access_key)
+                sigv2.verify(secret, presigned, scope["method"], _raw_path(scope), query, headers)
+        except sigv4.SignatureProblem as exc:
+            await service.send_error(refuse, exc.status, exc.code, exc.message)
+            return
+        caller = Caller(presigned.access_key, "us-east-1", self.account)
+        scope = {**scope, "naiad.aws": caller, "naiad.aws.payload": sigv4.UNSIGNED}
+        await service.app(scope, receive, send)
+
     async def _check(
         self,
         scope: Scope,
@@ -153,17 +176,20 @@ class AwsGateway:
             return _replay(body, receive)
         secret = await run_in_threadpool(self.keys.secret, signed.credential.access_key)
         if secret is None:
-            raise sigv4.SignatureProblem(
-                "InvalidAccessKeyId",
-                f"The access key {signed.credential.access_key!r} is not one this Naiad server "
-                "issued; create one with `naiad keys create`, or print the admin's with "
-                "`naiad keys env`.",
-            )
+            raise _unknown_key(signed.credential.access_key)
         sigv4.verify(secret, signed, scope["method"], _raw_path(scope), query, headers, body_hash)
         return _replay(body, receive)
 
 
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _unknown_key(access_key: str) -> sigv4.SignatureProblem:
+    return sigv4.SignatureProblem(
+        "InvalidAccessKeyId",
+        f"The access key {access_key!r} is not one this Naiad server issued; create one with "
+        "`naiad keys create`, or print the admin's with `naiad keys env`.",
+    )
 
 
 def _closing(send: Send) -> Send:
