@@ -14,6 +14,8 @@ from naiad.server.auth import ensure_token
 from naiad.server.compat import awsjson
 from naiad.server.compat.gateway import AwsGateway, account_id
 from naiad.server.compat.keys import KeyBook
+from naiad.server.compat.logs import logs_service
+from naiad.server.compat.query import iam_service, sts_service
 from naiad.server.compat.s3 import s3_service
 from naiad.server.compat.sagemaker import sagemaker_service
 from naiad.server.controller.endpoints import EndpointKeeper
@@ -129,6 +131,9 @@ def _add_aws_gateway(app: FastAPI, state: AppState) -> None:
     services = {
         "sagemaker": sagemaker_service(state),
         "s3": s3_service(state),
+        "logs": logs_service(state),  # CloudWatch Logs: training jobs' logs
+        "sts": sts_service(state),
+        "iam": iam_service(state),
     }
     app.add_middleware(
         AwsGateway,

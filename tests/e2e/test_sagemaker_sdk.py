@@ -87,4 +87,5 @@ def test_pytorch_estimator_fit_deploy_predict(
         "/output/model.tar.gz"
     )
     assert result["shape"] == [3, 2]
+    assert "epoch 2 loss=0.3333" in run.stdout  # fit() printed the job's own log
     assert "sm-pysdk-t" not in run.stderr  # telemetry is off: no call out of the machine

@@ -147,6 +147,31 @@ def test_training_job_runs_as_sagemaker_describes_it(aws: AwsServer, bucket: str
         sm.create_training_job(**job_request(bucket, "digits-1"))
     assert taken.value.response["Error"]["Code"] == "ResourceInUse"
 
+    logs = aws.client("logs")  # what the SageMaker SDK's fit(logs=True) reads
+    group = "/aws/sagemaker/TrainingJobs"
+    (stream,) = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix="Digits-1/")[
+        "logStreams"
+    ]
+    assert stream["logStreamName"].startswith("Digits-1/algo-1-")
+    events = logs.get_log_events(
+        logGroupName=group, logStreamName=stream["logStreamName"], startFromHead=True
+    )["events"]
+    lines = [e["message"] for e in events]
+    assert "epoch 2 train_loss=0.3333" in lines
+    times = [e["timestamp"] for e in events]
+    assert times == sorted(times) and len(set(times)) == len(times)
+    later = logs.get_log_events(
+        logGroupName=group,
+        logStreamName=stream["logStreamName"],
+        startTime=times[-2],
+        startFromHead=True,
+    )["events"]
+    assert [e["message"] for e in later] == lines[-2:]
+    found = logs.filter_log_events(logGroupName=group, filterPattern="train_loss")["events"]
+    assert [e["message"] for e in found if "Digits-1" in e["logStreamName"]][-1] == (
+        "epoch 2 train_loss=0.3333"
+    )
+
 
 def test_failure_reason_is_the_scripts_own(aws: AwsServer, bucket: str) -> None:  # noqa: F811
     sm = aws.client("sagemaker")
@@ -236,6 +261,21 @@ def test_bad_requests_get_sagemakers_errors(aws: AwsServer, bucket: str) -> None
         sm.list_auto_ml_jobs()
     assert "ListAutoMLJobs" in unknown.value.response["Error"]["Message"]
     assert unknown.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_sts_and_iam_answer_for_the_install(aws: AwsServer) -> None:  # noqa: F811
+    identity = aws.client("sts").get_caller_identity()
+    assert len(identity["Account"]) == 12 and identity["Account"].isdigit()
+    iam = aws.client("iam")
+    role = iam.get_role(RoleName="SageMakerRole")["Role"]
+    assert role["Arn"] == f"arn:aws:iam::{identity['Account']}:role/SageMakerRole"
+    decision = iam.simulate_principal_policy(
+        PolicySourceArn=role["Arn"], ActionNames=["s3:PutObject", "sagemaker:CreateTrainingJob"]
+    )["EvaluationResults"]
+    assert [d["EvalDecision"] for d in decision] == ["allowed", "allowed"]
+    with pytest.raises(ClientError) as other:
+        iam.list_users()
+    assert other.value.response["Error"]["Code"] == "InvalidAction"
 
 
 def test_unsigned_and_wrongly_signed_requests_are_refused(aws: AwsServer) -> None:  # noqa: F811

@@ -11,7 +11,7 @@ import sagemaker
 from sagemaker.pytorch import PyTorch
 
 HERE = Path(__file__).parent
-ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
+ROLE = "SageMakerRole"  # a role name: the SDK asks IAM for its ARN
 
 bucket = sys.argv[1]
 boto3.client("s3").create_bucket(Bucket=bucket)
@@ -28,7 +28,7 @@ estimator = PyTorch(
     metric_definitions=[{"Name": "train:loss", "Regex": "loss=([0-9.]+)"}],
     sagemaker_session=session,
 )
-estimator.fit(wait=True, logs="None")
+estimator.fit()  # waits, printing the job's log from CloudWatch Logs as on AWS
 job = estimator.latest_training_job.describe()
 predictor = estimator.deploy(
     initial_instance_count=1,
