@@ -2,6 +2,7 @@
 
 import re
 import tarfile
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,11 +17,10 @@ from naiad.schemas.jobs import JobCreate
 from naiad.schemas.runs import RunCreate, RunUpdate
 from naiad.settings import Settings
 from naiad.store import jobs, runs
-from naiad.store.artifacts import ArtifactStore, safe_path
+from naiad.store.artifacts import ArtifactStore, buckets, safe_path
 from naiad.store.tables import JobRow
 
 CHANNEL_SCHEMES = ("file://", "s3://")
-BUCKETS = "buckets/"  # a bucket of Naiad's own S3 API: a folder of the server's store
 _JOB_NAME_RULE = "1-63 lower-case letters, digits or '-', starting with a letter or digit"
 
 
@@ -37,13 +37,19 @@ def _check_inputs(inputs: dict[str, str]) -> None:
         check_key(channel, "Channel name")
         if "/" in channel or " " in channel:
             raise InvalidInput(f"Channel name {channel!r} cannot contain '/' or spaces.")
-        if not uri.startswith((*CHANNEL_SCHEMES, BUCKETS)):
+        if uri.startswith("s3://"):
+            buckets.split(uri)  # a bucket and a key that stay inside it
+        elif uri.startswith("file://"):
+            if not Path(uri[len("file://") :]).exists():
+                raise InvalidInput(f"Channel {channel!r}: {uri} does not exist on the server.")
+        elif "://" in uri or uri.startswith("/"):
             raise InvalidInput(
                 f"Channel {channel!r} has URI {uri!r}: use one of {', '.join(CHANNEL_SCHEMES)} "
-                "(a local path becomes file:// when given to the CLI)."
+                "or a path in the server's artifact store (a local path becomes file:// when "
+                "given to the CLI)."
             )
-        if uri.startswith("file://") and not Path(uri[len("file://") :]).exists():
-            raise InvalidInput(f"Channel {channel!r}: {uri} does not exist on the server.")
+        else:
+            safe_path(uri)  # a folder of the server's store, e.g. a bucket of its S3 API
 
 
 def _check_checkpoint_uri(uri: str | None) -> None:
@@ -51,8 +57,7 @@ def _check_checkpoint_uri(uri: str | None) -> None:
     if uri is None:
         return
     if uri.startswith("s3://"):
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        if bucket and key.strip("/"):
+        if buckets.split(uri)[1]:
             return
     elif "://" not in uri and not uri.startswith("/"):
         try:
@@ -97,8 +102,14 @@ def _check_source(store: ArtifactStore, source_uri: str, entrypoint: str) -> Non
             f"Source {source_uri!r} was not uploaded; upload the directory with PUT "
             "/api/v1/sources first (the SDK and CLI do this for you)."
         )
-    with store.open(path) as handle, tarfile.open(fileobj=handle, mode="r:gz") as tar:
-        members = tar.getmembers()
+    try:
+        with store.open(path) as handle, tarfile.open(fileobj=handle, mode="r:gz") as tar:
+            members = tar.getmembers()
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise InvalidInput(
+            f"The source snapshot {source_uri!r} is not a readable .tar.gz ({exc}); make it "
+            "with `tar czf` (or let the SDK and CLI upload the directory)."
+        ) from None
     for member in members:
         if member.issym() or member.islnk():
             raise InvalidInput(

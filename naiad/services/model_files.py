@@ -15,7 +15,6 @@ loading them, so the server needs no torch for this.
 """
 
 import json
-import os
 import tarfile
 import zipfile
 from collections.abc import Container
@@ -51,7 +50,6 @@ UPLOAD_HINT = (
 # A SageMaker model archive's inference script: code/$SAGEMAKER_PROGRAM, else this one.
 CODE_DIR = "code"
 DEFAULT_PROGRAM = "inference.py"
-PROGRAM_ENV = "SAGEMAKER_PROGRAM"
 
 
 def script_path(program: str) -> str:
@@ -70,10 +68,10 @@ def sagemaker_script(members: Container[str], program: str | None = None) -> str
     """The archive's inference script (``code/<name>.py``) when it has one, else None.
 
     ``program`` is the script's name as SageMaker's ``SAGEMAKER_PROGRAM`` gives it
-    (``serve.py`` or ``serve``); without it, that variable of this process's environment is
-    read. ``code/inference.py``, the toolkit's default, is the fallback either way.
+    (``serve.py`` or ``serve``), passed in by whoever read the model's environment;
+    ``code/inference.py``, the toolkit's default, is the fallback either way.
     """
-    named = program or os.environ.get(PROGRAM_ENV, "").strip()
+    named = (program or "").strip()
     candidates = [script_path(named)] if named else []
     candidates.append(f"{CODE_DIR}/{DEFAULT_PROGRAM}")
     return next((path for path in candidates if path in members), None)

@@ -1,12 +1,10 @@
 """SageMaker objects as the SageMaker API knows them (see ``AwsResourceRow``)."""
 
-from datetime import datetime
-
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from naiad.core.errors import Conflict
+from naiad.store.db import insert_new
 from naiad.store.tables import AwsResourceRow, utcnow
 
 
@@ -21,18 +19,22 @@ def create(
     request: dict,
     tags: dict[str, str],
     ref: str | None = None,
-    created_at: datetime | None = None,
 ) -> AwsResourceRow:
-    now = created_at or utcnow()
-    row = AwsResourceRow(
-        kind=kind, name=name, request=request, tags=tags, ref=ref, created_at=now, updated_at=now
-    )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        raise Conflict(f"A {kind} named {name!r} already exists.") from None
+    """Conflict when one of that kind and name exists, even one made at the same moment."""
+    now = utcnow()
+    values = {
+        "kind": kind,
+        "name": name,
+        "request": request,
+        "tags": tags,
+        "ref": ref,
+        "created_at": now,
+        "updated_at": now,
+    }
+    if not insert_new(session, AwsResourceRow, values, ["kind", "name"]):
+        raise Conflict(f"A {kind} named {name!r} already exists.")
+    row = session.get(AwsResourceRow, (kind, name))
+    assert row is not None
     return row
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from naiad.server.compat.keys import admin_pair
 from naiad.testing import postgres
+from naiad.testing.endpoints import kill_replicas
 from naiad.testing.live import LiveServer
 
 REGION = "us-east-1"
@@ -41,6 +42,12 @@ def start_aws_server(home: Path, env: dict[str, str] | None = None) -> LiveServe
     return server
 
 
+def stop_aws_server(server: LiveServer) -> None:
+    """Stop the server and the replicas it started (they outlive a server by design)."""
+    server.stop()
+    kill_replicas(server.home)
+
+
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -55,7 +62,7 @@ def aws(
         try:
             yield AwsServer(server)
         finally:
-            server.stop()
+            stop_aws_server(server)
         return
     admin = request.getfixturevalue("postgres_url")
     with postgres.scratch_database(admin) as url:
@@ -63,4 +70,4 @@ def aws(
         try:
             yield AwsServer(server)
         finally:
-            server.stop()
+            stop_aws_server(server)

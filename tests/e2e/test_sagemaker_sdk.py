@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from naiad.testing.aws import REGION, AwsServer, start_aws_server
+from naiad.testing.aws import REGION, AwsServer, start_aws_server, stop_aws_server
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv-sagemaker"
@@ -52,7 +52,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsServer]:
     try:
         yield AwsServer(live)
     finally:
-        live.stop()
+        stop_aws_server(live)
 
 
 def test_pytorch_estimator_fit_deploy_predict(

@@ -347,10 +347,7 @@ def scripted() -> bytes:
     return buffer.getvalue()
 
 
-def test_archives_with_an_inference_script_register_as_sagemaker(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("SAGEMAKER_PROGRAM", raising=False)
+def test_archives_with_an_inference_script_register_as_sagemaker() -> None:
     pickled = io.BytesIO()
     torch.save({"w": torch.ones(1)}, pickled)  # the script's model_fn loads whatever it likes
     files = {"model.pth": pickled.getvalue(), "code/inference.py": b"", "code/serve.py": b""}
@@ -365,8 +362,8 @@ def test_archives_with_an_inference_script_register_as_sagemaker(
             assert manifest.classes == ["a", "b"]
         served = infer_manifest(tar, members, "m", None, None, None, None, program="serve")
         assert served.file == "code/serve.py"
-    monkeypatch.setenv("SAGEMAKER_PROGRAM", "serve.py")
-    assert sagemaker_script(members) == "code/serve.py"
+    assert sagemaker_script(members, "serve.py") == "code/serve.py"
+    assert sagemaker_script(members) == "code/inference.py"  # the server's own env is not read
     # As SageMaker's CreateModel gives it: the script may come beside the archive's files.
     with archive({"model.pt": b""}) as (tar, members_only):
         manifest = infer_sagemaker_manifest(tar, members_only, "serve")

@@ -62,9 +62,20 @@ def host_text(text: str, host: Host) -> str:
 
 def _pump(source: IO[bytes], log: Path, prefix: bytes) -> None:
     """Copy ``source`` into the job log line by line, each line behind ``prefix``."""
-    with source, open(log, "ab", buffering=0) as out:
+    with source:
+        out: IO[bytes] | None = None
+        with contextlib.suppress(OSError):
+            out = open(log, "ab", buffering=0)  # noqa: SIM115 - closed below, may fail mid-way
         while line := source.readline(MAX_LINE_BYTES):
-            out.write(prefix + (line if line.endswith(b"\n") else line + b"\n"))
+            if out is None:
+                continue  # keep draining: a host blocked on a full pipe would never end
+            try:
+                out.write(prefix + (line if line.endswith(b"\n") else line + b"\n"))
+            except OSError:  # the disk is full or the log is gone: drop, never stall
+                out.close()
+                out = None
+        if out is not None:
+            out.close()
 
 
 @dataclass

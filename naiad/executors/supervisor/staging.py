@@ -20,10 +20,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from naiad.core.errors import InvalidInput
 from naiad.core.units import human_bytes
 from naiad.executors.base import LaunchSpec
 from naiad.executors.supervisor.jobenv import channel_options
-from naiad.store.artifacts import ArtifactStore, open_artifact_store
+from naiad.store.artifacts import ArtifactStore, buckets, open_artifact_store, safe_path
 from naiad.store.artifacts.local import root_from_uri
 
 Log = Callable[[str], None]
@@ -50,9 +51,12 @@ def _local_path(uri: str) -> Path | None:
 def store_and_path(uri: str, spec: LaunchSpec) -> tuple[ArtifactStore, str]:
     """``s3://bucket/key`` -> (the bucket's store, key); a relative path -> the server's store."""
     if uri.startswith("s3://"):
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        try:
+            bucket, key = buckets.split(uri)
+        except InvalidInput as exc:
+            raise StagingError(exc.message) from None
         store = open_artifact_store(f"s3://{bucket}", s3_endpoint_url=spec.s3_endpoint_url)
-        return store, key.strip("/")
+        return store, key
     if "://" in uri:
         raise StagingError(
             f"Input {uri!r} has a scheme Naiad cannot read; use file://, s3:// or a path "
@@ -84,7 +88,10 @@ def _in_local_store(uri: str, spec: LaunchSpec) -> Path | None:
         return None
     if not (spec.artifact_root.startswith("file:") or os.path.isabs(spec.artifact_root)):
         return None
-    return root_from_uri(spec.artifact_root) / uri.strip("/")
+    try:
+        return root_from_uri(spec.artifact_root) / safe_path(uri)
+    except InvalidInput as exc:
+        raise StagingError(f"Input {uri!r}: {exc.message}") from None
 
 
 def _clear(dest: Path) -> None:

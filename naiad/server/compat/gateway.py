@@ -1,6 +1,7 @@
 """The door of the AWS-compatible APIs: a request signed with SigV4 is verified here and
 handed to the service its credential scope names (``.../sagemaker/aws4_request``), on any
-path; everything else goes on to Naiad's own routes. So one endpoint URL serves boto3's
+path, and an S3 URL presigned with the older signature (``sigv2``) to S3; everything else
+goes on to Naiad's own routes. So one endpoint URL serves boto3's
 ``sagemaker``, ``sagemaker-runtime`` and ``s3`` clients alike, and Naiad's API and console.
 """
 
@@ -143,6 +144,7 @@ class AwsGateway:
                 if secret is None:
                     raise _unknown_key(presigned.access_key)
                 sigv2.verify(secret, presigned, scope["method"], _raw_path(scope), query, headers)
+                await run_in_threadpool(self.keys.used, presigned.access_key)
         except sigv4.SignatureProblem as exc:
             await service.send_error(refuse, exc.status, exc.code, exc.message)
             return
@@ -166,10 +168,11 @@ class AwsGateway:
             body = await _read(receive, service.max_body)
             body_hash = hashlib.sha256(body).hexdigest()
             stated = signed.payload_hash
-            if stated and stated != sigv4.UNSIGNED and stated != body_hash:
+            if stated and stated != body_hash:  # UNSIGNED-PAYLOAD too: these bodies are signed
                 raise sigv4.SignatureProblem(
                     "XAmzContentSHA256Mismatch",
-                    "The body's SHA-256 is not the x-amz-content-sha256 the request states.",
+                    "The body's SHA-256 is not the x-amz-content-sha256 the request states "
+                    "(this service signs every body).",
                     400,
                 )
         if self.keys is None:  # the server runs without authentication
@@ -178,6 +181,7 @@ class AwsGateway:
         if secret is None:
             raise _unknown_key(signed.credential.access_key)
         sigv4.verify(secret, signed, scope["method"], _raw_path(scope), query, headers, body_hash)
+        await run_in_threadpool(self.keys.used, signed.credential.access_key)
         return _replay(body, receive)
 
 

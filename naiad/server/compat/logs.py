@@ -74,7 +74,7 @@ def describe_log_streams(ctx: Context, params: dict[str, Any]) -> dict[str, Any]
     if params.get("descending"):
         found.reverse()
     limit = params.get("limit", 50)
-    start = int(params.get("nextToken", "0") or 0)
+    start = _token(params.get("nextToken"), "s/") or 0
     streams = []
     for name, job in found[start : start + limit]:
         first = _start_ms(job)
@@ -89,7 +89,7 @@ def describe_log_streams(ctx: Context, params: dict[str, Any]) -> dict[str, Any]
             }
         )
     more = start + limit < len(found)
-    return {"logStreams": streams, "nextToken": str(start + limit) if more else None}
+    return {"logStreams": streams, "nextToken": f"s/{start + limit}" if more else None}
 
 
 def _events(ctx: Context, name: str, job: JobRow, params: dict[str, Any]) -> list[dict]:

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from naiad.server.compat.awsjson import Caller, service_model
@@ -89,7 +90,8 @@ def _simulate(caller: Caller, params: dict[str, str]) -> dict[str, Any]:
 
 def _service(name: str, handlers: dict[str, Handler]) -> AwsService:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        model = service_model(name)  # loaded on the first call, not at the server's start
+        # botocore's model is loaded on the first call (off the loop), not at the start
+        model = await run_in_threadpool(service_model, name)
         body = (await receive()).get("body", b"")  # read and checked by the gateway
         params = dict(parse_qsl(body.decode("utf-8", "replace")))
         params.update(parse_qsl(scope.get("query_string", b"").decode("latin-1")))

@@ -1,4 +1,4 @@
-"""The S3-compatible object API over the artifact store (``compat/buckets.py`` says where):
+"""The S3-compatible object API over the artifact store (``store/artifacts/buckets.py`` says where):
 boto3's ``s3`` client, and the SageMaker SDK that uploads with it, work against Naiad's one
 endpoint URL. docs/s3.md says what is served and how it differs from AWS S3."""
 

@@ -1,6 +1,6 @@
 """Where S3's buckets, objects and records are in a local artifact store.
 
-A bucket ``B`` is the folder ``buckets/B/`` (``compat.buckets``), an object its file, so
+A bucket ``B`` is the folder ``buckets/B/`` (``store.artifacts.buckets``), an object its file, so
 jobs read what S3 writes and S3 reads what jobs write. What S3 knows beyond the bytes sits
 in ``buckets/.naiad-s3/``, a name no bucket can have, so a job's channel never sees it:
 a record per bucket made with CreateBucket (a bucket with no objects still exists), a
@@ -15,7 +15,6 @@ interface carries neither.
 import hashlib
 import mimetypes
 import os
-import re
 import stat as stat_
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,38 +24,15 @@ from pathlib import Path
 import orjson
 
 from naiad.core.errors import Conflict, InvalidInput
-from naiad.server.compat.buckets import BUCKETS, STORE_BUCKET
 from naiad.server.compat.s3.errors import S3Error, invalid_argument, no_such_bucket
 from naiad.server.compat.s3.walk import Scan
 from naiad.store.artifacts.base import MAX_PATH_BYTES, TMP_PREFIX, safe_path
+from naiad.store.artifacts.buckets import BUCKETS, STORE_BUCKET, name_problem
 from naiad.store.artifacts.local import LocalArtifactStore
 
 META = f"{BUCKETS}/.naiad-s3"  # not a bucket name: never a bucket, never in a channel
 READ_ONLY = STORE_BUCKET  # the bucket that shows the store itself
 DEFAULT_TYPE = "binary/octet-stream"  # S3's type of an object put without one
-
-_NAME = re.compile(r"[a-z0-9][a-z0-9.-]*[a-z0-9]")
-_IP = re.compile(r"\d+\.\d+\.\d+\.\d+")
-_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
-_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-
-
-def name_problem(bucket: str) -> str | None:
-    """What breaks S3's naming rules in ``bucket``, as a clause; None for a good name."""
-    if not 3 <= len(bucket) <= 63:
-        return "must be 3 to 63 characters long"
-    if not _NAME.fullmatch(bucket):
-        return (
-            "may hold only lowercase letters, digits, '.' and '-', and must begin and end "
-            "with a letter or digit"
-        )
-    if ".." in bucket:
-        return "must not hold two periods in a row"
-    if _IP.fullmatch(bucket):
-        return "must not look like an IP address"
-    if bucket.startswith(_RESERVED_PREFIXES) or bucket.endswith(_RESERVED_SUFFIXES):
-        return "must not begin or end with a prefix or suffix AWS reserves"
-    return None
 
 
 def check_name(bucket: str) -> None:

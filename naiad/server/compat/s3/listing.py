@@ -126,7 +126,7 @@ async def list_objects_v2(call: Call) -> Reply:
     if start_after:
         fields.append(("StartAfter", listing.encode(start_after)))
     fields.append(("IsTruncated", truncated))
-    if truncated:
+    if truncated and found:  # MaxKeys=0 lists nothing and names no next page
         fields.append(("NextContinuationToken", token(_next(found))))
     owned = call.query.get("fetch-owner", "").lower() == "true"
     fields += listing.entries(found, owned)
@@ -142,7 +142,7 @@ async def list_objects(call: Call) -> Reply:
     fields = listing.head()
     fields.append(("Marker", listing.encode(given)))
     fields.append(("IsTruncated", truncated))
-    if truncated:
+    if truncated and found:
         fields.append(("NextMarker", listing.encode(_next(found).after)))
     fields += listing.entries(found, True)
     return xml_reply(document("ListBucketResult", fields))

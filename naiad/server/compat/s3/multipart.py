@@ -294,7 +294,7 @@ async def list_parts(call: Call) -> Reply:
         ("MaxParts", limit),
         ("IsTruncated", truncated),
     ]
-    if truncated:
+    if truncated and found:  # MaxParts=0 names no next part
         fields.append(("NextPartNumberMarker", found[-1][0]))
     fields += [("Initiator", owner(call)[1]), owner(call), ("StorageClass", "STANDARD")]
     fields += [

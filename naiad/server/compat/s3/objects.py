@@ -292,8 +292,8 @@ async def delete_objects(call: Call) -> Reply:
 def copy_source(call: Call) -> tuple[str, str, ObjectInfo]:
     """The (bucket, key, description) ``x-amz-copy-source`` names, its conditions met."""
     raw = call.headers["x-amz-copy-source"]
-    source, _, version = unquote(raw).partition("?")
-    bucket, _, key = source.removeprefix("/").partition("/")
+    quoted, _, version = raw.partition("?")  # before unquoting: a key may hold '?'
+    bucket, _, key = unquote(quoted).removeprefix("/").partition("/")
     if not bucket or not key:
         raise S3Error(
             "InvalidArgument",

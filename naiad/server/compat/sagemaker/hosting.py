@@ -13,12 +13,11 @@ import tarfile
 import zlib
 from typing import Any
 
-from naiad.core.errors import InvalidInput, NaiadError, NotFound
+from naiad.core.errors import Conflict, InvalidInput, NaiadError, NotFound
 from naiad.core.status import EndpointStatus
 from naiad.schemas.endpoints import CaptureSpec, EndpointCreate, EndpointUpdate, VariantSpec
 from naiad.schemas.models import Lineage
-from naiad.server.compat.awsjson import AwsError, Context, in_use, not_found
-from naiad.server.compat.buckets import locate
+from naiad.server.compat.awsjson import AwsError, Context, not_found
 from naiad.server.compat.listing import Fields, page
 from naiad.server.compat.sagemaker.operations import arn, operation, resource, tag_dict
 from naiad.services import endpoints as endpoint_service
@@ -27,10 +26,10 @@ from naiad.services import models as model_service
 from naiad.services.models import GuessManifest
 from naiad.store import aws_resources, endpoints, models
 from naiad.store.artifacts import safe_path
+from naiad.store.artifacts.buckets import locate
 from naiad.store.tables import AwsResourceRow
 
 MODEL, CONFIG, ENDPOINT = "Model", "EndpointConfig", "Endpoint"
-CODE_DIR = "code"
 MAX_CODE_BYTES = 64 * 1024 * 1024
 
 
@@ -84,7 +83,7 @@ def _add_code(ctx: Context, uri: str) -> Any:
                     handle = tar.extractfile(member)
                     assert handle is not None
                     rel = safe_path(member.name.removeprefix("./"))
-                    ctx.state.artifacts.put_stream(f"{prefix}/{CODE_DIR}/{rel}", handle)
+                    ctx.state.artifacts.put_stream(f"{prefix}/{model_files.CODE_DIR}/{rel}", handle)
         except (tarfile.TarError, EOFError, zlib.error) as exc:
             raise AwsError(
                 "ValidationException", f"{uri} is not a readable .tar.gz ({exc})."
@@ -295,11 +294,14 @@ def _capture(config: AwsResourceRow) -> CaptureSpec:
 @operation("CreateEndpoint")
 def create_endpoint(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     name = params["EndpointName"]
-    if aws_resources.find(ctx.session, ENDPOINT, name) is not None:
-        raise AwsError(
-            "ValidationException",
-            f'Cannot create already existing endpoint "{arn(ctx, ENDPOINT, name)}".',
-        )
+    taken = aws_resources.find(ctx.session, ENDPOINT, name)
+    if taken is not None:
+        if endpoints.find_row(ctx.session, taken.ref or name.lower()) is not None:
+            raise AwsError(
+                "ValidationException",
+                f'Cannot create already existing endpoint "{arn(ctx, ENDPOINT, name)}".',
+            )
+        aws_resources.delete(ctx.session, taken)  # its Naiad endpoint is gone: a new one
     config = _config(ctx, params["EndpointConfigName"])
     body = EndpointCreate(
         name=name.lower(), variants=_variants(ctx, config), capture=_capture(config)
@@ -319,8 +321,7 @@ def _endpoint(ctx: Context, name: str) -> tuple[AwsResourceRow, Any]:
     missing = f'Could not find endpoint "{arn(ctx, ENDPOINT, name)}".'
     row = resource(ctx, ENDPOINT, name, missing)
     naiad = endpoints.find_row(ctx.session, row.ref or name.lower())
-    if naiad is None:  # deleted, by this API or Naiad's own
-        aws_resources.delete(ctx.session, row)
+    if naiad is None:  # deleted, by this API or Naiad's own (CreateEndpoint reuses the name)
         raise not_found(missing)
     return row, naiad
 
@@ -398,8 +399,8 @@ def _update(ctx: Context, naiad_name: str, body: EndpointUpdate) -> None:
         endpoint_service.update(ctx.session, naiad_name, body)
     except NotFound as exc:
         raise not_found(exc.message) from None
-    except NaiadError as exc:
-        raise in_use(exc.message) from None
+    except Conflict as exc:  # Creating, Updating or Deleting: SageMaker's own answer
+        raise AwsError("ValidationException", exc.message) from None
 
 
 @operation("UpdateEndpoint")
@@ -418,6 +419,12 @@ def update_endpoint(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 @operation("UpdateEndpointWeightsAndCapacities")
 def update_weights(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     row, naiad = _endpoint(ctx, params["EndpointName"])
+    if naiad.status != EndpointStatus.IN_SERVICE.value:
+        raise AwsError(
+            "ValidationException",
+            f"Endpoint {row.name} is {naiad.status}; its weights and capacities can be "
+            "changed once it is InService.",
+        )
     current = {v.name: v for v in naiad.spec.variants}
     changes = {d["VariantName"]: d for d in params["DesiredWeightsAndCapacities"]}
     unknown = sorted(set(changes) - set(current))

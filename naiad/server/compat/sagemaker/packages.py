@@ -8,12 +8,12 @@ from typing import Any
 from naiad.core.errors import InvalidInput, NaiadError
 from naiad.schemas.models import Lineage
 from naiad.server.compat.awsjson import AwsError, Context
-from naiad.server.compat.buckets import locate
 from naiad.server.compat.listing import Fields, page
 from naiad.server.compat.sagemaker.hosting import guess_manifest
 from naiad.server.compat.sagemaker.operations import arn, operation, tag_dict
 from naiad.services import models as model_service
 from naiad.store import aws_resources, models
+from naiad.store.artifacts.buckets import locate
 from naiad.store.tables import AwsResourceRow
 
 GROUP, PACKAGE = "ModelPackageGroup", "ModelPackage"

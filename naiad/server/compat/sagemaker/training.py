@@ -8,7 +8,10 @@ toolkit gives them.
 """
 
 import hashlib
+import io
 import json
+import tarfile
+import zlib
 from datetime import datetime
 from typing import Any
 
@@ -18,13 +21,13 @@ from naiad.core.errors import InvalidInput, NotFound
 from naiad.core.status import Status
 from naiad.schemas.jobs import JobCreate
 from naiad.server.compat.awsjson import AwsError, Context, in_use, not_found
-from naiad.server.compat.buckets import locate, s3_uri, store_path, writable_path
 from naiad.server.compat.listing import Fields, page
 from naiad.server.compat.sagemaker.images import framework
 from naiad.server.compat.sagemaker.instances import placement
 from naiad.server.compat.sagemaker.operations import arn, operation, resource, tag_dict
 from naiad.services import jobs as job_service
 from naiad.store import aws_resources, jobs, runs
+from naiad.store.artifacts.buckets import locate, s3_uri, store_path, writable_path
 from naiad.store.tables import AwsResourceRow, JobRow
 
 KIND = "TrainingJob"
@@ -88,6 +91,14 @@ def _copy_source(ctx: Context, uri: str) -> str:
     except FileNotFoundError:
         raise AwsError(
             "ValidationException", f"sagemaker_submit_directory {uri} does not exist."
+        ) from None
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            tar.getmembers()
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise AwsError(
+            "ValidationException",
+            f"sagemaker_submit_directory {uri} is not a readable .tar.gz ({exc}).",
         ) from None
     target = f"sources/{hashlib.sha256(data).hexdigest()[:32]}.tar.gz"
     if not ctx.state.artifacts.exists(target):
