@@ -74,6 +74,13 @@ class ChannelOptions(Wire):
     content_type: str | None = Field(default=None, max_length=256, description="MIME type.")
     compression: Literal["None", "Gzip"] = "None"
     record_wrapper: Literal["None", "RecordIO"] = "None"
+    manifest: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="SageMaker's ManifestFile: the manifest (a store path or s3:// URI), a "
+        'JSON list of {"prefix": URI} then keys under it; only those keys are staged, and '
+        "the channel's URI is that prefix.",
+    )
 
 
 def _check_environment(environment: dict[str, str]) -> dict[str, str]:

@@ -3,6 +3,7 @@ Naiad server on SQLite and on PostgreSQL: what a user's existing code calls, unc
 
 import contextlib
 import io
+import json
 import tarfile
 import textwrap
 import time
@@ -27,6 +28,9 @@ TRAIN = """
     args = parser.parse_args()
     rows = open(os.path.join(os.environ["SM_CHANNEL_TRAIN"], "train.csv")).read().split()
     print(f"rows {len(rows)} color {os.environ.get('COLOR')}")
+    for channel in json.loads(os.environ["SM_CHANNELS"]):
+        folder = os.environ["SM_CHANNEL_" + channel.upper()]
+        print("channel", channel, sorted(os.listdir(folder)))
     hps = json.load(open("/".join([os.environ["SM_INPUT_CONFIG_DIR"], "hyperparameters.json"])))
     print("hps", sorted(hps))
     for epoch in range(args.epochs):
@@ -206,6 +210,46 @@ def test_checkpoints_sync_to_s3_and_resume_a_new_job(aws: AwsServer, bucket: str
             **job_request(bucket, "to-store", OutputDataConfig={"S3OutputPath": "s3://naiad/x"})
         )
     assert "read-only" in store.value.response["Error"]["Message"]
+
+
+def test_manifest_file_channel_stages_only_the_listed_keys(
+    aws: AwsServer,  # noqa: F811
+    bucket: str,
+) -> None:
+    sm, s3 = aws.client("sagemaker"), aws.client("s3")
+    for name in ("a.csv", "b.csv", "c.csv"):
+        s3.put_object(Bucket=bucket, Key=f"pool/{name}", Body=b"1,2\n")
+    manifest = [{"prefix": f"s3://{bucket}/pool/"}, "a.csv", "c.csv"]
+    s3.put_object(Bucket=bucket, Key="pool.manifest", Body=json.dumps(manifest).encode())
+    request = job_request(bucket, "manifest-1", Environment={})
+    request["InputDataConfig"].append(
+        {
+            "ChannelName": "picked",
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "ManifestFile",
+                    "S3Uri": f"s3://{bucket}/pool.manifest",
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+        }
+    )
+    sm.create_training_job(**request)
+    assert wait(sm, "manifest-1")["TrainingJobStatus"] == "Completed"
+    log = httpx.get(
+        f"{aws.url}/api/v1/jobs/manifest-1/logs",
+        headers={"authorization": f"Bearer {aws.server.token}"},
+    ).json()["text"]
+    assert "channel picked ['a.csv', 'c.csv']" in log
+
+    s3.put_object(Bucket=bucket, Key="bad.manifest", Body=b'[{"prefix": "s3://x/"}, "../up"]')
+    request = job_request(bucket, "manifest-2", Environment={})
+    request["InputDataConfig"][0]["DataSource"]["S3DataSource"].update(
+        S3DataType="ManifestFile", S3Uri=f"s3://{bucket}/bad.manifest"
+    )
+    with pytest.raises(ClientError) as bad:
+        sm.create_training_job(**request)
+    assert "lists a key Naiad refuses" in bad.value.response["Error"]["Message"]
 
 
 def test_stop_training_job(aws: AwsServer, bucket: str) -> None:  # noqa: F811

@@ -25,6 +25,7 @@ CHANNEL_DEFAULTS: dict[str, str | None] = {
     "content_type": None,
     "compression": "None",
     "record_wrapper": "None",
+    "manifest": None,
 }
 
 

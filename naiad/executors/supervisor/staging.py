@@ -12,6 +12,7 @@ sorted by key, to the hosts in turn (host i of N gets keys i, i+N, i+2N, ...), a
 host stages only its own share.
 """
 
+import json
 import os
 import shutil
 import tarfile
@@ -94,6 +95,42 @@ def _in_local_store(uri: str, spec: LaunchSpec) -> Path | None:
         raise StagingError(f"Input {uri!r}: {exc.message}") from None
 
 
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+
+
+def manifest_keys(uri: str, spec: LaunchSpec, manifest: str) -> list[str]:
+    """The keys a SageMaker manifest lists, relative to ``uri`` (its prefix), sorted."""
+    store, rel = store_and_path(manifest, spec)
+    try:
+        if store.size(rel) > MAX_MANIFEST_BYTES:
+            raise StagingError(f"The manifest {manifest} is over 64 MiB.")
+        entries = json.loads(store.get_bytes(rel))
+        keys = sorted({safe_path(k) for k in entries[1:]})
+    except StagingError:
+        raise
+    except (InvalidInput, ValueError, TypeError, FileNotFoundError) as exc:
+        raise StagingError(f"The manifest {manifest} is not a list of keys: {exc}") from None
+    return keys
+
+
+def _download_keys(store: ArtifactStore, rel: str, keys: list[str], dest: Path) -> int:
+    """Download ``rel/key`` into ``dest/key`` for each key; returns the bytes."""
+    total = 0
+    for key in keys:
+        source = f"{rel}/{key}" if rel else key
+        store.download(source, dest / key)
+        total += (dest / key).stat().st_size
+    return total
+
+
+def _link_keys(base: Path, keys: list[str], dest: Path) -> None:
+    for key in keys:
+        if not (base / key).is_file():
+            raise StagingError(f"{base / key} is listed in the manifest but does not exist.")
+        (dest / key).parent.mkdir(parents=True, exist_ok=True)
+        (dest / key).symlink_to((base / key).resolve())
+
+
 def _clear(dest: Path) -> None:
     if dest.is_symlink() or dest.is_file():
         dest.unlink()
@@ -119,10 +156,20 @@ def _link_local(name: str, local: Path, dest: Path, how: str, log: Log, copy: bo
 
 
 def stage_channel(
-    name: str, uri: str, dest: Path, spec: LaunchSpec, log: Log, fast: bool = False
+    name: str,
+    uri: str,
+    dest: Path,
+    spec: LaunchSpec,
+    log: Log,
+    fast: bool = False,
+    keys: list[str] | None = None,
 ) -> None:
-    """Make ``dest`` (``input/data/<name>``) hold the channel's data (``fast``: FastFile)."""
+    """Make ``dest`` (``input/data/<name>``) hold the channel's data (``fast``: FastFile;
+    ``keys``: only these, a manifest's)."""
     _clear(dest)
+    if keys is not None:
+        _stage_listed(name, uri, dest, spec, log, fast, keys)
+        return
     local = _local_path(uri)
     if local is not None:
         _link_local(name, local, dest, "linked", log, copy=not fast)
@@ -151,6 +198,25 @@ def stage_channel(
         raise StagingError(f"Input channel {name!r}: could not download {uri}: {exc}") from exc
 
 
+def _stage_listed(
+    name: str, uri: str, dest: Path, spec: LaunchSpec, log: Log, fast: bool, keys: list[str]
+) -> None:
+    dest.mkdir(parents=True)
+    local = _local_path(uri) or (_in_local_store(uri, spec) if fast else None)
+    try:
+        if local is not None:
+            _link_keys(local, keys, dest)
+            log(f"staging channel {name}: {len(keys):,} files from its manifest (linked)")
+            return
+        store, rel = store_and_path(uri, spec)
+        total = _download_keys(store, rel, keys, dest)
+    except StagingError:
+        raise
+    except Exception as exc:
+        raise StagingError(f"Input channel {name!r}: could not stage {uri}: {exc}") from exc
+    log(f"staging channel {name}: {_summary(len(keys), total)} from its manifest ({uri})")
+
+
 def _local_keys(local: Path) -> list[str]:
     """The files under a local directory (links followed), as sorted '/'-separated keys."""
     if local.is_file():
@@ -163,7 +229,13 @@ def _local_keys(local: Path) -> list[str]:
 
 
 def stage_shards(
-    name: str, uri: str, dests: list[Path], spec: LaunchSpec, log: Log, fast: bool
+    name: str,
+    uri: str,
+    dests: list[Path],
+    spec: LaunchSpec,
+    log: Log,
+    fast: bool,
+    listed: list[str] | None = None,
 ) -> None:
     """ShardedByS3Key: ``dests[i]`` gets the channel's keys i, i+N, ... (N = len(dests)).
 
@@ -183,7 +255,7 @@ def stage_shards(
                 raise StagingError(
                     f"Input channel {name!r}: {local} does not exist on this machine."
                 )
-            keys = _local_keys(local)
+            keys = listed if listed is not None else _local_keys(local)
             base = local if local.is_dir() else local.parent
             for i, dest in enumerate(dests):
                 for key in keys[i :: len(dests)]:
@@ -193,8 +265,12 @@ def stage_shards(
         else:
             store, rel = store_and_path(uri, spec)
             prefix = f"{rel}/" if rel else ""
-            keys = sorted(info.path.removeprefix(prefix) for info in store.list(rel, True))
-            single = not keys and bool(rel) and store.exists(rel)
+            keys = (
+                listed
+                if listed is not None
+                else sorted(info.path.removeprefix(prefix) for info in store.list(rel, True))
+            )
+            single = listed is None and not keys and bool(rel) and store.exists(rel)
             if single:  # the URI names one object: the first host gets it
                 keys = [rel.rsplit("/", 1)[-1]]
             for i, dest in enumerate(dests):
@@ -227,14 +303,16 @@ def stage_channels(spec: LaunchSpec, data_dirs: list[Path], shared: Path, log: L
             raise StagingError(f"Input channel name {name!r} is not a plain directory name.")
         options = channel_options(spec, name)
         fast = options["input_mode"] == "FastFile"
+        manifest = options["manifest"]
+        keys = manifest_keys(uri, spec, manifest) if manifest else None
         if len(data_dirs) == 1:
-            stage_channel(name, uri, data_dirs[0] / name, spec, log, fast)
+            stage_channel(name, uri, data_dirs[0] / name, spec, log, fast, keys)
         elif options["distribution"] == "ShardedByS3Key":
-            stage_shards(name, uri, [d / name for d in data_dirs], spec, log, fast)
+            stage_shards(name, uri, [d / name for d in data_dirs], spec, log, fast, keys)
         else:
             staged = shared / name
             shared.mkdir(parents=True, exist_ok=True)
-            stage_channel(name, uri, staged, spec, log, fast)
+            stage_channel(name, uri, staged, spec, log, fast, keys)
             for data_dir in data_dirs:
                 _clear(data_dir / name)
                 (data_dir / name).symlink_to(staged, target_is_directory=True)

@@ -27,7 +27,8 @@ from naiad.server.compat.sagemaker.instances import placement
 from naiad.server.compat.sagemaker.operations import arn, operation, resource, tag_dict
 from naiad.services import jobs as job_service
 from naiad.store import aws_resources, jobs, runs
-from naiad.store.artifacts.buckets import locate, s3_uri, store_path, writable_path
+from naiad.store.artifacts import safe_path
+from naiad.store.artifacts.buckets import locate, s3_uri, split, store_path, writable_path
 from naiad.store.tables import AwsResourceRow, JobRow
 
 KIND = "TrainingJob"
@@ -106,6 +107,44 @@ def _copy_source(ctx: Context, uri: str) -> str:
     return target
 
 
+_DEFAULT_OPTIONS = {
+    "distribution": "FullyReplicated",
+    "input_mode": "File",
+    "compression": "None",
+    "record_wrapper": "None",
+}
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+
+
+def _manifest_prefix(ctx: Context, channel: str, uri: str) -> str:
+    """The prefix a SageMaker manifest names, its keys checked now rather than at staging:
+    ``[{"prefix": "s3://bucket/folder/"}, "key-1", "sub/key-2", ...]``."""
+    store, path = locate(uri, ctx.state.artifacts, ctx.state.settings.s3_endpoint_url)
+    problem = None
+    try:
+        if store.size(path) > MAX_MANIFEST_BYTES:
+            problem = f"is over {MAX_MANIFEST_BYTES // 2**20} MiB"
+        else:
+            entries = json.loads(store.get_bytes(path))
+            head = entries[0] if isinstance(entries, list) and entries else None
+            if not isinstance(head, dict) or not isinstance(head.get("prefix"), str):
+                problem = 'does not start with {"prefix": "s3://bucket/folder/"}'
+            elif not all(isinstance(k, str) for k in entries[1:]) or len(entries) < 2:
+                problem = "lists no keys (strings after the prefix)"
+            else:
+                for key in entries[1:]:
+                    safe_path(key)
+                split(head["prefix"])
+                return str(head["prefix"])
+    except FileNotFoundError:
+        problem = "does not exist"
+    except ValueError as exc:
+        problem = f"is not a JSON manifest ({exc})"
+    except InvalidInput as exc:
+        problem = f"lists a key Naiad refuses: {exc.message}"
+    raise AwsError("ValidationException", f"Channel {channel!r}: the manifest {uri} {problem}.")
+
+
 def _channels(ctx: Context, params: dict[str, Any], mode: str) -> tuple[dict, dict]:
     inputs: dict[str, str] = {}
     options: dict[str, dict[str, Any]] = {}
@@ -118,11 +157,11 @@ def _channels(ctx: Context, params: dict[str, Any], mode: str) -> tuple[dict, di
                 f"Channel {name!r}: Naiad reads S3DataSource channels only (S3Prefix or "
                 "ManifestFile); copy file-system data into a bucket first.",
             )
-        if source["S3DataType"] != "S3Prefix":
+        if source["S3DataType"] not in ("S3Prefix", "ManifestFile"):
             raise AwsError(
                 "ValidationException",
-                f"Channel {name!r}: S3DataType {source['S3DataType']} is not supported yet; "
-                "use S3Prefix.",
+                f"Channel {name!r}: S3DataType {source['S3DataType']} is not supported; use "
+                "S3Prefix or ManifestFile.",
             )
         channel_mode = channel.get("InputMode", mode)
         if channel_mode == "Pipe":
@@ -130,8 +169,14 @@ def _channels(ctx: Context, params: dict[str, Any], mode: str) -> tuple[dict, di
                 "ValidationException",
                 f"Channel {name!r}: Pipe mode is not supported; use File or FastFile.",
             )
-        inputs[name] = store_path(source["S3Uri"], ctx.state.artifacts.uri)
-        option = {
+        option: dict[str, Any] = {}
+        if source["S3DataType"] == "ManifestFile":
+            prefix = _manifest_prefix(ctx, name, source["S3Uri"])
+            inputs[name] = store_path(prefix, ctx.state.artifacts.uri)
+            option["manifest"] = store_path(source["S3Uri"], ctx.state.artifacts.uri)
+        else:
+            inputs[name] = store_path(source["S3Uri"], ctx.state.artifacts.uri)
+        option |= {
             "distribution": source.get("S3DataDistributionType", "FullyReplicated"),
             "input_mode": channel_mode,
             "compression": channel.get("CompressionType", "None"),
@@ -139,8 +184,7 @@ def _channels(ctx: Context, params: dict[str, Any], mode: str) -> tuple[dict, di
         }
         if "ContentType" in channel:
             option["content_type"] = channel["ContentType"]
-        if option != {"distribution": "FullyReplicated", "input_mode": "File",
-                      "compression": "None", "record_wrapper": "None"}:  # fmt: skip
+        if option != _DEFAULT_OPTIONS:
             options[name] = option
     return inputs, options
 
