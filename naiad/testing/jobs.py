@@ -4,6 +4,7 @@ import io
 import tarfile
 import textwrap
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,13 @@ from naiad.executors.base import ExecState, Executor, LaunchSpec
 from naiad.store.artifacts import ArtifactStore
 
 
-def source_tarball(files: dict[str, str]) -> bytes:
-    """A .tar.gz of ``{path: text}`` (texts dedented), as the SDK packs a source directory."""
+def source_tarball(files: Mapping[str, str | bytes]) -> bytes:
+    """A .tar.gz of ``{path: text or bytes}`` (texts dedented), as the SDK packs a source
+    directory or SageMaker a model.tar.gz."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for path, text in files.items():
-            body = textwrap.dedent(text).encode()
+            body = text if isinstance(text, bytes) else textwrap.dedent(text).encode()
             info = tarfile.TarInfo(path)
             info.size = len(body)
             tar.addfile(info, io.BytesIO(body))

@@ -4,8 +4,6 @@ toolkit's handler, endpoint configs, endpoints, sagemaker-runtime, packages, tri
 
 import io
 import json
-import tarfile
-import textwrap
 import uuid
 from typing import Any
 
@@ -14,6 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from naiad.testing.aws import AwsServer, aws  # noqa: F401 - the fixture
+from naiad.testing.jobs import source_tarball
 
 ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5-cpu-py311"
@@ -51,17 +50,8 @@ def model_archive(scale: float) -> bytes:
 
     model = io.BytesIO()
     torch.jit.save(torch.jit.script(Scale()), model)
-    files = {
-        "model.pt": model.getvalue(),
-        "code/inference.py": textwrap.dedent(HANDLER).replace("{scale}", repr(scale)).encode(),
-    }
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    handler = HANDLER.replace("{scale}", repr(scale))
+    return source_tarball({"model.pt": model.getvalue(), "code/inference.py": handler})
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ an endpoint, invoked with JSON, CSV and .npy through the server's front door.
 
 import io
 import json
-import tarfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ import torch
 
 import naiad
 from naiad.testing.endpoints import kill_replicas
+from naiad.testing.jobs import source_tarball
 from naiad.testing.live import LiveServer
 
 API = "/api/v1"
@@ -111,13 +111,7 @@ def api(live: LiveServer) -> Iterator[httpx.Client]:
 
 
 def tar_gz(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return source_tarball(files)
 
 
 def torchscript() -> bytes:

@@ -4,8 +4,8 @@ Naiad server on SQLite and on PostgreSQL: what a user's existing code calls, unc
 import contextlib
 import io
 import json
+import re
 import tarfile
-import textwrap
 import time
 import uuid
 from typing import Any
@@ -16,6 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, WaiterError
 
 from naiad.testing.aws import AwsServer, aws  # noqa: F401 - the fixture
+from naiad.testing.jobs import source_tarball
 
 ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5-cpu-py311"
@@ -53,13 +54,7 @@ TRAIN = """
 
 
 def sourcedir(script: str) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        data = textwrap.dedent(script).encode()
-        info = tarfile.TarInfo("train.py")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return source_tarball({"train.py": script})
 
 
 @pytest.fixture(scope="module")
@@ -339,3 +334,85 @@ def test_unsigned_and_wrongly_signed_requests_are_refused(aws: AwsServer) -> Non
     with pytest.raises(ClientError) as unknown:
         stranger.list_training_jobs()
     assert unknown.value.response["Error"]["Code"] == "UnrecognizedClientException"
+
+
+COMMAND = """
+set -e
+echo "rows $(wc -l < /opt/ml/input/data/train/train.csv) job $TRAINING_JOB_NAME"
+grep -o '"epochs": "[0-9]*"' /opt/ml/input/config/hyperparameters.json
+echo "python $(command -v python3) $(python3 -c 'import sys, torch; print(sys.prefix)')"
+echo "tools $(command -v pip3) $(command -v torchrun)"
+echo "model dir before: $(ls /opt/ml/model | tr '\\n' ' ')"
+echo "$TRAINING_JOB_NAME" > "/opt/ml/model/$TRAINING_JOB_NAME.txt"
+bash /opt/ml/input/data/sm_drivers/run.sh
+sleep "${PAUSE:-0}"
+echo "model dir after: $(ls /opt/ml/model | tr '\\n' ' ')"
+if [ -n "$FAIL" ]; then echo "the data has no label column" > /opt/ml/output/failure; exit 4; fi
+"""
+DRIVER = "echo 'train_loss=0.25' && cp /opt/ml/input/data/train/train.csv /opt/ml/model/\n"
+
+
+def container_request(bucket: str, name: str, **environment: str) -> dict[str, Any]:
+    """What the SageMaker Python SDK v3's ModelTrainer sends: a container's entrypoint and
+    arguments, and a channel of driver scripts that name /opt/ml paths."""
+    request = job_request(bucket, name, HyperParameters={"epochs": "2"}, Environment=environment)
+    request["AlgorithmSpecification"].update(
+        ContainerEntrypoint=["/bin/bash"], ContainerArguments=["-c", COMMAND]
+    )
+    request["InputDataConfig"].append(
+        {
+            "ChannelName": "sm_drivers",
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/drivers"}
+            },
+        }
+    )
+    return request
+
+
+def model_files(aws: AwsServer, bucket: str, name: str) -> dict[str, bytes]:  # noqa: F811
+    key = f"output/{name}/output/model.tar.gz"
+    body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        return {
+            m.name.removeprefix("./"): tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.isfile()
+        }
+
+
+def test_container_entrypoint_runs_with_its_own_opt_ml(aws: AwsServer, bucket: str) -> None:  # noqa: F811
+    sm, s3 = aws.client("sagemaker"), aws.client("s3")
+    s3.put_object(Bucket=bucket, Key="drivers/run.sh", Body=DRIVER.encode())
+    for name in ("Entry-A", "Entry-B"):  # at once: neither sees the other's /opt/ml
+        sm.create_training_job(**container_request(bucket, name, PAUSE="1"))
+    sm.create_training_job(**container_request(bucket, "entry-fails", FAIL="1"))
+    for name in ("Entry-A", "Entry-B"):
+        job = wait(sm, name)
+        assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+        assert job["AlgorithmSpecification"]["ContainerEntrypoint"] == ["/bin/bash"]
+        metrics = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
+        assert metrics == {"train:loss": 0.25}
+        files = model_files(aws, bucket, name)
+        assert files == {f"{name}.txt": f"{name}\n".encode(), "train.csv": b"1,2\n3,4\n5,6\n"}
+        log = httpx.get(
+            f"{aws.url}/api/v1/jobs/{name.lower()}/logs",
+            headers={"authorization": f"Bearer {aws.server.token}"},
+        ).json()["text"]
+        assert f"rows 3 job {name}" in log and '"epochs": "2"' in log
+        # the job's own Python (pip installs stay in it) over the server's packages
+        private = f"/jobs/{name.lower()}/.python"
+        assert re.search(rf"python \S*{private}/bin/python3 \S*{private}\n", log), log
+        assert re.search(rf"tools \S*{private}/bin/pip3 \S*{private}/bin/torchrun\n", log)
+        assert "model dir before: \n" in log
+        assert f"model dir after: {name}.txt train.csv \n" in log
+    failed = wait(sm, "entry-fails")
+    assert failed["TrainingJobStatus"] == "Failed"
+    assert failed["FailureReason"] == "the data has no label column"
+    assert s3.get_object(Bucket=bucket, Key="drivers/run.sh")["Body"].read() == DRIVER.encode()
+
+    arguments_only = container_request(bucket, "args-only")
+    del arguments_only["AlgorithmSpecification"]["ContainerEntrypoint"]
+    with pytest.raises(ClientError) as refused:
+        sm.create_training_job(**arguments_only)
+    assert "needs ContainerEntrypoint" in refused.value.response["Error"]["Message"]
