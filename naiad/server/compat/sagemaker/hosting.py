@@ -103,42 +103,51 @@ def create_model(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         ref = _package_ref(ctx, container["ModelPackageName"])
         aws_resources.create(ctx.session, MODEL, name, request, tags, ref=ref)
         return {"ModelArn": arn(ctx, MODEL, name)}
-    data_url = container.get("ModelDataUrl")
-    if not data_url:
+    if not container.get("ModelDataUrl"):
         raise AwsError(
             "ValidationException",
             "Give PrimaryContainer.ModelDataUrl, the s3:// URI of the model.tar.gz: Naiad "
             "serves model archives, not container images.",
         )
+    ref = register_container(ctx, name.lower(), container, f"SageMaker model {name}")
+    aws_resources.create(ctx.session, MODEL, name, request, tags, ref=ref)
+    return {"ModelArn": arn(ctx, MODEL, name)}
+
+
+def register_container(
+    ctx: Context, model: str, container: dict[str, Any], description: str
+) -> str:
+    """A new version (``NAME:N``) of the Naiad model ``model`` from a container's
+    ``ModelDataUrl``, its ``SAGEMAKER_SUBMIT_DIRECTORY`` code in ``code/``."""
+    data_url = container["ModelDataUrl"]
     environment = container.get("Environment", {})
     submit_dir = environment.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
     extra = _add_code(ctx, submit_dir) if submit_dir.startswith("s3://") else None
     state = ctx.state
     try:
         store, path = locate(data_url, state.artifacts, state.settings.s3_endpoint_url)
-        if not store.exists(path):
-            raise AwsError("ValidationException", f"ModelDataUrl {data_url} does not exist.")
         if store is not state.artifacts:
             raise AwsError(
                 "ValidationException",
                 "Naiad registers models from its own artifact store; put the archive under "
                 "the store's bucket.",
             )
+        if not store.exists(path):
+            raise AwsError("ValidationException", f"ModelDataUrl {data_url} does not exist.")
         version = model_service.register_archive(
             ctx.session,
             state.artifacts,
-            name.lower(),
+            model,
             path,
             Lineage(),
-            description=f"SageMaker model {name}",
+            description=description,
             guess=guess_manifest(environment),
             extra=extra,
         )
-    except InvalidInput as exc:
+    except NaiadError as exc:
         raise _validation(exc) from None
     model_name, number = models.version_of(ctx.session, version.id)
-    aws_resources.create(ctx.session, MODEL, name, request, tags, ref=f"{model_name}:{number}")
-    return {"ModelArn": arn(ctx, MODEL, name)}
+    return f"{model_name}:{number}"
 
 
 def _package_ref(ctx: Context, name_or_arn: str) -> str:

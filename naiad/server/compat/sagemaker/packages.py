@@ -5,15 +5,12 @@ follow SageMaker's approvals (``naiad endpoints create --model NAME@approved``).
 
 from typing import Any
 
-from naiad.core.errors import InvalidInput, NaiadError
-from naiad.schemas.models import Lineage
+from naiad.core.errors import InvalidInput
 from naiad.server.compat.awsjson import AwsError, Context
 from naiad.server.compat.listing import Fields, page
-from naiad.server.compat.sagemaker.hosting import guess_manifest
+from naiad.server.compat.sagemaker.hosting import register_container
 from naiad.server.compat.sagemaker.operations import arn, operation, tag_dict
-from naiad.services import models as model_service
 from naiad.store import aws_resources, models
-from naiad.store.artifacts.buckets import locate
 from naiad.store.tables import AwsResourceRow
 
 GROUP, PACKAGE = "ModelPackageGroup", "ModelPackage"
@@ -133,26 +130,10 @@ def create_package(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
             "ValidationException",
             "Give InferenceSpecification.Containers with one container and its ModelDataUrl.",
         )
-    container = containers[0]
-    state = ctx.state
-    store, path = locate(container["ModelDataUrl"], state.artifacts, state.settings.s3_endpoint_url)
-    if store is not state.artifacts or not store.exists(path):
-        raise AwsError(
-            "ValidationException", f"ModelDataUrl {container['ModelDataUrl']} does not exist."
-        )
-    try:
-        version = model_service.register_archive(
-            ctx.session,
-            state.artifacts,
-            group.name.lower(),
-            path,
-            Lineage(),
-            description=params.get("ModelPackageDescription", ""),
-            guess=guess_manifest(container.get("Environment", {})),
-        )
-    except NaiadError as exc:
-        raise AwsError("ValidationException", exc.message) from None
-    name, number = models.version_of(ctx.session, version.id)
+    description = params.get("ModelPackageDescription", "")
+    ref = register_container(ctx, group.name.lower(), containers[0], description)
+    name, _, version = ref.partition(":")
+    number = int(version)
     status = params.get("ModelApprovalStatus", "PendingManualApproval")
     request = {k: v for k, v in params.items() if k != "Tags"}
     request["ModelApprovalStatus"] = status
@@ -162,7 +143,7 @@ def create_package(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         f"{group.name}/{number}",
         request,
         tag_dict(params.get("Tags")),
-        ref=f"{name}:{number}",
+        ref=ref,
     )
     if status == "Approved":
         models.set_alias(ctx.session, name, APPROVED_ALIAS, number)
