@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shlex
 from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
@@ -248,7 +249,7 @@ def show_job(name: NameArg, as_json: JsonOption = False) -> None:
         console.print(job.status_reason)
     facts = Table(box=None, show_header=False)
     for key, value in (
-        ("entrypoint", job.entrypoint),
+        ("command", shlex.join(job.command)) if job.command else ("entrypoint", job.entrypoint),
         ("resources", f"{job.nodes} node(s) x {job.processes_per_node} process(es)"),
         ("run", job.run_id),
         ("experiment", job.experiment),

@@ -56,8 +56,15 @@ class LaunchSpec:
     job_name: str
     run_id: str
     work_dir: Path  # the job's own directory; survives server restarts
-    source_uri: str  # the snapshot of the source directory (a .tar.gz in the artifact store)
-    entrypoint: str  # script path inside the source, e.g. "train.py"
+    # the snapshot of the source directory (a .tar.gz in the artifact store); None: none
+    # (a command job whose code comes in a channel), code/ is empty
+    source_uri: str | None
+    entrypoint: str | None  # script path inside the source, e.g. "train.py"; None: command
+    # a program and its arguments run once per host instead of the entrypoint (/opt/ml in
+    # it names the host's directory)
+    command: list[str] | None = None
+    # channels whose files name /opt/ml: each host gets a copy naming its own directory
+    opt_ml_channels: list[str] = field(default_factory=list)
     hyperparameters: dict[str, object] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)  # channel -> URI
     output_uri: str = ""  # where model.tar.gz and output.tar.gz go

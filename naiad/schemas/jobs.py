@@ -120,10 +120,47 @@ def _wire_value(value: ParamValue) -> ParamValue:
     return value
 
 
+MAX_COMMAND_ARGS = 100
+MAX_COMMAND_CHARS = 128 * 1024
+
+
+def _check_command(command: list[str]) -> list[str]:
+    if not command[0]:
+        raise ValueError("the command's first word (the program to run) is empty")
+    if any("\x00" in arg for arg in command):
+        raise ValueError("the command holds a NUL character, which no argument can")
+    total = sum(len(arg) for arg in command)
+    if total > MAX_COMMAND_CHARS:
+        raise ValueError(
+            f"the command is {total} characters long; at most {MAX_COMMAND_CHARS} are allowed"
+        )
+    return command
+
+
 class JobCreate(Wire):
     name: str = Field(min_length=1, max_length=63, description="Unique; letters, digits, '-'.")
-    entrypoint: str = Field(min_length=1, max_length=500, description="Script inside the source.")
-    source_uri: str = Field(description="What PUT /sources answered for the source snapshot.")
+    entrypoint: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="Script inside the source, run with Python (under torchrun for several "
+        "processes per node). Give this or command.",
+    )
+    command: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_COMMAND_ARGS,
+        description="A program and its arguments (an argv, not a shell line), run once per "
+        "node in code/ instead of a Python entrypoint, as SageMaker runs a container's "
+        "ContainerEntrypoint + ContainerArguments. /opt/ml in it (and in the environment's "
+        "values) names the host's own job directory. Give this or entrypoint.",
+    )
+    source_uri: str | None = Field(
+        default=None,
+        description="What PUT /sources answered for the source snapshot, unpacked into code/. "
+        "Required with entrypoint; optional with command (code/ is then empty and the code "
+        "comes in an input channel).",
+    )
     experiment: str = Field(default="jobs", min_length=1, max_length=200)
     hyperparameters: dict[str, ParamValue] = Field(default_factory=dict)
     inputs: dict[str, str] = Field(default_factory=dict, description="channel -> file:// or s3://")
@@ -151,6 +188,45 @@ class JobCreate(Wire):
         description="Where checkpoints/ is mirrored and restored from: a path in the "
         "artifact store or an s3:// URI (default: jobs/<name>/checkpoints).",
     )
+    opt_ml_channels: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Input channels whose text files name SageMaker's container paths "
+        "(/opt/ml/...), for a command job: each host gets its own copy with those paths "
+        "pointing at its job directory (the SageMaker SDK v3's sm_drivers channel).",
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, command: list[str] | None) -> list[str] | None:
+        return None if command is None else _check_command(command)
+
+    @model_validator(mode="after")
+    def _what_runs(self) -> Self:
+        if (self.entrypoint is None) == (self.command is None):
+            raise ValueError(
+                "give either entrypoint (a Python script in the source) or command (a program "
+                "and its arguments), not both and not neither"
+            )
+        if self.entrypoint is not None and self.source_uri is None:
+            raise ValueError(
+                "an entrypoint runs from a source snapshot: give source_uri (what PUT "
+                "/api/v1/sources answered)"
+            )
+        if self.command is not None and self.processes_per_node != 1:
+            raise ValueError(
+                f"a command runs as one process per node, but processes_per_node is "
+                f"{self.processes_per_node}; set it to 1 (the command may start more itself)"
+            )
+        if self.opt_ml_channels and self.command is None:
+            raise ValueError("opt_ml_channels is for a command job; give command too")
+        unknown = sorted(set(self.opt_ml_channels) - set(self.inputs))
+        if unknown:
+            raise ValueError(
+                f"opt_ml_channels names {', '.join(map(repr, unknown))}, not in inputs; "
+                "name an input channel"
+            )
+        return self
 
     @field_validator("environment")
     @classmethod
@@ -190,8 +266,9 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    entrypoint: str
-    source_uri: str
+    entrypoint: str | None = None
+    source_uri: str | None = None
+    command: list[str] | None = None
     experiment: str
     hyperparameters: dict[str, ParamValue] = Field(default_factory=dict)
     inputs: dict[str, str] = Field(default_factory=dict)
@@ -205,6 +282,7 @@ class JobSpec(BaseModel):
     environment: dict[str, str] = Field(default_factory=dict)
     channels: dict[str, ChannelOptions] = Field(default_factory=dict)
     checkpoint_uri: str | None = None
+    opt_ml_channels: list[str] = Field(default_factory=list)
 
     @classmethod
     def of(cls, body: JobCreate, output_uri: str) -> "JobSpec":
@@ -227,8 +305,9 @@ class TrainingJob(BaseModel):
     name: str
     status: str
     status_reason: str | None = None
-    entrypoint: str
-    source_uri: str
+    entrypoint: str | None = None
+    source_uri: str | None = None
+    command: list[str] | None = None
     experiment: str
     run_id: str
     hyperparameters: dict[str, ParamValue]
@@ -244,6 +323,7 @@ class TrainingJob(BaseModel):
     environment: dict[str, str] = Field(default_factory=dict)
     channels: dict[str, ChannelOptions] = Field(default_factory=dict)
     checkpoint_uri: str | None = None
+    opt_ml_channels: list[str] = Field(default_factory=list)
     attempt: int
     created_at: Timestamp
     started_at: Timestamp | None = None

@@ -95,7 +95,7 @@ def _check_resources(body: JobCreate, slots: int, nodes: int | None) -> None:
         )
 
 
-def _check_source(store: ArtifactStore, source_uri: str, entrypoint: str) -> None:
+def _check_source(store: ArtifactStore, source_uri: str, entrypoint: str | None) -> None:
     path = safe_path(source_uri)
     if not path.startswith("sources/") or not store.exists(path):
         raise InvalidInput(
@@ -117,7 +117,7 @@ def _check_source(store: ArtifactStore, source_uri: str, entrypoint: str) -> Non
                 "holds plain files only (the SDK and CLI refuse symlinks before uploading)."
             )
     names = {m.name.removeprefix("./") for m in members if m.isfile()}
-    if safe_path(entrypoint) not in names:
+    if entrypoint is not None and safe_path(entrypoint) not in names:
         shown = ", ".join(sorted(n for n in names if n.endswith(".py"))[:10]) or "no .py files"
         raise InvalidInput(
             f"Entrypoint {entrypoint!r} is not in the source directory (it has: {shown})."
@@ -143,7 +143,8 @@ def submit(
     _check_inputs(body.inputs)
     _check_checkpoint_uri(body.checkpoint_uri)
     _check_resources(body, slots, nodes)
-    _check_source(store, body.source_uri, body.entrypoint)
+    if body.source_uri is not None:  # a command job's code may come in a channel instead
+        _check_source(store, body.source_uri, body.entrypoint)
     run = runs.create(
         session,
         RunCreate(
@@ -172,6 +173,8 @@ def launch_spec(
         work_dir=jobs_root(settings) / row.name,
         source_uri=spec.source_uri,
         entrypoint=spec.entrypoint,
+        command=list(spec.command) if spec.command is not None else None,
+        opt_ml_channels=list(spec.opt_ml_channels),
         hyperparameters=dict(spec.hyperparameters),
         inputs=dict(spec.inputs),
         output_uri=spec.output_uri,

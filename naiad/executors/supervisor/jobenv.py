@@ -114,7 +114,6 @@ def sagemaker_env(
 ) -> dict[str, str]:
     """Every ``SM_*`` variable the training toolkit sets that a script may read, as ``host``."""
     typed = decode_hyperparameters(spec.hyperparameters)
-    entry = Path(spec.entrypoint)
     channel_dirs = {name: str(wd.data / name) for name in channels}
     hosts = host_names(spec.nodes)
     master = hosts[0]
@@ -143,7 +142,6 @@ def sagemaker_env(
         "master_hostname": master,
         "model_dir": str(wd.model),
         "module_dir": str(wd.code),
-        "module_name": entry.with_suffix("").as_posix().replace("/", "."),
         "network_interface_name": "lo",
         "num_cpus": num_cpus,
         "num_gpus": spec.gpus,
@@ -151,8 +149,11 @@ def sagemaker_env(
         "output_dir": str(wd.output),
         "output_intermediate_dir": str(wd.output / "intermediate"),
         "resource_config": resource_config(host, hosts),
-        "user_entry_point": spec.entrypoint,
     }
+    if spec.entrypoint is not None:  # a command job runs no script of its own
+        entry = Path(spec.entrypoint)
+        training_env["module_name"] = entry.with_suffix("").as_posix().replace("/", ".")
+        training_env["user_entry_point"] = spec.entrypoint
     env = {
         "SM_" + key.upper(): _env_value(value)
         for key, value in training_env.items()

@@ -93,6 +93,26 @@ def job_python(code_dir: Path, cache_root: Path, log: Log, log_file: Path) -> st
     return str(python)
 
 
+# Commands a container's PATH has, run as modules of the job's own Python.
+COMMAND_SHIMS = {"pip": "pip", "pip3": "pip", "torchrun": "torch.distributed.run"}
+
+
+def private_python(env: Path, log: Log) -> str:
+    """A virtualenv of the job's own over the server's, for a command job: what its scripts
+    pip-install (the SageMaker SDK v3's ``requirements``) goes there, never into the
+    server's environment. ``pip``, ``pip3`` and ``torchrun`` in it run its Python's."""
+    shutil.rmtree(env, ignore_errors=True)
+    _create(env)
+    bin_dir = env / "bin"
+    for name, module in COMMAND_SHIMS.items():
+        shim = bin_dir / name
+        if not shim.exists():
+            shim.write_text(f'#!/bin/sh\nexec "{bin_dir / "python"}" -m {module} "$@"\n')
+            shim.chmod(0o755)
+    log(f"python: a private environment over the server's ({env})")
+    return str(bin_dir / "python")
+
+
 @contextlib.contextmanager
 def _locked(path: Path, log: Log) -> Iterator[None]:
     """Hold an exclusive lock on ``path``; the kernel drops it if this process dies."""

@@ -321,10 +321,14 @@ def stage_channels(spec: LaunchSpec, data_dirs: list[Path], shared: Path, log: L
 
 
 def extract_source(spec: LaunchSpec, code_dir: Path, log: Log) -> None:
-    """Download the source snapshot and unpack it into ``code/``, refusing unsafe members."""
+    """Download the source snapshot and unpack it into ``code/``, refusing unsafe members
+    (a job without one, a command whose code comes in a channel, gets an empty ``code/``)."""
     if code_dir.exists():
         shutil.rmtree(code_dir)
     code_dir.mkdir(parents=True)
+    if spec.source_uri is None:
+        log("no source snapshot: code/ is empty")
+        return
     archive = code_dir.parent / ".source.tar.gz"
     local = _local_path(spec.source_uri)
     try:
@@ -358,6 +362,8 @@ def extract_source(spec: LaunchSpec, code_dir: Path, log: Log) -> None:
         archive.unlink(missing_ok=True)
     files, size = _walk_size(code_dir)
     log(f"source snapshot: {_summary(files, size)}")
+    if spec.entrypoint is None:
+        return
     entry = (code_dir / spec.entrypoint).resolve()
     if not entry.is_relative_to(code_dir.resolve()) or not entry.is_file():
         have = sorted(p.name for p in code_dir.iterdir())[:10]

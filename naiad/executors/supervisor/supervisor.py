@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from naiad.executors.supervisor import checkpoint_sync, fork, launch, log_metrics
+from naiad.executors.supervisor import checkpoint_sync, container, fork, launch, log_metrics
 from naiad.executors.supervisor.hosts import Host, HostGroup, host_text, hosts_of
 from naiad.executors.supervisor.jobenv import (
     decode_hyperparameters,
@@ -28,7 +28,7 @@ from naiad.executors.supervisor.jobenv import (
     write_config,
 )
 from naiad.executors.supervisor.outputs import upload_logs, upload_results
-from naiad.executors.supervisor.pyenv import envs_dir, job_python
+from naiad.executors.supervisor.pyenv import envs_dir, job_python, private_python
 from naiad.executors.supervisor.staging import StagingError, extract_source, stage_channels
 from naiad.executors.supervisor.workdir import (
     WorkDir,
@@ -133,12 +133,17 @@ class Supervisor:
             self.interruptible = True
             if self.stop_wanted():
                 raise StopRequested
+            if self.spec.command is not None:
+                container.check_dir(self.wd)
             extract_source(self.spec, self.wd.code, self.log)
             self.python = job_python(
                 self.wd.code, envs_dir(self.wd.root), self.log, self.wd.job_log
             )
+            if self.spec.command is not None and self.python == sys.executable:
+                self.python = private_python(self.wd.private_python, self.log)
             data_dirs = [host.wd.data for host in self.hosts]
             channels = stage_channels(self.spec, data_dirs, self.wd.channels, self.log)
+            container.stage_channels(self.spec, [host.wd for host in self.hosts], self.log)
         except StopRequested:
             raise Finished("stopped", "Stopped on request") from None
         except StagingError as exc:
@@ -165,7 +170,7 @@ class Supervisor:
     def run_attempt(self, attempt: int, channels: list[str]) -> tuple[int, Host | None]:
         """Run one attempt to its end on every host; returns its exit code and the host that
         failed it (None when all succeeded), or raises Finished on a stop."""
-        procs = max(1, self.spec.processes_per_node)
+        procs = self.procs
         nodes = len(self.hosts)
         port = launch.free_port()  # the master's: torch.distributed spans every host
         args = user_args(decode_hyperparameters(self.spec.hyperparameters))
@@ -176,16 +181,25 @@ class Supervisor:
         self.log(f"attempt {attempt}: starting {what}")
         self.group = group = HostGroup(self.hosts, self.wd.job_log)
         for host in self.hosts:
-            cmd = launch.command(
-                host.wd, self.spec.entrypoint, args, procs, attempt, port, nodes, host.rank
-            )
-            cmd[0] = self.python  # the same script (or torchrun) under the job's environment
             env = job_env(self.spec, host.wd, channels, attempt, procs, host.name)
             env = launch.launch_env(env, procs, port, nodes, host.rank)
-            if nodes == 1 and self.warm and fork.can_fork(self.python, procs):
+            if self.spec.command is not None:  # run as given, once per host
+                cmd = container.command(self.spec, host.wd)
+                env = container.environment(env, self.spec, host.wd, self.python)
+            else:
+                entry = self.spec.entrypoint or ""
+                cmd = launch.command(host.wd, entry, args, procs, attempt, port, nodes, host.rank)
+                cmd[0] = self.python  # the same script (or torchrun) under the job's environment
+            script = self.spec.command is None
+            if nodes == 1 and script and self.warm and fork.can_fork(self.python, procs):
                 group.add(host, fork.fork_script(cmd, env, self.wd.code, self.wd.job_log))
                 continue
-            proc = launch.start(cmd, env, self.wd.code, self.wd.job_log if host.first else None)
+            try:
+                proc = launch.start(cmd, env, self.wd.code, self.wd.job_log if host.first else None)
+            except OSError as exc:  # a command naming no program here
+                group.kill()
+                why = exc.strerror or str(exc)
+                raise Finished("failed", f"Could not start {cmd[0]!r}: {why}.", 127) from None
             group.add(host, proc, None if host.first else proc.stdout)
         pids = group.pids
         self.save(
@@ -222,9 +236,14 @@ class Supervisor:
         group.end(CLEANUP_GRACE_S)  # the other hosts, and whatever the scripts left running
         return done
 
+    @property
+    def procs(self) -> int:
+        """Processes per host: a command is one, a script one or more under torchrun."""
+        return 1 if self.spec.command is not None else max(1, self.spec.processes_per_node)
+
     def failure_reason(self, text: str, code: int, failed: Host | None) -> str:
         """Why the attempt failed, from the log ``text`` it wrote; names the host of several."""
-        procs = max(1, self.spec.processes_per_node)
+        procs = self.procs
         if len(self.hosts) == 1:
             return launch.failure_reason(self.wd, text, code, procs)
         host = failed or self.hosts[0]
@@ -233,7 +252,7 @@ class Supervisor:
 
     def attempts(self, first: int, channels: list[str]) -> None:
         attempt = first
-        procs = max(1, self.spec.processes_per_node)
+        procs = self.procs
         while True:
             if self.stop_wanted():
                 raise Finished("stopped", "Stopped on request")

@@ -123,6 +123,11 @@ class WorkDir:
     def naiad_home(self) -> Path:
         return self.root / ".naiad-home"
 
+    @property
+    def private_python(self) -> Path:
+        """A command job's own virtualenv, layered over the server's."""
+        return self.root / ".python"
+
 
 def write_text_atomic(path: Path, text: str, mode: int = 0o600) -> None:
     """Write via a temp file and rename, so a reader never sees half a file (owner-only:

@@ -2,9 +2,10 @@
 
 A SageMaker training job is a Naiad job named as it is in lower case (SageMaker's names
 are unique regardless of case), so it shows in the console, CLI and SDK like any other.
-Script mode is what runs: the ``sagemaker_program`` in the ``sagemaker_submit_directory``
-archive the SageMaker Python SDK uploads, with the hyperparameters as the training
-toolkit gives them.
+Two things run: script mode, the ``sagemaker_program`` in the ``sagemaker_submit_directory``
+archive the SageMaker Python SDK v2 uploads, with the hyperparameters as the training
+toolkit gives them; or a command, ``ContainerEntrypoint`` + ``ContainerArguments``, as the
+SDK v3's ``ModelTrainer`` sends them, with ``/opt/ml`` naming the job's own directory.
 """
 
 import hashlib
@@ -32,6 +33,8 @@ from naiad.store.artifacts.buckets import locate, s3_uri, split, store_path, wri
 from naiad.store.tables import AwsResourceRow, JobRow
 
 KIND = "TrainingJob"
+# The SageMaker Python SDK v3's channel of driver scripts, which name /opt/ml paths.
+SDK_DRIVERS = "sm_drivers"
 MAX_SOURCE_BYTES = 256 * 1024 * 1024
 # Hyperparameters the SageMaker Python SDK sets for the container, not for the script.
 _SDK_KEYS = (
@@ -189,38 +192,60 @@ def _channels(ctx: Context, params: dict[str, Any], mode: str) -> tuple[dict, di
     return inputs, options
 
 
-def _job_create(ctx: Context, params: dict[str, Any], naiad_name: str) -> tuple[JobCreate, str]:
-    algorithm = params["AlgorithmSpecification"]
-    if "ContainerEntrypoint" in algorithm:
-        raise AwsError(
-            "ValidationException",
-            "AlgorithmSpecification.ContainerEntrypoint is not supported yet: Naiad runs "
-            "script mode (sagemaker_program in sagemaker_submit_directory).",
-        )
-    raw = dict(params.get("HyperParameters", {}))
+def _script(ctx: Context, raw: dict[str, str]) -> tuple[dict[str, Any], bool]:
+    """Script mode: the fields that run ``sagemaker_program`` from its source archive, and
+    whether the SDK asked for torch.distributed."""
     program = _hp_text(raw.get("sagemaker_program", ""))
     submit_dir = _hp_text(raw.get("sagemaker_submit_directory", ""))
     if not program or not submit_dir.startswith("s3://"):
         raise AwsError(
             "ValidationException",
-            "Naiad runs a script from its source archive: set the hyperparameters "
-            "sagemaker_program (the script, e.g. train.py) and sagemaker_submit_directory "
-            "(the s3:// URI of its sourcedir.tar.gz), as the SageMaker Python SDK does.",
+            "Naiad runs a script from its source archive, or a command: set the "
+            "hyperparameters sagemaker_program (the script, e.g. train.py) and "
+            "sagemaker_submit_directory (the s3:// URI of its sourcedir.tar.gz), as the "
+            "SageMaker Python SDK v2 does, or AlgorithmSpecification.ContainerEntrypoint.",
         )
     distributed = any(_hp_text(raw.get(k, "false")).lower() == "true" for k in _DISTRIBUTED)
     hyperparameters = {
         k: v for k, v in raw.items() if k not in _SDK_KEYS and not k.startswith("sagemaker_")
     }
+    fields = {
+        "entrypoint": program,
+        "source_uri": _copy_source(ctx, submit_dir),
+        "hyperparameters": hyperparameters,
+    }
+    return fields, distributed
+
+
+def _command(algorithm: dict[str, Any], raw: dict[str, str]) -> dict[str, Any]:
+    """A container's entrypoint and arguments, run as one command per host; its
+    hyperparameters reach it as a container's do, in hyperparameters.json (and SM_HPS)."""
+    if "ContainerEntrypoint" not in algorithm:
+        raise AwsError(
+            "ValidationException",
+            "AlgorithmSpecification.ContainerArguments needs ContainerEntrypoint: Naiad runs "
+            "no image whose own entrypoint could take them; give the program to run.",
+        )
+    command = [*algorithm["ContainerEntrypoint"], *algorithm.get("ContainerArguments", [])]
+    return {"command": command, "hyperparameters": raw}
+
+
+def _job_create(ctx: Context, params: dict[str, Any], naiad_name: str) -> tuple[JobCreate, str]:
+    algorithm = params["AlgorithmSpecification"]
+    raw = dict(params.get("HyperParameters", {}))
+    distributed = False
+    if "ContainerEntrypoint" in algorithm or "ContainerArguments" in algorithm:
+        what = _command(algorithm, raw)
+    else:
+        what, distributed = _script(ctx, raw)
     resources = params["ResourceConfig"]
     place = placement(resources.get("InstanceType", ""), distributed)
     inputs, options = _channels(ctx, params, algorithm.get("TrainingInputMode", "File"))
     experiment = params.get("ExperimentConfig", {}).get("ExperimentName", "sagemaker")
     fields: dict[str, Any] = {
+        **what,
         "name": naiad_name,
-        "entrypoint": program,
-        "source_uri": _copy_source(ctx, submit_dir),
         "experiment": experiment,
-        "hyperparameters": hyperparameters,
         "inputs": inputs,
         "nodes": resources.get("InstanceCount", 1),
         "processes_per_node": place.processes,
@@ -228,12 +253,18 @@ def _job_create(ctx: Context, params: dict[str, Any], naiad_name: str) -> tuple[
         "metric_definitions": [
             {"name": d["Name"], "regex": d["Regex"]} for d in algorithm.get("MetricDefinitions", [])
         ],
+        # what a SageMaker container finds in its environment (the SDK v3's drivers read it)
+        "environment": {
+            **params.get("Environment", {}),
+            "TRAINING_JOB_NAME": params["TrainingJobName"],
+            "TRAINING_JOB_ARN": arn(ctx, KIND, params["TrainingJobName"]),
+        },
     }
+    if "command" in what and SDK_DRIVERS in inputs:
+        fields["opt_ml_channels"] = [SDK_DRIVERS]
     stopping = params.get("StoppingCondition", {})
     if "MaxRuntimeInSeconds" in stopping:
         fields["max_runtime_s"] = stopping["MaxRuntimeInSeconds"]
-    if params.get("Environment"):
-        fields["environment"] = params["Environment"]
     if options:
         fields["channels"] = options
     if "CheckpointConfig" in params:

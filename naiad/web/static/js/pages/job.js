@@ -49,7 +49,9 @@ export default async function render(view) {
           h(
             "ul",
             { class: "facts" },
-            h("li", {}, "entrypoint ", h("b", { class: "mono" }, job.entrypoint)),
+            job.command
+              ? h("li", {}, "command ", h("b", { class: "mono" }, job.command.join(" ")))
+              : h("li", {}, "entrypoint ", h("b", { class: "mono" }, job.entrypoint)),
             h("li", {}, "processes ", h("b", {}, `${job.nodes} × ${job.processes_per_node}`)),
             job.gpus ? h("li", {}, "GPUs per node ", h("b", {}, String(job.gpus))) : null,
             h("li", {}, "attempt ", h("b", {}, `${job.attempt + 1} of ${job.max_retries + 1}`)),

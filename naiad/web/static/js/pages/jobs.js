@@ -41,7 +41,7 @@ export default async function render(view) {
         h("td", {}, link(`#/jobs/${encodeURIComponent(j.name)}`, j.name)),
         h("td", {}, badge(j.status)),
         h("td", {}, link(`#/experiments/${encodeURIComponent(j.experiment)}`, j.experiment)),
-        h("td", { class: "mono" }, j.entrypoint),
+        h("td", { class: "mono" }, j.entrypoint ?? (j.command || []).join(" ")),
         h("td", { class: "num" }, String(j.nodes * j.processes_per_node)),
         h("td", {}, fmtTime(j.created_at)),
         h("td", {}, span(j.started_at, j.ended_at)),
