@@ -3,7 +3,13 @@ documented configuration: AWS_ENDPOINT_URL, the keys, the region, and the SDK's 
 (telemetry off, the default bucket). The role is a name: the SDK asks IAM for its ARN.
 
 ``ModelTrainer(...).train()`` sends ContainerEntrypoint ["/bin/bash"] with arguments that
-run the SDK's own drivers (the ``sm_drivers`` channel) on the user's code (``code``)."""
+run the SDK's own drivers (the ``sm_drivers`` channel) on the user's code (``code``).
+
+``ModelBuilder(s3_model_data_url=<the job's model.tar.gz>, image_uri=..., source_code=...)``
+``.build()`` repacks the archive with ``code/inference.py`` and creates the model (given
+``model=trainer`` instead, SDK 3.27 repacks an empty default prefix of its own, on AWS
+too); ``deploy()`` creates the endpoint config and the endpoint; ``Endpoint.invoke`` sends
+JSON; then everything is deleted."""
 
 import json
 import sys
@@ -11,11 +17,14 @@ import time
 from pathlib import Path
 
 import boto3
+from sagemaker.core.resources import EndpointConfig
+from sagemaker.serve import ModelBuilder
 from sagemaker.train import ModelTrainer
 from sagemaker.train.configs import Compute, InputData, MetricDefinition, SourceCode
 
 HERE = Path(__file__).parent
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5-cpu-py311"
+SERVING_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5-cpu-py311"
 ROLE = "SageMakerRole"
 
 bucket = sys.argv[1]  # also the config file's DefaultS3Bucket, which the SDK creates
@@ -50,4 +59,49 @@ print(
             "seconds": round(seconds, 2),
         }
     ),
+    flush=True,
 )
+
+started = time.monotonic()
+builder = ModelBuilder(  # the job's model.tar.gz, repacked with code/inference.py
+    s3_model_data_url=job.model_artifacts.s3_model_artifacts,
+    image_uri=SERVING_IMAGE,
+    source_code=SourceCode(source_dir=str(HERE / "serve"), entry_script="inference.py"),
+    role_arn=ROLE,
+    instance_type="ml.m5.large",
+)
+model = builder.build()
+built = time.monotonic()
+# deploy(wait=True) sleeps 30 s before its first look; waiting on the status is quicker
+endpoint = builder.deploy(initial_instance_count=1, wait=False)
+endpoint.wait_for_status("InService", poll=1, timeout=120)
+deployed = time.monotonic()
+answer = endpoint.invoke(body=json.dumps([[1.0, 2.0], [3.0, 4.0]]), content_type="application/json")
+prediction = json.loads(answer.body.read())
+invoked = time.monotonic()
+container = model.primary_container
+print(
+    "HOSTED",
+    json.dumps(
+        {
+            "model": model.model_name,
+            "endpoint": endpoint.endpoint_name,
+            "config": endpoint.endpoint_config_name,
+            "model_data": container.model_data_url,
+            "environment": container.environment,
+            "prediction": prediction,
+            "variant": answer.invoked_production_variant,
+            "seconds": {
+                "build": round(built - started, 2),
+                "deploy": round(deployed - built, 2),
+                "invoke": round(invoked - deployed, 3),
+            },
+        }
+    ),
+    flush=True,
+)
+config = EndpointConfig.get(endpoint_config_name=endpoint.endpoint_config_name)
+endpoint.delete()
+endpoint.wait_for_delete(poll=1, timeout=60)
+config.delete()
+model.delete()
