@@ -131,7 +131,7 @@ def _add_aws_gateway(app: FastAPI, state: AppState) -> None:
     services = {
         "sagemaker": sagemaker_service(state),
         "s3": s3_service(state),
-        "logs": logs_service(state),  # CloudWatch Logs: training jobs' logs
+        "logs": logs_service(state),  # CloudWatch Logs: training jobs' and endpoints' logs
         "sts": sts_service(state),
         "iam": iam_service(state),
     }

@@ -142,6 +142,8 @@ def test_model_trainer_trains_and_model_builder_deploys(
     expected = torch.tensor([[1.0, 2.0], [3.0, 4.0]]) @ state["weight"].T + state["bias"]
     assert hosted["variant"] == "AllTraffic"
     assert torch.allclose(torch.tensor(hosted["prediction"]), expected)
+    (stream, first), *_ = hosted["log"]  # the replica's log, in the endpoint's log group
+    assert stream.startswith("AllTraffic/") and first.startswith("--- starting on port")
 
     # the deletes left nothing: SageMaker's records, and the Naiad endpoint behind them
     assert sm.list_endpoints()["Endpoints"] == []

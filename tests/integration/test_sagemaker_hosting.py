@@ -144,6 +144,23 @@ def test_models_configs_endpoints_and_runtime(aws: AwsServer, bucket: str) -> No
     body, reply = invoke(runtime, "Scales", TargetVariant="triple")
     assert body["y"] == [3.0, 6.0] and reply["InvokedProductionVariant"] == "triple"
 
+    logs = aws.client("logs")  # the replicas' logs, as the SDK's deploy(wait=True) reads them
+    group = "/aws/sagemaker/Endpoints/Scales"
+    streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+    assert [s["logStreamName"].split("/")[0] for s in streams] == ["double", "triple"]
+    found = logs.filter_log_events(logGroupName=group, logStreamNamePrefix="double/")["events"]
+    assert {e["logStreamName"] for e in found} == {streams[0]["logStreamName"]}
+    assert found[0]["message"].startswith("--- starting on port")
+    assert found[0]["timestamp"] == streams[0]["firstEventTimestamp"]
+    head = logs.get_log_events(
+        logGroupName=group, logStreamName=streams[0]["logStreamName"], startFromHead=True
+    )["events"]
+    assert [e["message"] for e in head] == [e["message"] for e in found][: len(head)]
+    for absent in ("/aws/sagemaker/Endpoints/nowhere", "/aws/sagemaker/Endpoints/"):
+        with pytest.raises(ClientError) as no_group:
+            logs.filter_log_events(logGroupName=absent)
+        assert no_group.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
     with pytest.raises(ClientError) as model_error:
         runtime.invoke_endpoint(EndpointName="Scales", ContentType="text/csv", Body=b"1,2")
     error = model_error.value.response
@@ -179,6 +196,9 @@ def test_models_configs_endpoints_and_runtime(aws: AwsServer, bucket: str) -> No
     sm.get_waiter("endpoint_deleted").wait(
         EndpointName="Scales", WaiterConfig={"Delay": 1, "MaxAttempts": 120}
     )
+    with pytest.raises(ClientError) as no_logs:  # its log group went with it
+        logs.describe_log_streams(logGroupName=group)
+    assert no_logs.value.response["Error"]["Code"] == "ResourceNotFoundException"
     sm.delete_endpoint_config(EndpointConfigName="scales")
     sm.delete_model(ModelName="Doubler")
     with pytest.raises(ClientError) as gone:

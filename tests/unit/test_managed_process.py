@@ -2,9 +2,10 @@
 failure sentences, drain, re-attach refusing a record whose pid is not its process."""
 
 import os
+import time
 from pathlib import Path
 
-from naiad.server.managed.process import Kind, ManagedProcess, Policy, find
+from naiad.server.managed.process import Kind, ManagedProcess, Policy, find, first_start
 
 KIND = Kind("worker", "some.module", record_file="worker.json", log_file="worker.log")
 POLICY = Policy(start_timeout_s=5.0, stop_grace_s=2.0)
@@ -58,3 +59,17 @@ def test_a_record_whose_pid_is_another_process_is_not_reattached(tmp_path: Path)
     assert find(tmp_path, KIND) is None
     assert not proc.reattach()
     assert proc.launched and proc.restarts == 2 and proc.pid is None
+
+
+def test_the_log_head_and_the_first_start_it_records(tmp_path: Path) -> None:
+    proc = ManagedProcess(root=tmp_path, kind=KIND, pid=None, port=9)
+    assert proc.log_head(100) == ""  # no log yet
+    proc.log_path.write_text(
+        "--- starting on port 9 at 2026-12-06T11:40:00\nloaded\n"
+        "--- starting on port 10 at 2026-12-06T11:41:00\n"
+    )
+    text = proc.log_head(1000)
+    assert text.splitlines()[1] == "loaded" and proc.log_head(3) == "---"
+    assert first_start(text) == time.mktime((2026, 12, 6, 11, 40, 0, 0, 0, -1))
+    assert first_start("loaded\n") is None
+    assert first_start("--- starting on port 9 at now\n") is None

@@ -101,6 +101,11 @@ class EndpointKeeper(ReconcileLoop):
     def live(self, endpoint: str) -> dict[str, list[Replica]]:
         return self.fleet.live(endpoint)
 
+    def replica_logs(self, endpoint: str, max_bytes: int) -> dict[tuple[str, int], str]:
+        """The log of each of the endpoint's replicas on this machine, by (key, index),
+        from its beginning (at most ``max_bytes``)."""
+        return {(p.key, p.index): p.log_head(max_bytes) for p in self.fleet.of(endpoint)}
+
     # -- the tick -----------------------------------------------------------------------
     def tick(self) -> None:
         lost = self.state.home.lost()

@@ -37,6 +37,17 @@ LOG_TAIL_CHARS = 1500
 _STARTING = "--- starting on port"
 
 
+def first_start(log_text: str) -> float | None:
+    """The wall-clock time (epoch seconds) of the first start a log records, or None."""
+    if not log_text.startswith(_STARTING):
+        return None
+    stamp = log_text.split("\n", 1)[0].rsplit(" at ", 1)[-1]
+    try:
+        return time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class Kind:
     """What one kind of managed process is called and how it is recognised."""
@@ -288,6 +299,15 @@ class ManagedProcess:
         if cut >= 0:
             text = text[cut:].split("\n", 1)[-1]
         return text.strip()
+
+    def log_head(self, max_bytes: int) -> str:
+        """Its log from the beginning (every start since the last rotation), at most
+        ``max_bytes`` of it."""
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read(max_bytes).decode(errors="replace")
+        except OSError:
+            return ""
 
     def remove(self, parents: int = 0) -> None:
         """Delete its directory, and up to ``parents`` levels above once they are empty."""

@@ -76,6 +76,10 @@ built = time.monotonic()
 endpoint = builder.deploy(initial_instance_count=1, wait=False)
 endpoint.wait_for_status("InService", poll=1, timeout=120)
 deployed = time.monotonic()
+log = boto3.client("logs").filter_log_events(  # what deploy(wait=True) reads as it waits
+    logGroupName=f"/aws/sagemaker/Endpoints/{endpoint.endpoint_name}",
+    logStreamNamePrefix="AllTraffic/",
+)["events"]
 answer = endpoint.invoke(body=json.dumps([[1.0, 2.0], [3.0, 4.0]]), content_type="application/json")
 prediction = json.loads(answer.body.read())
 invoked = time.monotonic()
@@ -91,6 +95,7 @@ print(
             "environment": container.environment,
             "prediction": prediction,
             "variant": answer.invoked_production_variant,
+            "log": [(e["logStreamName"], e["message"]) for e in log],
             "seconds": {
                 "build": round(built - started, 2),
                 "deploy": round(deployed - built, 2),
