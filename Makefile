@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving server clean
+.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker server clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,7 +45,11 @@ bench-serving: $(VENV)/.bench  ## the digits CNN served: Naiad's replica vs mlfl
 	$(PY) -m compileall -q naiad
 	$(PY) bench/serving.py
 
-bench: bench-tracking bench-training bench-serving
+bench-sagemaker: $(STAMP)  ## the SageMaker-compatible API through boto3 vs Naiad's own SDK, live
+	$(PY) -m compileall -q naiad
+	$(PY) bench/sagemaker.py
+
+bench: bench-tracking bench-training bench-serving bench-sagemaker
 
 server: $(STAMP)
 	$(VENV)/bin/naiad server
