@@ -198,6 +198,14 @@ def test_committed_job_writes_wake_the_services_that_watch_jobs(settings: Settin
     with transaction(state.sessions) as session:
         assert not jobs.get_row(session, "a").stop_requested
     assert recorder.wakes == 1
+    with transaction(state.sessions) as session:  # a SAVEPOINT released is not a commit
+        jobs.get_row(session, "a").priority = 5
+        session.flush()
+        with session.begin_nested():
+            session.add(ExperimentRow(id=new_id(), name="in a savepoint", created_at=utcnow()))
+        assert recorder.wakes == 1  # nothing is visible to the loop before the commit
+    assert recorder.wakes == 2
+    recorder.wakes = 1
     scheduler = Scheduler(state, RecordingExecutor(), interval=3600)
     ticks: list[float] = []
     tick = scheduler.tick

@@ -71,6 +71,8 @@ class Services:
             await service.stop()
 
     def _wake(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            return  # a SAVEPOINT released: nothing is visible to the loops until the commit
         written: set[type[Any]] | None = session.info.pop(WRITTEN, None)
         if not written:
             return
