@@ -20,7 +20,6 @@ from botocore.exceptions import ClientError
 
 from naiad.core.home import HomeLayout
 from naiad.server.compat import sigv4
-from naiad.server.compat.s3.body import ChunkSigner
 from naiad.store.artifacts.local import LocalArtifactStore
 from naiad.testing.aws import AwsServer, aws  # noqa: F401
 
@@ -580,7 +579,7 @@ def _signed_streaming_put(
         f"AWS4-HMAC-SHA256 Credential={key_id}/{credential.scope}, "
         f"SignedHeaders={';'.join(names)}, Signature={seed}"
     )
-    key = ChunkSigner.signing_key(secret, date, "us-east-1", "s3")
+    key = sigv4.signing_key(secret, credential)
     body, previous = b"", seed
     for chunk in [*chunks, b""]:
         to_sign = "\n".join(

@@ -11,6 +11,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
+from naiad.server.compat import sigv4
 from naiad.server.compat.s3.body import AwsChunked, ChunkSigner, Payload
 from naiad.server.compat.s3.errors import S3Error
 
@@ -39,7 +40,7 @@ TRAILER = (
 
 
 def signer(seed: str) -> ChunkSigner:
-    key = ChunkSigner.signing_key(SECRET, "20130524", "us-east-1", "s3")
+    key = sigv4.signing_key(SECRET, sigv4.Credential("AKID", "20130524", "us-east-1", "s3"))
     return ChunkSigner(key, "20130524T000000Z", "20130524/us-east-1/s3/aws4_request", seed)
 
 

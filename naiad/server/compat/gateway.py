@@ -122,13 +122,18 @@ class AwsGateway:
                 await service.send_error(refuse, 503, "ServiceUnavailable", lost)
                 return
         try:
-            receive = await self._check(scope, receive, headers, query, signed, service)
+            receive, key = await self._check(scope, receive, headers, query, signed, service)
         except sigv4.SignatureProblem as exc:
             code = _JSON_CODES.get(exc.code, exc.code) if service.json_errors else exc.code
             await service.send_error(refuse, exc.status, code, exc.message)
             return
         caller = Caller(signed.credential.access_key, signed.credential.region, self.account)
-        scope = {**scope, "naiad.aws": caller, "naiad.aws.payload": signed.payload_hash}
+        scope = {
+            **scope,
+            "naiad.aws": caller,
+            "naiad.aws.payload": signed.payload_hash,
+            "naiad.aws.key": key,  # the verified signing key: S3 checks chunk signatures
+        }
         await service.app(scope, receive, send)
 
     async def _presigned_v2(
@@ -160,7 +165,9 @@ class AwsGateway:
         query: str,
         signed: sigv4.SignedRequest,
         service: AwsService,
-    ) -> Receive:
+    ) -> tuple[Receive, bytes | None]:
+        """The request checked: a ``receive`` that replays any body read, and the signing
+        key (None when the server runs without authentication)."""
         sigv4.check_time(signed)
         body: bytes | None = None
         body_hash = None
@@ -176,13 +183,13 @@ class AwsGateway:
                     400,
                 )
         if self.keys is None:  # the server runs without authentication
-            return _replay(body, receive)
+            return _replay(body, receive), None
         secret = await run_in_threadpool(self.keys.secret, signed.credential.access_key)
         if secret is None:
             raise _unknown_key(signed.credential.access_key)
         sigv4.verify(secret, signed, scope["method"], _raw_path(scope), query, headers, body_hash)
         await run_in_threadpool(self.keys.used, signed.credential.access_key)
-        return _replay(body, receive)
+        return _replay(body, receive), sigv4.signing_key(secret, signed.credential)
 
 
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -220,15 +220,20 @@ def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
 
+def signing_key(secret: str, credential: Credential) -> bytes:
+    """The key a credential scope signs with: HMACs of the date, region, service in turn."""
+    key = f"AWS4{secret}".encode()
+    for part in (credential.date, credential.region, credential.service, "aws4_request"):
+        key = _hmac(key, part)
+    return key
+
+
 def signature(secret: str, signed: SignedRequest, canonical: str) -> str:
     cred = signed.credential
     to_sign = "\n".join(
         [ALGORITHM, signed.amz_date, cred.scope, hashlib.sha256(canonical.encode()).hexdigest()]
     )
-    key = _hmac(f"AWS4{secret}".encode(), cred.date)
-    for part in (cred.region, cred.service, "aws4_request"):
-        key = _hmac(key, part)
-    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(signing_key(secret, cred), to_sign.encode(), hashlib.sha256).hexdigest()
 
 
 def verify(

@@ -12,7 +12,6 @@ import anyio.to_thread
 from starlette.types import Receive, Scope, Send
 
 from naiad.server.compat import sigv4
-from naiad.server.compat.keys import KeyBook
 from naiad.server.compat.s3 import buckets, listing, multipart, objects, routing
 from naiad.server.compat.s3.body import ChunkSigner
 from naiad.server.compat.s3.call import Call, Reply
@@ -68,7 +67,6 @@ class S3App:
     def __init__(self, state: AppState, store: LocalArtifactStore) -> None:
         self.volume = Volume(store)
         self.max_object_bytes = state.settings.max_artifact_bytes
-        self.keys = KeyBook(state.sessions, state.token) if state.token else None
         self.limiter: anyio.CapacityLimiter | None = None  # made in the event loop
         self.model_loaded = False
 
@@ -96,7 +94,7 @@ class S3App:
         payload_hash = scope.get("naiad.aws.payload", "")
         signer = None
         if payload_hash.startswith("STREAMING-") and "UNSIGNED" not in payload_hash:
-            signer = await anyio.to_thread.run_sync(self._signer, headers, payload_hash)
+            signer = self._signer(headers, payload_hash, scope.get("naiad.aws.key"))
         return Call(
             volume=self.volume,
             target=routing.target(raw_path, scope.get("query_string", b"")),
@@ -130,9 +128,12 @@ class S3App:
             )
         return operation
 
-    def _signer(self, headers: dict[str, str], payload_hash: str) -> ChunkSigner | None:
-        """The chunk signatures to check, for a body signed chunk by chunk (run in a
-        thread: the key's secret may be read from the database)."""
+    @staticmethod
+    def _signer(
+        headers: dict[str, str], payload_hash: str, key: bytes | None
+    ) -> ChunkSigner | None:
+        """The chunk signatures to check, for a body signed chunk by chunk, with the key the
+        gateway verified the request's own signature with (None: no authentication)."""
         if not payload_hash.startswith("STREAMING-AWS4-HMAC-SHA256-PAYLOAD"):
             raise S3Error(
                 "NotImplemented",
@@ -140,15 +141,10 @@ class S3App:
                 "AWS4-HMAC-SHA256 (SigV4), as boto3 does.",
                 501,
             )
-        if self.keys is None:  # the server runs without authentication
+        if key is None:
             return None
         signed = sigv4.parse(headers, "")
-        secret = self.keys.secret(signed.credential.access_key)
-        if secret is None:  # the gateway checked it a moment ago
-            raise S3Error("InvalidAccessKeyId", "The access key was revoked.", 403)
-        cred = signed.credential
-        key = ChunkSigner.signing_key(secret, cred.date, cred.region, cred.service)
-        return ChunkSigner(key, signed.amz_date, cred.scope, signed.signature)
+        return ChunkSigner(key, signed.amz_date, signed.credential.scope, signed.signature)
 
     async def _send(self, send: Send, reply: Reply, head: bool, call: Call | None) -> None:
         headers = {**reply.headers, "x-amz-request-id": call.request_id if call else "0"}

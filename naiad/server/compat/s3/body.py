@@ -68,13 +68,6 @@ class ChunkSigner:
         self.key, self.amz_date, self.scope, self.previous = key, amz_date, scope, seed
         self.hash = hashlib.sha256()
 
-    @staticmethod
-    def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-        key = f"AWS4{secret}".encode()
-        for part in (date, region, service, "aws4_request"):
-            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-        return key
-
     def _check(self, kind: str, digest: str, claimed: str) -> None:
         to_sign = "\n".join([kind, self.amz_date, self.scope, self.previous, digest])
         expected = hmac.new(self.key, to_sign.encode(), hashlib.sha256).hexdigest()
