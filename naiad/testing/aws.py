@@ -1,6 +1,7 @@
 """A live Naiad server and boto3 clients signed with its admin key pair, as a user would
 configure them: the suites of the AWS-compatible APIs drive Naiad with the real clients."""
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,3 +72,45 @@ def aws(
             yield AwsServer(server)
         finally:
             stop_aws_server(server)
+
+
+def sdk_virtualenv(venv: Path, requirement: str) -> Path:
+    """The python of a virtualenv holding the SageMaker Python SDK, made once: the SDK pins
+    packages of its own, so it lives beside the project's venv, as a notebook kernel would.
+    Skipped without a package index, but failed when CI=true, where it must install."""
+    import subprocess
+    import sys
+
+    python = venv / "bin" / "python"
+    if not (venv / ".installed").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        install = subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", requirement],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        if install.returncode != 0:
+            problem = f"the SageMaker Python SDK ({requirement}) did not install: "
+            problem += install.stderr[-500:]
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(problem)
+            pytest.skip(problem)
+        (venv / ".installed").touch()
+    return python
+
+
+def sdk_environment(server: AwsServer, home: Path, config: str) -> dict[str, str]:
+    """What docs/sagemaker.md tells a user to set, and nothing of this machine's own AWS
+    set-up: the endpoint, the keys, the region, and the SDK's config file (``config``)."""
+    (home / "sagemaker-config.yaml").write_text(config)
+    credentials = server.credentials()
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "AWS_ENDPOINT_URL": server.url,
+        "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"],
+        "AWS_DEFAULT_REGION": REGION,
+        "SAGEMAKER_USER_CONFIG_OVERRIDE": str(home / "sagemaker-config.yaml"),
+    }

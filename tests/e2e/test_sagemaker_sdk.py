@@ -6,16 +6,20 @@ installed into ``.venv-sagemaker`` beside the project's venv, once, not into it.
 """
 
 import json
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from naiad.testing.aws import REGION, AwsServer, start_aws_server, stop_aws_server
+from naiad.testing.aws import (
+    AwsServer,
+    sdk_environment,
+    sdk_virtualenv,
+    start_aws_server,
+    stop_aws_server,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv-sagemaker"
@@ -28,22 +32,7 @@ TELEMETRY_OFF = (
 
 @pytest.fixture(scope="module")
 def sdk_python() -> Path:
-    python = VENV / "bin" / "python"
-    if not (VENV / ".installed").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        install = subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", SDK],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if install.returncode != 0:  # no package index: skip, but CI must have it
-            problem = f"the SageMaker Python SDK ({SDK}) did not install: {install.stderr[-500:]}"
-            if os.environ.get("CI", "").lower() == "true":
-                pytest.fail(problem)
-            pytest.skip(problem)
-        (VENV / ".installed").touch()
-    return python
+    return sdk_virtualenv(VENV, SDK)
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +47,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsServer]:
 def test_pytorch_estimator_fit_deploy_predict(
     sdk_python: Path, server: AwsServer, tmp_path: Path
 ) -> None:
-    config = tmp_path / "sagemaker-config.yaml"
-    config.write_text(TELEMETRY_OFF)
-    credentials = server.credentials()
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),  # no AWS files of this machine
-        "AWS_ENDPOINT_URL": server.url,
-        "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
-        "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"],
-        "AWS_DEFAULT_REGION": REGION,
-        "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
-    }
+    env = sdk_environment(server, tmp_path, TELEMETRY_OFF)
     bucket = f"sdk-{uuid.uuid4().hex[:8]}"
     run = subprocess.run(
         [str(sdk_python), str(CLIENT), bucket],
