@@ -40,6 +40,20 @@ def error_body(code: str, message: str) -> bytes:
     return orjson.dumps({"error": code, "message": message})
 
 
+def request_headers(scope: Scope) -> tuple[bytes, bytes, int]:
+    """(Content-Type, Accept, Content-Length or -1) of a request, in one pass."""
+    content_type = accept = b""
+    length = -1
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value
+        elif name == b"accept":
+            accept = value
+        elif name == b"content-length":
+            length = int(value) if value.isdigit() else -1
+    return content_type, accept, length
+
+
 async def respond(
     send: Send,
     status: int,
@@ -173,16 +187,7 @@ class ReplicaApp(InvocationApp):
         self.batcher = batcher
 
     async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> int:
-        content_type = b""
-        accept = b""
-        length = -1
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value
-            elif name == b"accept":
-                accept = value
-            elif name == b"content-length":
-                length = int(value) if value.isdigit() else -1
+        content_type, accept, length = request_headers(scope)
         try:
             if length > self.max_body_bytes:
                 raise self._too_large()

@@ -24,7 +24,15 @@ from typing import TypeVar
 
 from naiad.core.errors import NaiadError
 from naiad.serving import sagemaker_codec as wire
-from naiad.serving.app import InvocationApp, Receive, Scope, Send, error_body, respond
+from naiad.serving.app import (
+    InvocationApp,
+    Receive,
+    Scope,
+    Send,
+    error_body,
+    request_headers,
+    respond,
+)
 from naiad.serving.batcher import Batcher, ModelError, QueueFull
 from naiad.serving.capture import Capture
 from naiad.serving.handler import Handler, HandlerError, make_request
@@ -35,16 +43,8 @@ T = TypeVar("T")
 
 
 def _headers(scope: Scope) -> tuple[str, str, int]:
-    """(Content-Type, Accept, Content-Length or -1) of a request."""
-    content_type = accept = b""
-    length = -1
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            content_type = value
-        elif name == b"accept":
-            accept = value
-        elif name == b"content-length":
-            length = int(value) if value.isdigit() else -1
+    """(Content-Type, Accept, Content-Length or -1) of a request, as text."""
+    content_type, accept, length = request_headers(scope)
     return content_type.decode("latin-1"), accept.decode("latin-1"), length
 
 

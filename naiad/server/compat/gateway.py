@@ -55,6 +55,18 @@ def account_id(home_id: str) -> str:
     return str(int(digest[:12], 16) % 10**12).zfill(12)
 
 
+def _aws_shaped(scope: Scope) -> bool:
+    """Whether a request may be an AWS call (a signature, or an ``X-Amz-Target``), judged on
+    the raw bytes: the front door's invocations pass through without a header decoded."""
+    query = scope.get("query_string", b"")
+    if b"X-Amz-" in query or b"AWSAccessKeyId=" in query:
+        return True
+    return any(
+        (name == b"authorization" and value.startswith(b"AWS4-")) or name == b"x-amz-target"
+        for name, value in scope["headers"]
+    )
+
+
 def _headers(scope: Scope) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name, value in scope["headers"]:
@@ -78,8 +90,8 @@ class AwsGateway:
         self.unsigned_error, self.home = unsigned_error, home
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] != "http" or not _aws_shaped(scope):
+            await self.app(scope, receive, send)  # Naiad's own routes: nothing decoded here
             return
         headers = _headers(scope)
         first = {k: v[0] for k, v in headers.items()}

@@ -17,7 +17,7 @@ from naiad.schemas.experiments import ExperimentCreate
 from naiad.schemas.runs import RunCreate
 from naiad.server.compat.awsjson import AwsError, Context
 from naiad.server.compat.listing import Fields, page
-from naiad.server.compat.sagemaker.operations import arn, operation, tag_dict
+from naiad.server.compat.sagemaker.operations import ROW_FIELDS, arn, operation, tag_dict
 from naiad.server.compat.sagemaker.training import KIND as TRAINING_JOB
 from naiad.server.compat.sagemaker.training import STATUS
 from naiad.store import aws_resources, experiments, jobs, runs
@@ -90,8 +90,7 @@ def describe_experiment(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 @operation("ListExperiments")
 def list_experiments(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     rows = aws_resources.listed(ctx.session, EXPERIMENT)
-    fields: Fields[AwsResourceRow] = Fields(name=lambda r: r.name, created=lambda r: r.created_at)
-    kept, token = page(rows, _created(params), fields, default_max=50)
+    kept, token = page(rows, _created(params), ROW_FIELDS, default_max=50)
     summaries = [
         {
             "ExperimentName": r.name,
@@ -162,8 +161,7 @@ def list_trials(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         rows = [r for r in rows if r.request["ExperimentName"] == params["ExperimentName"]]
     if "TrialComponentName" in params:
         rows = [r for r in rows if params["TrialComponentName"] in r.request["_components"]]
-    fields: Fields[AwsResourceRow] = Fields(name=lambda r: r.name, created=lambda r: r.created_at)
-    kept, token = page(rows, _created(params), fields, default_max=50)
+    kept, token = page(rows, _created(params), ROW_FIELDS, default_max=50)
     return {"TrialSummaries": [_trial_summary(ctx, r) for r in kept], "NextToken": token}
 
 

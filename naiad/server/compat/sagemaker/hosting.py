@@ -19,7 +19,7 @@ from naiad.schemas.endpoints import CaptureSpec, EndpointCreate, EndpointUpdate,
 from naiad.schemas.models import Lineage
 from naiad.server.compat.awsjson import AwsError, Context, not_found
 from naiad.server.compat.listing import Fields, page
-from naiad.server.compat.sagemaker.operations import arn, operation, resource, tag_dict
+from naiad.server.compat.sagemaker.operations import ROW_FIELDS, arn, operation, resource, tag_dict
 from naiad.services import endpoints as endpoint_service
 from naiad.services import model_files
 from naiad.services import models as model_service
@@ -184,8 +184,7 @@ def describe_model(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 @operation("ListModels")
 def list_models(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     rows = aws_resources.listed(ctx.session, MODEL)
-    fields: Fields[AwsResourceRow] = Fields(name=lambda r: r.name, created=lambda r: r.created_at)
-    kept, token = page(rows, params, fields)
+    kept, token = page(rows, params, ROW_FIELDS)
     return {
         "Models": [
             {"ModelName": r.name, "ModelArn": arn(ctx, MODEL, r.name), "CreationTime": r.created_at}
@@ -249,8 +248,7 @@ def describe_endpoint_config(ctx: Context, params: dict[str, Any]) -> dict[str, 
 @operation("ListEndpointConfigs")
 def list_endpoint_configs(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     rows = aws_resources.listed(ctx.session, CONFIG)
-    fields: Fields[AwsResourceRow] = Fields(name=lambda r: r.name, created=lambda r: r.created_at)
-    kept, token = page(rows, params, fields)
+    kept, token = page(rows, params, ROW_FIELDS)
     return {
         "EndpointConfigs": [
             {

@@ -4,10 +4,13 @@
 from typing import Any
 
 from naiad.server.compat.awsjson import Context, Registry, not_found
+from naiad.server.compat.listing import Fields
 from naiad.store import aws_resources
 from naiad.store.tables import AwsResourceRow
 
 registry = Registry("sagemaker", "SageMaker")
+# What the list operations filter and sort a resource row by: its name, when it was made.
+ROW_FIELDS: Fields[AwsResourceRow] = Fields(name=lambda r: r.name, created=lambda r: r.created_at)
 operation = registry.operation
 
 # The ARN's resource type of each kind (arn:aws:sagemaker:REGION:ACCOUNT:TYPE/NAME).

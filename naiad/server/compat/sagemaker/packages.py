@@ -7,9 +7,9 @@ from typing import Any
 
 from naiad.core.errors import InvalidInput
 from naiad.server.compat.awsjson import AwsError, Context
-from naiad.server.compat.listing import Fields, page
+from naiad.server.compat.listing import page
 from naiad.server.compat.sagemaker.hosting import register_container
-from naiad.server.compat.sagemaker.operations import arn, operation, tag_dict
+from naiad.server.compat.sagemaker.operations import ROW_FIELDS, arn, operation, tag_dict
 from naiad.store import aws_resources, models
 from naiad.store.tables import AwsResourceRow
 
@@ -86,8 +86,7 @@ def describe_group(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 @operation("ListModelPackageGroups")
 def list_groups(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     rows = aws_resources.listed(ctx.session, GROUP)
-    fields: Fields[AwsResourceRow] = Fields(name=lambda r: r.name, created=lambda r: r.created_at)
-    kept, token = page(rows, params, fields)
+    kept, token = page(rows, params, ROW_FIELDS)
     return {
         "ModelPackageGroupSummaryList": [
             {
@@ -193,8 +192,7 @@ def list_packages(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         ]
     if params.get("ModelPackageType") == "Unversioned":
         rows = []
-    fields: Fields[AwsResourceRow] = Fields(name=lambda r: r.name, created=lambda r: r.created_at)
-    kept, token = page(rows, params, fields)
+    kept, token = page(rows, params, ROW_FIELDS)
     return {"ModelPackageSummaryList": [_package_summary(ctx, r) for r in kept], "NextToken": token}
 
 
