@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker server clean
+.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx server clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,onnx]'
 	@touch $(STAMP)
 
 $(VENV)/.bench: $(STAMP)
@@ -49,7 +49,11 @@ bench-sagemaker: $(STAMP)  ## the SageMaker-compatible API through boto3 vs Naia
 	$(PY) -m compileall -q naiad
 	$(PY) bench/sagemaker.py
 
-bench: bench-tracking bench-training bench-serving bench-sagemaker
+bench-onnx: $(STAMP)  ## torch vs ONNX Runtime replicas through the front door, 1 and 64 rows
+	$(PY) -m compileall -q naiad
+	$(PY) bench/onnx.py
+
+bench: bench-tracking bench-training bench-serving bench-sagemaker bench-onnx
 
 server: $(STAMP)
 	$(VENV)/bin/naiad server

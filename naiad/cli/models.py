@@ -1,4 +1,5 @@
-"""`naiad models`: register versions, move aliases, evaluate, quantize, compare evaluations."""
+"""`naiad models`: register versions, move aliases, evaluate, quantize, export, compare
+evaluations."""
 
 from __future__ import annotations
 
@@ -15,11 +16,17 @@ from naiad.core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from naiad.schemas.models import Evaluation, ModelVersion
+    from naiad.sdk.client import Client
 
-app = typer.Typer(no_args_is_help=True, help="Register, alias, evaluate and quantize models.")
+app = typer.Typer(
+    no_args_is_help=True, help="Register, alias, evaluate, quantize and export models."
+)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 RefArg = Annotated[str, typer.Argument(help="NAME (latest), NAME:VERSION or NAME@ALIAS.")]
+EvaluateOption = Annotated[
+    bool, typer.Option("--evaluate/--no-evaluate", help="Evaluate it like the original.")
+]
 
 
 def _shape(text: str | None) -> list[int] | None:
@@ -220,21 +227,43 @@ def evaluate(
 @handled
 def quantize(
     ref: RefArg,
-    evaluate_: Annotated[
-        bool, typer.Option("--evaluate/--no-evaluate", help="Evaluate it like the original.")
-    ] = True,
+    evaluate_: EvaluateOption = True,
     as_json: JsonOption = False,
 ) -> None:
     """Dynamic int8 copy of a version as the next version, evaluated next to the original."""
     client = output.client()
     with console.status(f"quantizing {ref}"):
         version = client.models.quantize(ref, evaluate=evaluate_)
+    _print_derived(client, version, version.quantization or "", ref, as_json)
+
+
+@app.command("export")
+@handled
+def export(
+    ref: RefArg,
+    format_: Annotated[
+        str, typer.Option("--format", help="onnx: a graph the endpoint serves with ONNX Runtime.")
+    ] = "onnx",
+    evaluate_: EvaluateOption = True,
+    as_json: JsonOption = False,
+) -> None:
+    """A version exported (to ONNX) as the next version, evaluated next to the original."""
+    client = output.client()
+    with console.status(f"exporting {ref} to {format_}"):
+        version = client.models.export(ref, format=format_, evaluate=evaluate_)
+    _print_derived(client, version, version.format, ref, as_json)
+
+
+def _print_derived(
+    client: Client, version: ModelVersion, what: str, ref: str, as_json: bool
+) -> None:
+    """A copy made from ``ref``: its size against the original's, their latest evaluations."""
     if as_json:
         output.print_json(version)
         return
     origin = client.models.get(version.lineage.derived_from or ref)
     console.print(
-        f"{_ref(version)}: {version.quantization}, {output.size(version.size_bytes)} "
+        f"{_ref(version)}: {what}, {output.size(version.size_bytes)} "
         f"(from {_ref(origin)}, {output.size(origin.size_bytes)})"
     )
     evaluations = [e for v in (origin, version) for e in client.evaluations.list(_ref(v))[-1:]]

@@ -2,8 +2,9 @@
 
 A model directory is what a version stores and what an endpoint replica loads:
 ``naiad-model.json`` (a :class:`ModelManifest`) next to one model file. Naiad's own formats
-load without unpickling arbitrary code: TorchScript, ``torch.export`` programs, or
-safetensors weights for an architecture named as ``module:Class``. The ``sagemaker``
+load without unpickling arbitrary code: TorchScript, ``torch.export`` programs,
+safetensors weights for an architecture named as ``module:Class``, or ONNX graphs (an
+export of a version, served by ONNX Runtime). The ``sagemaker``
 format is a SageMaker model archive served by the PyTorch inference-toolkit contract:
 ``file`` names its ``code/inference.py`` (the user's own code, run by the replica like a
 training script runs a job) or, without a script, the TorchScript file the default
@@ -18,8 +19,10 @@ from naiad.schemas.common import ParamValue, Timestamp, Wire
 
 MANIFEST_FILE = "naiad-model.json"
 
-ModelFormat = Literal["torchscript", "torch_export", "safetensors", "sagemaker"]
+ModelFormat = Literal["torchscript", "torch_export", "safetensors", "onnx", "sagemaker"]
 SAGEMAKER: ModelFormat = "sagemaker"
+ONNX: ModelFormat = "onnx"
+ExportFormat = Literal["onnx"]
 DType = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "uint8", "bool"]
 
 
@@ -89,7 +92,9 @@ class Lineage(BaseModel):
     hyperparameters: dict[str, ParamValue] = Field(default_factory=dict)
     metrics: dict[str, float | str] = Field(default_factory=dict, description="Final values.")
     inputs: dict[str, str] = Field(default_factory=dict)
-    derived_from: str | None = Field(default=None, description="e.g. digits:1, when quantized.")
+    derived_from: str | None = Field(
+        default=None, description="e.g. digits:1, when quantized or exported."
+    )
 
 
 class ModelVersionCreate(Wire):
@@ -134,6 +139,12 @@ class Model(BaseModel):
 
 class AliasSet(Wire):
     version: int = Field(ge=1)
+
+
+class ModelExport(Wire):
+    """Export a version to another runtime's format, as the next version of its model."""
+
+    format: ExportFormat = Field(description="onnx: a graph ONNX Runtime serves.")
 
 
 class EvaluationCreate(Wire):

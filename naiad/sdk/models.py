@@ -1,4 +1,5 @@
-"""client.models and client.evaluations: register versions, move aliases, evaluate, quantize."""
+"""client.models and client.evaluations: register versions, move aliases, evaluate, quantize,
+export."""
 
 from __future__ import annotations
 
@@ -196,19 +197,32 @@ class Models:
     def quantize(self, ref: str, evaluate: bool = True) -> ModelVersion:
         """Dynamic int8: a job makes the copy, it becomes the next version, and it is
         evaluated on the data the original's latest evaluation used."""
+        return self._derive(ref, "quantize", None, "dynamic int8 copy", evaluate)
+
+    def export(self, ref: str, format: str = "onnx", evaluate: bool = True) -> ModelVersion:
+        """The version as an ONNX graph (served by ONNX Runtime): a job exports it, it becomes
+        the next version, and it is evaluated on the data the original's latest evaluation
+        used."""
+        return self._derive(ref, "export", {"format": format}, f"{format.upper()} export", evaluate)
+
+    def _derive(
+        self, ref: str, operation: str, body: dict[str, str] | None, what: str, evaluate: bool
+    ) -> ModelVersion:
+        """Run the job that makes a copy of ``ref``, register its model as the next version
+        with ``derived_from``, and evaluate it as the original was last evaluated."""
         origin = self.get(ref)
         origin_ref = f"{origin.name}:{origin.version}"
         started = self._t.request(
-            "POST", f"/models/{origin.name}/versions/{origin.version}/quantize"
+            "POST", f"/models/{origin.name}/versions/{origin.version}/{operation}", json=body
         )
         ended = self._jobs.get(started["name"]).wait()
         if ended.status != "Completed":
-            raise InvalidInput(f"Quantizing {origin_ref} failed: {ended.status_reason}")
+            raise InvalidInput(f"The {what} of {origin_ref} failed: {ended.status_reason}")
         version = self.register(
             origin.name,
             job=ended.name,
             derived_from=origin_ref,
-            description=f"dynamic int8 copy of {origin_ref}",
+            description=f"{what} of {origin_ref}",
         )
         past = self._evaluations.list(origin_ref)
         if evaluate and past:

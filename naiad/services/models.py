@@ -1,4 +1,5 @@
-"""The model registry's use-cases: register a version from a job or an upload, evaluate it.
+"""The model registry's use-cases: register a version from a job or an upload, evaluate,
+quantize or export it.
 
 A version's files are copied out of the archive into ``models/<name>/<id>/`` of the
 artifact store, so a version never changes after registration, even when the job's
@@ -24,9 +25,11 @@ from naiad.core.status import Status
 from naiad.schemas.jobs import JobCreate
 from naiad.schemas.models import (
     MANIFEST_FILE,
+    ONNX,
     Evaluation,
     EvaluationCreate,
     Lineage,
+    ModelExport,
     ModelManifest,
     ModelVersionCreate,
 )
@@ -40,12 +43,13 @@ MAX_MODEL_BYTES = 4 * 1024**3
 EVALUATION_FILE = "evaluation.json"
 EVALUATION_EXPERIMENT = "evaluations"
 
-JOB_PREFIX = {"evaluate": "eval", "quantize": "quant"}
+JOB_PREFIX = {"evaluate": "eval", "quantize": "quant", "export": "export"}
 
 # The built-in jobs: one line each, run from a source snapshot like any user script.
 BUILTIN_SCRIPTS = {
     "evaluate.py": "from naiad.runtime.builtin.evaluate import main\n\nmain()\n",
     "quantize.py": "from naiad.runtime.builtin.quantize import main\n\nmain()\n",
+    "export.py": "from naiad.runtime.builtin.export import main\n\nmain()\n",
 }
 
 
@@ -276,6 +280,31 @@ def quantize(session: Session, store: ArtifactStore, slots: int, ref: str) -> Jo
     if manifest.quantization:
         raise Conflict(f"{ref} is already quantized ({manifest.quantization}).")
     return builtin_job(session, store, slots, "quantize.py", version, {}, {})
+
+
+def export(
+    session: Session, store: ArtifactStore, slots: int, ref: str, body: ModelExport
+) -> JobRow:
+    """A job writing the version as an ONNX graph into its model.tar.gz; refused up front
+    for a version it could not export, with what to export instead."""
+    version = models.resolve(session, ref)
+    manifest = ModelManifest.model_validate(version.manifest)
+    if manifest.signature is None:
+        raise InvalidInput(
+            f"{ref} is a SageMaker model: its inference script decides what it takes, so no "
+            "input shape is known to export it with. Save the network with "
+            "naiad.runtime.save_model(module, example_input), whose example gives the shape, "
+            "register that, and export it."
+        )
+    if manifest.format == ONNX:
+        raise Conflict(f"{ref} is already an ONNX graph; serve it as it is.")
+    if manifest.quantization:
+        origin = Lineage.model_validate(version.lineage).derived_from
+        raise Conflict(
+            f"{ref} is quantized ({manifest.quantization}), and ONNX has no equivalent of "
+            f"torch's quantized kernels; export {origin or 'the unquantized version'} instead."
+        )
+    return builtin_job(session, store, slots, "export.py", version, {}, {"format": body.format})
 
 
 def evaluation_schema(session: Session, store: ArtifactStore, row: EvaluationRow) -> Evaluation:

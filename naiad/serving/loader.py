@@ -1,7 +1,8 @@
 """Load a model directory (``naiad-model.json`` + one file) into a callable, in any format.
 
 Nothing is unpickled: TorchScript and ``torch.export`` files are programs, safetensors
-files are weights for an architecture the replica imports by name. A directory that
+files are weights for an architecture the replica imports by name, ONNX files are graphs
+ONNX Runtime runs (``onnx_runtime``, imported only for them). A directory that
 does not load says why in one sentence, so the controller can show it as the reason.
 A ``sagemaker`` directory is the inference toolkit's (``naiad.serving.handler``), not this.
 """
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 from naiad.core.errors import NaiadError
 from naiad.schemas.models import (
     MANIFEST_FILE,
+    ONNX,
     SAGEMAKER,
     ModelManifest,
     TensorManifest,
@@ -106,8 +108,8 @@ def tensor_manifest(directory: Path, manifest: ModelManifest) -> TensorManifest:
     if manifest.format == SAGEMAKER:
         raise ModelLoadError(
             f"{directory} holds a SageMaker model (its inference script decides what it "
-            "takes), which only an endpoint serves; evaluation and quantization take models "
-            "saved with naiad.runtime.save_model."
+            "takes), which only an endpoint serves; evaluation, quantization and export take "
+            "models saved with naiad.runtime.save_model."
         )
     try:
         return TensorManifest.model_validate(manifest.model_dump())
@@ -140,9 +142,20 @@ def _architecture(manifest: ModelManifest) -> Any:
         ) from None
 
 
-def _network(manifest: ModelManifest, path: Path, device: str) -> Callable[[Any], Any]:
+def _network(
+    manifest: ModelManifest, path: Path, device: str, threads: int | None
+) -> Callable[[Any], Any]:
     import torch
 
+    if manifest.format == ONNX:
+        from naiad.serving.onnx_runtime import load_session
+
+        if device != "cpu":
+            raise ModelLoadError(
+                f"ONNX models are served by ONNX Runtime on the CPU; serve this one with "
+                f"device cpu, or the torch version it was exported from on {device}."
+            )
+        return load_session(path, threads)
     if manifest.format == "torchscript":
         with warnings.catch_warnings():  # deprecated in torch 2.13; still loads and runs
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -204,10 +217,13 @@ def choose_cpu_kernels(model: LoadedModel, max_batch: int) -> str:
     earns back at the batch sizes a replica sees: there the native kernels take half the
     CPU. Big networks are the other way round. So both are timed (thread CPU time, which
     other processes do not inflate) on a few batch sizes, and the cheaper one is kept; a
-    model slower than 20 ms a call keeps the default without the wait.
+    model slower than 20 ms a call keeps the default without the wait. An ONNX model runs
+    on ONNX Runtime's own kernels: there is nothing to choose.
     """
     import torch
 
+    if model.manifest.format == ONNX:
+        return "onnxruntime"
     if model.device != "cpu" or not torch.backends.mkldnn.is_available():
         return "default"
     examples = [_example(model.manifest.signature.inputs, min(r, max_batch)) for r in (2, 8, 32)]
@@ -262,12 +278,13 @@ def load_model(
             f"{MANIFEST_FILE} names {manifest.file!r}, which is not in {directory}."
         )
     try:
-        network = _network(manifest, path, device)
-    except ModelLoadError:
+        network = _network(manifest, path, device, threads)
+    except NaiadError:
         raise
     except Exception as exc:
+        runtime = "ONNX Runtime" if manifest.format == ONNX else "this torch"
         raise ModelLoadError(
-            f"{manifest.file} is not a {manifest.format} model this torch can load "
+            f"{manifest.file} is not a {manifest.format} model {runtime} can load "
             f"({first_line(exc)})."
         ) from None
     model = LoadedModel(manifest=manifest, network=network, device=device)

@@ -1,6 +1,7 @@
 """The model registry's REST API on every backend: versions, aliases, references, bad input."""
 
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -190,3 +191,32 @@ def test_concurrent_registrations_never_fail_or_collide(api: TestClient, model_d
     assert summary["count"] == 800  # every concurrent batch merged into the summary
     versions = sorted(v["version"] for v in api.get("/api/v1/models/digits/versions").json())
     assert versions == list(range(1, registered.count(201) + 1))
+
+
+def test_an_export_that_cannot_work_is_refused_before_a_job_starts(
+    api: TestClient, model_dir: Path
+) -> None:
+    """A 4xx that says what to export instead; no job is queued for it."""
+    manifest = json.loads((model_dir / "naiad-model.json").read_text())
+
+    def version_of(name: str, **changes: object) -> None:
+        files = {"naiad-model.json": json.dumps({**manifest, **changes}).encode()}
+        files[str(changes.get("file", "model.pt"))] = b"x"
+        register(api, name, tar_of(files))
+
+    version_of("sm", format="sagemaker", file="code/inference.py", signature=None)
+    version_of("graph", format="onnx", file="model.onnx")
+    register(api, "digits", pack_model(model_dir))
+    version_of("digits", quantization="dynamic-int8")
+    cases = [
+        ("sm/versions/1", 400, "no input shape is known to export it with. Save the network"),
+        ("graph/versions/latest", 409, "graph is already an ONNX graph"),
+        ("digits/versions/2", 409, "is quantized (dynamic-int8), and ONNX has no equivalent"),
+    ]
+    for path, status, words in cases:
+        response = api.post(f"/api/v1/models/{path}/export", json={"format": "onnx"})
+        assert response.status_code == status, response.text
+        assert words in response.json()["message"]
+    unknown = api.post("/api/v1/models/digits/versions/1/export", json={"format": "tflite"})
+    assert unknown.status_code in (400, 422) and "onnx" in unknown.json()["message"]
+    assert api.get("/api/v1/jobs").json() == []

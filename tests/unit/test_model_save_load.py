@@ -136,7 +136,7 @@ def test_load_errors_are_one_sentence(network: type[nn.Module], tmp_path: Path) 
 
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / MANIFEST_FILE).write_text('{"format": "onnx", "file": "m.onnx"}')
+    (broken / MANIFEST_FILE).write_text('{"format": "pickle", "file": "m.pkl"}')
     with pytest.raises(ModelLoadError, match="is not a valid manifest: format: "):
         load_model(broken)
 

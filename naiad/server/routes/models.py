@@ -1,4 +1,4 @@
-"""/api/v1/models: register versions, move aliases, evaluate and quantize versions.
+"""/api/v1/models: register versions, move aliases, evaluate, quantize and export versions.
 
 A version in a path is a number, an alias, or ``latest``: ``/models/digits/versions/3``,
 ``/models/digits/versions/production``.
@@ -12,6 +12,7 @@ from naiad.schemas.models import (
     Evaluation,
     EvaluationCreate,
     Model,
+    ModelExport,
     ModelVersion,
     ModelVersionCreate,
 )
@@ -112,4 +113,13 @@ def list_evaluations(
 def quantize(name: str, version: str, session: SessionDep, state: StateDep) -> TrainingJob:
     """Start the job that makes a dynamic-int8 copy; register its output with derived_from."""
     row = model_service.quantize(session, state.artifacts, state.slots, ref(name, version))
+    return jobs.to_schema(session, row)
+
+
+@router.post("/{name}/versions/{version}/export", status_code=status.HTTP_201_CREATED)
+def export(
+    name: str, version: str, body: ModelExport, session: SessionDep, state: StateDep
+) -> TrainingJob:
+    """Start the job that writes the version as ONNX; register its output with derived_from."""
+    row = model_service.export(session, state.artifacts, state.slots, ref(name, version), body)
     return jobs.to_schema(session, row)
