@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
+from starlette.types import Receive, Scope, Send
 
 from naiad import __version__
 from naiad.executors import open_executor
@@ -31,6 +32,7 @@ from naiad.server.routes import (
     endpoints,
     experiments,
     health,
+    invocations,
     jobs,
     keys,
     metrics,
@@ -93,9 +95,20 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.executor.close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class NaiadApp(FastAPI):
+    """FastAPI with a door before its middleware stack: the invocations users send with
+    the token are answered there, at the replica's pace, with none of the stack's layers."""
+
+    door: invocations.InvocationDoor | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.door is None or not await self.door(scope, receive, send):
+            await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> NaiadApp:
     settings = settings or load_settings()
-    app = FastAPI(
+    app = NaiadApp(
         lifespan=_lifespan,
         title="Naiad",
         version=__version__,
@@ -112,7 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api.include_router(module.router)
     app.include_router(health.router, prefix=API)
     app.include_router(api)
-    app.include_router(endpoints.invocations)
+    app.include_router(invocations.router)
 
     console.mount(app)  # the web console at /, behind the token's session cookie
 
@@ -123,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HomeGuard, watch=app.state.naiad.home)
     app.add_middleware(AccessCheck)  # nothing is read for a caller without the token
     _add_aws_gateway(app, app.state.naiad)
+    app.door = invocations.InvocationDoor(app.state.naiad, settings.max_request_bytes)
     return app
 
 

@@ -79,6 +79,9 @@ def _storage_message(request: Request, exc: Exception) -> str:
     )
 
 
+UNEXPECTED = "The server hit an unexpected error; nothing was changed. See the server log."
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(NaiadError)
     async def naiad_error(_: Request, exc: NaiadError) -> Response:
@@ -137,11 +140,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
-        return error_response(
-            "internal_error",
-            "The server hit an unexpected error; nothing was changed. See the server log.",
-            500,
-        )
+        return error_response("internal_error", UNEXPECTED, 500)
 
     @app.exception_handler(OSError)
     @app.exception_handler(DBAPIError)

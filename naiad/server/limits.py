@@ -16,7 +16,8 @@ from naiad.server.deps import access_problem, needs_token
 from naiad.server.errors import send_error
 
 
-def _too_large(size: str, max_bytes: int) -> str:
+def too_large(size: str, max_bytes: int) -> str:
+    """The 413's sentence (``size`` as the client's Content-Length, or 'over N')."""
     return (
         f"The request body is {size} bytes; the server takes at most {max_bytes}. "
         "Send smaller batches."
@@ -59,7 +60,7 @@ class BodyLimit:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                message = _too_large(str(int(value)), self.max_bytes)
+                message = too_large(str(int(value)), self.max_bytes)
                 await send_error(send, 413, "payload_too_large", message)
                 return
         received = 0
@@ -71,7 +72,7 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     # FastAPI re-raises an HTTPException met while reading the body.
-                    raise HTTPException(413, _too_large(f"over {self.max_bytes}", self.max_bytes))
+                    raise HTTPException(413, too_large(f"over {self.max_bytes}", self.max_bytes))
             return message
 
         await self.app(scope, counted, send)

@@ -1,21 +1,25 @@
 """The replica's HTTP app: a bare ASGI callable, because it is on every request's path.
 
 Routes follow a SageMaker serving container: ``GET /ping``, ``POST /invocations``, plus
-``GET /metrics`` (Prometheus text) and ``GET /stats`` (JSON for the controller). No
+``GET /metrics`` (Prometheus text), ``GET /stats`` (JSON for the controller) and
+``POST /frames`` (many invocations in one message from the server's proxy). No
 framework router, no per-request logging: a request costs header scanning, one decode,
 one queue entry and one encode. Every failure is a JSON ``{"error", "message"}`` with a
 4xx (a model failure on valid input is 422, a full queue 503 + Retry-After); nothing a
 client sends can take the replica down.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from naiad.core import frames
 from naiad.core.errors import NaiadError, PayloadTooLarge
 from naiad.serving.batcher import Batcher, ModelError
 from naiad.serving.capture import Capture
@@ -30,6 +34,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 PROMETHEUS = CONTENT_TYPE_LATEST.encode()
 _ROUTES = {"/invocations": b"POST", "/ping": b"GET", "/metrics": b"GET", "/stats": b"GET"}
+
+
+_Queued = tuple[np.ndarray, asyncio.Future[np.ndarray]]  # a request's inputs, its answer
 
 
 class _Gone(Exception):
@@ -86,9 +93,18 @@ class InvocationApp:
             if scope["type"] == "lifespan":
                 await _lifespan(receive, send)
             return
-        if scope["path"] != "/invocations" or scope["method"] != "POST":
+        path = scope["path"]
+        if scope["method"] != "POST" or (path != "/invocations" and path != frames.PATH):
             try:
                 await self._other(scope, send)
+            except Exception:
+                await self._internal_error(scope, send)
+            return
+        if path == frames.PATH:
+            try:
+                await self._frames(receive, send)
+            except _Gone:
+                pass
             except Exception:
                 await self._internal_error(scope, send)
             return
@@ -139,6 +155,11 @@ class InvocationApp:
     async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> int:
         """Answer one ``POST /invocations``; returns the status sent, for the figures."""
         raise NotImplementedError
+
+    async def _frames(self, receive: Receive, send: Send) -> None:
+        """Answer ``POST /frames`` (see ``naiad.core.frames``); a 404 tells the server's
+        proxy to send this replica's requests one by one."""
+        await respond(send, 404, error_body("not_found", "This replica takes no frames."))
 
     async def _body(self, receive: Receive) -> bytes:
         message = await receive()
@@ -192,22 +213,64 @@ class ReplicaApp(InvocationApp):
             if length > self.max_body_bytes:
                 raise self._too_large()
             body = await self._body(receive)
-            inputs = self.codec.decode(body, content_type)
-            outputs = await self.batcher.submit(inputs)
+            status, media, answer = await self._answer(self._submit(content_type, body), accept)
         except NaiadError as exc:
-            extra = ((b"retry-after", b"1"),) if exc.status_code == 503 else ()
-            await respond(send, exc.status_code, error_body(exc.code, exc.message), extra=extra)
-            return exc.status_code
+            status, media, answer = exc.status_code, JSON, error_body(exc.code, exc.message)
+        extra = ((b"retry-after", b"1"),) if status == 503 else ()
+        await respond(send, status, answer, media, extra)
+        return status
+
+    async def _frames(self, receive: Receive, send: Send) -> None:
+        """Every request of a frame is queued for the model before any is awaited, so they
+        share batches as if they had come on their own connections at once."""
+        started = time.perf_counter()
+        try:
+            requests = frames.decode_requests(await self._body(receive))
+        except (frames.FrameError, NaiadError) as exc:
+            await respond(send, 400, error_body("invalid_frame", f"Not a valid frame: {exc}"))
+            return
+        stats = self.stats
+        stats.in_flight += len(requests)
+        try:
+            queued: list[_Queued | NaiadError] = []
+            for content_type, _, body in requests:
+                try:
+                    queued.append(self._submit(content_type, body))
+                except NaiadError as exc:
+                    queued.append(exc)
+            answers = []
+            for (_, accept, _), entry in zip(requests, queued, strict=True):
+                if isinstance(entry, NaiadError):
+                    answers.append((entry.status_code, JSON, error_body(entry.code, entry.message)))
+                    continue
+                try:
+                    answers.append(await self._answer(entry, accept))
+                except NaiadError as exc:
+                    answers.append((exc.status_code, JSON, error_body(exc.code, exc.message)))
+        finally:
+            stats.in_flight -= len(requests)
+        now = time.perf_counter()
+        for status, _, _ in answers:
+            stats.record_request(status, now - started, now)
+        await respond(send, 200, frames.encode_answers(answers), frames.FRAMES)
+
+    def _submit(self, content_type: bytes, body: bytes) -> _Queued:
+        """Decode a request and queue it for the model (NaiadError: a 4xx or 503 answer)."""
+        inputs = self.codec.decode(body, content_type)
+        return inputs, self.batcher.submit(inputs)
+
+    async def _answer(self, queued: _Queued, accept: bytes) -> frames.Answer:
+        """A queued request's status, Content-Type and body, once the model has run it."""
+        inputs, future = queued
+        outputs = await future
         try:
             answer, media = self.codec.encode(outputs, NPY in accept)
         except TypeError:  # e.g. a complex tensor: the model's doing, not the client's
             message = f"The model's output ({outputs.dtype}) cannot be encoded as JSON or .npy."
-            await respond(send, 422, error_body(ModelError.code, message))
-            return 422
+            return 422, JSON, error_body(ModelError.code, message)
         if self.capture is not None:
             self.capture.offer(inputs, outputs)
-        await respond(send, 200, answer, media)
-        return 200
+        return 200, media, answer
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

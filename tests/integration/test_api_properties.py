@@ -1057,6 +1057,26 @@ def test_an_oversized_body_is_413_and_changes_nothing(
     assert snapshot(client) == before
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_oversized_invocation_is_413_before_any_endpoint_is_looked_up(
+    tight: tuple[TestClient, Settings], chunked: bool
+) -> None:
+    client, _ = tight
+    body = b"[" + b"0," * MAX_BYTES + b"0]"
+    content = iter([body[i : i + 4096] for i in range(0, len(body), 4096)]) if chunked else body
+    response = checked(
+        client.post(
+            "/endpoints/nowhere/invocations",
+            content=content,
+            headers={"content-type": "application/json"},
+        )
+    )
+    assert response.status_code == 413, response.text
+    assert str(MAX_BYTES) in response.json()["message"]
+    small = client.post("/endpoints/nowhere/invocations", content=b"[0]")
+    assert small.status_code == 404 and "No endpoint named 'nowhere'" in small.json()["message"]
+
+
 def test_artifact_size_limit_is_its_own(tight: tuple[TestClient, Settings]) -> None:
     client, limits = tight
     rid = send(client, "POST", f"{API}/runs", {}).json()["id"]

@@ -1,11 +1,13 @@
 """The proxy's keep-alive client against a loopback server that misbehaves on request:
 connections are reused; a connection the server closed while idle is replaced without the
-caller noticing; refusals and drops are Unreachable; slow answers time out."""
+caller noticing; refusals and drops are Unreachable; slow answers time out. And its lanes
+against a server that takes no frames (as a SageMaker handler's replica)."""
 
 import asyncio
 
 import pytest
 
+from naiad.server.proxy.lanes import Lanes
 from naiad.server.proxy.upstream import Unreachable, Upstream, UpstreamTimeout
 
 
@@ -14,6 +16,7 @@ class Server:
 
     def __init__(self) -> None:
         self.connections = 0
+        self.frames = 0  # POST /frames requests, each answered 404
         self.server: asyncio.Server | None = None
 
     async def start(self) -> tuple[str, int]:
@@ -31,6 +34,10 @@ class Server:
                     if line.lower().startswith(b"content-length")
                 )
                 body = await reader.readexactly(length)
+                if head.startswith(b"POST /frames "):
+                    self.frames += 1
+                    writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    continue
                 if body == b"drop":
                     return
                 if body == b"slow":
@@ -101,6 +108,27 @@ def test_refused_and_slow() -> None:
         target = await server.start()
         with pytest.raises(UpstreamTimeout):
             await Upstream(timeout_s=0.2).post(target, "/", b"slow", {})
+        await server.stop()
+
+    asyncio.run(main())
+
+
+def test_a_replica_that_takes_no_frames_gets_requests_one_by_one() -> None:
+    async def main() -> None:
+        server = Server()
+        target = await server.start()
+        upstream = Upstream(timeout_s=5)
+        lanes = Lanes(upstream)
+        bodies = [b"ok%d" % i for i in range(5)]
+        replies = await asyncio.gather(
+            *(lanes.post(target, b, {"content-type": "a/b"}) for b in bodies)
+        )
+        assert [r.body for r in replies] == [b"echo:" + b for b in bodies]
+        assert {r.status for r in replies} == {201}
+        assert server.frames == 1  # asked once, then remembered
+        assert (await lanes.post(target, b"ok", {})).body == b"echo:ok"
+        assert server.frames == 1
+        await upstream.aclose()
         await server.stop()
 
     asyncio.run(main())

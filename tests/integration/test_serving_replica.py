@@ -20,7 +20,10 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 from torch import nn
 
+from naiad.core import frames
 from naiad.runtime import save_model
+from naiad.server.proxy.lanes import Lanes
+from naiad.server.proxy.upstream import Upstream
 from naiad.serving.main import parse_args
 from naiad.testing.live import free_port
 
@@ -255,6 +258,70 @@ def test_concurrent_requests_each_get_their_own_answer(digits: tuple[Replica, nn
 
 JSON = "application/json"
 NPY = "application/x-npy"
+
+
+def test_a_frame_carries_many_invocations_each_answered_as_if_alone(
+    digits: tuple[Replica, nn.Module],
+) -> None:
+    replica, module = digits
+    one, two = images(1, seed=7), images(2, seed=8)
+    requests = [
+        (JSON.encode(), b"", orjson.dumps({"inputs": one.tolist()})),
+        (JSON.encode(), b"", b'{"inputs": [1, 2'),
+        (NPY.encode(), NPY.encode(), npy(two)),
+    ]
+    before = httpx.get(f"{replica.url}/stats").json()["requests"]
+    response = httpx.post(
+        f"{replica.url}{frames.PATH}",
+        content=frames.encode_requests(requests),
+        headers={"content-type": frames.FRAMES.decode()},
+    )
+    assert response.status_code == 200, response.text
+    ok, bad, array = frames.decode_answers(response.content)
+    assert ok[:2] == (200, JSON.encode())
+    np.testing.assert_allclose(
+        orjson.loads(ok[2])["predictions"], expected(module, one), rtol=1e-4, atol=1e-5
+    )
+    assert bad[0] == 400 and orjson.loads(bad[2])["error"] == "invalid_input"
+    assert array[:2] == (200, NPY.encode())
+    got = np.load(io.BytesIO(array[2]), allow_pickle=False)
+    np.testing.assert_allclose(got, expected(module, two), rtol=1e-4, atol=1e-5)
+    after = httpx.get(f"{replica.url}/stats").json()["requests"]
+    assert after["200"] - before.get("200", 0) == 2  # counted as the requests they carry
+    assert after["400"] - before.get("400", 0) == 1
+
+    broken = httpx.post(f"{replica.url}{frames.PATH}", content=b"\x05\x00\x00\x00abc")
+    assert broken.status_code == 400 and broken.json()["error"] == "invalid_frame"
+    assert httpx.post(f"{replica.url}/invocations", json={"inputs": one.tolist()}).is_success
+
+
+def test_the_proxy_sends_concurrent_requests_in_frames_that_share_batches(
+    digits: tuple[Replica, nn.Module],
+) -> None:
+    replica, module = digits
+    inputs = [images(1, seed=200 + i) for i in range(48)]
+
+    async def send_all() -> list[tuple[int, bytes]]:
+        upstream = Upstream(timeout_s=30)
+        lanes = Lanes(upstream)
+        target = ("127.0.0.1", replica.port)
+        headers = {"content-type": JSON}
+        replies = await asyncio.gather(
+            *(lanes.post(target, orjson.dumps({"inputs": x.tolist()}), headers) for x in inputs)
+        )
+        await upstream.aclose()
+        return [(reply.status, reply.body) for reply in replies]
+
+    before = httpx.get(f"{replica.url}/stats").json()
+    replies = asyncio.run(send_all())
+    for x, (status, body) in zip(inputs, replies, strict=True):
+        assert status == 200, body
+        np.testing.assert_allclose(
+            orjson.loads(body)["predictions"], expected(module, x), rtol=1e-4, atol=1e-5
+        )
+    after = httpx.get(f"{replica.url}/stats").json()
+    assert after["requests"]["200"] - before["requests"]["200"] == 48
+    assert after["batches"] - before["batches"] <= 4, "requests sent at once share batches"
 
 
 @pytest.mark.parametrize(

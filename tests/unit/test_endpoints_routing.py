@@ -9,7 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
+from naiad.core import frames
 from naiad.server.proxy.inference import Router, VariantRoute
+from naiad.server.proxy.lanes import Lanes
 from naiad.server.proxy.upstream import Reply, Target, Unreachable
 from naiad.server.traffic import history as endpoint_history
 from naiad.server.traffic.book import (
@@ -24,13 +26,16 @@ BATCH_LE = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]
 
 
 class FakeUpstream:
-    """Answers with ``answer(target, body)``, which may raise Unreachable."""
+    """Answers with ``answer(target, body)``, which may raise Unreachable; as a replica that
+    takes no frames, it answers a frame 404, so each request comes on its own."""
 
     def __init__(self, answer: Callable[[Target, bytes], Reply]) -> None:
         self.answer = answer
         self.calls: list[Target] = []
 
     async def post(self, target: Target, path: str, body: bytes, headers: dict) -> Reply:
+        if path == frames.PATH:
+            return Reply(404, {}, b"")
         self.calls.append(target)
         return self.answer(target, body)
 
@@ -41,6 +46,7 @@ class FakeUpstream:
 def router_with(table: dict[str, tuple[VariantRoute, ...]], answer) -> Router:  # type: ignore[no-untyped-def]
     router = Router(MetricsBook())
     router.upstream = FakeUpstream(answer)  # type: ignore[assignment]
+    router.lanes = Lanes(router.upstream)  # type: ignore[arg-type]
     router.publish(table)
     return router
 

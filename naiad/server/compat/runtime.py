@@ -7,7 +7,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from naiad.core.errors import NaiadError
-from naiad.server.routes.endpoints import FORWARDED, invocation
+from naiad.server.routes.invocations import FORWARDED, invocation
 from naiad.server.state import AppState
 
 _INVOKE = re.compile(r"/endpoints/([^/]+)/invocations$")

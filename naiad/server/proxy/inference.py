@@ -13,10 +13,12 @@ another is up. Inference is stateless, so re-sending is safe.
 
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from naiad.server.errors import error_body
+from naiad.server.proxy.lanes import Lanes
 from naiad.server.proxy.upstream import Target, Unreachable, Upstream, UpstreamTimeout
 
 ATTEMPTS = 3  # the first try and up to two retries, each on another replica
@@ -68,15 +70,20 @@ class Router:
         self._turn: dict[tuple[str, str], int] = {}
         self._down: dict[Target, float] = {}
         self.upstream: Upstream | None = None
+        self.lanes: Lanes | None = None
+        # Set by the keeper: awaited when an endpoint in the table has no replica at all (it
+        # scaled to zero); returns once one serves, or once it stops waiting.
+        self.on_idle: Callable[[str], Awaitable[None]] | None = None
 
     def open(self) -> None:
         """The keep-alive connections every forwarded request shares (on the server's loop)."""
         self.upstream = Upstream(timeout_s=self.timeout_s)
+        self.lanes = Lanes(self.upstream)
 
     async def aclose(self) -> None:
         if self.upstream is not None:
             await self.upstream.aclose()
-            self.upstream = None
+            self.upstream = self.lanes = None
 
     def publish(self, table: dict[str, tuple[VariantRoute, ...]]) -> None:
         self._table = table
@@ -136,8 +143,11 @@ class Router:
                 return _error(
                     400, "invalid_input", f"Endpoint {endpoint!r} has no variant {only!r} serving."
                 )
-        assert self.upstream is not None, "Router.open() runs in the server's lifespan"
+        lanes = self.lanes
+        assert lanes is not None, "Router.open() runs in the server's lifespan"
         tried: set[Target] = set()
+        if self.on_idle is not None and not any(v.targets for v in routes):
+            await self.on_idle(endpoint)
         for attempt in range(ATTEMPTS):
             table = self._table.get(endpoint) or routes
             if only is not None:
@@ -151,7 +161,7 @@ class Router:
                 self.book.record_retry(endpoint)
             started = time.perf_counter()
             try:
-                reply = await self.upstream.post(target, "/invocations", body, headers)
+                reply = await lanes.post(target, body, headers)
             except Unreachable:
                 self._leave_out(target)
                 continue

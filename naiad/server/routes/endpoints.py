@@ -1,20 +1,12 @@
-"""/api/v1/endpoints (deploy, update, delete, watch) and POST /endpoints/{name}/invocations.
-
-The invocation route is mounted outside /api/v1, under the same token, and touches no
-database on its way: the keeper's routing table says where a request goes. Only a request
-for an endpoint the table does not hold reads the store, to tell a missing endpoint (404)
-from one that is not serving yet (503).
-"""
+"""/api/v1/endpoints: deploy, update, delete, watch (invocations: ``routes.invocations``)."""
 
 import logging
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Query, Request, status
 
-from naiad.core.errors import InvalidInput, NaiadError
-from naiad.core.status import EndpointStatus
+from naiad.core.errors import InvalidInput
 from naiad.schemas.endpoints import (
     Endpoint,
     EndpointCreate,
@@ -23,13 +15,11 @@ from naiad.schemas.endpoints import (
     EndpointUpdate,
 )
 from naiad.server.controller.endpoints import EndpointKeeper
-from naiad.server.deps import SessionDep, StateDep, require_token
-from naiad.server.proxy.inference import Answer, unavailable
+from naiad.server.deps import SessionDep, StateDep
 from naiad.server.state import AppState
 from naiad.server.traffic import history as endpoint_history
 from naiad.services import endpoints as endpoint_service
 from naiad.store import endpoints
-from naiad.store.db import transaction
 from naiad.store.tables import EndpointRow
 
 log = logging.getLogger("naiad.endpoints")
@@ -128,72 +118,3 @@ def endpoint_metrics_history(
     unsaved = keeper.book.unsaved(name) if keeper else {}
     step = step or endpoint_history.default_step(since)
     return endpoint_history.read(session, row, unsaved, since, step, time.time())
-
-
-# -- the invocation proxy -----------------------------------------------------------------
-async def _token(request: Request) -> None:
-    """The API's token check, run on the event loop (no thread hop on the hot path)."""
-    require_token(request, request.app.state.naiad)
-
-
-invocations = APIRouter(tags=["endpoints"], dependencies=[Depends(_token)])
-
-
-def _not_routed(state: AppState, name: str) -> Answer:
-    """Why an endpoint is not in the routing table: NotFound, or a 503 saying when to retry."""
-    with transaction(state.sessions) as session:
-        row = endpoints.get_row(session, name)
-        current, reason = EndpointStatus(row.status), row.status_reason
-    if current == EndpointStatus.FAILED:
-        return unavailable(
-            f"Endpoint {name!r} has failed: {reason} Once the cause is fixed, update it with "
-            f"the model to serve (`naiad endpoints update {name} --model ...`)."
-        )
-    if current == EndpointStatus.DELETING:
-        return unavailable(f"Endpoint {name!r} is being deleted.")
-    if current != EndpointStatus.CREATING:  # the keeper has not checked its replicas yet
-        return unavailable(f"Endpoint {name!r} has no healthy replica right now; retry shortly.")
-    return unavailable(
-        f"Endpoint {name!r} is {current.value}"
-        + (f" ({reason.rstrip('.')})" if reason else "")
-        + "; retry when it is InService."
-    )
-
-
-@invocations.post("/endpoints/{name}/invocations")
-async def invoke(name: str, request: Request) -> Response:
-    """Run the endpoint's model: the body and Content-Type go to a replica as they are,
-    and its answer (status, body, Content-Type, Retry-After) comes back as it is."""
-    state: AppState = request.app.state.naiad  # not StateDep: a sync dependency hops threads
-    body = await request.body()
-    headers = {k: request.headers[k] for k in FORWARDED if k in request.headers}
-    answer = await invocation(state, name, body, headers)
-    return Response(content=answer.body, status_code=answer.status, headers=answer.headers)
-
-
-# What a replica sees of a request's headers (SageMaker's custom attributes reach its code).
-FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
-
-
-async def invocation(
-    state: AppState, name: str, body: bytes, headers: dict[str, str], variant: str | None = None
-) -> Answer:
-    """A replica's answer to one request, or why there is none: a 503 saying when to retry,
-    or NotFound (raised) for no such endpoint. The SageMaker Runtime API calls this too."""
-    answer = None
-    keeper = _keeper(state)
-    if keeper is not None:
-        try:
-            answer = await keeper.router.forward(name, body, headers, variant)
-        except Exception:
-            log.exception("forwarding to endpoint %s failed", name)
-            answer = unavailable(f"The server could not forward to endpoint {name!r}; retry.")
-    if answer is None:
-        try:
-            answer = await run_in_threadpool(_not_routed, state, name)
-        except NaiadError:
-            raise  # NotFound: a 404 with its sentence
-        except Exception:
-            log.exception("looking up endpoint %s failed", name)
-            answer = unavailable(f"The server could not look up endpoint {name!r}; retry.")
-    return answer
