@@ -41,7 +41,7 @@ bench-training: $(STAMP)  ## the digits CNN bare vs as a Naiad job, job latencie
 	$(PY) -m compileall -q naiad
 	$(PY) bench/training.py
 
-bench-serving: $(VENV)/.bench  ## the digits CNN served: Naiad's replica vs mlflow models serve
+bench-serving: $(VENV)/.bench  ## the digits CNN served: Naiad's front door and replica vs LitServe, MLflow
 	$(PY) -m compileall -q naiad
 	$(PY) bench/serving.py
 
