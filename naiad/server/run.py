@@ -59,6 +59,8 @@ def serve(settings: Settings) -> None:
     """Blocks until the server stops. Settings reach create_app through the environment."""
     import uvicorn
 
+    from naiad.server.http import InvocationProtocol
+
     check_bind(settings)
     warning = plain_http_warning(settings)
     if warning:
@@ -97,6 +99,7 @@ def serve(settings: Settings) -> None:
             port=settings.port,
             log_level="warning",
             access_log=False,
+            http=InvocationProtocol,  # uvicorn's, answering invocations from the bytes
         )
     finally:
         with suppress(OSError, ValueError):

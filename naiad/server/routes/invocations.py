@@ -21,7 +21,7 @@ from naiad.core.errors import NaiadError
 from naiad.core.status import EndpointStatus
 from naiad.server.controller.endpoints import EndpointKeeper
 from naiad.server.deps import require_token
-from naiad.server.errors import UNEXPECTED, send_error
+from naiad.server.errors import UNEXPECTED, error_body, send_error
 from naiad.server.limits import too_large
 from naiad.server.proxy.inference import Answer, unavailable
 from naiad.server.state import AppState
@@ -32,7 +32,7 @@ log = logging.getLogger("naiad.server")
 
 # What a replica sees of a request's headers (SageMaker's custom attributes reach its code).
 FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
-_FORWARDED = tuple(name.encode() for name in FORWARDED)
+FORWARDED_RAW = tuple(name.encode() for name in FORWARDED)
 _PREFIX, _SUFFIX = "/endpoints/", "/invocations"
 
 
@@ -102,24 +102,50 @@ async def invoke(name: str, request: Request) -> Response:
 
 
 # -- the door: a script's requests, before the framework --------------------------------
+Reply = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
+
+
 class InvocationDoor:
     """Answers ``POST /endpoints/NAME/invocations`` with ``Authorization: Bearer <token>``
     (or any unsigned one when auth is off) as the middleware and route would: 503 once the
     home is lost, 413 over the body limit, 404 for no such endpoint, else the replica's
-    answer. Called by the app before its middleware stack (``app.NaiadApp``)."""
+    answer. The app calls it before its middleware stack (``app.NaiadApp``), and the
+    server's HTTP protocol before it builds an ASGI request at all (``server.http``)."""
 
     def __init__(self, state: AppState, max_body_bytes: int) -> None:
         self.state = state
         self.max_body_bytes = max_body_bytes
         self._credential = None if state.token is None else f"Bearer {state.token}".encode()
 
+    def admits(self, authorization: bytes | None, query: bytes) -> bool:
+        """Whether a request with these credentials is the door's to answer."""
+        if self._credential is None:  # auth off: all but the SageMaker Runtime's signed ones
+            return not (authorization or b"").startswith(b"AWS4-") and b"X-Amz-" not in query
+        return authorization is not None and hmac.compare_digest(authorization, self._credential)
+
+    async def reply(self, name: str, headers: dict[str, str], body: bytes) -> Reply:
+        """The answer to an admitted invocation whose body is within the limit."""
+        try:
+            lost = self.state.home.lost()
+            if lost is not None:
+                return _error(503, "home_lost", lost)
+            try:
+                answer = await invocation(self.state, name, body, headers)
+            except NaiadError as exc:
+                return _error(exc.status_code, exc.code, exc.message)
+        except Exception:  # as the app's own error middleware would answer a bug of ours
+            log.exception("answering an invocation of endpoint %s failed", name)
+            return _error(500, "internal_error", UNEXPECTED)
+        fields = [(b"content-length", b"%d" % len(answer.body))]
+        fields += [(k.encode(), v.encode("latin-1")) for k, v in answer.headers.items()]
+        return answer.status, fields, answer.body
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Whether it answered the request; if not, nothing of it was read."""
+        """Whether it answered the ASGI request; if not, nothing of it was read."""
         if scope["type"] != "http" or scope["method"] != "POST":
             return False
-        path: str = scope["path"]
-        name = path[len(_PREFIX) : -len(_SUFFIX)]
-        if not (path.startswith(_PREFIX) and path.endswith(_SUFFIX)) or not name or "/" in name:
+        name = endpoint_of(scope["path"])
+        if name is None:
             return False
         authorization = None
         length = -1
@@ -129,39 +155,20 @@ class InvocationDoor:
                 authorization = value
             elif key == b"content-length":
                 length = int(value) if value.isdigit() else -1
-            elif key in _FORWARDED:
+            elif key in FORWARDED_RAW:
                 headers[key.decode()] = value.decode("latin-1")
-        if self._credential is None:
-            if (authorization or b"").startswith(b"AWS4-") or b"X-Amz-" in scope["query_string"]:
-                return False  # the SageMaker Runtime's
-        elif authorization is None or not hmac.compare_digest(authorization, self._credential):
+        if not self.admits(authorization, scope["query_string"]):
             return False
-        try:
-            await self._answer(name, length, headers, receive, send)
-        except Exception:  # as the app's own error middleware would answer a bug of ours
-            log.exception("answering an invocation of endpoint %s failed", name)
-            await send_error(send, 500, "internal_error", UNEXPECTED)
-        return True
-
-    async def _answer(
-        self, name: str, length: int, headers: dict[str, str], receive: Receive, send: Send
-    ) -> None:
-        lost = self.state.home.lost()
-        if lost is not None:
-            return await send_error(send, 503, "home_lost", lost)
         if length > self.max_body_bytes:
-            return await self._too_large(send, str(length))
+            await self._too_large(send, str(length))
+            return True
         body = await self._body(receive, send)
         if body is None:
-            return  # the client left, or was told its body is too large
-        try:
-            answer = await invocation(self.state, name, body, headers)
-        except NaiadError as exc:
-            return await send_error(send, exc.status_code, exc.code, exc.message)
-        response = [(b"content-length", b"%d" % len(answer.body))]
-        response += [(k.encode(), v.encode("latin-1")) for k, v in answer.headers.items()]
-        await send({"type": "http.response.start", "status": answer.status, "headers": response})
-        await send({"type": "http.response.body", "body": answer.body})
+            return True  # the client left, or was told its body is too large
+        status, fields, answer = await self.reply(name, headers, body)
+        await send({"type": "http.response.start", "status": status, "headers": fields})
+        await send({"type": "http.response.body", "body": answer})
+        return True
 
     async def _too_large(self, send: Send, size: str) -> None:
         await send_error(send, 413, "payload_too_large", too_large(size, self.max_body_bytes))
@@ -182,3 +189,20 @@ class InvocationDoor:
                 return None
             more = message.get("more_body", False)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def endpoint_of(path: str) -> str | None:
+    """NAME of ``/endpoints/NAME/invocations``, else None."""
+    if not (path.startswith(_PREFIX) and path.endswith(_SUFFIX)):
+        return None
+    name = path[len(_PREFIX) : -len(_SUFFIX)]
+    return name if name and "/" not in name else None
+
+
+def _error(status: int, code: str, message: str) -> Reply:
+    body = error_body(code, message)
+    return (
+        status,
+        [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
+        body,
+    )
