@@ -18,7 +18,8 @@ In one run, on this machine:
    replica's ``/stats`` gives the rows per batch and the model time per batch of each
    point.
 4. The models alone in this process, loaded as a replica loads them (1 intra-op thread):
-   microseconds per call at 1 and 64 rows.
+   CPU microseconds per call at 1 and 64 rows (thread CPU time, which other work on the
+   machine does not inflate).
 
 Printed as a table; the record goes to ``bench/results/onnx.json``. (This file's name
 shadows the ``onnx`` package in its own process only; nothing here imports that package:
@@ -151,9 +152,10 @@ def bodies(model: Trained, load: Load) -> list[bytes]:
 
 
 def model_alone(directories: dict[str, Path], x: np.ndarray, sizes: Sizes) -> dict[str, float]:
-    """Microseconds per call of each runtime at 1 and 64 rows, loaded as a replica loads
-    it (1 intra-op thread) and called on the thread that set it, in inference mode; the
-    median of 5 repeats, the runtimes interleaved."""
+    """CPU microseconds per call of each runtime at 1 and 64 rows, loaded as a replica
+    loads it (1 intra-op thread, so every operator runs on the calling thread) and called
+    in inference mode; the median of 5 repeats, the runtimes interleaved. Thread CPU time,
+    not wall time: other work on a shared machine does not inflate it."""
     import torch
 
     from naiad.serving.loader import load_model, model_thread_context
@@ -168,10 +170,10 @@ def model_alone(directories: dict[str, Path], x: np.ndarray, sizes: Sizes) -> di
                 for runtime, model in loaded.items():
                     for _ in range(max(5, calls // 20)):
                         model(batch)
-                    started = time.perf_counter()
+                    started = time.thread_time()
                     for _ in range(calls):
                         model(batch)
-                    per_call = (time.perf_counter() - started) / calls * 1e6
+                    per_call = (time.thread_time() - started) / calls * 1e6
                     times.setdefault(f"{runtime} {rows} rows", []).append(per_call)
     return {key: statistics.median(values) for key, values in times.items()}
 
@@ -302,7 +304,15 @@ def med(points: list[dict], key: str) -> float:
     return statistics.median(p[key] for p in points)
 
 
+def rate(points: list[dict]) -> str:
+    """Median requests/s with the rounds' range."""
+    rps = [p["rps"] for p in points]
+    return f"{statistics.median(rps):,.0f} ({min(rps):,.0f}-{max(rps):,.0f})"
+
+
 def front_door_table(points: dict[str, list[dict]]) -> str:
+    """One line per model and load; ONNX / torch is the median of each round's ratio (the
+    two measured back to back), which a drifting machine load moves less than the rates."""
     head = (
         "| model | load | torch req/s | ONNX req/s | ONNX / torch | torch p50 / p99 ms "
         "| ONNX p50 / p99 ms | rows per batch (torch / ONNX) | model ms per batch (torch / ONNX) |"
@@ -311,9 +321,9 @@ def front_door_table(points: dict[str, list[dict]]) -> str:
     for model in ("digits-cnn", "tabular-mlp"):
         for load in LOADS:
             t, o = (points[f"{model}|{runtime}|{load.name}"] for runtime in ("torch", "onnx"))
+            ratio = statistics.median(b["rps"] / a["rps"] for a, b in zip(t, o, strict=True))
             lines.append(
-                f"| {model} | {load.name} | {med(t, 'rps'):,.0f} | {med(o, 'rps'):,.0f} "
-                f"| {med(o, 'rps') / med(t, 'rps'):.2f}x "
+                f"| {model} | {load.name} | {rate(t)} | {rate(o)} | {ratio:.2f}x "
                 f"| {med(t, 'p50_ms'):.2f} / {med(t, 'p99_ms'):.2f} "
                 f"| {med(o, 'p50_ms'):.2f} / {med(o, 'p99_ms'):.2f} "
                 f"| {med(t, 'rows_per_batch'):.1f} / {med(o, 'rows_per_batch'):.1f} "
@@ -324,7 +334,7 @@ def front_door_table(points: dict[str, list[dict]]) -> str:
 
 def alone_table(alone: dict[str, dict[str, float]]) -> str:
     lines = [
-        "| model | rows | torch us/call | ONNX Runtime us/call | torch / ONNX |",
+        "| model | rows | torch CPU us/call | ONNX Runtime CPU us/call | torch / ONNX |",
         "|---|---|---|---|---|",
     ]
     for model, figures in alone.items():

@@ -1,14 +1,18 @@
 """An ONNX graph behind the same call as a torch network: a tensor batch in, a tensor out.
 
 ONNX Runtime is an optional dependency (the ``onnx`` extra), imported here only when an
-``onnx`` model is loaded, so a server or a torch replica never pays for it. Wrapping the
-session as a network lets the replica keep one path for every format: the same batcher,
-codec, metrics and warm-up; the tensors cross to and from numpy without a copy.
+``onnx`` model is loaded (the loader imports this module only then), so a server or a
+torch replica never pays for it. Wrapping the session as a network lets the replica keep
+one path for every format: the same batcher, codec, metrics and warm-up; the tensors
+cross to and from numpy without a copy.
 """
 
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import numpy as np
+import torch
 
 from naiad.core.errors import NaiadError
 
@@ -47,10 +51,7 @@ class OnnxNetwork:
         self._input = inputs[0].name
         self._outputs = [outputs[0].name]
 
-    def __call__(self, batch: Any) -> Any:
-        import numpy as np
-        import torch
-
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         rows = np.ascontiguousarray(batch.numpy())  # no copy when already contiguous
         return torch.from_numpy(self._session.run(self._outputs, {self._input: rows})[0])
 
