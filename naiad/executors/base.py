@@ -83,9 +83,19 @@ class LaunchSpec:
     # where checkpoints/ is mirrored: a path in the artifact store or s3://; None: the default
     checkpoint_uri: str | None = None
     server_url: str = ""
-    token: str | None = None
+    # The server's token file (the spec on disk names it, never holds the secret itself)
+    token_file: str | None = None
     artifact_root: str = ""  # the server's artifact store root URI
     s3_endpoint_url: str | None = None
+
+    def token(self) -> str | None:
+        """The token the job's processes send to the server, read when they start."""
+        if self.token_file is None:
+            return None
+        try:
+            return Path(self.token_file).read_text().strip() or None
+        except OSError:
+            return None
 
 
 @dataclass(frozen=True)

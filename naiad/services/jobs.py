@@ -163,9 +163,7 @@ def jobs_root(settings: Settings) -> Path:
     return settings.layout.jobs
 
 
-def launch_spec(
-    row: JobRow, settings: Settings, token: str | None, artifact_root: str
-) -> LaunchSpec:
+def launch_spec(row: JobRow, settings: Settings, auth: bool, artifact_root: str) -> LaunchSpec:
     spec = row.spec
     return LaunchSpec(
         job_name=row.name,
@@ -188,7 +186,7 @@ def launch_spec(
         channels={name: options.model_dump() for name, options in spec.channels.items()},
         checkpoint_uri=spec.checkpoint_uri,
         server_url=settings.url,
-        token=token,
+        token_file=str(settings.layout.token_file) if auth else None,
         artifact_root=artifact_root,
         s3_endpoint_url=settings.s3_endpoint_url,
     )

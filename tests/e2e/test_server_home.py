@@ -70,6 +70,19 @@ def test_home_is_owner_only_and_no_file_but_the_token_file_holds_the_token(
     headers = {"authorization": f"Bearer {token}"}
     created = httpx.post(f"{url}/api/v1/experiments", json={"name": "perm"}, headers=headers)
     assert created.status_code == 201, created.text
+    source = tmp_path / "source"  # a job's code, readable by all where it was written
+    source.mkdir()
+    (source / "train.py").write_text(
+        "from naiad import runtime\nruntime.context().log_metrics({'loss': 1.0}, step=0)\n"
+    )
+    os.chmod(source / "train.py", 0o644)
+    job = naiad.Client(url=url, token=token).training_jobs.create(
+        name="perm", entrypoint="train.py", source_dir=source
+    )
+    ended = job.wait(timeout=120)
+    assert ended.status == "Completed", ended.status_reason
+    run = naiad.Client(url=url, token=token).runs.get(ended.run_id)  # its metrics came in
+    assert run.metrics["loss"].value == 1.0
 
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     for path in home.rglob("*"):

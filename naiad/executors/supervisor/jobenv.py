@@ -222,8 +222,9 @@ def job_env(
     )
     if spec.server_url:
         env["NAIAD_URL"] = spec.server_url
-    if spec.token:
-        env["NAIAD_TOKEN"] = spec.token
+    token = spec.token()
+    if token:
+        env["NAIAD_TOKEN"] = token
     hosts = max(1, spec.nodes)
     env.setdefault("OMP_NUM_THREADS", str(max(1, num_cpus // (hosts * max(1, procs)))))
     path = env.get("PYTHONPATH")

@@ -353,7 +353,7 @@ def extract_source(spec: LaunchSpec, code_dir: Path, log: Log) -> None:
                         f"The source snapshot has a member that escapes its directory: "
                         f"{member.name!r}; rebuild the snapshot from a plain directory."
                     )
-            tar.extractall(code_dir, members=members, filter="data")
+            tar.extractall(code_dir, members=members, filter=_owner_only)
     except (tarfile.TarError, OSError) as exc:
         raise StagingError(
             f"The source snapshot {spec.source_uri} is not a valid .tar.gz: {exc}"
@@ -371,3 +371,12 @@ def extract_source(spec: LaunchSpec, code_dir: Path, log: Log) -> None:
             f"Entrypoint {spec.entrypoint!r} is not a file in the source snapshot "
             f"(it has: {', '.join(have) or 'nothing'}); pass the script's path inside it."
         )
+
+
+def _owner_only(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+    """tarfile's ``data`` filter, and no permission for group or others: the code is
+    unpacked into the owner-only Naiad home and must stay as private as the rest of it."""
+    member = tarfile.data_filter(member, path)
+    if member.mode is None:
+        return member
+    return member.replace(mode=member.mode & 0o700, deep=False)

@@ -36,7 +36,9 @@ class Scheduler(ReconcileLoop):
         self.executor = executor or state.executor
 
     def _spec(self, row: JobRow) -> LaunchSpec:
-        return launch_spec(row, self.state.settings, self.state.token, self.state.artifacts.uri)
+        return launch_spec(
+            row, self.state.settings, self.state.token is not None, self.state.artifacts.uri
+        )
 
     def tick(self) -> None:
         if self.state.home.lost() is not None:
