@@ -1,7 +1,9 @@
 """Requests to one replica leave together, in frames (``naiad.core.frames``).
 
 Each replica has a lane: requests for it wait there while ``IN_FLIGHT`` frames are already
-on their way, and the next frame carries all of them. Under light load a request leaves at
+on their way, and the next frame carries all of them. One frame at a time measured best
+(docs/benchmarks.md): with two, each carries half the waiting requests, so the replica's
+batches halve and its per-batch costs double, for an overlap two cores cannot use. Under light load a request leaves at
 once, alone, on the next pass of the event loop; under heavy load the frames grow with the
 queue, so the replica gets its requests together and its batches stay as full as when
 clients call it directly, and the proxy pays one upstream exchange per frame, not per
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from naiad.core import frames
 from naiad.server.proxy.upstream import Reply, Target, Unreachable, Upstream
 
-IN_FLIGHT = 2  # frames a replica has at once: one running, the next decoded meanwhile
+IN_FLIGHT = 1  # frames on their way to one replica at once
 MAX_FRAME_BYTES = 1024 * 1024  # request bodies per frame (a replica takes 16 MiB bodies)
 ALONE_BYTES = 256 * 1024  # a body this large travels on its own
 MAX_MEDIA_BYTES = 4096  # Content-Type and Accept; a frame's fields hold 64 KiB each
