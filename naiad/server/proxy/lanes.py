@@ -1,13 +1,12 @@
 """Requests to one replica leave together, in frames (``naiad.core.frames``).
 
-Each replica has a lane: requests for it wait there while ``IN_FLIGHT`` frames are already
-on their way, and the next frame carries all of them. One frame at a time measured best
+Each replica has a lane: requests for it wait there while ``IN_FLIGHT`` frames are on their
+way, and the next frame carries all of them. Under light load a request leaves at once,
+alone, on the next pass of the event loop; under heavy load the frames grow with the
+queue, so the replica gets its requests together and its batches stay full, and the proxy
+pays one upstream exchange per frame, not per request. One frame at a time measured best
 (docs/benchmarks.md): with two, each carries half the waiting requests, so the replica's
-batches halve and its per-batch costs double, for an overlap two cores cannot use. Under light load a request leaves at
-once, alone, on the next pass of the event loop; under heavy load the frames grow with the
-queue, so the replica gets its requests together and its batches stay as full as when
-clients call it directly, and the proxy pays one upstream exchange per frame, not per
-request.
+batches halve, for an overlap that two cores cannot use.
 
 A replica that does not take frames (a SageMaker handler or container answers 404) is
 remembered and sent its requests one by one, as are requests too large to share a frame
