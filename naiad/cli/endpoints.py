@@ -39,6 +39,33 @@ MaxDelay = Annotated[
 QueueSize = Annotated[
     int | None, typer.Option(help="Requests a replica queues before answering 503 (1024).")
 ]
+MinReplicas = Annotated[
+    int | None,
+    typer.Option(help="Autoscale: never fewer replicas (default 1; 0 stops them all when idle)."),
+]
+MaxReplicas = Annotated[
+    int | None, typer.Option(help="Autoscale between --min-replicas and this many replicas.")
+]
+TargetInFlight = Annotated[
+    float | None, typer.Option(help="Autoscale: requests in flight per replica to aim at (8).")
+]
+ScaleUpAfter = Annotated[
+    str | None, typer.Option(help="Autoscale: above the target this long adds replicas (10s).")
+]
+ScaleDownAfter = Annotated[
+    str | None, typer.Option(help="Autoscale: fewer would do this long removes some (60s).")
+]
+Cooldown = Annotated[
+    str | None, typer.Option(help="Autoscale: after a change, no other change this long (30s).")
+]
+IdleAfter = Annotated[
+    str | None,
+    typer.Option(help="With --min-replicas 0: no request this long stops the last replica (5m)."),
+]
+ColdStartTimeout = Annotated[
+    str | None,
+    typer.Option(help="With --min-replicas 0: how long a request waits for a replica (60s)."),
+]
 
 STYLES = {
     "Creating": "cyan",
@@ -68,7 +95,50 @@ def _share(variant: Variant, variants: list[Variant]) -> str:
 
 
 def _healthy(variant: Variant) -> str:
-    return f"{sum(r.healthy for r in variant.live)}/{variant.replicas}"
+    count = f"{sum(r.healthy for r in variant.live)}/{variant.replicas}"
+    scaling = variant.autoscaling
+    return f"{count} ({scaling.min_replicas}-{scaling.max_replicas})" if scaling else count
+
+
+def _policy(
+    scale_up_after: str | None,
+    scale_down_after: str | None,
+    cooldown: str | None,
+    idle_after: str | None,
+    cold_start_timeout: str | None,
+) -> dict[str, float] | None:
+    """The autoscaling windows given as durations, by the fields they set."""
+    given = {
+        "scale_up_after_s": (scale_up_after, "--scale-up-after"),
+        "scale_down_after_s": (scale_down_after, "--scale-down-after"),
+        "cooldown_s": (cooldown, "--cooldown"),
+        "idle_after_s": (idle_after, "--idle-after"),
+        "cold_start_timeout_s": (cold_start_timeout, "--cold-start-timeout"),
+    }
+    policy = {
+        field: output.parse_duration(text, option)
+        for field, (text, option) in given.items()
+        if text is not None
+    }
+    return policy or None
+
+
+def _describe_scaling(variant: Variant) -> str | None:
+    """An autoscaled variant's policy on one line, so `show` says why the count moves."""
+    a = variant.autoscaling
+    if a is None:
+        return None
+    text = (
+        f"autoscaling {variant.name}: {a.min_replicas}-{a.max_replicas} replicas, target "
+        f"{a.target_in_flight:g} in flight per replica; up after {a.scale_up_after_s:g}s, "
+        f"down after {a.scale_down_after_s:g}s, cool-down {a.cooldown_s:g}s"
+    )
+    if a.min_replicas == 0:
+        text += (
+            f"; to zero after {a.idle_after_s:g}s idle, a request waits up to "
+            f"{a.cold_start_timeout_s:g}s for a replica"
+        )
+    return text
 
 
 def _wait(client: Client, name: str, verb: str, timeout: float = 600.0) -> Endpoint:
@@ -97,7 +167,17 @@ def _wait(client: Client, name: str, verb: str, timeout: float = 600.0) -> Endpo
 def deploy(
     name: NameArg,
     model: Annotated[str, typer.Option(help="NAME, NAME:VERSION or NAME@ALIAS.")],
-    replicas: Annotated[int, typer.Option(help="Serving processes.")] = 1,
+    replicas: Annotated[
+        int, typer.Option(help="Serving processes (with autoscaling: where it starts).")
+    ] = 1,
+    min_replicas: MinReplicas = None,
+    max_replicas: MaxReplicas = None,
+    target_in_flight: TargetInFlight = None,
+    scale_up_after: ScaleUpAfter = None,
+    scale_down_after: ScaleDownAfter = None,
+    cooldown: Cooldown = None,
+    idle_after: IdleAfter = None,
+    cold_start_timeout: ColdStartTimeout = None,
     max_batch: MaxBatch = None,
     max_delay_ms: MaxDelay = None,
     queue_size: QueueSize = None,
@@ -107,12 +187,19 @@ def deploy(
     wait: WaitOption = True,
     as_json: JsonOption = False,
 ) -> None:
-    """Serve a registered model at POST /endpoints/NAME/invocations."""
+    """Serve a registered model at POST /endpoints/NAME/invocations; with --max-replicas, the
+    replicas follow the load (and --min-replicas 0 stops them when idle)."""
     client = output.client()
     handle = client.endpoints.deploy(
         name,
         model=model,
         replicas=replicas,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        target_in_flight=target_in_flight,
+        autoscaling=_policy(
+            scale_up_after, scale_down_after, cooldown, idle_after, cold_start_timeout
+        ),
         max_batch=max_batch,
         max_delay_ms=max_delay_ms,
         queue_size=queue_size,
@@ -139,7 +226,18 @@ def update(
     canary: Annotated[
         float | None, typer.Option(help="Send only this % of traffic to --model; keep the rest.")
     ] = None,
-    replicas: Annotated[int | None, typer.Option(help="Replicas of each variant.")] = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(help="Replicas of each variant; alone, a fixed count (autoscaling off)."),
+    ] = None,
+    min_replicas: MinReplicas = None,
+    max_replicas: MaxReplicas = None,
+    target_in_flight: TargetInFlight = None,
+    scale_up_after: ScaleUpAfter = None,
+    scale_down_after: ScaleDownAfter = None,
+    cooldown: Cooldown = None,
+    idle_after: IdleAfter = None,
+    cold_start_timeout: ColdStartTimeout = None,
     max_batch: MaxBatch = None,
     max_delay_ms: MaxDelay = None,
     queue_size: QueueSize = None,
@@ -147,13 +245,20 @@ def update(
     wait: WaitOption = True,
     as_json: JsonOption = False,
 ) -> None:
-    """Roll out a change: new replicas start, traffic switches once they answer, old ones drain."""
+    """Roll out a change: new replicas start, traffic switches once they answer, old ones drain.
+    Autoscaling options alone change every variant's autoscaling (on top of what it has)."""
     client = output.client()
     handle = client.endpoints.update(
         name,
         model,
         canary=canary,
         replicas=replicas,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        target_in_flight=target_in_flight,
+        autoscaling=_policy(
+            scale_up_after, scale_down_after, cooldown, idle_after, cold_start_timeout
+        ),
         max_batch=max_batch,
         max_delay_ms=max_delay_ms,
         queue_size=queue_size,
@@ -265,6 +370,10 @@ def render(endpoint: Endpoint, metrics: EndpointMetrics | None) -> Group:
             style="dim",
         )
     )
+    for v in endpoint.variants:
+        scaling = _describe_scaling(v)
+        if scaling:
+            parts.append(Text(scaling, style="dim"))
     parts.append(_variants_table(endpoint, metrics))
     if metrics is not None:
         histogram = _batch_histogram(metrics)
@@ -333,6 +442,22 @@ def show(
     for t in endpoint.transitions:
         timeline.add_row(output.iso_time(t.at), status_text(t.status), escape(t.reason or ""))
     console.print(timeline)
+    if endpoint.scaling_events:
+        console.print(_scaling_table(endpoint))
+
+
+def _scaling_table(endpoint: Endpoint) -> Table:
+    table = Table(title="autoscaling (latest decisions)", title_justify="left")
+    for column in ("time", "variant", "replicas", "reason"):
+        table.add_column(column)
+    for e in endpoint.scaling_events:
+        table.add_row(
+            output.iso_time(e.at),
+            e.variant,
+            f"{e.from_replicas} -> {e.to_replicas}",
+            escape(e.reason),
+        )
+    return table
 
 
 @app.command("invoke")

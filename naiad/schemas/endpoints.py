@@ -1,6 +1,6 @@
-"""Endpoint wire models: variants (a model version, its traffic weight and replicas),
-batching, and the live figures the server keeps for each variant; and ``EndpointSpec``,
-what an endpoint row stores and the endpoint keeper reconciles towards."""
+"""Endpoint wire models: variants (a model version, its traffic weight and replicas, fixed
+or autoscaled), batching, and the live figures the server keeps for each variant; and
+``EndpointSpec``, what an endpoint row stores and the endpoint keeper reconciles towards."""
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,11 +11,53 @@ from naiad.schemas.common import Timestamp, Wire
 ROLLED_BACK = "The update was rolled back"
 
 
+class AutoscalingSpec(Wire):
+    """Replicas that follow the load: added when the requests in flight per replica stay
+    above the target, removed when fewer would do, down to zero when ``min_replicas`` is 0
+    (the next request then waits while one starts). See docs/serving.md."""
+
+    min_replicas: int = Field(default=1, ge=0, le=32, description="Never fewer; 0 scales to zero.")
+    max_replicas: int = Field(ge=1, le=32, description="Never more.")
+    target_in_flight: float = Field(
+        default=8.0, gt=0, le=10_000, description="Requests in flight per replica to aim at."
+    )
+    scale_up_after_s: float = Field(
+        default=10.0, ge=0, le=3600, description="Above the target this long: replicas are added."
+    )
+    scale_down_after_s: float = Field(
+        default=60.0, ge=0, le=86400, description="Fewer replicas would do this long: removed."
+    )
+    cooldown_s: float = Field(
+        default=30.0, ge=0, le=3600, description="After a change, no other change this long."
+    )
+    idle_after_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=7 * 86400,
+        description="With min_replicas 0: no request this long stops the last replica.",
+    )
+    cold_start_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=600,
+        description="With min_replicas 0: how long a request waits for a replica to start.",
+    )
+
+
 class VariantSpec(Wire):
     model: str = Field(description="NAME, NAME:VERSION or NAME@ALIAS; resolved at deploy time.")
     name: str | None = Field(default=None, max_length=63, description="Defaults to NAME-vN.")
     weight: float = Field(default=1.0, ge=0, le=1e6, description="Relative share of traffic.")
-    replicas: int = Field(default=1, ge=1, le=64)
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="The fixed count; with autoscaling, the count it starts at (kept within "
+        "min..max, and at least 1).",
+    )
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None, description="Follow the load between min and max replicas."
+    )
 
 
 class BatchingSpec(Wire):
@@ -56,7 +98,8 @@ class ResolvedVariant(BaseModel):
     version_id: str
     artifact_uri: str
     weight: float
-    replicas: int
+    replicas: int  # the count now: fixed, or where autoscaling has taken it
+    autoscaling: AutoscalingSpec | None = None
 
     def slots(self) -> set[tuple[str, int]]:
         """(key, index) of each of its replicas."""
@@ -102,13 +145,25 @@ class Variant(BaseModel):
     name: str
     model: str = Field(description="The resolved NAME:VERSION it serves.")
     weight: float
-    replicas: int
+    replicas: int = Field(description="The count now: fixed, or where autoscaling has taken it.")
+    autoscaling: AutoscalingSpec | None = None
     live: list[Replica] = Field(default_factory=list)
 
 
 class Transition(BaseModel):
     status: str
     reason: str | None = None
+    at: Timestamp
+
+
+class ScalingEvent(BaseModel):
+    """One autoscaling decision the keeper took: a variant's replicas from one count to
+    another, and why."""
+
+    variant: str
+    from_replicas: int
+    to_replicas: int
+    reason: str
     at: Timestamp
 
 
@@ -126,6 +181,9 @@ class Endpoint(BaseModel):
     created_at: Timestamp
     updated_at: Timestamp
     transitions: list[Transition] = Field(default_factory=list)
+    scaling_events: list[ScalingEvent] = Field(
+        default_factory=list, description="The latest autoscaling decisions, oldest first."
+    )
 
 
 class LatencyFigures(BaseModel):

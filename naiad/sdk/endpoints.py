@@ -4,6 +4,7 @@ endpoint = client.endpoints.deploy("digits", model="digits@production", replicas
 endpoint.wait()
 labels = endpoint.predict(images).argmax(axis=1)   # numpy in, numpy out (.npy on the wire)
 client.endpoints.update("digits", model="digits:2", canary=10)
+client.endpoints.update("digits", min_replicas=0, max_replicas=4)   # autoscale, to zero
 """
 
 from __future__ import annotations
@@ -16,13 +17,19 @@ import httpx
 import orjson
 
 from naiad.core.errors import InvalidInput, NaiadError, ServerUnreachable
-from naiad.schemas.endpoints import ROLLED_BACK, Endpoint, EndpointHistory, EndpointMetrics
+from naiad.schemas.endpoints import (
+    ROLLED_BACK,
+    Endpoint,
+    EndpointHistory,
+    EndpointMetrics,
+    Variant,
+)
 from naiad.sdk.http import Transport, raise_for
 
 if TYPE_CHECKING:
     import numpy as np
 
-# Variants as plain dicts: {"model", "name"?, "weight"?, "replicas"?}.
+# Variants as plain dicts: {"model", "name"?, "weight"?, "replicas"?, "autoscaling"?}.
 VariantDicts = list[dict[str, Any]]
 
 NPY = "application/x-npy"
@@ -122,6 +129,54 @@ def _batching(
     return {**(current or {}), **given}
 
 
+# min_replicas, max_replicas, target_in_flight and the rest of the policy (a dict).
+AutoscalingChanges = tuple[int | None, int | None, float | None, dict[str, Any] | None]
+
+
+def _with_autoscaling(
+    variant: dict[str, Any], current: dict[str, Any] | None, changes: AutoscalingChanges
+) -> dict[str, Any]:
+    """``variant`` with ``current``'s autoscaling and ``changes`` on top (none: as it is)."""
+    block = _autoscaling(current, *changes) or current
+    return {**variant, "autoscaling": block} if block else variant
+
+
+def _variant(v: Variant, replicas: int | None, changes: AutoscalingChanges) -> dict[str, Any]:
+    """A serving variant as an update sends it back: ``replicas`` alone fixes its count (its
+    autoscaling off); ``changes`` go on top of its autoscaling; else as it is."""
+    fixed = replicas is not None and all(c is None for c in changes)
+    base = {"model": v.model, "name": v.name, "weight": v.weight}
+    if fixed:
+        return {**base, "replicas": replicas}
+    current = v.autoscaling.model_dump() if v.autoscaling else None
+    return _with_autoscaling({**base, "replicas": max(replicas or v.replicas, 1)}, current, changes)
+
+
+def _autoscaling(
+    current: dict[str, Any] | None,
+    min_replicas: int | None,
+    max_replicas: int | None,
+    target_in_flight: float | None,
+    more: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    """The autoscaling block: ``current`` with what was given on top; None when nothing was."""
+    given = {
+        "min_replicas": min_replicas,
+        "max_replicas": max_replicas,
+        "target_in_flight": target_in_flight,
+    }
+    given = {**(more or {}), **{k: v for k, v in given.items() if v is not None}}
+    if not given:
+        return None
+    block = {**(current or {}), **given}
+    if "max_replicas" not in block:
+        raise InvalidInput(
+            "Autoscaling needs max_replicas=N, the most replicas a variant may run; "
+            "min_replicas defaults to 1 (0 scales to zero when idle)."
+        )
+    return block
+
+
 class Endpoints:
     def __init__(self, transport: Transport) -> None:
         self._t = transport
@@ -133,6 +188,10 @@ class Endpoints:
         replicas: int = 1,
         *,
         variants: VariantDicts | None = None,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+        target_in_flight: float | None = None,
+        autoscaling: dict[str, Any] | None = None,
         max_batch: int | None = None,
         max_delay_ms: float | None = None,
         queue_size: int | None = None,
@@ -141,12 +200,22 @@ class Endpoints:
         timeout: float | None = 300.0,
     ) -> EndpointHandle:
         """Serve ``model`` (NAME, NAME:VERSION or NAME@ALIAS) on ``replicas`` processes, or
-        several ``variants`` (dicts of model, name, weight, replicas) sharing the traffic."""
+        several ``variants`` (dicts of model, name, weight, replicas, autoscaling) sharing
+        the traffic. ``max_replicas`` (with ``min_replicas``, ``target_in_flight`` and the
+        rest of the policy in ``autoscaling``) makes the count follow the load, starting at
+        ``replicas``; ``min_replicas=0`` stops every replica when idle."""
         if (model is None) == (variants is None):
             raise InvalidInput("Give exactly one of model= or variants=.")
+        scaling = _autoscaling(None, min_replicas, max_replicas, target_in_flight, autoscaling)
+        if variants is None:
+            variants = [{"model": model, "replicas": replicas}]
+            if scaling:
+                variants[0]["autoscaling"] = scaling
+        elif scaling:
+            raise InvalidInput("With variants=, give each variant its own 'autoscaling' block.")
         body: dict[str, Any] = {
             "name": name,
-            "variants": variants or [{"model": model, "replicas": replicas}],
+            "variants": variants,
             "capture": {"fraction": capture_fraction},
         }
         batching = _batching(None, max_batch, max_delay_ms, queue_size)
@@ -174,6 +243,10 @@ class Endpoints:
         canary: float | None = None,
         replicas: int | None = None,
         variants: VariantDicts | None = None,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+        target_in_flight: float | None = None,
+        autoscaling: dict[str, Any] | None = None,
         max_batch: int | None = None,
         max_delay_ms: float | None = None,
         queue_size: int | None = None,
@@ -181,22 +254,23 @@ class Endpoints:
         wait: bool = False,
         timeout: float | None = 300.0,
     ) -> EndpointHandle:
-        """Roll out a change. ``model`` alone replaces every variant with that model;
-        with ``canary=10`` it gets 10% of the traffic and the current variants keep 90%;
-        ``replicas`` alone rescales every variant; ``variants`` sets them outright."""
+        """Roll out a change. ``model`` alone replaces every variant with that model (its
+        autoscaling kept); with ``canary=10`` it gets 10% of the traffic and the current
+        variants keep 90%; ``replicas`` alone gives every variant that fixed count
+        (autoscaling off); ``min_replicas``/``max_replicas``/``target_in_flight``/
+        ``autoscaling`` alone change every variant's autoscaling (on top of what it has);
+        ``variants`` sets them outright."""
         current = self.get(name).endpoint
+        changes = (min_replicas, max_replicas, target_in_flight, autoscaling)
         body: dict[str, Any] = {}
         if variants is not None:
             body["variants"] = variants
         elif model is not None:
-            body["variants"] = self._with_model(current, model, canary, replicas)
+            body["variants"] = self._with_model(current, model, canary, replicas, changes)
         elif canary is not None:
             raise InvalidInput("A canary needs the model it sends traffic to (model=...).")
-        elif replicas is not None:
-            body["variants"] = [
-                {"model": v.model, "name": v.name, "weight": v.weight, "replicas": replicas}
-                for v in current.variants
-            ]
+        elif replicas is not None or any(c is not None for c in changes):
+            body["variants"] = [_variant(v, replicas, changes) for v in current.variants]
         batching = _batching(current.batching.model_dump(), max_batch, max_delay_ms, queue_size)
         if batching:
             body["batching"] = batching
@@ -204,7 +278,8 @@ class Endpoints:
             body["capture"] = {"fraction": capture_fraction}
         if not body:
             raise InvalidInput(
-                "Nothing to update: give a model, replicas, variants, batching or capture."
+                "Nothing to update: give a model, replicas, autoscaling, variants, batching "
+                "or capture."
             )
         updated = Endpoint.model_validate(self._t.request("PATCH", f"/endpoints/{name}", json=body))
         handle = EndpointHandle(self, updated, rollout=True)
@@ -214,26 +289,32 @@ class Endpoints:
 
     @staticmethod
     def _with_model(
-        current: Endpoint, model: str, canary: float | None, replicas: int | None
+        current: Endpoint,
+        model: str,
+        canary: float | None,
+        replicas: int | None,
+        changes: AutoscalingChanges,
     ) -> VariantDicts:
         if canary is None:
             count = replicas or max((v.replicas for v in current.variants), default=1)
-            return [{"model": model, "replicas": count}]
+            scaled = next((v.autoscaling for v in current.variants if v.autoscaling), None)
+            fixed = replicas is not None and all(c is None for c in changes)
+            kept = scaled.model_dump() if scaled and not fixed else None
+            return [_with_autoscaling({"model": model, "replicas": max(count, 1)}, kept, changes)]
         if not 0 < canary < 100:
             raise InvalidInput(
                 f"canary is a percentage of the traffic, above 0 and below 100; got {canary}."
             )
         total = sum(v.weight for v in current.variants) or 1.0
-        kept = [
+        kept_variants = [
             {
-                "model": v.model,
-                "name": v.name,
+                **_variant(v, None, (None, None, None, None)),
                 "weight": round(v.weight / total * (100 - canary), 6),
-                "replicas": v.replicas,
             }
             for v in current.variants
         ]
-        return [*kept, {"model": model, "weight": canary, "replicas": replicas or 1}]
+        new = {"model": model, "weight": canary, "replicas": replicas or 1}
+        return [*kept_variants, _with_autoscaling(new, None, changes)]
 
     def delete(self, name: str, wait: bool = False, timeout: float = 120.0) -> None:
         """Stop the endpoint; with ``wait``, return once it is gone."""

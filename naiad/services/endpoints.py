@@ -19,6 +19,7 @@ from naiad.schemas.endpoints import (
     Replica,
     ResolvedVariant,
     Rollout,
+    ScalingEvent,
     Transition,
     Variant,
     VariantSpec,
@@ -28,11 +29,31 @@ from naiad.store.tables import EndpointRow
 
 # One machine runs every replica: past this many the processes only compete for cores.
 MAX_REPLICAS = 32
+SCALING_EVENTS_SHOWN = 50  # the latest autoscaling decisions an endpoint shows
 _VARIANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # ASCII: it names directories
 
 
 def invocation_path(name: str) -> str:
     return f"/endpoints/{name}/invocations"
+
+
+def _initial_replicas(name: str, spec: VariantSpec) -> int:
+    """The fixed count, or where an autoscaled variant starts: ``replicas`` within its bounds,
+    and at least 1 so that a deploy proves the model loads (idle, it goes to zero later)."""
+    scaling = spec.autoscaling
+    if scaling is None:
+        return spec.replicas
+    if scaling.min_replicas > scaling.max_replicas:
+        raise InvalidInput(
+            f"Variant {name}: min_replicas ({scaling.min_replicas}) is above max_replicas "
+            f"({scaling.max_replicas}); give a max_replicas of at least {scaling.min_replicas}."
+        )
+    return min(scaling.max_replicas, max(scaling.min_replicas, 1, spec.replicas))
+
+
+def _most_replicas(v: ResolvedVariant) -> int:
+    """What a variant may run at most: its fixed count, or its autoscaling maximum."""
+    return v.autoscaling.max_replicas if v.autoscaling else v.replicas
 
 
 def _resolve(session: Session, spec: VariantSpec, generation: int) -> ResolvedVariant:
@@ -51,7 +72,8 @@ def _resolve(session: Session, spec: VariantSpec, generation: int) -> ResolvedVa
         version_id=row.id,
         artifact_uri=row.artifact_uri,
         weight=spec.weight,
-        replicas=spec.replicas,
+        replicas=_initial_replicas(name, spec),
+        autoscaling=spec.autoscaling,
     )
 
 
@@ -70,11 +92,12 @@ def resolve_variants(
         )
     if sum(v.weight for v in variants) <= 0:
         raise InvalidInput("The variants' weights add up to 0; give at least one a weight > 0.")
-    total = sum(v.replicas for v in variants)
+    total = sum(_most_replicas(v) for v in variants)
     if total > MAX_REPLICAS:
         raise InvalidInput(
-            f"That asks for {total} replicas in all; one server runs at most {MAX_REPLICAS}. "
-            "Use fewer replicas per variant, or fewer variants."
+            f"That asks for {total} replicas in all (autoscaled variants count their "
+            f"max_replicas); one server runs at most {MAX_REPLICAS}. Use fewer replicas per "
+            "variant, or fewer variants."
         )
     return variants
 
@@ -157,6 +180,7 @@ def to_schema(
             model=v.model,
             weight=v.weight,
             replicas=v.replicas,
+            autoscaling=v.autoscaling,
             live=[r for r in live.get(v.key, []) if r.index < v.replicas],
         )
 
@@ -175,5 +199,15 @@ def to_schema(
         transitions=[
             Transition(status=t.status, reason=t.reason, at=t.at)
             for t in endpoints.transitions(session, row)
+        ],
+        scaling_events=[
+            ScalingEvent(
+                variant=e.variant,
+                from_replicas=e.from_replicas,
+                to_replicas=e.to_replicas,
+                reason=e.reason,
+                at=e.at,
+            )
+            for e in endpoints.scaling_events(session, row, SCALING_EVENTS_SHOWN)
         ],
     )

@@ -1,10 +1,13 @@
-"""Endpoint rows and their timeline. Status moves go through ``transition`` only.
+"""Endpoint rows, their timeline and their autoscaling decisions. Status moves go through
+``transition`` only.
 
 ``spec`` (``EndpointSpec``) is what the keeper reconciles towards; a change is a new spec
 given to ``set_spec``.
 """
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -12,7 +15,7 @@ from naiad.core.errors import Conflict, NotFound
 from naiad.core.ids import new_id
 from naiad.core.status import EndpointStatus, check_endpoint_transition
 from naiad.schemas.endpoints import EndpointSpec
-from naiad.store.tables import EndpointRow, EndpointTransitionRow, utcnow
+from naiad.store.tables import EndpointRow, EndpointScalingRow, EndpointTransitionRow, utcnow
 
 
 def find_row(session: Session, name: str) -> EndpointRow | None:
@@ -86,6 +89,38 @@ def transitions(session: Session, row: EndpointRow) -> list[EndpointTransitionRo
         .order_by(EndpointTransitionRow.id)
     )
     return list(session.scalars(query))
+
+
+def record_scaling(
+    session: Session, row: EndpointRow, variant: str, before: int, after: int, reason: str
+) -> None:
+    """One autoscaling decision, beside the timeline (the status does not change)."""
+    session.add(
+        EndpointScalingRow(
+            endpoint_id=row.id,
+            variant=variant,
+            from_replicas=before,
+            to_replicas=after,
+            reason=reason,
+        )
+    )
+    session.flush()
+
+
+def scaling_events(session: Session, row: EndpointRow, limit: int) -> list[EndpointScalingRow]:
+    """The latest ``limit`` decisions, oldest first."""
+    query = (
+        select(EndpointScalingRow)
+        .where(EndpointScalingRow.endpoint_id == row.id)
+        .order_by(EndpointScalingRow.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(list(session.scalars(query))))
+
+
+def prune_scaling_events(session: Session, before: datetime) -> None:
+    """Forget decisions older than ``before`` (they go with the saved traffic minutes)."""
+    session.execute(delete(EndpointScalingRow).where(EndpointScalingRow.at < before))
 
 
 def list_all(session: Session, lock: bool = False) -> list[EndpointRow]:

@@ -232,6 +232,24 @@ class EndpointTransitionRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class EndpointScalingRow(Base):
+    """An autoscaling decision the keeper took on its own: which variant, from how many
+    replicas to how many, and why. Kept apart from the status timeline: the status does not
+    change, and an endpoint that follows its load makes many of these."""
+
+    __tablename__ = "endpoint_scaling_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="CASCADE"), index=True
+    )
+    variant: Mapped[str] = mapped_column(String(63))
+    from_replicas: Mapped[int] = mapped_column(Integer)
+    to_replicas: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
 class EndpointMinuteRow(Base):
     """One minute of a variant's traffic, summed over its replicas: the history that
     outlives the server's memory. Counts are per histogram bucket (``*_le`` the bounds),

@@ -33,6 +33,26 @@ def scale_model(directory: Path, factor: float, width: int = 4) -> Path:
     return save_model(Scale(), torch.ones(2, width), directory)
 
 
+def digits_model(directory: Path) -> Path:
+    """The digits CNN of the examples and benchmarks (conv 1->16, conv 16->32, linear 512 ->
+    10 on [N, 1, 8, 8]), untrained: what a cold start loads, for timing it."""
+    import torch
+    from torch import nn
+
+    from naiad.runtime.models import save_model
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 3),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 10),
+    ).eval()
+    return save_model(model, torch.zeros(2, 1, 8, 8), directory)
+
+
 def broken_model(directory: Path, width: int = 4) -> Path:
     """A model directory whose manifest is fine but whose file is not a model."""
     scale_model(directory, 1.0, width)

@@ -86,6 +86,28 @@ def test_deploy_and_update_refuse_bad_requests_with_a_sentence(
         (deploy(variants=[{"model": "scale", "weight": 0}]), 400, "add up to 0"),
         (deploy(variants=[{"model": "scale", "replicas": 33}]), 400, "at most 32"),
         (deploy(variants=[{"model": "scale", "replicas": 0}]), 422, "replicas"),
+        (
+            deploy(
+                variants=[{"model": "scale", "autoscaling": {"min_replicas": 3, "max_replicas": 2}}]
+            ),
+            400,
+            "min_replicas (3) is above max_replicas (2); give a max_replicas of at least 3",
+        ),
+        (
+            deploy(
+                variants=[
+                    {"model": "scale", "name": "a", "autoscaling": {"max_replicas": 20}},
+                    {"model": "scale", "name": "b", "replicas": 20},
+                ]
+            ),
+            400,
+            "autoscaled variants count their max_replicas",
+        ),
+        (
+            deploy(variants=[{"model": "scale", "autoscaling": {"min_replicas": 0}}]),
+            422,
+            "max_replicas",
+        ),
         (deploy(variants=[]), 422, "variants"),
         (deploy(variants=[{"model": "scale"}], colour="red"), 422, "colour"),
         (

@@ -14,13 +14,23 @@ Each tick (half a second, or at once when woken by a deploy, an update or a dele
 4. about once a second the replicas' ``/stats`` are scraped into the metrics book, every
    few seconds captured requests are moved to the artifact store, and every minute (and
    on close) the book's new points are saved as minutes (``endpoint_history``).
+
+An autoscaled variant's count follows its load (``autoscale.decide`` on the book's last
+scrape, before step 2; each change is a scaling event on the endpoint). One scaled to zero
+stays in the routing table with no replica: a request for it makes the router call
+``cold_start``, which asks for a replica, ticks fast until it answers, and lets the
+request through; a standby replica with torch imported (``fleet.standby``, kept while an
+endpoint autoscales) makes that start short.
 """
 
+import asyncio
 import logging
 import shutil
 import signal
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from naiad.core.status import EndpointStatus
 from naiad.schemas.endpoints import ROLLED_BACK, Replica, ResolvedVariant, Rollout
+from naiad.server.controller import autoscale
 from naiad.server.controller.loop import ReconcileLoop
 from naiad.server.managed import replicas
 from naiad.server.managed.model_cache import ModelCache
@@ -37,7 +48,7 @@ from naiad.server.managed.replicas import ReplicaProcess, ReplicaSet
 from naiad.server.proxy.inference import Router, VariantRoute
 from naiad.server.state import AppState
 from naiad.server.traffic import history as endpoint_history
-from naiad.server.traffic.book import MetricsBook
+from naiad.server.traffic.book import MetricsBook, Point
 from naiad.store import endpoint_minutes, endpoints
 from naiad.store.db import transaction
 from naiad.store.tables import EndpointRow
@@ -48,6 +59,9 @@ MAX_FAILED_STARTS = 3  # starts in a row that never answered /ping: the variant 
 ROLLOUT_FAILED_STARTS = 2  # ...and for replicas of a rollout, which can be undone instead
 PRUNE_EVERY_S = 60.0
 ROUTED = (EndpointStatus.IN_SERVICE.value, EndpointStatus.UPDATING.value)
+FAST_TICK_S = 0.02  # the tick while a request waits for a replica to start
+COLD_POLL_S = 0.01  # how often that request looks for one in the routing table
+FRESH_POINT_S = 3.0  # a scrape older than this says nothing about the load now
 
 
 class EndpointKeeper(ReconcileLoop):
@@ -65,6 +79,7 @@ class EndpointKeeper(ReconcileLoop):
         history_interval_s: float = 60.0,
     ) -> None:
         super().__init__(interval, log)
+        self.base_interval = interval
         self.state = state
         self.scrape_interval_s = scrape_interval_s
         self.capture_interval_s = capture_interval_s
@@ -81,6 +96,12 @@ class EndpointKeeper(ReconcileLoop):
         self._adopted = False
         self._abandoned = False
         self._last = {"scrape": 0.0, "capture": 0.0, "prune": 0.0, "history": time.monotonic()}
+        self._memory: dict[tuple[str, str], autoscale.Memory] = {}  # (endpoint, variant key)
+        # Requests waiting for a cold start, by endpoint (the server's event loop counts them),
+        # and the endpoints that scale to zero with how long a request may wait (each tick).
+        self._waiting: Counter[str] = Counter()
+        self._cold: dict[str, float] = {}
+        self.router.on_idle = self.cold_start
 
     def start(self) -> None:
         self.router.open()  # on the server's event loop, which forwards the requests
@@ -94,6 +115,7 @@ class EndpointKeeper(ReconcileLoop):
         """Stop watching; the replicas keep serving for the next server to re-attach."""
         self.stop_loop()
         self.save_history()
+        self.fleet.standby.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.cache.close()
         self._http.close()
@@ -119,11 +141,17 @@ class EndpointKeeper(ReconcileLoop):
         with transaction(self.state.sessions) as session:
             rows = endpoints.list_all(session, lock=True)
             for row in rows:
+                self._autoscale(session, row)
                 self._reconcile(session, row)
             table = {row.name: self._routes(row) for row in rows if row.status in ROUTED}
             names = {row.name for row in rows}
             versions = {v.version_id for row in rows for v in row.spec.every_variant()}
+            self._cold = {row.name: t for row in rows if (t := _cold_wait(row)) is not None}
+            scaled = {(row.name, v.key) for row in rows for v in row.spec.variants if v.autoscaling}
         self.router.publish(table)
+        self._memory = {k: m for k, m in self._memory.items() if k in scaled}
+        self.fleet.standby.keep(bool(scaled) and self.state.settings.warm_start, time.monotonic())
+        self.interval = FAST_TICK_S if self._waiting else self.base_interval
         for proc in self.fleet.all():
             if proc.endpoint not in names and proc.retire_at is None:
                 self.fleet.retire(proc)
@@ -150,9 +178,85 @@ class EndpointKeeper(ReconcileLoop):
         self._abandoned = True
         log.error("%s", reason)
         self.router.publish({})
+        self.fleet.standby.close()
         for proc in self.fleet.all():
             if proc.pid is not None and proc.alive():
                 proc.signal(signal.SIGTERM)
+
+    # -- autoscaling ----------------------------------------------------------------------
+    def _autoscale(self, session: Session, row: EndpointRow) -> None:
+        """Each autoscaled variant of a settled endpoint to the count its load asks for; a
+        rollout holds the counts until it is done."""
+        spec = row.spec
+        if row.status != EndpointStatus.IN_SERVICE.value or spec.pending is not None:
+            return
+        counts: dict[str, int] = {}
+        for v in spec.variants:
+            if v.autoscaling is None:
+                continue
+            seen = self._observe(row.name, v, spec.variants)
+            if seen is None:
+                continue
+            key = (row.name, v.key)
+            memory, decision = autoscale.decide(
+                v.autoscaling, self._memory.get(key, autoscale.Memory()), seen
+            )
+            self._memory[key] = memory
+            if decision is not None and decision.replicas != v.replicas:
+                endpoints.record_scaling(
+                    session, row, v.name, v.replicas, decision.replicas, decision.reason
+                )
+                log.info("endpoint %s, variant %s: %s", row.name, v.name, decision.reason)
+                counts[v.key] = decision.replicas
+        if counts:
+            variants = [
+                v.model_copy(update={"replicas": counts[v.key]}) if v.key in counts else v
+                for v in spec.variants
+            ]
+            endpoints.set_spec(row, spec.model_copy(update={"variants": variants}))
+
+    def _observe(
+        self, endpoint: str, v: ResolvedVariant, variants: list[ResolvedVariant]
+    ) -> autoscale.Observation | None:
+        """The variant's load from the book's last scrape (None when there is none fresh);
+        at zero, the demand for it: requests waiting, or traffic its siblings took."""
+        now = time.monotonic()
+        if v.replicas == 0:
+            siblings = [self._fresh(endpoint, o.name) for o in variants if o.key != v.key]
+            demand = self._waiting[endpoint] + sum(p.requests for p in siblings if p)
+            return autoscale.Observation(now, 0, 0.0, 0, demand)
+        point = self._fresh(endpoint, v.name)
+        if point is None:
+            return None
+        # Little's law: seconds spent in requests per second of clock is the mean in flight.
+        in_flight = max(point.busy_s, point.proxy_busy_s) / point.dt
+        active = point.requests + point.in_flight + self._waiting[endpoint]
+        return autoscale.Observation(now, v.replicas, in_flight, active)
+
+    def _fresh(self, endpoint: str, variant: str) -> Point | None:
+        point = self.book.latest(endpoint, variant)
+        return point if point is not None and point.at >= time.time() - FRESH_POINT_S else None
+
+    async def cold_start(self, endpoint: str) -> None:
+        """The router's call when ``endpoint`` has no replica at all: when it scales to zero,
+        ask for one and wait until the routing table has it, at most its
+        ``cold_start_timeout_s`` (the router answers 503 if none came)."""
+        timeout = self._cold.get(endpoint)
+        if timeout is None:
+            return
+        self._waiting[endpoint] += 1
+        self.wake()
+        try:
+            deadline = time.monotonic() + timeout
+            while not any(route.targets for route in self.router.routes(endpoint) or ()):
+                if time.monotonic() >= deadline:
+                    log.warning("endpoint %s: no replica started within %gs", endpoint, timeout)
+                    return
+                await asyncio.sleep(COLD_POLL_S)
+        finally:
+            self._waiting[endpoint] -= 1
+            if self._waiting[endpoint] <= 0:
+                del self._waiting[endpoint]
 
     # -- one endpoint -------------------------------------------------------------------
     def _reconcile(self, session: Session, row: EndpointRow) -> None:
@@ -190,8 +294,12 @@ class EndpointKeeper(ReconcileLoop):
     def _ensure(
         self, endpoint: str, key: str, index: int, variant: ResolvedVariant, rollout: Rollout
     ) -> str | None:
-        """Start the replica when it is not running and its backoff is over."""
+        """Start the replica when it is not running and its backoff is over. A slot wanted
+        again while its replica still drains (scaled down, then up) gets a new one once that
+        one is gone."""
         proc = self.fleet.slot(endpoint, key, index)
+        if proc.retire_at is not None:
+            return None
         proc.variant, proc.version_id = variant.name, variant.version_id
         if proc.pid is not None or time.monotonic() < proc.retry_at:
             return None
@@ -303,6 +411,9 @@ class EndpointKeeper(ReconcileLoop):
                 ids = {row.name: row.id for row in endpoints.list_all(session)}
                 endpoint_history.save(session, taken, ids)
                 endpoint_minutes.prune(session, int(time.time() - keep_s))
+                endpoints.prune_scaling_events(
+                    session, datetime.now(UTC) - timedelta(seconds=keep_s)
+                )
         except SQLAlchemyError:
             log.exception("Could not save endpoint traffic; keeping it for the next try")
             self.book.give_back(taken)
@@ -340,6 +451,17 @@ class EndpointKeeper(ReconcileLoop):
                     "could not upload captured requests %s; will retry", path, exc_info=True
                 )
                 return
+
+
+def _cold_wait(row: EndpointRow) -> float | None:
+    """How long a request may wait for a replica of this endpoint to start: set when it is
+    routed and has a variant that scales to zero."""
+    waits = [
+        v.autoscaling.cold_start_timeout_s
+        for v in row.spec.variants
+        if v.autoscaling is not None and v.autoscaling.min_replicas == 0
+    ]
+    return max(waits) if waits and row.status in ROUTED else None
 
 
 def _describe(variants: list[ResolvedVariant]) -> str:

@@ -4,8 +4,9 @@ A managed process (an endpoint replica; a notebook server next) lives in a direc
 its own: a record file (pid, port, restarts, start time; written atomically after the
 start) and a log of its output. It runs in its own session with that directory as its
 working directory, so it outlives the server, and a restarted server finds it again from
-the record, checked in /proc against its command line (its module and ``--port N``) and
-working directory (a deleted one too), so a reused pid never counts.
+the record, checked in /proc against its command line (its module, or its standby's, and
+``--port N``) and working directory (a deleted one too), so a reused pid never counts. A
+kind with a standby (``standby``) can start from a process that did its imports earlier.
 
 Health is a ``GET`` of ``Kind.health_path``: one that never answers in time is killed,
 one that stops answering leaves the rotation and, if it stays silent, is killed; a death
@@ -20,15 +21,19 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, BinaryIO
 
 import httpx
 
 from naiad.executors.supervisor.workdir import proc_alive, read_json, write_json_atomic
+
+if TYPE_CHECKING:
+    from naiad.server.managed.standby import Standby
 
 log = logging.getLogger("naiad.managed")
 
@@ -48,6 +53,12 @@ def first_start(log_text: str) -> float | None:
         return None
 
 
+def _log_start(out: BinaryIO, port: int) -> None:
+    """The line each start begins with in the log (``first_start`` and ``log_tail`` read it)."""
+    out.write(f"{_STARTING} {port} at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+    out.flush()
+
+
 @dataclass(frozen=True)
 class Kind:
     """What one kind of managed process is called and how it is recognised."""
@@ -57,6 +68,12 @@ class Kind:
     record_file: str
     log_file: str
     health_path: str = "/ping"
+    standby_module: str | None = None  # the module of one waiting with its imports done
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """What its command line may run: the module, or the standby that became it."""
+        return (self.module,) if self.standby_module is None else (self.module, self.standby_module)
 
 
 @dataclass(frozen=True)
@@ -97,7 +114,7 @@ def owns(root: Path, kind: Kind, pid: int, port: int) -> bool:
     except OSError:
         return False
     here = os.path.realpath(root)
-    if cwd not in (here, f"{here} (deleted)") or kind.module.encode() not in args:
+    if cwd not in (here, f"{here} (deleted)") or not any(m.encode() in args for m in kind.modules):
         return False
     try:
         return args[args.index(b"--port") + 1] == str(port).encode()
@@ -163,29 +180,20 @@ class ManagedProcess:
             return self.child.poll() is None  # also reaps it
         return owns(self.root, self.kind, self.pid, self.port)
 
-    def start(self, argv: Callable[[int], list[str]], extra: dict[str, Any] | None = None) -> None:
-        """Start ``argv(port)`` on a free loopback port, detached; its pid and port are on
-        disk when this returns. A start after the first counts in ``restarts``."""
+    def start(self, args: Callable[[int], list[str]], standby: "Standby | None" = None) -> None:
+        """Start ``python -m MODULE args(port)`` detached, on a free loopback port or, when
+        ``standby`` has one waiting with its imports done, on that one's port and process;
+        its pid and port are on disk when this returns. A start after the first counts in
+        ``restarts``."""
         if self.launched:
             self.restarts += 1
         self.root.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
             if self.log_path.stat().st_size > MAX_LOG_BYTES:
                 self.log_path.replace(self.root / f"{self.kind.log_file}.1")
-        port = free_port()
         with open(self.log_path, "ab") as out:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-            out.write(f"{_STARTING} {port} at {stamp}\n".encode())
-            out.flush()
-            child = subprocess.Popen(
-                argv(port),
-                cwd=self.root,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a signal to the server's group never reaches it
-                close_fds=True,
-            )
+            warm = self._warm(out, args, standby) if standby is not None else None
+            child, port = warm or self._cold(out, args)
         record = {"pid": child.pid, "port": port, "restarts": self.restarts}
         write_json_atomic(self.root / self.kind.record_file, record | {"started_at": time.time()})
         self.child, self.pid, self.port = child, child.pid, port
@@ -193,6 +201,35 @@ class ManagedProcess:
         self.healthy = self.ever_healthy = self.timed_out = False
         self.started_at = time.monotonic()
         self.ping_failures, self.unhealthy_since = 0, None
+
+    def _warm(
+        self, out: BinaryIO, args: Callable[[int], list[str]], standby: "Standby"
+    ) -> tuple[subprocess.Popen[bytes], int] | None:
+        """The standby's process, handed this start, when one is ready."""
+        taken = standby.take()
+        if taken is None:
+            return None
+        child, port = taken
+        _log_start(out, port)
+        if not standby.hand_over(child, self.root, self.log_path, args(port)):
+            return None
+        return child, port
+
+    def _cold(
+        self, out: BinaryIO, args: Callable[[int], list[str]]
+    ) -> tuple[subprocess.Popen[bytes], int]:
+        port = free_port()
+        _log_start(out, port)
+        child = subprocess.Popen(
+            [sys.executable, "-m", self.kind.module, *args(port)],
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a signal to the server's group never reaches it
+            close_fds=True,
+        )
+        return child, port
 
     def reattach(self) -> bool:
         """Take up the process a previous server left in ``root``, if it still runs."""

@@ -6,10 +6,11 @@ A replica is found by its slot (endpoint, variant key, index) and lives in
 ``ReplicaSet.check`` looks at each process (by pid, in /proc) and then asks ``GET /ping``
 of the live ones at once; what a missed ping, a death or a retirement does is the managed
 process's (``process``). ``adopt`` re-attaches the replicas a previous server left running.
+While the keeper asks for it (an endpoint autoscales), one replica waits with torch
+imported (``standby``), so the next start, from zero above all, takes no import time.
 """
 
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,11 +22,18 @@ import httpx
 
 from naiad.schemas.endpoints import Replica
 from naiad.server.managed.process import Kind, ManagedProcess, Policy, find
+from naiad.server.managed.standby import Standby
 
 log = logging.getLogger("naiad.endpoints")
 
 SERVING_MODULE = "naiad.serving.main"
-REPLICA = Kind("replica", SERVING_MODULE, record_file="replica.json", log_file="replica.log")
+REPLICA = Kind(
+    "replica",
+    SERVING_MODULE,
+    record_file="replica.json",
+    log_file="replica.log",
+    standby_module="naiad.serving.standby",
+)
 CAPTURE_DIR = "capture"
 
 
@@ -40,11 +48,9 @@ class Launch:
     capture_fraction: float = 0.0
 
 
-def argv(root: Path, launch: Launch, port: int) -> list[str]:
+def arguments(root: Path, launch: Launch, port: int) -> list[str]:
+    """What ``python -m naiad.serving.main`` is given."""
     args = [
-        sys.executable,
-        "-m",
-        SERVING_MODULE,
         str(launch.model_dir),
         "--port",
         str(port),
@@ -108,6 +114,7 @@ class ReplicaSet:
         self._http = http
         self._procs: dict[tuple[str, str, int], ReplicaProcess] = {}
         self._lock = threading.Lock()
+        self.standby = Standby(REPLICA)
 
     def all(self) -> list[ReplicaProcess]:
         with self._lock:
@@ -145,7 +152,7 @@ class ReplicaSet:
         return out
 
     def start(self, proc: ReplicaProcess, launch: Launch) -> None:
-        proc.start(lambda port: argv(proc.root, launch, port))
+        proc.start(lambda port: arguments(proc.root, launch, port), self.standby)
 
     def adopt(self) -> None:
         """Find the replicas a previous server started: live ones are re-attached."""

@@ -41,6 +41,8 @@ class Point:
     in_flight: int
     rows: int = 0
     batch_count: int = 0
+    busy_s: float = 0.0  # seconds the requests answered in this interval spent in the replicas
+    proxy_busy_s: float = 0.0  # ...and waiting on them at the proxy (Little's law: / dt)
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Series:
     batch_le: list[float] = field(default_factory=list)
     proxy_at: deque[float] = field(default_factory=lambda: deque(maxlen=PROXY_SAMPLES))
     proxy_s: deque[float] = field(default_factory=lambda: deque(maxlen=PROXY_SAMPLES))
+    proxy_busy_s: float = 0.0  # summed since the last scrape
 
 
 def _codes(snapshot: dict[str, Any]) -> tuple[int, int, int]:
@@ -125,6 +128,10 @@ def batch_labels(bounds: list[float]) -> list[str]:
     return labels
 
 
+def _latency_sum(snapshot: dict[str, Any]) -> float:
+    return float((snapshot.get("latency_seconds") or {}).get("sum") or 0.0)
+
+
 def _bounds(snapshot: dict[str, Any], key: str) -> list[float]:
     le = (snapshot.get(key) or {}).get("le") or []
     return [float(b) for b in le if b != "+Inf"]
@@ -155,6 +162,7 @@ class MetricsBook:
         with self._lock:
             series = self._get(endpoint, variant)
             requests = errors = client = queue = in_flight = rows = batch_count = 0
+            busy = 0.0
             latency: list[int] = []
             batches: list[int] = []
             for replica, snap in snapshots.items():
@@ -179,6 +187,7 @@ class MetricsBook:
                 batches = add_counts(batches, _minus(*self._pair(snap, prev, "batch_rows")))
                 rows += max(0, int(snap.get("rows") or 0) - int(prev.get("rows") or 0))
                 batch_count += max(0, int(snap.get("batches") or 0) - int(prev.get("batches") or 0))
+                busy += max(0.0, _latency_sum(snap) - _latency_sum(prev))
                 queue += int(snap.get("queue_depth") or 0)
                 in_flight += int(snap.get("in_flight") or 0)
             for gone in set(series.last) - set(snapshots):
@@ -200,7 +209,10 @@ class MetricsBook:
                 in_flight,
                 rows,
                 batch_count,
+                busy,
+                series.proxy_busy_s,
             )
+            series.proxy_busy_s = 0.0
             series.points.append(point)
             series.unsaved.append(point)
 
@@ -216,6 +228,7 @@ class MetricsBook:
             series = self._get(endpoint, variant)
             series.proxy_at.append(time.monotonic())
             series.proxy_s.append(seconds)
+            series.proxy_busy_s += seconds
 
     def record_retry(self, endpoint: str) -> None:
         with self._lock:
@@ -275,6 +288,12 @@ class MetricsBook:
             return {v: Unsaved(u.latency_le, u.batch_le, list(u.points)) for v, u in out.items()}
 
     # -- readers ------------------------------------------------------------------------
+    def latest(self, endpoint: str, variant: str) -> Point | None:
+        """The variant's last scrape, which the autoscaler reads."""
+        with self._lock:
+            series = self._series.get((endpoint, variant))
+            return series.points[-1] if series is not None and series.points else None
+
     def figures(
         self,
         endpoint: str,
