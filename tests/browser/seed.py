@@ -238,8 +238,9 @@ def glyphs(client: naiad.Client, tmp) -> str:  # type: ignore[no-untyped-def]
 
 def serve_models(live, tmp) -> None:  # type: ignore[no-untyped-def]
     """classifier v1 from a training job (aliased production) and v2 uploaded from a file,
-    each evaluated on generated data, both served 3:1 by endpoint 'classify', which then
-    answers 30 requests; and glyphs v1, ten classes, evaluated on data under a long path."""
+    each evaluated on generated data, both served 3:1 by endpoint 'classify' (v2 autoscaled
+    between 1 and 2 replicas), which then answers 30 requests; and glyphs v1, ten classes,
+    evaluated on data under a long path."""
     import torch
 
     client = naiad.Client(url=live.url, token=live.token)
@@ -277,7 +278,10 @@ def serve_models(live, tmp) -> None:  # type: ignore[no-untyped-def]
     evaluations.append(client.evaluations.create("glyphs:1", glyphs(client, tmp)))
     endpoint = client.endpoints.deploy(
         "classify",
-        variants=[{"model": "classifier:1", "weight": 3}, {"model": "classifier:2", "weight": 1}],
+        variants=[
+            {"model": "classifier:1", "weight": 3},
+            {"model": "classifier:2", "weight": 1, "autoscaling": {"max_replicas": 2}},
+        ],
     )
     for evaluation in evaluations:
         done = client.evaluations.wait(evaluation, timeout=180)

@@ -40,6 +40,11 @@ def test_endpoint_page(page, served, shot) -> None:  # type: ignore[no-untyped-d
     variants = page.locator("table.variants").first
     expect(variants).to_contain_text("75%")
     expect(variants).to_contain_text("25%")
+    expect(variants).to_contain_text("1 / 1 (1\N{EN DASH}2)")  # v2 autoscales within 1-2
+    scaling = page.locator("section.autoscaling")
+    expect(scaling).to_contain_text("classifier-v2")
+    expect(scaling).to_contain_text("target in flight per replica")
+    expect(scaling).to_contain_text("No autoscaling decisions yet.")
     expect(page.locator("table.figures")).to_contain_text("classifier-v1")
     label = page.locator(".k", has_text=re.compile("^requests$"))
     requests = page.locator(".kpi", has=label).locator(".v")

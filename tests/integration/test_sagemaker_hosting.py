@@ -114,6 +114,11 @@ def test_models_configs_endpoints_and_runtime(aws: AwsServer, bucket: str) -> No
                 "VariantName": "triple",
                 "ModelName": "tripler",
                 "InitialVariantWeight": 0.0,
+                "ManagedInstanceScaling": {
+                    "Status": "ENABLED",
+                    "MinInstanceCount": 1,
+                    "MaxInstanceCount": 2,
+                },
             },
         ],
     )
@@ -135,6 +140,13 @@ def test_models_configs_endpoints_and_runtime(aws: AwsServer, bucket: str) -> No
     } == {
         "double": 1,
         "triple": 1,
+    }
+    scaling = {
+        v["VariantName"]: v.get("ManagedInstanceScaling") for v in endpoint["ProductionVariants"]
+    }
+    assert scaling == {
+        "double": None,
+        "triple": {"Status": "ENABLED", "MinInstanceCount": 1, "MaxInstanceCount": 2},
     }
 
     body, reply = invoke(runtime, "Scales")
@@ -191,6 +203,9 @@ def test_models_configs_endpoints_and_runtime(aws: AwsServer, bucket: str) -> No
         headers={"authorization": f"Bearer {aws.server.token}"},
     ).json()
     assert {v["name"] for v in naiad["variants"]} == {"double", "triple"}  # one object
+    autoscaled = {v["name"]: v["autoscaling"] for v in naiad["variants"]}
+    assert autoscaled["double"] is None  # ...and the new weights kept the autoscaling
+    assert (autoscaled["triple"]["min_replicas"], autoscaled["triple"]["max_replicas"]) == (1, 2)
 
     sm.delete_endpoint(EndpointName="Scales")
     sm.get_waiter("endpoint_deleted").wait(

@@ -4,7 +4,8 @@
 from ``ModelDataUrl``; an endpoint config is only what SageMaker's API shows (variants
 naming models); ``CreateEndpoint`` deploys those versions as a Naiad endpoint whose
 variants keep their SageMaker names, and ``UpdateEndpoint`` rolls out with Naiad's
-zero-failure rollout.
+zero-failure rollout. A variant's ``ManagedInstanceScaling`` (when ENABLED) is Naiad's
+autoscaling between its instance counts, down to zero with a ``MinInstanceCount`` of 0.
 """
 
 import functools
@@ -15,7 +16,13 @@ from typing import Any
 
 from naiad.core.errors import Conflict, InvalidInput, NaiadError, NotFound
 from naiad.core.status import EndpointStatus
-from naiad.schemas.endpoints import CaptureSpec, EndpointCreate, EndpointUpdate, VariantSpec
+from naiad.schemas.endpoints import (
+    AutoscalingSpec,
+    CaptureSpec,
+    EndpointCreate,
+    EndpointUpdate,
+    VariantSpec,
+)
 from naiad.schemas.models import Lineage
 from naiad.server.compat.awsjson import AwsError, Context, not_found
 from naiad.server.compat.listing import Fields, page
@@ -271,6 +278,25 @@ def delete_endpoint_config(ctx: Context, params: dict[str, Any]) -> dict[str, An
 # -- endpoints -----------------------------------------------------------------------------
 
 
+def _autoscaling(variant: dict[str, Any]) -> AutoscalingSpec | None:
+    """SageMaker's ManagedInstanceScaling, when enabled, as Naiad's autoscaling."""
+    scaling = variant.get("ManagedInstanceScaling") or {}
+    if scaling.get("Status") != "ENABLED":
+        return None
+    return AutoscalingSpec(
+        min_replicas=scaling.get("MinInstanceCount", 1),
+        max_replicas=scaling.get("MaxInstanceCount", variant.get("InitialInstanceCount", 1)),
+    )
+
+
+def _managed_scaling(scaling: AutoscalingSpec | None) -> dict[str, Any]:
+    """A variant summary's ManagedInstanceScaling, for a variant that autoscales."""
+    if scaling is None:
+        return {}
+    counts = {"MinInstanceCount": scaling.min_replicas, "MaxInstanceCount": scaling.max_replicas}
+    return {"ManagedInstanceScaling": {"Status": "ENABLED", **counts}}
+
+
 def _variants(ctx: Context, config: AwsResourceRow) -> list[VariantSpec]:
     out = []
     for variant in config.request["ProductionVariants"]:
@@ -286,6 +312,7 @@ def _variants(ctx: Context, config: AwsResourceRow) -> list[VariantSpec]:
                 name=variant["VariantName"],
                 weight=variant.get("InitialVariantWeight", 1.0),
                 replicas=variant.get("InitialInstanceCount", 1),
+                autoscaling=_autoscaling(variant),
             )
         )
     return out
@@ -356,6 +383,7 @@ def describe_endpoint(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
                 "CurrentInstanceCount": healthy,
                 "DesiredInstanceCount": desired.replicas,
                 "DeployedImages": [],
+                **_managed_scaling(desired.autoscaling),
             }
         )
     answer: dict[str, Any] = {
@@ -448,7 +476,8 @@ def update_weights(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
                 model=v.model,
                 name=name,
                 weight=change.get("DesiredWeight", v.weight),
-                replicas=change.get("DesiredInstanceCount", v.replicas),
+                replicas=change.get("DesiredInstanceCount", max(v.replicas, 1)),
+                autoscaling=v.autoscaling,
             )
         )
     _update(ctx, naiad.name, EndpointUpdate(variants=variants))

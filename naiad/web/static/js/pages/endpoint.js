@@ -1,6 +1,7 @@
 // #/endpoints/NAME: variants and their traffic weights, replicas, batching, the rollout,
-// and live figures: requests/s, latency percentiles, errors, batch sizes. Windows up to
-// five minutes chart the server's second-by-second points; longer ones its saved minutes.
+// autoscaling and its decisions, and live figures: requests/s, latency percentiles,
+// errors, batch sizes. Windows up to five minutes chart the server's second-by-second
+// points; longer ones its saved minutes.
 import { api, path } from "../api.js";
 import { h, link, kvTable, replace, table, errorBox } from "../dom.js";
 import { badge, fmtNum, fmtTime } from "../format.js";
@@ -44,11 +45,67 @@ function variantsTable(variants) {
         h("td", {}, modelLink(v.model)),
         h("td", { class: "num" }, fmtNum(v.weight)),
         h("td", { class: "num" }, share(v, variants)),
-        h("td", { class: "num" }, `${v.live.filter((r) => r.healthy).length} / ${v.replicas}`),
+        h("td", { class: "num" }, replicasText(v)),
         h("td", { class: "num" }, String(v.live.reduce((a, r) => a + r.restarts, 0))),
       ),
     ),
     { class: "variants" },
+  );
+}
+
+/** "healthy / count", and the autoscaling bounds when the count follows the load. */
+function replicasText(v) {
+  const count = `${v.live.filter((r) => r.healthy).length} / ${v.replicas}`;
+  const a = v.autoscaling;
+  return a ? `${count} (${a.min_replicas}–${a.max_replicas})` : count;
+}
+
+const secs = (s) => `${fmtNum(s)} s`;
+
+function policyTable(v) {
+  const a = v.autoscaling;
+  const rows = [
+    ["replicas", `${a.min_replicas}–${a.max_replicas}`],
+    ["target in flight per replica", fmtNum(a.target_in_flight)],
+    ["scale up after", secs(a.scale_up_after_s)],
+    ["scale down after", secs(a.scale_down_after_s)],
+    ["cool-down", secs(a.cooldown_s)],
+  ];
+  if (a.min_replicas === 0) {
+    rows.push(
+      ["to zero after idle", secs(a.idle_after_s)],
+      ["cold start timeout", secs(a.cold_start_timeout_s)],
+    );
+  }
+  return h("section", {}, h("h3", {}, v.name), kvTable(rows));
+}
+
+/** Each autoscaled variant's policy, and the keeper's latest decisions, newest first. */
+function scalingSection(ep) {
+  const scaled = ep.variants.filter((v) => v.autoscaling);
+  const events = ep.scaling_events || [];
+  if (!scaled.length && !events.length) return null;
+  const items = events
+    .slice()
+    .reverse()
+    .map((e) =>
+      h(
+        "li",
+        {},
+        h("b", {}, `${e.variant}: ${e.from_replicas} → ${e.to_replicas}`),
+        h("span", { class: "when" }, fmtTime(e.at)),
+        h("span", { class: "why" }, e.reason),
+      ),
+    );
+  return h(
+    "section",
+    { class: "autoscaling" },
+    h("h2", {}, "Autoscaling"),
+    h("div", { class: "grid2" }, scaled.map(policyTable)),
+    h("h3", {}, "Decisions"),
+    items.length
+      ? h("ol", { class: "timeline scaling" }, items)
+      : h("p", { class: "muted" }, "No autoscaling decisions yet."),
   );
 }
 
@@ -248,6 +305,7 @@ export default async function render(view) {
         ),
         h("section", {}, h("h2", {}, "Timeline"), timeline(ep.transitions, true)),
       ),
+      scalingSection(ep),
     );
   };
 
