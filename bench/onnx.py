@@ -17,7 +17,8 @@ In one run, on this machine:
    on a shared machine hits torch and ONNX alike; figures are medians of the rounds. The
    replica's ``/stats`` gives the rows per batch and the model time per batch of each
    point.
-4. The models alone in this process, loaded as a replica loads them (1 intra-op thread):
+4. The models alone in this process, loaded as a replica loads them (1 intra-op thread,
+   torch on the CPU kernels the replica would choose):
    CPU microseconds per call at 1 and 64 rows (thread CPU time, which other work on the
    machine does not inflate).
 
@@ -158,11 +159,12 @@ def model_alone(directories: dict[str, Path], x: np.ndarray, sizes: Sizes) -> di
     not wall time: other work on a shared machine does not inflate it."""
     import torch
 
-    from naiad.serving.loader import load_model, model_thread_context
+    from naiad.serving.loader import choose_cpu_kernels, load_model, model_thread_context
 
     times: dict[str, list[float]] = {}
     with model_thread_context(1):
         loaded = {runtime: load_model(d, threads=1) for runtime, d in directories.items()}
+        kernels = choose_cpu_kernels(loaded["torch"], MAX_BATCH)  # as the torch replica does
         for rows in (1, MAX_BATCH):
             batch = torch.from_numpy(np.ascontiguousarray(x[:rows]))
             calls = sizes.model_calls if rows == 1 else max(10, sizes.model_calls // 10)
@@ -175,7 +177,9 @@ def model_alone(directories: dict[str, Path], x: np.ndarray, sizes: Sizes) -> di
                         model(batch)
                     per_call = (time.thread_time() - started) / calls * 1e6
                     times.setdefault(f"{runtime} {rows} rows", []).append(per_call)
-    return {key: statistics.median(values) for key, values in times.items()}
+    figures = {key: statistics.median(values) for key, values in times.items()}
+    say(f"torch on {kernels} CPU kernels: {figures}")
+    return figures
 
 
 # -- through the front door -----------------------------------------------------------
