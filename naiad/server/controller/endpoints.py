@@ -383,6 +383,7 @@ class EndpointKeeper(ReconcileLoop):
                     and p.retire_at is None
                     and p.port is not None
                 ),
+                row.spec.batching.max_delay_ms / 1000,
             )
             for v in row.spec.variants
         )

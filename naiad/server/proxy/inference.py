@@ -32,6 +32,7 @@ class VariantRoute:
     name: str
     weight: float
     targets: tuple[Target, ...]  # healthy replicas, e.g. ("127.0.0.1", 41234)
+    max_delay_s: float = 0.0  # the endpoint's batching delay: what a request may wait to share
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ class Router:
                 self.book.record_retry(endpoint)
             started = time.perf_counter()
             try:
-                reply = await lanes.post(target, body, headers)
+                reply = await lanes.post(target, body, headers, variant.max_delay_s)
             except Unreachable:
                 self._leave_out(target)
                 continue

@@ -1,12 +1,17 @@
 """Requests to one replica leave together, in frames (``naiad.core.frames``).
 
-Each replica has a lane: requests for it wait there while ``IN_FLIGHT`` frames are on their
-way, and the next frame carries all of them. Under light load a request leaves at once,
-alone, on the next pass of the event loop; under heavy load the frames grow with the
-queue, so the replica gets its requests together and its batches stay full, and the proxy
-pays one upstream exchange per frame, not per request. One frame at a time measured best
-(docs/benchmarks.md): with two, each carries half the waiting requests, so the replica's
-batches halve, for an overlap that two cores cannot use.
+Each replica has a lane: requests for it wait there while a frame is on its way, and the
+next frame carries all of them, so the replica gets its requests together and its batches
+stay full, and the proxy pays one upstream exchange per frame, not per request. A request
+that finds the lane idle leaves on the next pass of the event loop.
+
+When a frame comes back, the clients it answered usually send their next request at
+once. If fewer than ``FILL`` requests (or fewer than that frame and those waiting held)
+are waiting, the lane waits for them up to ``GRACE_S``, never longer than the endpoint's
+own batching delay: closed-loop clients would otherwise settle into two halves taking
+turns, each frame half as full, with two process wake-ups (the costly part of the hop on
+a VM) for every half. Larger frames gain nothing from the wait and leave at once. Two
+frames in flight measured worse than one (docs/benchmarks.md).
 
 A replica that does not take frames (a SageMaker handler or container answers 404) is
 remembered and sent its requests one by one, as are requests too large to share a frame
@@ -21,6 +26,8 @@ from naiad.core import frames
 from naiad.server.proxy.upstream import Reply, Target, Unreachable, Upstream
 
 IN_FLIGHT = 1  # frames on their way to one replica at once
+FILL = 16  # a frame this full leaves at once: its wake-ups cost little a request
+GRACE_S = 0.0005  # the longest a request waits for the answered clients to come back
 MAX_FRAME_BYTES = 1024 * 1024  # request bodies per frame (a replica takes 16 MiB bodies)
 ALONE_BYTES = 256 * 1024  # a body this large travels on its own
 MAX_MEDIA_BYTES = 4096  # Content-Type and Accept; a frame's fields hold 64 KiB each
@@ -39,6 +46,10 @@ class _Lane:
     in_flight: int = 0
     flush_due: bool = False
     framed: bool = True  # until the replica says otherwise
+    expect: int = 0  # requests the last frame's clients and the waiting ones make
+    expect_until: float = 0.0  # the loop's clock: how long to wait for them
+    timer: asyncio.TimerHandle | None = None
+    grace: float = 0.0  # GRACE_S within the endpoint's batching delay
 
 
 class Lanes:
@@ -46,8 +57,11 @@ class Lanes:
         self.upstream = upstream
         self._lanes: dict[Target, _Lane] = {}
 
-    async def post(self, target: Target, body: bytes, headers: dict[str, str]) -> Reply:
-        """The replica's answer to one invocation (raises what ``Upstream.post`` raises)."""
+    async def post(
+        self, target: Target, body: bytes, headers: dict[str, str], max_delay_s: float = 0.0
+    ) -> Reply:
+        """The replica's answer to one invocation (raises what ``Upstream.post`` raises);
+        ``max_delay_s``: the endpoint's batching delay, the most the lane waits to fill."""
         lane = self._lanes.get(target)
         if lane is None:
             lane = self._lanes[target] = self._new_lane()
@@ -62,10 +76,14 @@ class Lanes:
             return await self.upstream.post(target, "/invocations", body, headers)
         request = (content_type, accept, body)
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        lane.grace = min(GRACE_S, max_delay_s)
         lane.waiting.append((request, future))
-        if not lane.flush_due and lane.in_flight < IN_FLIGHT:
-            lane.flush_due = True  # on the next pass, so requests read in this one join it
+        if lane.timer is not None and len(lane.waiting) >= lane.expect:
+            lane.timer.cancel()
+            lane.timer = None
             asyncio.get_running_loop().call_soon(self._flush, target, lane)
+        elif not lane.flush_due:
+            self._schedule(target, lane)
         try:
             return await future
         except _NotFramed:
@@ -79,8 +97,20 @@ class Lanes:
             self._lanes = {t: lane for t, lane in self._lanes.items() if lane.in_flight}
         return _Lane()
 
+    def _schedule(self, target: Target, lane: _Lane) -> None:
+        """Send the waiting requests on the next pass, or once the expected ones are in."""
+        if lane.flush_due or lane.in_flight >= IN_FLIGHT or not lane.waiting:
+            return
+        loop = asyncio.get_running_loop()
+        lane.flush_due = True
+        if len(lane.waiting) >= lane.expect or loop.time() >= lane.expect_until:
+            loop.call_soon(self._flush, target, lane)
+        else:
+            lane.timer = loop.call_at(lane.expect_until, self._flush, target, lane)
+
     def _flush(self, target: Target, lane: _Lane) -> None:
         lane.flush_due = False
+        lane.timer = None
         if not lane.waiting or lane.in_flight >= IN_FLIGHT:
             return
         size = 0
@@ -109,8 +139,9 @@ class Lanes:
                     future.set_result(reply)
         finally:
             lane.in_flight -= 1
-            if lane.waiting and not lane.flush_due:
-                self._flush(target, lane)
+            lane.expect = min(FILL, len(batch) + len(lane.waiting))
+            lane.expect_until = asyncio.get_running_loop().time() + lane.grace
+            self._schedule(target, lane)
 
     async def _exchange(
         self, target: Target, lane: _Lane, requests: list[frames.Request]
