@@ -9,10 +9,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from naiad.core.home import HomeLayout
+
+if TYPE_CHECKING:
+    import torch
 
 
 def scale_model(directory: Path, factor: float, width: int = 4) -> Path:
@@ -33,16 +37,14 @@ def scale_model(directory: Path, factor: float, width: int = 4) -> Path:
     return save_model(Scale(), torch.ones(2, width), directory)
 
 
-def digits_model(directory: Path) -> Path:
+def digits_network() -> "torch.nn.Module":
     """The digits CNN of the examples and benchmarks (conv 1->16, conv 16->32, linear 512 ->
-    10 on [N, 1, 8, 8]), untrained: what a cold start loads, for timing it."""
+    10 on [N, 1, 8, 8]), untrained, in eval mode."""
     import torch
     from torch import nn
 
-    from naiad.runtime.models import save_model
-
     torch.manual_seed(0)
-    model = nn.Sequential(
+    return nn.Sequential(
         nn.Conv2d(1, 16, 3),
         nn.ReLU(),
         nn.Conv2d(16, 32, 3),
@@ -50,7 +52,15 @@ def digits_model(directory: Path) -> Path:
         nn.Flatten(),
         nn.Linear(32 * 4 * 4, 10),
     ).eval()
-    return save_model(model, torch.zeros(2, 1, 8, 8), directory)
+
+
+def digits_model(directory: Path) -> Path:
+    """``digits_network`` saved as a version: what a cold start loads, for timing it."""
+    import torch
+
+    from naiad.runtime.models import save_model
+
+    return save_model(digits_network(), torch.zeros(2, 1, 8, 8), directory)
 
 
 def broken_model(directory: Path, width: int = 4) -> Path:

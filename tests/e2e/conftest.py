@@ -5,16 +5,27 @@ from pathlib import Path
 
 import pytest
 
+from naiad.testing.endpoints import kill_replicas
 from naiad.testing.live import LiveServer
 from naiad.testing.s3 import s3_server  # noqa: F401 - a fixture for this folder
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The module's server; the endpoint replicas it started go with it."""
     server = LiveServer(home=tmp_path_factory.mktemp("naiad") / "home")
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
+        kill_replicas(server.home)
+
+
+@pytest.fixture(scope="module")
+def server(live: LiveServer) -> LiveServer:
+    """``live`` under the name most modules use."""
+    return live
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ is an event on the endpoint, shown by `naiad endpoints show`. Windows are a seco
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 
 import naiad
 from naiad.sdk.endpoints import EndpointHandle
-from naiad.testing.endpoints import Load, digits_model, kill_replicas, replica_pids, scale_model
+from naiad.testing.endpoints import Load, digits_model, replica_pids, scale_model
 from naiad.testing.live import LiveServer
 
 
@@ -29,17 +29,6 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
             raise AssertionError(f"{what} not reached in {timeout}s")
         time.sleep(0.1)
     return value
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = LiveServer(home=tmp_path_factory.mktemp("autoscaling") / "home")
-    live.start()
-    try:
-        yield live
-    finally:
-        live.stop()
-        kill_replicas(live.home)
 
 
 @pytest.fixture(scope="module")

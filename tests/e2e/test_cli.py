@@ -66,12 +66,6 @@ def one_sentence_error(result: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(live: LiveServer) -> LiveServer:
-    """This module's live server (the folder's ``live`` fixture)."""
-    return live
-
-
-@pytest.fixture(scope="module")
 def env(server: LiveServer) -> dict[str, str]:
     return server.environ()
 

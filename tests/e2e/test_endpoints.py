@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import naiad
 from naiad.core.errors import InvalidInput, NotFound, PayloadTooLarge, ServerError
 from naiad.sdk.endpoints import EndpointFailed, EndpointHandle
 from naiad.server.traffic.book import FRESH_REPLICA_S
-from naiad.testing.endpoints import Load, broken_model, kill_replicas, replica_pids, scale_model
+from naiad.testing.endpoints import Load, broken_model, replica_pids, scale_model
 from naiad.testing.live import LiveServer
 
 
@@ -44,17 +44,6 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = LiveServer(home=tmp_path_factory.mktemp("endpoints") / "home")
-    live.start()
-    try:
-        yield live
-    finally:
-        live.stop()
-        kill_replicas(live.home)
 
 
 @pytest.fixture(scope="module")

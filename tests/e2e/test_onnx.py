@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,19 +17,7 @@ from torch import nn
 
 import naiad
 from naiad.runtime import save_model
-from naiad.testing.endpoints import kill_replicas
 from naiad.testing.live import LiveServer
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = LiveServer(home=tmp_path_factory.mktemp("onnx") / "home")
-    live.start()
-    try:
-        yield live
-    finally:
-        live.stop()
-        kill_replicas(live.home)
 
 
 def cli(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:

@@ -4,13 +4,12 @@ same connection) still answered by uvicorn as before, in order, on the same conn
 
 import json
 import socket
-from collections.abc import Iterator
 
 import pytest
 
 import naiad
 from naiad.server.http import parse
-from naiad.testing.endpoints import kill_replicas, scale_model
+from naiad.testing.endpoints import scale_model
 from naiad.testing.live import LiveServer
 
 ROW = b'{"inputs": [[1.0, 2.0, 3.0, 4.0]]}'
@@ -18,18 +17,13 @@ DOUBLED = [[2.0, 4.0, 6.0, 8.0]]
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("http")
-    server = LiveServer(home=root / "home")
-    server.start()
-    try:
-        client = naiad.Client(url=server.url, token=server.token)
-        client.models.register("scale", path=scale_model(root / "model", 2.0))
-        client.endpoints.deploy("e", model="scale:1", wait=True, timeout=120)
-        yield server
-    finally:
-        server.stop()
-        kill_replicas(server.home)
+def served(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> LiveServer:
+    """The module's server with endpoint ``e``: one replica answering ``x * 2``."""
+    client = naiad.Client(url=server.url, token=server.token)
+    model = scale_model(tmp_path_factory.mktemp("http") / "model", 2.0)
+    client.models.register("scale", path=model)
+    client.endpoints.deploy("e", model="scale:1", wait=True, timeout=120)
+    return server
 
 
 def invocation(server: LiveServer, body: bytes = ROW, extra: str = "", name: str = "e") -> bytes:

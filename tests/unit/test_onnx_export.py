@@ -17,24 +17,7 @@ from naiad.runtime.builtin.export import ONNX_FILE, export_directory, export_onn
 from naiad.schemas.models import MANIFEST_FILE, ModelManifest
 from naiad.serving.loader import ModelLoadError, choose_cpu_kernels, load_model
 from naiad.serving.onnx_runtime import OnnxRuntimeMissing
-
-
-class DigitsCNN(nn.Module):
-    """bench/digits_cnn.py's network: two 3x3 convolutions and a linear head on 8x8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(1, 16, 3),
-            nn.ReLU(),
-            nn.Conv2d(16, 32, 3),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(32 * 4 * 4, 10),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+from naiad.testing.endpoints import digits_network
 
 
 def tabular_mlp(features: int = 20) -> nn.Module:
@@ -55,7 +38,7 @@ def torch_answers(module: nn.Module, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("format", ["torchscript", "torch_export"])
 @pytest.mark.parametrize(
-    ("make", "row"), [(DigitsCNN, (1, 8, 8)), (tabular_mlp, (20,))], ids=["cnn", "mlp"]
+    ("make", "row"), [(digits_network, (1, 8, 8)), (tabular_mlp, (20,))], ids=["cnn", "mlp"]
 )
 def test_the_exported_graph_answers_as_torch_does(
     tmp_path: Path, make: type[nn.Module], row: tuple[int, ...], format: str

@@ -56,6 +56,7 @@ class Lanes:
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
         self._lanes: dict[Target, _Lane] = {}
+        self._sending: set[asyncio.Task[None]] = set()  # the loop holds tasks weakly
 
     async def post(
         self, target: Target, body: bytes, headers: dict[str, str], max_delay_s: float = 0.0
@@ -122,7 +123,9 @@ class Lanes:
             take += 1
         batch, lane.waiting = lane.waiting[:take], lane.waiting[take:]
         lane.in_flight += 1
-        asyncio.get_running_loop().create_task(self._send(target, lane, batch))
+        task = asyncio.get_running_loop().create_task(self._send(target, lane, batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def _send(
         self, target: Target, lane: _Lane, batch: list[tuple[frames.Request, asyncio.Future[Reply]]]
