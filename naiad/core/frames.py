@@ -15,6 +15,7 @@ import struct
 
 FRAMES = b"application/x-naiad-frames"
 PATH = "/frames"
+MAX_BYTES = 4 * 1024 * 1024  # a replica takes frames this large whatever its body limit
 
 _COUNT = struct.Struct("<I")
 _SHORT = struct.Struct("<H")

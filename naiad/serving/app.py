@@ -161,13 +161,15 @@ class InvocationApp:
         proxy to send this replica's requests one by one."""
         await respond(send, 404, error_body("not_found", "This replica takes no frames."))
 
-    async def _body(self, receive: Receive) -> bytes:
+    async def _body(self, receive: Receive, limit: int | None = None) -> bytes:
+        """The whole body; PayloadTooLarge past ``limit`` (the per-request limit)."""
+        limit = self.max_body_bytes if limit is None else limit
         message = await receive()
         if message["type"] != "http.request":
             raise _Gone()
         body = message.get("body", b"")
         if not message.get("more_body", False):
-            if len(body) > self.max_body_bytes:
+            if len(body) > limit:
                 raise self._too_large()
             return body
         chunks = [body]
@@ -178,7 +180,7 @@ class InvocationApp:
                 raise _Gone()
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 raise self._too_large()
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -225,7 +227,8 @@ class ReplicaApp(InvocationApp):
         share batches as if they had come on their own connections at once."""
         started = time.perf_counter()
         try:
-            requests = frames.decode_requests(await self._body(receive))
+            limit = max(self.max_body_bytes, frames.MAX_BYTES)  # each request: its own limit
+            requests = frames.decode_requests(await self._body(receive, limit))
         except (frames.FrameError, NaiadError) as exc:
             await respond(send, 400, error_body("invalid_frame", f"Not a valid frame: {exc}"))
             return
@@ -256,6 +259,8 @@ class ReplicaApp(InvocationApp):
 
     def _submit(self, content_type: bytes, body: bytes) -> _Queued:
         """Decode a request and queue it for the model (NaiadError: a 4xx or 503 answer)."""
+        if len(body) > self.max_body_bytes:
+            raise self._too_large()
         inputs = self.codec.decode(body, content_type)
         return inputs, self.batcher.submit(inputs)
 

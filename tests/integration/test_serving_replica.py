@@ -290,6 +290,20 @@ def test_a_frame_carries_many_invocations_each_answered_as_if_alone(
     assert after["200"] - before.get("200", 0) == 2  # counted as the requests they carry
     assert after["400"] - before.get("400", 0) == 1
 
+    # A frame larger than the replica's body limit (200,000 bytes here) is read whole; each
+    # request in it is held to that limit on its own.
+    big = b"[" + b"0," * 105_000 + b"0]"
+    mixed = [(JSON.encode(), b"", requests[0][2]), (JSON.encode(), b"", big)]
+    response = httpx.post(
+        f"{replica.url}{frames.PATH}",
+        content=frames.encode_requests(mixed),
+        headers={"content-type": frames.FRAMES.decode()},
+    )
+    assert response.status_code == 200, response.text
+    small, large = frames.decode_answers(response.content)
+    assert small[0] == 200
+    assert large[0] == 413 and b"200000 bytes" in large[2]
+
     broken = httpx.post(f"{replica.url}{frames.PATH}", content=b"\x05\x00\x00\x00abc")
     assert broken.status_code == 400 and broken.json()["error"] == "invalid_frame"
     assert httpx.post(f"{replica.url}/invocations", json={"inputs": one.tolist()}).is_success

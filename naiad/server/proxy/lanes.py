@@ -28,7 +28,7 @@ from naiad.server.proxy.upstream import Reply, Target, Unreachable, Upstream
 IN_FLIGHT = 1  # frames on their way to one replica at once
 FILL = 16  # a frame this full leaves at once: its wake-ups cost little a request
 GRACE_S = 0.0005  # the longest a request waits for the answered clients to come back
-MAX_FRAME_BYTES = 1024 * 1024  # request bodies per frame (a replica takes 16 MiB bodies)
+MAX_FRAME_BYTES = 1024 * 1024  # request bodies per frame (a replica takes frames.MAX_BYTES)
 ALONE_BYTES = 256 * 1024  # a body this large travels on its own
 MAX_MEDIA_BYTES = 4096  # Content-Type and Accept; a frame's fields hold 64 KiB each
 MAX_LANES = 256
