@@ -17,6 +17,7 @@ import pytest
 
 import naiad
 from naiad.executors.supervisor.workdir import proc_alive
+from naiad.testing.endpoints import scale_model
 from naiad.testing.live import LiveServer, free_port
 
 
@@ -169,7 +170,9 @@ def logs(client: naiad.Client) -> str:
     return client.training_jobs.read_logs("sleeper").text
 
 
-def test_a_deleted_home_fails_health_refuses_writes_and_ends_its_jobs(tmp_path: Path) -> None:
+def test_a_deleted_home_fails_health_refuses_writes_and_ends_its_jobs_and_replicas(
+    tmp_path: Path,
+) -> None:
     server = LiveServer(home=tmp_path / "home", env={"NAIAD_WARM_START": "false"})
     server.start()
     headers = {"authorization": f"Bearer {server.token}"}
@@ -182,12 +185,16 @@ def test_a_deleted_home_fails_health_refuses_writes_and_ends_its_jobs(tmp_path: 
         made = httpx.post(f"{server.url}/api/v1/experiments", json={"name": "a"}, headers=headers)
         assert made.status_code == 201
         with naiad.Client(server.url, server.token) as client:
+            client.models.register("scale", path=scale_model(tmp_path / "model", 2.0))
+            endpoint = client.endpoints.deploy("e", model="scale:1", wait=True, timeout=120)
+            replica = endpoint.refresh().variants[0].live[0].pid
             client.training_jobs.create("sleeper", "train.py", source)
             deadline = time.monotonic() + 60
             while not (pids := re.findall(r"^(\d+)$", logs(client), re.MULTILINE)):
                 assert time.monotonic() < deadline, logs(client)
                 time.sleep(0.2)
         pid = int(pids[0])
+        assert replica is not None
         shutil.rmtree(server.home)
         deadline = time.monotonic() + 10
         health = httpx.get(f"{server.url}/api/v1/health")
@@ -198,9 +205,16 @@ def test_a_deleted_home_fails_health_refuses_writes_and_ends_its_jobs(tmp_path: 
         write = httpx.post(f"{server.url}/api/v1/experiments", json={"name": "b"}, headers=headers)
         assert write.status_code == 503
         assert "deleted or replaced" in write.json()["message"]
+        url = f"{server.url}/endpoints/e/invocations"
+        invoked = httpx.post(url, json={"inputs": [[1, 2, 3, 4]]}, headers=headers)
+        assert invoked.status_code == 503 and "deleted or replaced" in invoked.json()["message"]
         deadline = time.monotonic() + 30
         while proc_alive(pid):  # the job's supervisor ended it with its directory
             assert time.monotonic() < deadline, "the training process outlived its home"
+            time.sleep(0.2)
+        # The replica is stopped, and reaped: no zombie is left under the server.
+        while os.path.exists(f"/proc/{replica}"):
+            assert time.monotonic() < deadline, "the replica outlived its home, or was not reaped"
             time.sleep(0.2)
     finally:
         server.stop()

@@ -172,8 +172,10 @@ class EndpointKeeper(ReconcileLoop):
 
     def _abandon(self, reason: str) -> None:
         """The home is gone, and with it every record of the replicas: drain and end them now,
-        rather than leave them serving with nothing to manage them."""
+        rather than leave them serving with nothing to manage them; later ticks reap them."""
         if self._abandoned:
+            for proc in self.fleet.all():
+                proc.alive()  # waits for an ended child, so none is left a zombie
             return
         self._abandoned = True
         log.error("%s", reason)
