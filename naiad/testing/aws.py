@@ -3,6 +3,7 @@ configure them: the suites of the AWS-compatible APIs drive Naiad with the real 
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,16 +38,17 @@ class AwsServer:
         return boto3.client(service, **{**options, **kwargs})
 
 
-def start_aws_server(home: Path, env: dict[str, str] | None = None) -> LiveServer:
+@contextmanager
+def aws_server(home: Path, env: dict[str, str] | None = None) -> Iterator[AwsServer]:
+    """A live server on ``home``; stopped on the way out with the replicas it started
+    (they outlive a server by design)."""
     server = LiveServer(home=home, env={"NAIAD_WARM_START": "false", **(env or {})})
     server.start()
-    return server
-
-
-def stop_aws_server(server: LiveServer) -> None:
-    """Stop the server and the replicas it started (they outlive a server by design)."""
-    server.stop()
-    kill_replicas(server.home)
+    try:
+        yield AwsServer(server)
+    finally:
+        server.stop()
+        kill_replicas(server.home)
 
 
 @pytest.fixture(
@@ -59,19 +61,15 @@ def aws(
     database of its own), so the same boto3 calls run on both."""
     home = tmp_path_factory.mktemp("aws") / "home"
     if request.param == "sqlite":
-        server = start_aws_server(home)
-        try:
-            yield AwsServer(server)
-        finally:
-            stop_aws_server(server)
+        with aws_server(home) as server:
+            yield server
         return
     admin = request.getfixturevalue("postgres_url")
-    with postgres.scratch_database(admin) as url:
-        server = start_aws_server(home, {"NAIAD_DATABASE_URL": url})
-        try:
-            yield AwsServer(server)
-        finally:
-            stop_aws_server(server)
+    with (
+        postgres.scratch_database(admin) as url,
+        aws_server(home, {"NAIAD_DATABASE_URL": url}) as server,
+    ):
+        yield server
 
 
 def sdk_virtualenv(venv: Path, requirement: str) -> Path:

@@ -15,10 +15,9 @@ import pytest
 
 from naiad.testing.aws import (
     AwsServer,
+    aws_server,
     sdk_environment,
     sdk_virtualenv,
-    start_aws_server,
-    stop_aws_server,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,11 +36,8 @@ def sdk_python() -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsServer]:
-    live = start_aws_server(tmp_path_factory.mktemp("sdk") / "home")
-    try:
-        yield AwsServer(live)
-    finally:
-        stop_aws_server(live)
+    with aws_server(tmp_path_factory.mktemp("sdk") / "home") as server:
+        yield server
 
 
 def test_pytorch_estimator_fit_deploy_predict(

@@ -26,10 +26,9 @@ from botocore.exceptions import ClientError
 import naiad
 from naiad.testing.aws import (
     AwsServer,
+    aws_server,
     sdk_environment,
     sdk_virtualenv,
-    start_aws_server,
-    stop_aws_server,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,11 +52,8 @@ def sdk_python() -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsServer]:
-    live = start_aws_server(tmp_path_factory.mktemp("sdk3") / "home")
-    try:
-        yield AwsServer(live)
-    finally:
-        stop_aws_server(live)
+    with aws_server(tmp_path_factory.mktemp("sdk3") / "home") as server:
+        yield server
 
 
 def members(data: bytes) -> dict[str, bytes]:
