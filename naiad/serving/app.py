@@ -238,6 +238,8 @@ class ReplicaApp(InvocationApp):
             queued: list[_Queued | NaiadError] = []
             for content_type, _, body in requests:
                 try:
+                    if len(body) > self.max_body_bytes:  # the frame's limit is not its own
+                        raise self._too_large()
                     queued.append(self._submit(content_type, body))
                 except NaiadError as exc:
                     queued.append(exc)
@@ -259,8 +261,6 @@ class ReplicaApp(InvocationApp):
 
     def _submit(self, content_type: bytes, body: bytes) -> _Queued:
         """Decode a request and queue it for the model (NaiadError: a 4xx or 503 answer)."""
-        if len(body) > self.max_body_bytes:
-            raise self._too_large()
         inputs = self.codec.decode(body, content_type)
         return inputs, self.batcher.submit(inputs)
 
