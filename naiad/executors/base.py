@@ -8,7 +8,7 @@ job row stores it. Every method is idempotent so the controller can call it agai
 after a restart (the survival contract).
 """
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -126,6 +126,15 @@ class Held:
     changed_at: float  # epoch seconds of the last change: how old what it left is
 
 
+class Capacity(Protocol):
+    """What is free during one scheduler tick (``executors/capacity.py``)."""
+
+    def take(self, nodes: int, processes_per_node: int, gpus: int) -> str | None:
+        """None when the whole gang fits now (its room is then held for this tick), else
+        why it waits, e.g. "needs 4 nodes with 1 CPU and 1 GPU free; 2 such free"."""
+        ...
+
+
 class Executor(Protocol):
     @property
     def slots(self) -> int:
@@ -135,6 +144,10 @@ class Executor(Protocol):
     @property
     def nodes(self) -> int:
         """How many hosts a job may span (machines, or hosts emulated on one machine)."""
+        ...
+
+    def capacity(self, running: Sequence[LaunchSpec]) -> Capacity:
+        """What is free to start jobs on now, ``running`` being the jobs not yet ended."""
         ...
 
     def open(self) -> None:

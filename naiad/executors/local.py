@@ -14,11 +14,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from naiad.executors import local_files
+from naiad.executors.capacity import Slots
 from naiad.executors.base import (
     ExecState,
     Held,
@@ -95,6 +96,10 @@ class LocalExecutor:
     def nodes(self) -> int:
         """Hosts are emulated here, each its own process tree: as many as there are slots."""
         return self._slots
+
+    def capacity(self, running: Sequence[LaunchSpec]) -> Slots:
+        busy = sum(spec.nodes * spec.processes_per_node for spec in running)
+        return Slots(free=self._slots - busy, total=self._slots)
 
     def open(self) -> None:
         """Start the warm standby, when asked for one."""

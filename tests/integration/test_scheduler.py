@@ -6,14 +6,15 @@ import asyncio
 import io
 import tarfile
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
 
 from naiad.core.ids import new_id
 from naiad.core.status import Status
-from naiad.executors.base import ExecState, JobHandle, LaunchSpec, Phase
+from naiad.executors.base import Capacity, ExecState, JobHandle, LaunchSpec, Phase
+from naiad.executors.capacity import Slots, node_pool
 from naiad.schemas.jobs import JobCreate
 from naiad.schemas.metrics import MetricBatch
 from naiad.server.app import build_state
@@ -33,6 +34,17 @@ class RecordingExecutor:
     phases: dict[str, ExecState] = field(default_factory=dict)
     stopped: list[str] = field(default_factory=list)
     collected: list[str] = field(default_factory=list)
+    # per node {"CPU": .., "GPU": ..}: a cluster's nodes instead of one machine's slots
+    cluster: list[dict[str, float]] | None = None
+
+    def capacity(self, running: Sequence[LaunchSpec]) -> Capacity:
+        if self.cluster is None:
+            busy = sum(s.nodes * s.processes_per_node for s in running)
+            return Slots(self.slots - busy, self.slots)
+        pool = node_pool(self.cluster)
+        for spec in running:  # what a cluster reports: its running gangs' room is taken
+            assert pool.take(spec.nodes, spec.processes_per_node, spec.gpus) is None
+        return pool
 
     def submit(self, spec: LaunchSpec) -> JobHandle:
         self.started.append(spec.job_name)
@@ -67,8 +79,11 @@ def source(state) -> str:  # type: ignore[no-untyped-def]
     return "sources/x.tar.gz"
 
 
-def submit(state, name: str, procs: int = 1, priority: int = 0, nodes: int = 1) -> None:  # type: ignore[no-untyped-def]
+def submit(
+    state, name: str, procs: int = 1, priority: int = 0, nodes: int = 1, gpus: int = 0
+) -> None:  # type: ignore[no-untyped-def]
     body = JobCreate(
+        gpus=gpus,
         name=name,
         entrypoint="train.py",
         source_uri="sources/x.tar.gz",
@@ -128,6 +143,30 @@ def test_a_job_holds_a_slot_per_process_on_every_node(settings: Settings) -> Non
     executor.phases["wide"] = ExecState(Phase.SUCCEEDED)
     scheduler.tick()
     assert executor.started == ["wide", "small"]
+    state.engine.dispose()
+
+
+def test_a_gang_waits_whole_saying_why_and_is_not_overtaken(settings: Settings) -> None:
+    state = build_state(settings)
+    source(state)
+    cluster = [{"CPU": 4.0, "GPU": 1.0} for _ in range(3)]
+    executor = RecordingExecutor(slots=12, nodes=3, cluster=cluster)
+    scheduler = Scheduler(state, executor)
+    submit(state, "one", gpus=1)
+    submit(state, "gang", nodes=3, gpus=1)
+    submit(state, "small")
+    scheduler.tick()
+    assert executor.started == ["one"]  # 3 nodes with a free GPU are needed; 2 are free
+    with transaction(state.sessions) as session:
+        row = jobs.get_row(session, "gang")
+        assert row.status == Status.PENDING
+        assert row.status_reason == (
+            "Waiting for resources: needs 3 nodes with 1 CPU and 1 GPU free; 2 such free."
+        )
+    executor.phases["one"] = ExecState(Phase.SUCCEEDED)
+    scheduler.tick()
+    # the small job never jumped the gang; once it started, CPUs were left for it
+    assert executor.started == ["one", "gang", "small"]
     state.engine.dispose()
 
 

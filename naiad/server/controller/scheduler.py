@@ -5,8 +5,10 @@ Each tick (a fraction of a second, or at once when woken by a submit or a stop):
    first tick after a start this re-attaches to jobs that outlived a previous server,
    or marks them failed with the reason;
 2. stop requests are passed to the executor;
-3. pending jobs start in priority-then-FIFO order while the executor has free slots.
-   The head of the queue is never overtaken by a smaller job behind it.
+3. pending jobs start in priority-then-FIFO order while the executor has room for their
+   whole gang (``Executor.capacity``). The head of the queue is never overtaken by a
+   smaller job behind it: it holds a reservation on what frees up, so a large gang is
+   never starved by a stream of small jobs; its row says what it waits for.
 """
 
 import logging
@@ -44,7 +46,7 @@ class Scheduler(ReconcileLoop):
         if self.state.home.lost() is not None:
             return  # each supervisor ends its job when its directory goes; nothing to record
         with transaction(self.state.sessions) as session:
-            busy = 0
+            running: list[LaunchSpec] = []
             for row in jobs.active(session):
                 spec = self._spec(row)
                 if row.stop_requested and row.status != Status.STOPPING:
@@ -56,15 +58,18 @@ class Scheduler(ReconcileLoop):
                     collect_spooled_metrics(session, row, self.executor, limit)
                 apply_state(session, row, exec_state)
                 if not Status(row.status).terminal:
-                    busy += row.spec.processes
-            free = self.executor.slots - busy
+                    running.append(spec)
+            capacity = self.executor.capacity(running)
             for row in jobs.pending(session):
                 if row.stop_requested:
                     end(session, row, Status.STOPPED, "Stopped before it started.")
                     continue
-                need = row.spec.processes
-                if need > free:
+                spec = row.spec
+                why = capacity.take(spec.nodes, spec.processes_per_node, spec.gpus)
+                if why is not None:
+                    waiting = f"Waiting for resources: {why}."
+                    if row.status_reason != waiting:
+                        row.status_reason = waiting
                     break  # FIFO: wait for room rather than let smaller jobs jump the queue
                 jobs.transition(session, row, Status.STARTING, "Resources free; launching.")
                 row.handle = self.executor.submit(self._spec(row)).to_json()
-                free -= need
