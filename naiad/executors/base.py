@@ -50,6 +50,23 @@ class JobHandle:
 
 
 @dataclass(frozen=True)
+class GangPlace:
+    """One host's place in a gang spread over machines (the Ray executor runs one
+    supervisor per machine): every host's name, this one's rank, where rank 0 listens
+    for torch.distributed's rendezvous, and the gang's attempt number."""
+
+    hosts: list[str]
+    rank: int
+    master_addr: str
+    master_port: int
+    attempt: int = 0
+
+    @property
+    def host(self) -> str:
+        return self.hosts[self.rank]
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     """Everything a supervisor needs, written to ``work_dir/spec.json`` before it starts."""
 
@@ -87,6 +104,15 @@ class LaunchSpec:
     token_file: str | None = None
     artifact_root: str = ""  # the server's artifact store root URI
     s3_endpoint_url: str | None = None
+    # None: this supervisor runs every host; else the one host it runs of a gang
+    gang: GangPlace | None = None
+
+    def host_names(self) -> list[str]:
+        """``["algo-1", ..., "algo-N"]`` as SageMaker names a job's instances, or the
+        machines a gang runs on."""
+        if self.gang is not None:
+            return list(self.gang.hosts)
+        return [f"algo-{i + 1}" for i in range(max(1, self.nodes))]
 
     def token(self) -> str | None:
         """The token the job's processes send to the server, read when they start."""

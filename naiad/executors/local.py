@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from naiad.executors import local_files
-from naiad.executors.capacity import Slots
 from naiad.executors.base import (
     ExecState,
     Held,
@@ -28,6 +27,7 @@ from naiad.executors.base import (
     LogChunk,
     Phase,
 )
+from naiad.executors.capacity import Slots
 from naiad.executors.supervisor.workdir import (
     SUPERVISOR_MODULE,
     WARM_MODULE,

@@ -7,11 +7,19 @@ names one (a path in the store, or ``s3://bucket/prefix``). A supervisor that fi
 given an earlier job's location resumes from that job's checkpoints (SageMaker's
 ``CheckpointConfig``).
 
+A host of a gang spread over machines (the Ray executor) also mirrors while it runs
+(``Mirror``), since its machine may be lost with its disk: every few seconds, the files
+that have not changed for a moment. Every host mirrors to the same location, so a
+sharded checkpoint (a file per rank) is whole there, and every host restores all of it.
+
 A file the script pruned is pruned there too, but only a file this job's mirror knows
 (it restored it, or put it there): ``checkpoint_sync.json`` in the job's directory names
 them, so a location that holds other files never loses them to a job's pruning.
 """
 
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from naiad.executors.base import LaunchSpec
@@ -21,6 +29,7 @@ from naiad.executors.supervisor.workdir import WorkDir, read_json, write_json_at
 from naiad.store.artifacts import ArtifactStore
 
 MANIFEST = "checkpoint_sync.json"
+SETTLED_S = 1.0  # a file unchanged this long, mid-attempt, is taken to be written
 
 
 def location(spec: LaunchSpec) -> tuple[ArtifactStore, str]:
@@ -36,13 +45,23 @@ def describe(spec: LaunchSpec) -> str:
     return spec.checkpoint_uri or "the artifact store"
 
 
-def _local_files(wd: WorkDir) -> dict[str, Path]:
-    """Finished files only: names starting with '.' are a save still being written."""
-    return {
-        p.relative_to(wd.checkpoints).as_posix(): p
-        for p in sorted(wd.checkpoints.rglob("*"))
-        if p.is_file() and not p.name.startswith(".")
-    }
+def _local_files(wd: WorkDir, settled_s: float = 0.0) -> dict[str, Path]:
+    """Finished files only: a name starting with '.' (the file's or a folder's) is a save
+    still being written, as is one changed less than ``settled_s`` ago."""
+    files = {}
+    now = time.time()
+    for p in sorted(wd.checkpoints.rglob("*")):
+        rel = p.relative_to(wd.checkpoints)
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+            continue
+        if settled_s:
+            try:
+                if now - p.stat().st_mtime < settled_s:
+                    continue
+            except OSError:
+                continue
+        files[rel.as_posix()] = p
+    return files
 
 
 def _known(wd: WorkDir) -> set[str]:
@@ -58,10 +77,11 @@ def _join(prefix: str, rel: str) -> str:
     return f"{prefix}/{rel}" if prefix else rel
 
 
-def push(spec: LaunchSpec, wd: WorkDir) -> int:
-    """Mirror ``checkpoints/`` to its location; returns how many files were uploaded."""
+def push(spec: LaunchSpec, wd: WorkDir, settled_s: float = 0.0) -> int:
+    """Mirror ``checkpoints/`` to its location; returns how many files were uploaded
+    (``settled_s``: only files unchanged for that long, while the script may be writing)."""
     store, prefix = location(spec)
-    local = _local_files(wd)
+    local = _local_files(wd, settled_s)
     start = len(prefix) + 1 if prefix else 0
     remote = {info.path[start:] for info in store.list(prefix, recursive=True)}
     uploaded = 0
@@ -69,9 +89,10 @@ def push(spec: LaunchSpec, wd: WorkDir) -> int:
         if rel not in remote:
             store.put_file(_join(prefix, rel), path)
             uploaded += 1
-    for rel in (remote & _known(wd)) - set(local):
+    present = set(_local_files(wd))  # a file still being written is not pruned
+    for rel in (remote & _known(wd)) - present:
         store.delete(_join(prefix, rel))
-    _remember(wd, set(local))
+    _remember(wd, set(local) | (_known(wd) & present))
     return uploaded
 
 
@@ -86,3 +107,37 @@ def pull(spec: LaunchSpec, wd: WorkDir) -> int:
     restored = _local_files(wd)
     _remember(wd, set(restored))
     return len(restored)
+
+
+class Mirror:
+    """Pushes ``checkpoints/`` every ``every_s`` seconds in a thread of its own, so a
+    slow upload never delays watching the job; ``poke`` starts one when it is time."""
+
+    def __init__(
+        self, spec: LaunchSpec, wd: WorkDir, log: Callable[[str], None], every_s: float = 2.0
+    ) -> None:
+        self.spec, self.wd, self.log, self.every_s = spec, wd, log, every_s
+        self.last = time.monotonic()
+        self.thread: threading.Thread | None = None
+        self.failed_said = False
+
+    def poke(self) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            return
+        if time.monotonic() - self.last < self.every_s:
+            return
+        self.last = time.monotonic()
+        self.thread = threading.Thread(target=self._push, name="naiad-ckpt-mirror", daemon=True)
+        self.thread.start()
+
+    def _push(self) -> None:
+        try:
+            push(self.spec, self.wd, settled_s=SETTLED_S)
+        except Exception as exc:
+            if not self.failed_said:  # once: the final push after the attempt says it again
+                self.failed_said = True
+                self.log(f"could not copy checkpoints to {describe(self.spec)}: {exc}")
+
+    def wait(self) -> None:
+        if self.thread is not None:
+            self.thread.join()

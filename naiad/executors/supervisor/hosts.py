@@ -19,7 +19,6 @@ from typing import IO
 
 from naiad.executors.base import LaunchSpec
 from naiad.executors.supervisor import launch
-from naiad.executors.supervisor.jobenv import host_names
 from naiad.executors.supervisor.workdir import WorkDir
 
 # What the supervisor puts before a line of a host other than the first.
@@ -40,8 +39,11 @@ class Host:
 
 
 def hosts_of(spec: LaunchSpec, wd: WorkDir) -> list[Host]:
-    """One host at the root for one node; else ``hosts/algo-N/`` for each."""
-    names = host_names(spec.nodes)
+    """One host at the root for one node, or for a gang's host (its own machine); else
+    ``hosts/algo-N/`` for each."""
+    if spec.gang is not None:
+        return [Host(spec.gang.host, spec.gang.rank, wd)]
+    names = spec.host_names()
     if len(names) == 1:
         return [Host(names[0], 0, wd)]
     return [Host(name, rank, wd.for_host(name)) for rank, name in enumerate(names)]

@@ -29,11 +29,6 @@ CHANNEL_DEFAULTS: dict[str, str | None] = {
 }
 
 
-def host_names(nodes: int) -> list[str]:
-    """``["algo-1", ..., "algo-N"]``, as SageMaker names a job's instances."""
-    return [f"algo-{i + 1}" for i in range(max(1, nodes))]
-
-
 def channel_options(spec: LaunchSpec, name: str) -> dict[str, str | None]:
     """The channel's options, defaults filled in."""
     return {**CHANNEL_DEFAULTS, **spec.channels.get(name, {})}
@@ -115,7 +110,7 @@ def sagemaker_env(
     """Every ``SM_*`` variable the training toolkit sets that a script may read, as ``host``."""
     typed = decode_hyperparameters(spec.hyperparameters)
     channel_dirs = {name: str(wd.data / name) for name in channels}
-    hosts = host_names(spec.nodes)
+    hosts = spec.host_names()
     master = hosts[0]
     group = {"instance_group_name": GROUP, "instance_type": INSTANCE_TYPE, "hosts": hosts}
     training_env: dict[str, Any] = {
@@ -182,9 +177,10 @@ def _gpu_ids() -> list[str]:
 
 def host_gpus(spec: LaunchSpec, host: str) -> str | None:
     """CUDA_VISIBLE_DEVICES for one of several hosts: its own ``gpus`` GPUs, when the
-    machine has enough for every host (else None: the hosts share what there is)."""
-    hosts = host_names(spec.nodes)
-    if len(hosts) < 2 or spec.gpus < 1:
+    machine has enough for every host (else None: the hosts share what there is). A
+    gang's host is a machine of its own, whose GPUs its scheduler already chose."""
+    hosts = spec.host_names()
+    if len(hosts) < 2 or spec.gpus < 1 or spec.gang is not None:
         return None
     ids = _gpu_ids()
     if len(ids) < len(hosts) * spec.gpus:
@@ -225,7 +221,7 @@ def job_env(
     token = spec.token()
     if token:
         env["NAIAD_TOKEN"] = token
-    hosts = max(1, spec.nodes)
+    hosts = 1 if spec.gang is not None else max(1, spec.nodes)  # hosts sharing this machine
     env.setdefault("OMP_NUM_THREADS", str(max(1, num_cpus // (hosts * max(1, procs)))))
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(wd.code) + (os.pathsep + path if path else "")
@@ -238,7 +234,5 @@ def write_config(spec: LaunchSpec, wd: WorkDir, channels: list[str], host: str =
     write_json_atomic(
         wd.config / "hyperparameters.json", hyperparameters_file(spec.hyperparameters)
     )
-    write_json_atomic(
-        wd.config / "resourceconfig.json", resource_config(host, host_names(spec.nodes))
-    )
+    write_json_atomic(wd.config / "resourceconfig.json", resource_config(host, spec.host_names()))
     write_json_atomic(wd.config / "inputdataconfig.json", data_config(spec, channels))

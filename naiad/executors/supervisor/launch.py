@@ -84,6 +84,7 @@ def command(
     port: int,
     nodes: int = 1,
     node_rank: int = 0,
+    master: str = "127.0.0.1",
 ) -> list[str]:
     """``python code/<entrypoint> args``, or torchrun for more than one process per node
     (on several nodes: this node's agent, of ``nodes``, by its rank)."""
@@ -104,7 +105,7 @@ def command(
         "--nproc-per-node",
         str(procs),
         "--master-addr",
-        "127.0.0.1",
+        master,
         "--master-port",
         str(port),
         "--max-restarts",
@@ -121,12 +122,17 @@ def command(
 
 
 def launch_env(
-    env: dict[str, str], procs: int, port: int, nodes: int = 1, node_rank: int = 0
+    env: dict[str, str],
+    procs: int,
+    port: int,
+    nodes: int = 1,
+    node_rank: int = 0,
+    master: str = "127.0.0.1",
 ) -> dict[str, str]:
     """torchrun sets the rank variables itself; one process per node gets the same by hand
     (its rank is its node's: one process on each of ``nodes`` hosts)."""
     env = dict(env)
-    env.update(SM_MASTER_ADDR="127.0.0.1", SM_MASTER_PORT=str(port))
+    env.update(SM_MASTER_ADDR=master, SM_MASTER_PORT=str(port))
     if procs > 1:
         env["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"] = "[rank${rank}] "
     else:
@@ -136,7 +142,7 @@ def launch_env(
             WORLD_SIZE=str(max(1, nodes)),
             LOCAL_WORLD_SIZE="1",
             GROUP_RANK=str(node_rank),
-            MASTER_ADDR="127.0.0.1",
+            MASTER_ADDR=master,
             MASTER_PORT=str(port),
         )
     return env

@@ -55,9 +55,11 @@ def upload_results(spec: LaunchSpec, wd: WorkDir) -> list[str]:
     return written
 
 
-def upload_logs(spec: LaunchSpec, wd: WorkDir) -> None:
-    """Every file under ``logs/`` to ``jobs/<name>/logs/``, same relative paths."""
+def upload_logs(spec: LaunchSpec, wd: WorkDir, host: str | None = None) -> None:
+    """Every file under ``logs/`` to ``jobs/<name>/logs/`` (a gang's host: to
+    ``jobs/<name>/logs/<host>/``), same relative paths."""
     store = job_store(spec)
+    base = f"jobs/{spec.job_name}/logs" + (f"/{host}" if host else "")
     for path in sorted(p for p in wd.logs.rglob("*") if p.is_file()):
         rel = path.relative_to(wd.logs).as_posix()
-        store.put_file(f"jobs/{spec.job_name}/logs/{rel}", path)
+        store.put_file(f"{base}/{rel}", path)

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
@@ -231,18 +231,20 @@ def _local_keys(local: Path) -> list[str]:
 def stage_shards(
     name: str,
     uri: str,
-    dests: list[Path],
+    dests: Sequence[Path | None],
     spec: LaunchSpec,
     log: Log,
     fast: bool,
     listed: list[str] | None = None,
 ) -> None:
-    """ShardedByS3Key: ``dests[i]`` gets the channel's keys i, i+N, ... (N = len(dests)).
+    """ShardedByS3Key: ``dests[i]`` gets the channel's keys i, i+N, ... (N = len(dests));
+    a None is a host on another machine, which stages its own share.
 
     Local files (and FastFile ones in a local store) are linked one by one, others
     downloaded one by one: each host gets only its share, nothing more.
     """
-    for dest in dests:
+    here = [(i, dest) for i, dest in enumerate(dests) if dest is not None]
+    for _, dest in here:
         _clear(dest)
         dest.mkdir(parents=True)
     local = _local_path(uri)
@@ -257,7 +259,7 @@ def stage_shards(
                 )
             keys = listed if listed is not None else _local_keys(local)
             base = local if local.is_dir() else local.parent
-            for i, dest in enumerate(dests):
+            for i, dest in here:
                 for key in keys[i :: len(dests)]:
                     (dest / key).parent.mkdir(parents=True, exist_ok=True)
                     (dest / key).symlink_to((base / key).resolve())
@@ -273,7 +275,7 @@ def stage_shards(
             single = listed is None and not keys and bool(rel) and store.exists(rel)
             if single:  # the URI names one object: the first host gets it
                 keys = [rel.rsplit("/", 1)[-1]]
-            for i, dest in enumerate(dests):
+            for i, dest in here:
                 for key in keys[i :: len(dests)]:
                     store.download(rel if single else f"{prefix}{key}", dest / key)
             how = f"downloaded from {uri}"
@@ -284,17 +286,27 @@ def stage_shards(
     if not keys:
         raise StagingError(f"Input channel {name!r}: nothing found at {uri}.")
     shares = " + ".join(str(len(keys[i :: len(dests)])) for i in range(len(dests)))
+    if len(here) < len(dests):
+        shares = f"{len(keys[here[0][0] :: len(dests)])} here of {shares}"
     log(
         f"staging channel {name}: {len(keys):,} file{'s' if len(keys) != 1 else ''} sharded "
         f"by key over {len(dests)} hosts ({shares}, {how})"
     )
 
 
-def stage_channels(spec: LaunchSpec, data_dirs: list[Path], shared: Path, log: Log) -> list[str]:
+def stage_channels(
+    spec: LaunchSpec,
+    data_dirs: list[Path],
+    shared: Path,
+    log: Log,
+    share: tuple[int, int] | None = None,
+) -> list[str]:
     """Stage every channel into each host's data directory; returns the channels' names.
 
     With several hosts, a FullyReplicated channel is staged once into ``shared`` and
     linked from each host's directory; a ShardedByS3Key one is dealt out among them.
+    ``share=(i, n)``: the one host here is host ``i`` of a gang of ``n`` machines, and
+    takes only its part of a ShardedByS3Key channel.
     """
     for data_dir in data_dirs:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -305,9 +317,14 @@ def stage_channels(spec: LaunchSpec, data_dirs: list[Path], shared: Path, log: L
         fast = options["input_mode"] == "FastFile"
         manifest = options["manifest"]
         keys = manifest_keys(uri, spec, manifest) if manifest else None
-        if len(data_dirs) == 1:
+        sharded = options["distribution"] == "ShardedByS3Key"
+        if share is not None and sharded and share[1] > 1:
+            dests: list[Path | None] = [None] * share[1]
+            dests[share[0]] = data_dirs[0] / name
+            stage_shards(name, uri, dests, spec, log, fast, keys)
+        elif len(data_dirs) == 1:
             stage_channel(name, uri, data_dirs[0] / name, spec, log, fast, keys)
-        elif options["distribution"] == "ShardedByS3Key":
+        elif sharded:
             stage_shards(name, uri, [d / name for d in data_dirs], spec, log, fast, keys)
         else:
             staged = shared / name

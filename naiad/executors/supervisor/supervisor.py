@@ -75,6 +75,9 @@ class Supervisor:
         self.group: HostGroup | None = None  # the attempt's processes, one tree per host
         self.warm = warm  # torch is imported here: fork single-process attempts from us
         self.python = sys.executable  # or the env built for the job's requirements.txt
+        # A gang's host mirrors checkpoints while it runs: its machine may be lost with them
+        gang = self.spec.gang is not None
+        self.mirror = checkpoint_sync.Mirror(self.spec, self.wd, self.log) if gang else None
 
     # -- bookkeeping ----------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -105,7 +108,7 @@ class Supervisor:
         """The attempt to run: after a lost supervisor, the next one (ending any leftovers)."""
         previous = read_json(self.wd.state_file)
         if not previous:
-            return 0
+            return self.spec.gang.attempt if self.spec.gang else 0
         if ended(previous):
             raise Finished(previous["phase"], previous.get("reason"), previous.get("exit_code"))
         self.state["started_at"] = previous.get("started_at")
@@ -142,7 +145,9 @@ class Supervisor:
             if self.spec.command is not None and self.python == sys.executable:
                 self.python = private_python(self.wd.private_python, self.log)
             data_dirs = [host.wd.data for host in self.hosts]
-            channels = stage_channels(self.spec, data_dirs, self.wd.channels, self.log)
+            gang = self.spec.gang
+            share = (gang.rank, len(gang.hosts)) if gang else None
+            channels = stage_channels(self.spec, data_dirs, self.wd.channels, self.log, share)
             container.stage_channels(self.spec, [host.wd for host in self.hosts], self.log)
         except StopRequested:
             raise Finished("stopped", "Stopped on request") from None
@@ -171,36 +176,43 @@ class Supervisor:
         """Run one attempt to its end on every host; returns its exit code and the host that
         failed it (None when all succeeded), or raises Finished on a stop."""
         procs = self.procs
-        nodes = len(self.hosts)
-        port = launch.free_port()  # the master's: torch.distributed spans every host
+        gang = self.spec.gang
+        nodes = len(self.spec.host_names())
+        # the master's: torch.distributed spans every host
+        master, port = (gang.master_addr, gang.master_port) if gang else ("127.0.0.1", 0)
+        port = port or launch.free_port()
         args = user_args(decode_hyperparameters(self.spec.hyperparameters))
         self.fresh_outputs()
         what = f"{procs} process{'es' if procs > 1 else ''}"
-        if nodes > 1:
+        if gang is not None:
+            what += f" on host {gang.host} ({gang.rank + 1} of {nodes}; master {master}:{port})"
+        elif nodes > 1:
             what += f" on each of {nodes} hosts ({', '.join(h.name for h in self.hosts)})"
         self.log(f"attempt {attempt}: starting {what}")
         self.group = group = HostGroup(self.hosts, self.wd.job_log)
-        for host in self.hosts:
+        for i, host in enumerate(self.hosts):
             env = job_env(self.spec, host.wd, channels, attempt, procs, host.name)
-            env = launch.launch_env(env, procs, port, nodes, host.rank)
+            env = launch.launch_env(env, procs, port, nodes, host.rank, master)
             if self.spec.command is not None:  # run as given, once per host
                 cmd = container.command(self.spec, host.wd)
                 env = container.environment(env, self.spec, host.wd, self.python)
             else:
                 entry = self.spec.entrypoint or ""
-                cmd = launch.command(host.wd, entry, args, procs, attempt, port, nodes, host.rank)
+                cmd = launch.command(
+                    host.wd, entry, args, procs, attempt, port, nodes, host.rank, master
+                )
                 cmd[0] = self.python  # the same script (or torchrun) under the job's environment
             script = self.spec.command is None
             if nodes == 1 and script and self.warm and fork.can_fork(self.python, procs):
                 group.add(host, fork.fork_script(cmd, env, self.wd.code, self.wd.job_log))
                 continue
             try:
-                proc = launch.start(cmd, env, self.wd.code, self.wd.job_log if host.first else None)
+                proc = launch.start(cmd, env, self.wd.code, None if i else self.wd.job_log)
             except OSError as exc:  # a command naming no program here
                 group.kill()
                 why = exc.strerror or str(exc)
                 raise Finished("failed", f"Could not start {cmd[0]!r}: {why}.", 127) from None
-            group.add(host, proc, None if host.first else proc.stdout)
+            group.add(host, proc, proc.stdout if i else None)
         pids = group.pids
         self.save(
             phase="running", attempt=attempt, pid=pids[0], pids=pids, exit_code=None, reason=None
@@ -227,6 +239,8 @@ class Supervisor:
                     "stopped", f"Stopped: exceeded max_runtime_s={limit}", group.returncode
                 )
             group.reap()
+            if self.mirror is not None:
+                self.mirror.poke()
             time.sleep(POLL_S)
         code, failed = done
         if failed is not None and len(self.hosts) > 1 and group.running():
@@ -258,6 +272,8 @@ class Supervisor:
                 raise Finished("stopped", "Stopped on request")
             offset = self.wd.job_log.stat().st_size if self.wd.job_log.exists() else 0
             code, failed = self.run_attempt(attempt, channels)
+            if self.mirror is not None:
+                self.mirror.wait()
             try:
                 checkpoint_sync.push(self.spec, self.wd)
             except Exception as exc:  # the local copy still serves a retry here
@@ -287,7 +303,8 @@ class Supervisor:
         """Upload what the job made, then record its final phase (state.json last)."""
         if not self.wd.root.is_dir():
             return  # deleted under us: there is nowhere to record anything (nor to recreate)
-        if done.phase == "succeeded":
+        master = self.spec.gang is None or self.spec.gang.rank == 0
+        if done.phase == "succeeded" and master:  # a gang's other hosts leave no results
             try:
                 for uri in upload_results(self.spec, self.hosts[0].wd):  # the master's
                     self.log(f"uploaded {uri}")
@@ -297,7 +314,7 @@ class Supervisor:
                 )
         self.log(f"job {done.phase}" + (f": {done.reason}" if done.reason else ""))
         try:
-            upload_logs(self.spec, self.wd)
+            upload_logs(self.spec, self.wd, self.spec.gang.host if self.spec.gang else None)
         except Exception:
             traceback.print_exc()  # the logs stay in work_dir; the job's outcome stands
         self.save(

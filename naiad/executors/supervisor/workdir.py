@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from naiad.executors.base import LaunchSpec, Phase
+from naiad.executors.base import GangPlace, LaunchSpec, Phase
 
 SUPERVISOR_MODULE = "naiad.executors.supervisor.main"
 WARM_MODULE = "naiad.executors.supervisor.warm"
@@ -185,6 +185,8 @@ def read_spec(root: Path) -> LaunchSpec:
     known = {f.name for f in dataclasses.fields(LaunchSpec)}
     data = {k: v for k, v in data.items() if k in known}
     data["work_dir"] = Path(data["work_dir"])
+    if isinstance(data.get("gang"), dict):
+        data["gang"] = GangPlace(**data["gang"])
     return LaunchSpec(**data)
 
 

@@ -64,8 +64,8 @@ class Scheduler(ReconcileLoop):
                 if row.stop_requested:
                     end(session, row, Status.STOPPED, "Stopped before it started.")
                     continue
-                spec = row.spec
-                why = capacity.take(spec.nodes, spec.processes_per_node, spec.gpus)
+                want = row.spec
+                why = capacity.take(want.nodes, want.processes_per_node, want.gpus)
                 if why is not None:
                     waiting = f"Waiting for resources: {why}."
                     if row.status_reason != waiting:
