@@ -67,7 +67,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description="Train an MLP on the digits, DDP or FSDP.")
     parser.add_argument("--strategy", choices=["ddp", "fsdp", "none"], default="fsdp")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
@@ -136,8 +136,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         if rank == 0:
             print(
-                f"epoch {epoch + 1}/{args.epochs}  loss {mean.item():.4f}  val/loss {val_loss:.4f}  "
-                f"val/accuracy {val_accuracy:.4f}  ({1000 * step_seconds[-1]:.1f} ms/step)",
+                f"epoch {epoch + 1}/{args.epochs}  loss {mean.item():.4f}  "
+                f"val/loss {val_loss:.4f}  val/accuracy {val_accuracy:.4f}  "
+                f"({1000 * step_seconds[-1]:.1f} ms/step)",
                 flush=True,
             )
         sharded.save_checkpoint(optimizer, step=(epoch + 1) * steps_per_epoch)

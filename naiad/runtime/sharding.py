@@ -225,19 +225,25 @@ class Parallel:
         partial = base / f".{final.name}.partial"
         if self.rank == 0:
             shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir(parents=True)
         _barrier()
         with _one_process_is_fine():
             save(self._state(optimizer), checkpoint_id=partial, no_dist=not dist.is_initialized())
+        # Every rank has written. Rank 0's folder holds the index and, where all ranks share
+        # the directory, every shard: renaming it publishes the step at once.
         if self.rank == 0:
             shutil.copyfile(partial / _METADATA, partial / _METADATA_COPY)
             shutil.rmtree(final, ignore_errors=True)  # the same step saved again
             os.replace(partial, final)
             _fsync_dir(base)
-            for _, old in _step_dirs(base)[: -max(keep, 1)]:
-                shutil.rmtree(old, ignore_errors=True)
-            for stale in base.glob(".step-*.partial"):  # left by a crash mid-save
-                shutil.rmtree(stale, ignore_errors=True)
+        _barrier()
+        if partial.is_dir():  # a machine of its own (a gang's host): publish this rank's shards
+            final.mkdir(exist_ok=True)
+            for shard in partial.glob(f"__{self.rank}_*"):
+                os.replace(shard, final / shard.name)
+            with contextlib.suppress(OSError):
+                partial.rmdir()  # the last of this machine's ranks to finish removes it
+        for _, old in _step_dirs(base)[: -max(keep, 1)]:
+            shutil.rmtree(old, ignore_errors=True)
         _barrier()
         return final
 
@@ -260,8 +266,11 @@ class Parallel:
         if step is None:
             return None
         folder = base / f"step-{step:012d}"
-        if self.rank == 0 and not (folder / _METADATA).exists():
-            shutil.copyfile(folder / _METADATA_COPY, folder / _METADATA)  # restored by a mirror
+        index, copy = folder / _METADATA, folder / _METADATA_COPY
+        if not index.exists() and copy.exists():  # restored by the mirror, which skips dot-files
+            tmp = folder / f"{_METADATA}.{self.rank}.tmp"
+            shutil.copyfile(copy, tmp)
+            os.replace(tmp, index)  # atomic: ranks sharing the directory may race to it
         _barrier()
         state = self._state(optimizer)
         with _one_process_is_fine():

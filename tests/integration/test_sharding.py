@@ -5,6 +5,7 @@ a GPU."""
 
 import json
 import os
+import shutil
 import socket
 import warnings
 from collections.abc import Callable
@@ -106,7 +107,9 @@ def cpu_worker(rank: int, world: int, port: int, out: str) -> None:
     found["fsdp_bytes"] = fsdp.log_param_bytes()
     found["fsdp"] = train(fsdp, fsdp_opt, data[:STEPS])
     fsdp.save_checkpoint(fsdp_opt, STEPS, where=where / "checkpoints")
+    fsdp.save_checkpoint(fsdp_opt, STEPS, where=where / f"host{rank}")  # machines of their own
     saved = fsdp.full_state_dict()
+    found["full_state_sizes"] = [len(ddp_state), len(saved)]  # rank 0 only: on CPU
     fsdp.save_model(mlp(), data[0][0][:1], directory=where / "model", classes=list("0123456789"))
     found["continued"] = train(fsdp, fsdp_opt, data[STEPS:])
 
@@ -148,6 +151,7 @@ def test_ddp_and_fsdp_on_two_cpu_ranks(tmp_path: Path) -> None:
     full = full_bytes()
     for found in ranks:
         assert found["ddp_bytes"] == full
+        assert found["full_state_sizes"] == ([4, 4] if found is ranks[0] else [0, 0])
         assert found["fsdp_bytes"] == [full // 2, full // 2]  # each rank holds half
         # Same seed, same batches: the two strategies take the same steps.
         assert found["fsdp"] == pytest.approx(found["ddp"], abs=1e-5)
@@ -178,6 +182,28 @@ def test_ddp_and_fsdp_on_two_cpu_ranks(tmp_path: Path) -> None:
     assert evaluate(traced) == pytest.approx((loss, accuracy), abs=1e-6)
     manifest = json.loads((tmp_path / "model" / "naiad-model.json").read_text())
     assert manifest["signature"]["inputs"]["shape"] == [-1, 64]
+
+    # Each machine publishes its own rank's shards; the mirror (which skips dot-files) puts
+    # them together, and one process loads the two ranks' checkpoint whole.
+    mirror = tmp_path / "mirror" / f"step-{STEPS:012d}"
+    mirror.mkdir(parents=True)
+    for host in ("host0", "host1"):
+        shipped = sorted(p.name for p in (tmp_path / host).rglob("*") if p.is_file())
+        assert shipped == (
+            [".metadata", "__0_0.distcp", "metadata"] if host == "host0" else ["__1_0.distcp"]
+        )
+        for file in (tmp_path / host / mirror.name).glob("[!.]*"):
+            shutil.copy(file, mirror / file.name)
+    whole = mlp()
+    info = DistInfo(0, 0, 1, None, "cpu")
+    assert (
+        Parallel(whole, "none", info, None, None).load_checkpoint(
+            torch.optim.Adam(whole.parameters()), where=mirror.parent
+        )
+        == STEPS
+    )
+    for name, tensor in whole.state_dict().items():
+        assert torch.equal(tensor, states["fsdp"][name])
 
     folders = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert folders == [f"step-{STEPS:012d}"]
