@@ -287,8 +287,9 @@ class Parallel:
         the unwrapped network loads. Every rank must call it (FSDP gathers the shards)."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        if self.strategy == "none":
-            return {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
+        if self.strategy == "none":  # nothing to gather: each rank has it all
+            state = self.module.state_dict() if self.rank == 0 else {}
+            return {k: v.detach().cpu() for k, v in state.items()}
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         return get_model_state_dict(self.module, options=options)
 
