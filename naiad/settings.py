@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     auth: bool = True
-    executor: Literal["local"] = "local"  # "ray" comes with the cluster executor
+    executor: Literal["local", "ray"] = "local"
+    # the cluster NAIAD_EXECUTOR=ray runs jobs on: auto, ray://host:10001, or host:port
+    ray_address: str = "auto"
     warm_start: bool = True  # keep a standby supervisor with torch imported (faster starts)
     max_batch_points: int = 200_000
     max_request_bytes: int = 64 * 1024 * 1024

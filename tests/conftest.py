@@ -30,6 +30,19 @@ def postgres_url() -> Iterator[str]:
         yield db_url
 
 
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[object]:
+    """A Ray cluster on this machine: a head and three worker nodes of one CPU each."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        need(False, "Ray (pip install 'naiad[ray]')")
+    from naiad.testing.ray_cluster import local_cluster
+
+    with local_cluster(workers=3, cpus=1) as cluster:
+        yield cluster
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Server settings on a fresh store: the same tests run on SQLite and PostgreSQL."""

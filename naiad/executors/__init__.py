@@ -1,20 +1,32 @@
-"""Where jobs run. This version ships one executor, ``local``: each job's processes on the
-server's own machine. Only the server imports this."""
+"""Where jobs run: ``local`` (each job's processes on the server's own machine) or
+``ray`` (each job a gang on a Ray cluster, ``pip install naiad[ray]``). Only the server
+imports this."""
 
 from pathlib import Path
 
 from naiad.core.errors import InvalidInput
 from naiad.executors.base import Executor
 
-KINDS = ("local",)
+KINDS = ("local", "ray")
 
 
-def open_executor(kind: str, root: Path, warm: bool = False) -> Executor:
+def open_executor(kind: str, root: Path, warm: bool = False, ray_address: str = "auto") -> Executor:
     """The executor named by NAIAD_EXECUTOR, imported only when chosen; ``root`` is the
     folder that holds its jobs' directories. Nothing starts until ``open()``."""
     if kind == "local":
         from naiad.executors.local import LocalExecutor
 
         return LocalExecutor(root, warm=warm)
+    if kind == "ray":
+        try:
+            import ray  # noqa: F401 - only to say what is missing, before anything starts
+        except ImportError:
+            raise InvalidInput(
+                "NAIAD_EXECUTOR=ray needs Ray on the server and every node of the cluster: "
+                "pip install 'naiad[ray]'."
+            ) from None
+        from naiad.executors.ray.executor import RayExecutor
+
+        return RayExecutor(root, ray_address)
     known = " or ".join(repr(k) for k in KINDS)
     raise InvalidInput(f"NAIAD_EXECUTOR={kind!r} is not available in this version; use {known}.")

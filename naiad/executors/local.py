@@ -28,13 +28,13 @@ from naiad.executors.base import (
     Phase,
 )
 from naiad.executors.capacity import Slots
+from naiad.executors.local_files import exec_state
 from naiad.executors.supervisor.workdir import (
     SUPERVISOR_MODULE,
     WARM_MODULE,
     WorkDir,
     ended,
     job_processes,
-    phase_of,
     read_json,
     supervisor_pid,
     write_json_atomic,
@@ -271,13 +271,13 @@ class LocalExecutor:
         wd = WorkDir(root)
         state = read_json(wd.state_file)
         if ended(state):
-            return _exec_state(state or {})
+            return exec_state(state or {})
         alive = supervisor_pid(root) is not None
         if alive:
-            return _exec_state(state) if state else ExecState(Phase.STARTING)
+            return exec_state(state) if state else ExecState(Phase.STARTING)
         state = read_json(wd.state_file)  # it may have finished between the two reads
         if ended(state):
-            return _exec_state(state or {})
+            return exec_state(state or {})
         if not wd.spec_file.exists():
             return ExecState(Phase.LOST, reason=f"The job was never submitted here ({root}).")
         return _orphaned(wd, state or {})
@@ -318,7 +318,7 @@ def _orphaned(wd: WorkDir, state: dict[str, Any]) -> ExecState:
     if leftovers:
         if stop is None or time.time() >= _number(stop, "requested_at") + _number(stop, "grace_s"):
             _signal(leftovers, signal.SIGKILL)
-        return _exec_state(state) if state else ExecState(Phase.STARTING)
+        return exec_state(state) if state else ExecState(Phase.STARTING)
     if stop is not None:
         stopped = {
             **state,
@@ -327,7 +327,7 @@ def _orphaned(wd: WorkDir, state: dict[str, Any]) -> ExecState:
             "updated_at": time.time(),
         }
         write_json_atomic(wd.state_file, stopped)
-        return _exec_state(stopped)
+        return exec_state(stopped)
     tail = _tail(wd.supervisor_log)
     fate = (
         "its training processes were ended with it"
@@ -355,18 +355,3 @@ def _signal(pids: list[int], sig: int) -> None:
 def _number(data: dict[str, Any], key: str) -> float:
     value = data.get(key)
     return float(value) if isinstance(value, int | float) else 0.0
-
-
-def _exec_state(state: dict[str, Any]) -> ExecState:
-    def number(key: str) -> float | None:
-        value = state.get(key)
-        return float(value) if isinstance(value, int | float) else None
-
-    exit_code = state.get("exit_code")
-    return ExecState(
-        phase=phase_of(state) or Phase.STARTING,
-        reason=state.get("reason"),
-        attempt=int(state.get("attempt") or 0),
-        started_at=number("started_at"),
-        exit_code=exit_code if isinstance(exit_code, int) else None,
-    )

@@ -5,10 +5,11 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from naiad.core.home import HomeLayout
-from naiad.executors.base import LogChunk
-from naiad.executors.supervisor.workdir import WorkDir, supervisor_pid
+from naiad.executors.base import ExecState, LogChunk, Phase
+from naiad.executors.supervisor.workdir import WorkDir, phase_of, supervisor_pid
 from naiad.schemas.metrics import MetricBatch
 from naiad.store import disk
 
@@ -79,3 +80,20 @@ def remove(root: Path, problems: list[str] | None) -> int | None:
     if supervisor_pid(root) is not None:
         return None
     return disk.remove(root, problems) if root.is_dir() else 0
+
+
+def exec_state(state: dict[str, Any]) -> ExecState:
+    """What a job's ``state.json`` (or its copy) says, as an ``ExecState``."""
+
+    def number(key: str) -> float | None:
+        value = state.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    exit_code = state.get("exit_code")
+    return ExecState(
+        phase=phase_of(state) or Phase.STARTING,
+        reason=state.get("reason"),
+        attempt=int(state.get("attempt") or 0),
+        started_at=number("started_at"),
+        exit_code=exit_code if isinstance(exit_code, int) else None,
+    )

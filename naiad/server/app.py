@@ -65,7 +65,9 @@ def build_state(settings: Settings) -> AppState:
         home=HomeWatch(settings.home, sqlite_path(engine)),
         # Built here so a job's log and files are reachable with no loop running; the
         # lifespan opens it (the warm standby) and closes it.
-        executor=open_executor(settings.executor, jobs_root(settings), settings.warm_start),
+        executor=open_executor(
+            settings.executor, jobs_root(settings), settings.warm_start, settings.ray_address
+        ),
     )
 
 

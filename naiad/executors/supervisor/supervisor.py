@@ -312,7 +312,8 @@ class Supervisor:
                 done = Finished(
                     "failed", f"The job succeeded but uploading its outputs failed: {exc}"
                 )
-        self.log(f"job {done.phase}" + (f": {done.reason}" if done.reason else ""))
+        what = f"host {self.spec.gang.host}" if self.spec.gang else "job"  # a gang's: one host
+        self.log(f"{what} {done.phase}" + (f": {done.reason}" if done.reason else ""))
         try:
             upload_logs(self.spec, self.wd, self.spec.gang.host if self.spec.gang else None)
         except Exception:

@@ -1,0 +1,176 @@
+"""Jobs on a real Ray cluster: a head and three worker nodes on this machine (one CPU
+each), a live server with ``NAIAD_EXECUTOR=ray``. A gang of two nodes trains with
+torch.distributed across them; a gang that does not fit waits, saying why; a node
+killed mid-job makes the gang retry from its checkpoint; a stop ends every rank on
+every node; a server killed and restarted finds its running job again."""
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import naiad
+from naiad.sdk.jobs import JobHandle
+from naiad.testing.live import LiveServer
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+SOURCE = Path(__file__).parent / "jobs"
+GANG = {"entrypoint": "gang.py", "source_dir": SOURCE, "nodes": 2}
+
+
+@pytest.fixture(scope="module")
+def cluster(ray_cluster):  # type: ignore[no-untyped-def]
+    """tests/conftest.py's: three workers of one CPU."""
+    return ray_cluster
+
+
+@pytest.fixture(scope="module")
+def live(cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
+    from naiad.testing.ray_cluster import LOOPBACK_ENV
+
+    env = {"NAIAD_EXECUTOR": "ray", "NAIAD_RAY_ADDRESS": cluster.address, **LOOPBACK_ENV}
+    server = LiveServer(home=tmp_path_factory.mktemp("naiad") / "home", env=env)
+    server.start(timeout=60)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def client(live: LiveServer, monkeypatch: pytest.MonkeyPatch) -> naiad.Client:
+    monkeypatch.setenv("NAIAD_HOME", str(live.home))
+    monkeypatch.setenv("NAIAD_URL", live.url)
+    monkeypatch.delenv("NAIAD_TOKEN", raising=False)
+    return naiad.Client()
+
+
+def log_of(job: JobHandle) -> str:
+    return "".join(job.logs())
+
+
+def wait_for(job: JobHandle, pattern: str, timeout: float = 90.0) -> re.Match[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(pattern, log_of(job))
+        if found:
+            return found
+        assert job.refresh().status not in ("Failed", "Stopped"), job.job.status_reason
+        time.sleep(0.3)
+    raise AssertionError(f"{pattern!r} not in the log of {job.name}:\n{log_of(job)}")
+
+
+def test_a_two_node_gang_trains_with_the_same_weights_on_every_rank(
+    client: naiad.Client,
+) -> None:
+    job = client.training_jobs.create(
+        name="ddp", hyperparameters={"epochs": 2, "steps_per_epoch": 5}, **GANG
+    )
+    done = job.wait(timeout=120)
+    assert done.status == "Completed", f"{done.status_reason}\n{log_of(job)}"
+    log = log_of(job)
+    assert re.search(r"the gang is placed on algo-1=127\.0\.0\.1 \(node \w+\), algo-2=", log)
+    assert re.search(r'^rank 0 of 2 on algo-1 pid \d+ hosts \["algo-1", "algo-2"\]$', log, re.M)
+    assert re.search(r"^\[algo-2\] rank 1 of 2 on algo-2 pid \d+", log, re.M)
+    weights = re.findall(r"rank (\d) weights (\S+)", log)
+    assert sorted(r for r, _ in weights) == ["0", "1"] and len({w for _, w in weights}) == 1
+    history = client.runs.metric_history(done.run_id, "loss")
+    assert history.steps.tolist() == list(range(10))  # rank 0's points, each step once
+    assert log.count("model.tar.gz") == 1  # uploaded by rank 0's host alone
+
+
+def test_a_gang_that_does_not_fit_waits_and_starts_when_room_frees(
+    client: naiad.Client,
+) -> None:
+    slow = {"epochs": 1, "steps_per_epoch": 8, "step_s": 0.5}
+    first = client.training_jobs.create(name="first", hyperparameters=slow, **GANG)
+    second = client.training_jobs.create(name="second", hyperparameters=slow, **GANG)
+    deadline = time.monotonic() + 60
+    while first.status not in ("Running", "Completed"):
+        assert time.monotonic() < deadline, first.job.status_reason
+        time.sleep(0.2)
+    waiting = second.refresh()
+    assert waiting.status == "Pending"  # 3 nodes of 1 CPU: no second pair while one runs
+    assert waiting.status_reason == (
+        "Waiting for resources: needs 2 nodes with 1 CPU free; 1 such free."
+    )
+    a, b = first.wait(timeout=120), second.wait(timeout=120)
+    assert (a.status, b.status) == ("Completed", "Completed"), (a.status_reason, b.status_reason)
+    assert a.ended_at is not None and b.started_at is not None and b.started_at >= a.ended_at
+
+
+def test_stop_ends_every_rank_on_every_node(client: naiad.Client) -> None:
+    job = client.training_jobs.create(
+        name="stopped", hyperparameters={"epochs": 1, "steps_per_epoch": 200, "step_s": 0.2}, **GANG
+    )
+    wait_for(job, r"\[algo-2\] rank 1 of 2 .* pid \d+")
+    pids = [int(p) for p in re.findall(r"rank \d of 2 on algo-\d pid (\d+)", log_of(job))]
+    assert len(pids) == 2
+    job.stop()
+    done = job.wait(timeout=60)
+    assert done.status == "Stopped", done.status_reason
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in pids)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_server_reattaches_to_its_running_gang(
+    client: naiad.Client, live: LiveServer
+) -> None:
+    job = client.training_jobs.create(
+        name="outlives", hyperparameters={"epochs": 2, "steps_per_epoch": 10, "step_s": 0.3}, **GANG
+    )
+    wait_for(job, r"rank 0 checkpointed epoch 0")
+    live.kill()
+    time.sleep(1.0)
+    live.start(timeout=60)
+    done = job.wait(timeout=120)
+    assert done.status == "Completed", done.status_reason
+    log = log_of(job)
+    assert log.count("rank 0 weights") == 1 and log.count("[algo-2] rank 1 weights") == 1
+    assert log.count("rank 0 checkpointed epoch 0") == 1  # nothing read twice or lost
+    assert done.attempt == 0
+
+
+def test_a_lost_node_retries_the_whole_gang_from_its_checkpoint(
+    client: naiad.Client, cluster, live: LiveServer
+) -> None:  # type: ignore[no-untyped-def]
+    job = client.training_jobs.create(
+        name="lost-node",
+        hyperparameters={"epochs": 4, "steps_per_epoch": 10, "step_s": 0.4},
+        max_retries=1,
+        **GANG,
+    )
+    placed = wait_for(job, r"algo-2=127\.0\.0\.1 \(node (\w+)\)")
+    wait_for(job, r"rank 0 checkpointed epoch 0")
+    mirrored = live.home / "artifacts/jobs/lost-node/checkpoints/ckpt-000000000000.pt"
+    deadline = time.monotonic() + 30
+    while not mirrored.exists():  # the host mirrors its checkpoints every 2 s
+        assert time.monotonic() < deadline, "no checkpoint reached the artifact store"
+        time.sleep(0.1)
+    node = next(n for n in cluster.workers if n.node_id.startswith(placed[1]))
+    cluster.remove(node)
+    try:
+        done = job.wait(timeout=180)
+        assert done.status == "Completed", f"{done.status_reason}\n{log_of(job)}"
+        assert done.attempt == 1
+        log = log_of(job)
+        assert re.search(r"attempt 0 failed \(Host algo-2 was lost", log), log
+        assert re.search(r"rank 0 resumed after epoch [012]\n", log), log
+        weights = re.findall(r"rank (\d) weights (\S+)", log)
+        assert len({w for _, w in weights}) == 1
+        history = client.runs.metric_history(done.run_id, "loss")
+        assert history.steps.tolist() == list(range(40))  # each step once, none missing
+    finally:
+        cluster.workers.append(cluster.add())  # whole again for whatever runs next
