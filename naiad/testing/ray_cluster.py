@@ -11,7 +11,6 @@ that joins it needs in its environment too (a server under test: ``LOOPBACK_ENV`
 """
 
 import os
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
