@@ -4,12 +4,15 @@ torch.distributed across them; a gang that does not fit waits, saying why; a nod
 killed mid-job makes the gang retry from its checkpoint; a stop ends every rank on
 every node; a server killed and restarted finds its running job again."""
 
+import io
 import re
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 import naiad
 from naiad.sdk.jobs import JobHandle
@@ -174,3 +177,46 @@ def test_a_lost_node_retries_the_whole_gang_from_its_checkpoint(
         assert history.steps.tolist() == list(range(40))  # each step once, none missing
     finally:
         cluster.workers.append(cluster.add())  # whole again for whatever runs next
+
+
+def test_an_fsdp_gang_splits_the_model_over_two_nodes_and_matches_ddp(
+    client: naiad.Client, live: LiveServer
+) -> None:
+    """examples/sharded on two nodes of one process: FSDP holds half the parameters on
+    each node, its sharded checkpoint is whole in the artifact store (each node mirrors
+    its own shard), and its consolidated model equals DDP's."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "sharded"
+    hp = {"epochs": 1, "seed": 3, "hidden": 64, "batch_size": 64}
+    ended = {}
+    for strategy in ("fsdp", "ddp"):
+        job = client.training_jobs.create(
+            name=f"gang-{strategy}",
+            entrypoint="train.py",
+            source_dir=example,
+            hyperparameters={**hp, "strategy": strategy},
+            nodes=2,
+        )
+        ended[strategy] = job.wait(timeout=180)
+        assert ended[strategy].status == "Completed", log_of(job)
+    full = (64 * 64 + 64) + (64 * 64 + 64) + (64 * 10 + 10)  # DigitsMLP(64), float32
+    for rank in (0, 1):
+        fsdp = client.runs.metric_history(ended["fsdp"].run_id, f"param_bytes/rank{rank}")
+        ddp = client.runs.metric_history(ended["ddp"].run_id, f"param_bytes/rank{rank}")
+        assert (fsdp.values.tolist(), ddp.values.tolist()) == ([full * 4 // 2], [full * 4])
+    losses = {
+        s: client.runs.metric_history(e.run_id, "train/loss").values.tolist()
+        for s, e in ended.items()
+    }
+    assert losses["fsdp"] == pytest.approx(losses["ddp"], abs=1e-4)
+    store = live.home / "artifacts" / "jobs" / "gang-fsdp" / "checkpoints"
+    shards = sorted(p.name for p in store.glob("step-*/*.distcp"))
+    assert shards == ["__0_0.distcp", "__1_0.distcp"], sorted(store.rglob("*"))
+    weights = {}
+    for strategy in ("fsdp", "ddp"):
+        archive = live.home / "artifacts" / "jobs" / f"gang-{strategy}" / "output" / "model.tar.gz"
+        with tarfile.open(archive) as tar:
+            member = tar.extractfile("state_dict.pt")
+            assert member is not None
+            weights[strategy] = torch.load(io.BytesIO(member.read()), weights_only=True)
+    for key, value in weights["ddp"].items():
+        torch.testing.assert_close(weights["fsdp"][key], value, atol=1e-4, rtol=1e-4)
