@@ -8,6 +8,7 @@ import tarfile
 import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,7 @@ from naiad.settings import Settings
 from naiad.store import jobs, runs
 from naiad.store.db import transaction
 from naiad.store.tables import ExperimentRow, JobRow, utcnow
+from naiad.testing import postgres
 
 
 @dataclass
@@ -265,3 +267,34 @@ def test_committed_job_writes_wake_the_services_that_watch_jobs(settings: Settin
     submit(state, "b")  # stopped: the listeners are gone
     assert recorder.wakes == 2
     state.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_one_server_of_several_schedules_and_another_takes_over(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Two servers on one PostgreSQL database: one starts jobs, the other stands by until
+    the first stops, then takes over; no job is started twice."""
+    postgres.truncate_all(postgres_url)
+    states = [
+        build_state(
+            Settings(home=tmp_path / f"home{i}", database_url=postgres_url, warm_start=False)
+        )
+        for i in range(2)
+    ]
+    source(states[0])
+    executors = [RecordingExecutor(slots=1), RecordingExecutor(slots=1)]
+    first, second = (Scheduler(s, e) for s, e in zip(states, executors, strict=True))
+    submit(states[0], "a")
+    submit(states[0], "b")
+    first.tick()
+    second.tick()
+    second.tick()
+    assert (executors[0].started, executors[1].started) == (["a"], [])
+    first.close()  # that server stops: its lock goes with it
+    executors[1].phases["a"] = ExecState(Phase.SUCCEEDED)  # what the cluster says of a
+    second.tick()
+    assert executors[1].started == ["b"] and status(states[0], "a") == Status.COMPLETED
+    second.close()
+    for state in states:
+        state.engine.dispose()

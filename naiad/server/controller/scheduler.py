@@ -9,6 +9,9 @@ Each tick (a fraction of a second, or at once when woken by a submit or a stop):
    whole gang (``Executor.capacity``). The head of the queue is never overtaken by a
    smaller job behind it: it holds a reservation on what frees up, so a large gang is
    never starved by a stream of small jobs; its row says what it waits for.
+
+Servers sharing one PostgreSQL database each run this loop, but only the one holding
+the scheduler's advisory lock ticks (``store/leader.py``); the others stand by.
 """
 
 import logging
@@ -20,6 +23,7 @@ from naiad.server.state import AppState
 from naiad.services.jobs import apply_state, collect_spooled_metrics, end, launch_spec
 from naiad.store import jobs
 from naiad.store.db import transaction
+from naiad.store.leader import Leadership
 from naiad.store.tables import JobRow
 
 log = logging.getLogger("naiad.scheduler")
@@ -36,6 +40,7 @@ class Scheduler(ReconcileLoop):
         super().__init__(interval, log)
         self.state = state
         self.executor = executor or state.executor
+        self.leadership = Leadership.of(state.engine, "scheduler")
 
     def _spec(self, row: JobRow) -> LaunchSpec:
         return launch_spec(
@@ -45,6 +50,8 @@ class Scheduler(ReconcileLoop):
     def tick(self) -> None:
         if self.state.home.lost() is not None:
             return  # each supervisor ends its job when its directory goes; nothing to record
+        if not self.leadership.held():
+            return  # another server schedules
         with transaction(self.state.sessions) as session:
             running: list[LaunchSpec] = []
             for row in jobs.active(session):
@@ -73,3 +80,7 @@ class Scheduler(ReconcileLoop):
                     break  # FIFO: wait for room rather than let smaller jobs jump the queue
                 jobs.transition(session, row, Status.STARTING, "Resources free; launching.")
                 row.handle = self.executor.submit(self._spec(row)).to_json()
+
+    def close(self) -> None:
+        super().close()
+        self.leadership.release()  # another server takes over at once, not after a timeout
