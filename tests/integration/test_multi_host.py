@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from naiad.core.errors import InvalidInput
-from naiad.executors.base import LaunchSpec
+from naiad.executors.base import GangPlace, LaunchSpec
 from naiad.executors.local import LocalExecutor
 from naiad.executors.supervisor.workdir import proc_alive
 from naiad.schemas.jobs import JobCreate
@@ -132,6 +132,58 @@ def test_two_hosts_each_see_their_own_view(tmp_path: Path, store: ArtifactStore)
     assert "host algo-1 saw 2 shard files\n" in log
     assert "[algo-2] host algo-2 saw 2 shard files\n" in log
     assert "starting 1 process on each of 2 hosts (algo-1, algo-2)" in log
+
+
+def test_a_gang_host_sees_its_own_machine_and_share_and_leaves_results_to_rank_0(
+    tmp_path: Path, store: ArtifactStore
+) -> None:
+    """A supervisor for one host of a gang spread over machines (as the Ray executor
+    starts one per node): the gang's host names, node 0's address, its own share of a
+    sharded channel, its checkpoints mirrored while it runs, no model.tar.gz of its own."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        (data / f"part-{i}.csv").write_text(f"{i}\n")
+    script = REPORT + """
+    import pathlib
+    ckpt = pathlib.Path(env["NAIAD_CHECKPOINT_DIR"])
+    (ckpt / "rank1.bin").write_text("shard of rank 1")
+    (ckpt / ".partial").mkdir()
+    (ckpt / ".partial" / "x").write_text("being written")
+    time.sleep(2.5)  # past a mirror period
+    print("master", env["MASTER_ADDR"], env["MASTER_PORT"], env["SM_MASTER_ADDR"])
+"""
+    gang = GangPlace(["10.0.0.5", "10.0.0.6"], 1, "127.0.0.2", 29511, attempt=2)
+    spec = job(
+        tmp_path,
+        store,
+        script,
+        "gang-host",
+        nodes=2,
+        gang=gang,
+        inputs={"shard": data.as_uri(), "full": data.as_uri()},
+        channels={"shard": {"distribution": "ShardedByS3Key"}},
+    )
+    executor = LocalExecutor()
+    executor.submit(spec)
+    state = wait_terminal(executor, spec, timeout=60)
+    assert state.phase == "succeeded", state.reason
+    assert state.attempt == 2  # the gang's attempt, not this supervisor's first
+    report = json.loads((spec.work_dir / "model" / "report.json").read_text())
+    assert report["host"] == "10.0.0.6" and report["hosts"] == ["10.0.0.5", "10.0.0.6"]
+    assert report["master"] == [False, "10.0.0.5"]
+    assert report["resource"]["current_host"] == "10.0.0.6"
+    assert report["rank"] == ["1", "2"]
+    assert report["shard"] == ["part-1.csv", "part-3.csv"]  # its share only
+    assert report["full"] == [f"part-{i}.csv" for i in range(4)]
+    log = (spec.work_dir / "logs" / "job.log").read_text()
+    assert "master 127.0.0.2 29511 127.0.0.2" in log
+    assert "starting 1 process on host 10.0.0.6 (2 of 2; master 127.0.0.2:29511)" in log
+    assert "host 10.0.0.6 succeeded" in log
+    assert not store.exists("jobs/gang-host/output/model.tar.gz")  # rank 0's host uploads
+    assert store.get_bytes("jobs/gang-host/checkpoints/rank1.bin") == b"shard of rank 1"
+    assert not store.list("jobs/gang-host/checkpoints/.partial")
+    assert store.exists("jobs/gang-host/logs/10.0.0.6/job.log")
 
 
 DDP = """
