@@ -59,9 +59,11 @@ def serve(settings: Settings) -> None:
     """Blocks until the server stops. Settings reach create_app through the environment."""
     import uvicorn
 
+    from naiad.executors import check_executor
     from naiad.server.http import InvocationProtocol
 
     check_bind(settings)
+    check_executor(settings.executor, settings.ray_address)
     warning = plain_http_warning(settings)
     if warning:
         print(warning, file=sys.stderr, flush=True)

@@ -5,7 +5,10 @@ killed mid-job makes the gang retry from its checkpoint; a stop ends every rank 
 every node; a server killed and restarted finds its running job again."""
 
 import io
+import os
 import re
+import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -16,7 +19,7 @@ import torch
 
 import naiad
 from naiad.sdk.jobs import JobHandle
-from naiad.testing.live import LiveServer
+from naiad.testing.live import LiveServer, free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 SOURCE = Path(__file__).parent / "jobs"
@@ -220,3 +223,23 @@ def test_an_fsdp_gang_splits_the_model_over_two_nodes_and_matches_ddp(
             weights[strategy] = torch.load(io.BytesIO(member.read()), weights_only=True)
     for key, value in weights["ddp"].items():
         torch.testing.assert_close(weights["fsdp"][key], value, atol=1e-4, rtol=1e-4)
+
+
+def test_a_cluster_that_does_not_answer_is_a_sentence_not_a_hang(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "NAIAD_HOME": str(tmp_path / "home"),
+        "NAIAD_EXECUTOR": "ray",
+        "NAIAD_RAY_ADDRESS": f"127.0.0.1:{free_port()}",
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "naiad.cli.main", "server", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and time.monotonic() - started < 30
+    assert "does not answer" in done.stderr and "ray start --head" in done.stderr
+    assert "Traceback" not in done.stderr

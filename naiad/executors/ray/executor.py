@@ -17,11 +17,13 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from naiad.core.errors import InvalidInput
 from naiad.executors import local_files
 from naiad.executors.base import ExecState, Held, JobHandle, LaunchSpec, LogChunk, Phase
 from naiad.executors.capacity import NodePool, node_pool
 from naiad.executors.local_files import exec_state
 from naiad.executors.ray.gang import NAMESPACE, Coordinator, coordinator_name, spec_json
+from naiad.executors.ray.reach import check_reachable
 from naiad.executors.supervisor.workdir import (
     WorkDir,
     ended,
@@ -50,15 +52,24 @@ class RayExecutor:
 
     # -- the cluster ----------------------------------------------------------------------
     def open(self) -> None:
+        """Join the cluster, or say at once why not (Ray itself retries for minutes)."""
         import ray
 
         if not ray.is_initialized():
-            ray.init(
-                address=self._address,
-                namespace=NAMESPACE,
-                logging_level=logging.WARNING,
-                log_to_driver=False,
-            )
+            check_reachable(self._address)
+            try:
+                ray.init(
+                    address=self._address,
+                    namespace=NAMESPACE,
+                    logging_level=logging.WARNING,
+                    log_to_driver=False,
+                )
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise InvalidInput(
+                    f"Could not join the Ray cluster at NAIAD_RAY_ADDRESS={self._address!r}: "
+                    f"{exc}. Start one with `ray start --head`, or set NAIAD_RAY_ADDRESS to "
+                    "the address it printed."
+                ) from exc
         self._ray = ray
 
     def close(self) -> None:
