@@ -49,6 +49,7 @@ class RayExecutor:
         self._address = address
         self._ray: Any = None
         self._unplaced: dict[str, LaunchSpec] = {}  # submitted; their gang not yet reserved
+        self._actors: dict[str, Any] = {}  # coordinators by run id
 
     # -- the cluster ----------------------------------------------------------------------
     def open(self) -> None:
@@ -114,10 +115,15 @@ class RayExecutor:
 
     # -- a job's coordinator --------------------------------------------------------------
     def _coordinator(self, spec: LaunchSpec) -> Any | None:
-        try:
-            return self._ray.get_actor(coordinator_name(spec.run_id), namespace=NAMESPACE)
-        except ValueError:
-            return None
+        """The job's coordinator, by its name (looked up once per server, then kept)."""
+        actor = self._actors.get(spec.run_id)
+        if actor is None:
+            try:
+                actor = self._ray.get_actor(coordinator_name(spec.run_id), namespace=NAMESPACE)
+            except ValueError:
+                return None
+            self._actors[spec.run_id] = actor
+        return actor
 
     def submit(self, spec: LaunchSpec) -> JobHandle:
         """Create the job's coordinator unless it exists or the job already ended."""
@@ -135,7 +141,8 @@ class RayExecutor:
             "max_concurrency": 4,  # sync and stop while its thread runs the attempts
             "resources": {"node:__internal_head__": 0.001},  # never on a node that may go
         }
-        self._ray.remote(Coordinator).options(**options).remote(spec_json(spec), spec.token())
+        coordinator = self._ray.remote(Coordinator).options(**options)
+        self._actors[spec.run_id] = coordinator.remote(spec_json(spec), spec.token())
         self._unplaced[spec.job_name] = spec
         write_json_atomic(wd.state_file, {"phase": "starting", "attempt": 0})
         return self._handle(spec)
@@ -167,6 +174,7 @@ class RayExecutor:
             return exec_state(state) if state else ExecState(Phase.STARTING)
         except self._ray.exceptions.RayError as exc:
             log.warning("could not reach the coordinator of %s: %s", spec.job_name, exc)
+            self._actors.pop(spec.run_id, None)  # looked up again: gone, or back
             return exec_state(state) if state else ExecState(Phase.STARTING)
         if got["log"]:
             wd.logs.mkdir(parents=True, exist_ok=True)
@@ -184,7 +192,9 @@ class RayExecutor:
                 self._unplaced.pop(spec.job_name, None)
                 with contextlib.suppress(Exception):
                     actor.release.remote()
-        write_json_atomic(wd.state_file, new)
+                self._actors.pop(spec.run_id, None)
+        if new != state:
+            write_json_atomic(wd.state_file, new)
         return exec_state(new)
 
     def _keep_spool(self, wd: WorkDir, run_id: str, spool: dict[str, bytes]) -> None:
