@@ -187,12 +187,14 @@ class RayExecutor:
         if terminal:
             if len(got["log"]) >= 1024 * 1024 or not new.get("finished_at"):
                 new = {**new, "phase": Phase.RUNNING.value}  # the rest of the log comes first
-            else:
+            else:  # the copy is whole: record the end, then let the coordinator go
                 self._keep_spool(wd, spec.run_id, got["spool"])
+                write_json_atomic(wd.state_file, new)
                 self._unplaced.pop(spec.job_name, None)
                 with contextlib.suppress(Exception):
                     actor.release.remote()
                 self._actors.pop(spec.run_id, None)
+                return exec_state(new)
         if new != state:
             write_json_atomic(wd.state_file, new)
         return exec_state(new)

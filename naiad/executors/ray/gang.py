@@ -291,9 +291,9 @@ class Coordinator:
             strategy=strategy,
             name=f"{coordinator_name(self.spec.run_id)}-{attempt}",
         )
-        res = ", ".join(f"{v:g} {k}" for k, v in bundle(self.spec).items())
-        waiting = f"Waiting for {nodes} node(s) with {res} free ({strategy})"
-        self.save(phase="starting", attempt=attempt, placed=False, reason=waiting)
+        res = " and ".join(f"{v:g} {k}" for k, v in bundle(self.spec).items())
+        needs = f"{nodes} node(s) with {res} free ({strategy})"
+        self.save(phase="starting", attempt=attempt, placed=False, reason=f"Waiting for {needs}")
         said = False
         while not self._stopping():
             ready, _ = ray.wait([self.group.ready()], timeout=1.0)
@@ -301,7 +301,7 @@ class Coordinator:
                 self.save(placed=True, reason=None)
                 return True
             if not said:
-                self.log(waiting.lower().replace("waiting", "attempt waits", 1))
+                self.log(f"attempt {attempt} waits for {needs}")
                 said = True
         return False
 
