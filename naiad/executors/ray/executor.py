@@ -22,7 +22,7 @@ from naiad.executors import local_files
 from naiad.executors.base import ExecState, Held, JobHandle, LaunchSpec, LogChunk, Phase
 from naiad.executors.capacity import NodePool, node_pool
 from naiad.executors.local_files import exec_state
-from naiad.executors.ray.gang import NAMESPACE, Coordinator, coordinator_name, spec_json
+from naiad.executors.ray.gang import LOG_CHUNK, NAMESPACE, Coordinator, coordinator_name, spec_json
 from naiad.executors.ray.reach import check_reachable
 from naiad.executors.supervisor.workdir import (
     WorkDir,
@@ -185,7 +185,7 @@ class RayExecutor:
             self._unplaced.pop(spec.job_name, None)
         terminal = exec_state(new).phase.terminal
         if terminal:
-            if len(got["log"]) >= 1024 * 1024 or not new.get("finished_at"):
+            if len(got["log"]) >= LOG_CHUNK or not new.get("finished_at"):
                 new = {**new, "phase": Phase.RUNNING.value}  # the rest of the log comes first
             else:  # the copy is whole: record the end, then let the coordinator go
                 self._keep_spool(wd, spec.run_id, got["spool"])
