@@ -390,9 +390,11 @@ class Coordinator:
                 except ray.exceptions.GetTimeoutError:
                     continue
                 except ray.exceptions.ActorUnavailableError as exc:
-                    # a blip, or its node is going: lost once Ray says the node is dead
+                    # a blip, or its node is going: lost once Ray says the node is dead, or
+                    # at once when the attempt is ending anyway (its peers failed with it)
                     since = unreachable.setdefault(i, time.monotonic())
-                    if not _node_alive(nodes[i]) or time.monotonic() - since > LOST_AFTER_S:
+                    gone = ending or time.monotonic() - since > LOST_AFTER_S
+                    if gone or not _node_alive(nodes[i]):
                         done[i] = {"lost": True, "reason": _lost(names[i], exc)}
                     continue
                 except ray.exceptions.RayError as exc:
