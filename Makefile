@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx server clean
+.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-cluster server clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,7 +53,11 @@ bench-onnx: $(STAMP)  ## torch vs ONNX Runtime replicas through the front door, 
 	$(PY) -m compileall -q naiad
 	$(PY) bench/onnx.py
 
-bench: bench-tracking bench-training bench-serving bench-sagemaker bench-onnx
+bench-cluster: $(VENV)/.bench  ## a 2-node DDP job on a local Ray cluster: Naiad's Ray executor vs Ray Train
+	$(PY) -m compileall -q naiad
+	$(PY) bench/cluster.py
+
+bench: bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-cluster
 
 server: $(STAMP)
 	$(VENV)/bin/naiad server
