@@ -207,6 +207,7 @@ class Coordinator:
         self.stop_grace: float | None = None
         self.spool: dict[str, bytes] = {}
         self.hosts: list[Any] = []
+        self.lost: set[int] = set()  # hosts of this attempt whose actor is gone
         self.group: Any = None
         self.thread = threading.Thread(target=self._run, name="naiad-gang", daemon=True)
         self.thread.start()
@@ -309,12 +310,13 @@ class Coordinator:
         import ray
         from ray.util.placement_group import remove_placement_group
 
+        with contextlib.suppress(Exception):  # each host's folder, all at once
+            refs = [h.remove.remote() for h in self._alive_hosts()]
+            ray.wait(refs, num_returns=len(refs), timeout=CALL_TIMEOUT_S)
         for host in self.hosts:
             with contextlib.suppress(Exception):
-                ray.get(host.remove.remote(), timeout=CALL_TIMEOUT_S)
-            with contextlib.suppress(Exception):
                 ray.kill(host)
-        self.hosts = []
+        self.hosts, self.lost = [], set()
         if self.group is not None:
             with contextlib.suppress(Exception):
                 remove_placement_group(self.group)
@@ -378,29 +380,37 @@ class Coordinator:
 
         offsets = [0] * len(self.hosts)
         done: dict[int, dict[str, Any]] = {}
-        unreachable: dict[int, float] = {}  # since when a host's actor did not answer
+        asked: dict[int, tuple[Any, float]] = {}  # each host's poll in flight, and since when
         ending = False
         while True:
-            calls = [h.poll.remote(offsets[i]) for i, h in enumerate(self.hosts)]
-            for i, call in enumerate(calls):
-                if i in done and done[i].get("lost"):
+            for i, host in enumerate(self.hosts):
+                if i not in asked and not done.get(i, {}).get("lost"):
+                    asked[i] = (host.poll.remote(offsets[i]), time.monotonic())
+            # every host at once: one on a dying node must not hold up news of the others
+            refs = [ref for ref, _ in asked.values()]
+            answered, _ = ray.wait(refs, num_returns=len(refs), timeout=WATCH_S)
+            for i, (ref, since) in list(asked.items()):
+                if ref not in answered:
+                    late = time.monotonic() - since > LOST_AFTER_S
+                    if late or (ending and time.monotonic() - since > CALL_TIMEOUT_S):
+                        done[i] = {"lost": True, "reason": _lost(names[i], "no answer")}
+                        self.lost.add(i)
+                        del asked[i]
                     continue
+                del asked[i]
                 try:
-                    got = ray.get(call, timeout=CALL_TIMEOUT_S)
-                except ray.exceptions.GetTimeoutError:
-                    continue
+                    got = ray.get(ref)
                 except ray.exceptions.ActorUnavailableError as exc:
                     # a blip, or its node is going: lost once Ray says the node is dead, or
                     # at once when the attempt is ending anyway (its peers failed with it)
-                    since = unreachable.setdefault(i, time.monotonic())
-                    gone = ending or time.monotonic() - since > LOST_AFTER_S
-                    if gone or not _node_alive(nodes[i]):
-                        done[i] = {"lost": True, "reason": _lost(names[i], exc)}
+                    if ending or not _node_alive(nodes[i]):
+                        done[i] = {"lost": True, "reason": _lost(names[i], type(exc).__name__)}
+                        self.lost.add(i)
                     continue
                 except ray.exceptions.RayError as exc:
-                    done[i] = {"lost": True, "reason": _lost(names[i], exc)}
+                    done[i] = {"lost": True, "reason": _lost(names[i], type(exc).__name__)}
+                    self.lost.add(i)
                     continue
-                unreachable.pop(i, None)
                 self._append(i, got["log"])
                 offsets[i] += len(got["log"])
                 state = got["state"]
@@ -425,7 +435,8 @@ class Coordinator:
                 deadline = time.monotonic() + grace + CALL_TIMEOUT_S
             if ending and (len(done) == len(self.hosts) or time.monotonic() > deadline):
                 return self._outcome(failed, names)
-            time.sleep(WATCH_S)
+            if not asked:
+                time.sleep(WATCH_S)
 
     def _outcome(
         self, failed: dict[int, dict[str, Any]], names: list[str]
@@ -450,12 +461,17 @@ class Coordinator:
         with open(self.wd.job_log, "ab") as f:
             f.write(data)
 
+    def _alive_hosts(self) -> list[Any]:
+        return [h for i, h in enumerate(self.hosts) if i not in self.lost]
+
     def _collect_spool(self) -> None:
         import ray
 
-        for host in self.hosts:
+        refs = [h.spool.remote(self.spec.run_id) for h in self._alive_hosts()]
+        answered, _ = ray.wait(refs, num_returns=len(refs), timeout=CALL_TIMEOUT_S)
+        for ref in answered:
             with contextlib.suppress(ray.exceptions.RayError):
-                self.spool.update(ray.get(host.spool.remote(self.spec.run_id), timeout=10))
+                self.spool.update(ray.get(ref))
 
 
 def _node_alive(node_id: str) -> bool:
@@ -464,8 +480,8 @@ def _node_alive(node_id: str) -> bool:
     return any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes())
 
 
-def _lost(name: str, exc: Exception) -> str:
+def _lost(name: str, why: str) -> str:
     return (
-        f"Host {name} was lost: its Ray node or worker died mid-attempt "
-        f"({type(exc).__name__}); its processes went with it."
+        f"Host {name} was lost: its Ray node or worker died mid-attempt ({why}); its "
+        "processes went with it."
     )
