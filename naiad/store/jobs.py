@@ -93,11 +93,17 @@ def active(session: Session) -> list[JobRow]:
     return list(session.scalars(select(JobRow).where(JobRow.status.in_(ACTIVE))))
 
 
-def pending(session: Session) -> list[JobRow]:
-    """The queue: higher priority first, then first come, first served."""
+def pending(
+    session: Session, limit: int | None = None, stop_requested: bool | None = None
+) -> list[JobRow]:
+    """The queue: higher priority first, then first come, first served (``limit``: its
+    head; ``stop_requested``: only those asked, or not asked, to stop)."""
     query = (
         select(JobRow)
         .where(JobRow.status == Status.PENDING.value)
         .order_by(JobRow.priority.desc(), JobRow.created_at, JobRow.id)
+        .limit(limit)
     )
+    if stop_requested is not None:
+        query = query.where(JobRow.stop_requested == stop_requested)
     return list(session.scalars(query))

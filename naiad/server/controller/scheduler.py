@@ -27,6 +27,7 @@ from naiad.store.leader import Leadership
 from naiad.store.tables import JobRow
 
 log = logging.getLogger("naiad.scheduler")
+QUEUE_PAGE = 64  # pending jobs read at once, from the head of the queue
 
 
 class Scheduler(ReconcileLoop):
@@ -66,20 +67,22 @@ class Scheduler(ReconcileLoop):
                 apply_state(session, row, exec_state)
                 if not Status(row.status).terminal:
                     running.append(spec)
+            for row in jobs.pending(session, stop_requested=True):
+                end(session, row, Status.STOPPED, "Stopped before it started.")
             capacity = self.executor.capacity(running)
-            for row in jobs.pending(session):
-                if row.stop_requested:
-                    end(session, row, Status.STOPPED, "Stopped before it started.")
-                    continue
-                want = row.spec
-                why = capacity.take(want.nodes, want.processes_per_node, want.gpus)
-                if why is not None:
-                    waiting = f"Waiting for resources: {why}."
-                    if row.status_reason != waiting:
-                        row.status_reason = waiting
-                    break  # FIFO: wait for room rather than let smaller jobs jump the queue
-                jobs.transition(session, row, Status.STARTING, "Resources free; launching.")
-                row.handle = self.executor.submit(self._spec(row)).to_json()
+            # The queue's head, a page at a time: a deep queue is not read whole every tick
+            # (every job of a page either starts or, the first that does not fit, ends it).
+            while page := jobs.pending(session, limit=QUEUE_PAGE, stop_requested=False):
+                for row in page:
+                    want = row.spec
+                    why = capacity.take(want.nodes, want.processes_per_node, want.gpus)
+                    if why is not None:
+                        waiting = f"Waiting for resources: {why}."
+                        if row.status_reason != waiting:
+                            row.status_reason = waiting
+                        return  # FIFO: wait for room rather than let smaller jobs jump ahead
+                    jobs.transition(session, row, Status.STARTING, "Resources free; launching.")
+                    row.handle = self.executor.submit(self._spec(row)).to_json()
 
     def close(self) -> None:
         super().close()
