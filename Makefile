@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-cluster server clean
+.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-cluster bench-scheduler server clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,7 +57,11 @@ bench-cluster: $(VENV)/.bench  ## a 2-node DDP job on a local Ray cluster: Naiad
 	$(PY) -m compileall -q naiad
 	$(PY) bench/cluster.py
 
-bench: bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-cluster
+bench-scheduler: $(STAMP)  ## the real scheduler and store placing 5,000 jobs on a simulated 200 x 8-GPU cluster
+	$(PY) -m compileall -q naiad
+	$(PY) bench/scheduler.py
+
+bench: bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-cluster bench-scheduler
 
 server: $(STAMP)
 	$(VENV)/bin/naiad server
