@@ -15,6 +15,11 @@ What it measures, and why (the targets are the issue's, printed beside each figu
 4. Server start: process start to a healthy HTTP answer, on fresh stores (the median of
    ``restarts`` stores that never held anything: the first of the run and more made for
    it) and (median of restarts) on the store the benchmark just filled.
+5. Fan-in (Naiad alone, PostgreSQL): 64 runs x 8 ranks, each rank its own SDK pipeline,
+   client and sender thread, as each rank of a multi-node job is its own process, all
+   logging at a fixed step rate into one live server. Total points/s stored, and the
+   ingest delay: from a point being logged to the API returning it as its key's latest
+   point. A cluster's jobs log into one server at once; this is what that server sees.
 
 Fairness: both servers run on this machine over HTTP on 127.0.0.1 with SQLite files in a
 temporary directory (then each on its own scratch PostgreSQL database), default settings
@@ -25,19 +30,25 @@ starts.
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import logging
 import math
+import multiprocessing as mp
 import os
+import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import warnings
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from _common import (
@@ -68,6 +79,27 @@ class Sizes:
 QUICK = Sizes(
     naiad_points=100_000, mlflow_points=10_000, mlflow_single_calls=50, reads=3, restarts=1
 )
+
+
+@dataclass(frozen=True)
+class FanIn:
+    runs: int = 64  # at one level of the sweep
+    ranks: int = 8  # per run
+    steps_per_s: float = 10.0  # per rank: a training step every 100 ms
+    keys: int = 4  # metrics a step logs (loss, lr, grad norm, throughput)
+    seconds: float = 30.0  # of logging, then every rank flushes
+    workers: int = 4  # processes hosting the ranks (this machine has 2 cores)
+    # runs per worker whose ranks' delay is timed: a reader's GETs load the server too
+    timed_runs: int = 1
+
+
+KEYS = ("loss", "lr", "grad_norm", "samples_per_s")  # a step's metrics, first ``keys`` of them
+
+
+QUICK_FAN_IN = FanIn(seconds=10.0)
+FAN_IN_RUNS = "16,32,64"  # the sweep's levels: runs of ``FanIn.ranks`` ranks each
+STALL_S = 10.0  # a metrics request or read taking longer than this fails the level
+POLL_S = 0.2  # the delay readers' round: a point's delay is known to within this
 
 
 # -- Naiad --------------------------------------------------------------------------
@@ -272,6 +304,272 @@ def fresh_starts(
     return times
 
 
+# -- fan-in -------------------------------------------------------------------------
+
+
+def _fan_in_worker(
+    url: str,
+    token: str,
+    home: str,
+    runs: dict[str, int],
+    fan: FanIn,
+    go: Any,
+    abort: Any,
+    out: Any,
+) -> None:
+    """One process's share of the ranks: every rank with its own client and pipeline (its
+    sender thread), one pacing loop logging each rank's steps, and a reader polling the
+    runs for the latest step of each rank's loss to time when points become readable.
+
+    ``runs``: run id -> the step slot it starts on. Jobs start at different times, so the
+    runs' starts spread over a second; the ranks of one run start together, as DDP's do.
+    A failed or stalled request (over ``STALL_S``) sets ``abort`` for every worker: the
+    server failing is the result, and waiting out each rank's retries would hide it."""
+    os.environ["NAIAD_HOME"] = home  # each pipeline's spool
+    import naiad
+    from naiad.core.errors import NaiadError
+    from naiad.sdk.run import ActiveRun
+
+    requests = array("d")  # seconds of each metrics POST
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def failed(exc: BaseException) -> None:
+        with lock:
+            failures.append(f"{type(exc).__name__}: {exc}")
+        abort.set()
+
+    def timed(post: Callable[..., object]) -> Callable[..., object]:
+        def send(*args: object, **kwargs: object) -> object:
+            started = time.perf_counter()
+            try:
+                return post(*args, **kwargs)
+            except NaiadError as exc:
+                failed(exc)
+                raise
+            finally:
+                took = time.perf_counter() - started
+                with lock:
+                    requests.append(took)
+                if took > STALL_S:
+                    failed(TimeoutError(f"a metrics request took {took:.0f} s"))
+
+        return send
+
+    ranks: list[tuple[str, str, ActiveRun]] = []  # (run id, rank name, its run handle)
+    for run_id in runs:
+        for r in range(fan.ranks):
+            client = naiad.Client(url=url, token=token)  # a rank is a process of its own
+            client.runs.log_batch = timed(client.runs.log_batch)  # type: ignore[method-assign]
+            ranks.append((run_id, f"rank{r}", ActiveRun(client, run_id)))
+    steps = int(fan.seconds * fan.steps_per_s)
+    # run -> step -> when its ranks had logged it
+    logged_at = {run_id: array("d", [math.inf] * steps) for run_id in runs}
+    delays, rounds = array("d"), array("d")
+    done = threading.Event()
+
+    def reader() -> None:
+        client = naiad.Client(url=url, token=token, timeout=STALL_S)
+        timed_runs = list(runs)[: fan.timed_runs]
+        seen = {(rid, f"loss/{rank}"): -1 for rid, rank, _ in ranks if rid in timed_runs}
+        keys = {rid: [f"loss/{rank}" for r, rank, _ in ranks if r == rid] for rid in timed_runs}
+        try:
+            while not abort.is_set():
+                finished = done.is_set()  # read before the round: one full round follows
+                started = time.perf_counter()
+                for run_id in timed_runs:
+                    metrics = client.runs.get(run_id).metrics
+                    now, at = time.time(), logged_at[run_id]
+                    for key in keys[run_id]:
+                        step = metrics[key].step if key in metrics else -1
+                        last = seen[run_id, key]
+                        delays.extend(now - at[s] for s in range(last + 1, step + 1))
+                        seen[run_id, key] = max(last, step)
+                rounds.append(time.perf_counter() - started)
+                if finished and all(v == steps - 1 for v in seen.values()):
+                    return
+                if finished and time.perf_counter() - done_at[0] > 60:
+                    raise RuntimeError("points still unreadable a minute after every flush")
+                time.sleep(max(0.0, POLL_S - (time.perf_counter() - started)))
+        except (NaiadError, RuntimeError) as exc:
+            failed(exc)
+        finally:
+            client.close()
+
+    out.put({"ready": True})
+    go.wait()
+    done_at = [math.inf]
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    first = time.time()
+    names = [[f"{key}/{rank}" for key in KEYS[: fan.keys]] for _, rank, _ in ranks]
+    for slot in range(steps + max(runs.values())):
+        if abort.is_set():
+            break
+        time.sleep(max(0.0, first + slot / fan.steps_per_s - time.time()))
+        now = time.time()
+        for (run_id, _, run), keys in zip(ranks, names, strict=True):
+            step = slot - runs[run_id]
+            if 0 <= step < steps:
+                logged_at[run_id][step] = now
+                run.log_metrics(dict.fromkeys(keys, 1.0 / (step + 1)), step=step)
+    flushed = not abort.is_set() and all(run.flush(120) for _, _, run in ranks)
+    last = time.time()
+    done_at[0] = time.perf_counter()
+    done.set()
+    thread.join()
+    if not abort.is_set():  # else the process just ends: its senders are daemon threads
+        for _, _, run in ranks:
+            run.end()  # flushed already: this stops its sender (the run is the server's)
+            run.client.close()
+    out.put({
+        "first": first, "last": last, "flushed": flushed, "steps": steps,
+        "failures": len(failures), "first_failure": failures[0] if failures else "",
+        "delays": delays.tobytes(), "requests": requests.tobytes(), "rounds": rounds.tobytes(),
+    })  # fmt: skip
+
+
+def _quantile(values: "array[float]", q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else math.nan
+
+
+def _db_sessions(url: str) -> str:
+    """What the server's database connections are doing, seconds after its clients gave
+    up: connections left idle in a transaction while requests wait mean the server's
+    requests hold their connections waiting for something else, not for the database."""
+    import psycopg
+
+    time.sleep(3)
+    query = (
+        "SELECT state, count(*), coalesce(max(extract(epoch FROM now() - state_change)), 0) "
+        "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "GROUP BY state ORDER BY 2 DESC"
+    )
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        rows = conn.execute(query).fetchall()
+    shown = ", ".join(f"{n} {state or 'no state'} (longest {age:.0f} s)" for state, n, age in rows)
+    return f"the server's database sessions then: {shown or 'none'}"
+
+
+def fan_in_figures(home: Path, fan: FanIn, env: dict[str, str]) -> dict[str, float]:
+    """Start a server, create the runs, start every rank at once; stored points/s and the
+    ingest delay. Every rank's series is counted on the server before anything is reported."""
+    import psutil
+
+    import naiad
+    from naiad.testing.live import LiveServer
+
+    server = LiveServer(home=home, env=env)
+    server.start()
+    ctx = mp.get_context("spawn")
+    go, abort, out = ctx.Event(), ctx.Event(), ctx.Queue()
+    workers = []
+    try:
+        client = naiad.Client(url=server.url, token=server.token)
+        run_ids = [client.runs.create("fan-in", f"job-{i}").id for i in range(fan.runs)]
+        per_second = max(1, round(fan.steps_per_s))  # the runs' starts spread over 1 s
+        starts = {run_id: i % per_second for i, run_id in enumerate(run_ids)}
+        for w in range(fan.workers):
+            share = {run_id: starts[run_id] for run_id in run_ids[w :: fan.workers]}
+            args = (server.url, server.token, str(home / "ranks"), share, fan, go, abort, out)
+            workers.append(ctx.Process(target=_fan_in_worker, args=args, daemon=True))
+        for worker in workers:
+            worker.start()
+        for _ in workers:
+            out.get(timeout=300)  # ready: every rank's client and sender thread built
+        cpu = psutil.Process(server.process.pid).cpu_times()  # type: ignore[union-attr]
+        go.set()
+        results = [out.get(timeout=fan.seconds + 600) for _ in workers]
+        cpu_after = psutil.Process(server.process.pid).cpu_times()  # type: ignore[union-attr]
+        failures = sum(int(r["failures"]) for r in results)
+        if failures or not all(r["flushed"] for r in results):
+            first = next((r["first_failure"] for r in results if r["first_failure"]), "")
+            raise RuntimeError(
+                f"{fan.runs} runs x {fan.ranks} ranks: {failures} metric requests or reads "
+                f"failed, the first: {first or 'a rank could not flush in 120 s'}; "
+                f"{_db_sessions(env['NAIAD_DATABASE_URL'])}"
+            )
+        steps = int(results[0]["steps"])
+        for run_id in run_ids:
+            counts = {k: m.count for k, m in client.runs.get(run_id).metrics.items()}
+            if len(counts) != fan.ranks * fan.keys or set(counts.values()) != {steps}:
+                raise RuntimeError(f"run {run_id} holds {counts}, not {steps} points a key")
+        client.close()
+    finally:
+        for worker in workers:
+            worker.join(10)
+            if worker.is_alive():
+                worker.kill()
+        server.stop()
+    first = min(float(r["first"]) for r in results)
+    last = max(float(r["last"]) for r in results)
+    joined = {name: array("d") for name in ("delays", "requests", "rounds")}
+    for r in results:
+        for name, values in joined.items():
+            values.frombytes(r[name])
+    points = fan.runs * fan.ranks * fan.keys * steps
+    busy = (cpu_after.user + cpu_after.system) - (cpu.user + cpu.system)
+    return {
+        "points": points,
+        "seconds": last - first,
+        "stored_pps": points / (last - first),
+        "offered_pps": fan.runs * fan.ranks * fan.keys * fan.steps_per_s,
+        "requests_per_s": len(joined["requests"]) / (last - first),
+        "request_p50_ms": _quantile(joined["requests"], 0.5) * 1000,
+        "request_p99_ms": _quantile(joined["requests"], 0.99) * 1000,
+        "delay_p50_s": _quantile(joined["delays"], 0.5),
+        "delay_p99_s": _quantile(joined["delays"], 0.99),
+        "delay_max_s": max(joined["delays"]),
+        "delays": len(joined["delays"]),
+        "poll_round_p50_ms": _quantile(joined["rounds"], 0.5) * 1000,
+        "server_cpu": busy / (last - first),
+    }
+
+
+def fan_in_rows(fan: FanIn, f: dict[str, float]) -> list[Row]:
+    """One level's rows (Naiad alone: there is no MLflow figure beside them)."""
+    if not f:
+        return []
+    section = f"fan-in {fan.runs}x{fan.ranks}"
+    return [
+        Row(section, f"{fan.runs} runs x {fan.ranks} ranks: points stored", "points/s",
+            f["stored_pps"], None, True,
+            note=f"offered {f['offered_pps']:,.0f}/s; {f['points']:,} pts in {f['seconds']:.1f} s"),
+        Row(section, "metric requests", "req/s", f["requests_per_s"], None, True,
+            note=f"POST p50 {f['request_p50_ms']:.1f} ms, p99 {f['request_p99_ms']:.0f} ms"),
+        Row(section, "ingest delay, logged to readable, p50", "s", f["delay_p50_s"], None, False,
+            note=f"SDK flush interval 1 s; {f['delays']:,} points of "
+            f"{fan.workers * fan.timed_runs * fan.ranks} ranks timed"),
+        Row(section, "ingest delay, logged to readable, p99", "s", f["delay_p99_s"], None, False,
+            note=f"max {f['delay_max_s']:.2f} s; read every {POLL_S} s, a round's "
+            f"GETs took {f['poll_round_p50_ms']:.0f} ms (p50)"),
+        Row(section, "server CPU", "cores", f["server_cpu"], None, False,
+            note="the server process, while the ranks logged and flushed"),
+    ]  # fmt: skip
+
+
+def fan_in(root: Path, admin_url: str, levels: list[FanIn], sections: Sections) -> list[Row]:
+    """Each level on a server and scratch database of its own, smallest first; a level
+    the server fails ends the sweep (the larger ones would fail the same way)."""
+    rows: list[Row] = []
+    for fan in levels:
+        name = f"Naiad fan-in {fan.runs}x{fan.ranks} on PostgreSQL"
+        with scratch(admin_url) as database_url:
+            env = {"NAIAD_DATABASE_URL": database_url or ""}
+            home = root / f"fan-in-{fan.runs}"
+            figures = sections.measure(name, fan_in_figures, home, fan, env)
+        rows += fan_in_rows(fan, figures or {})
+        if figures:
+            say(f"{name}: {figures['stored_pps']:,.0f} points/s stored, ingest delay p99 "
+                f"{figures['delay_p99_s']:.2f} s")  # fmt: skip
+        if name in sections.errors:
+            rows.append(Row(f"fan-in {fan.runs}x{fan.ranks}", "FAILED", "", None, None, True,
+                            note=sections.errors[name]))  # fmt: skip
+            break
+    return rows
+
+
 # -- the table ----------------------------------------------------------------------
 
 
@@ -317,14 +615,26 @@ def main() -> None:
         help="PostgreSQL server to create scratch databases on (default: %(default)s)",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--only", choices=["fan-in"], help="run only this section (fan-in needs no MLflow)"
+    )
+    parser.add_argument(
+        "--fan-in-runs",
+        default=FAN_IN_RUNS,
+        help="the fan-in's levels, smallest first: runs of 8 ranks (default %(default)s)",
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else Sizes()
+    fan = QUICK_FAN_IN if args.quick else FanIn()
 
     warnings.filterwarnings("ignore")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
+    # A stopped benchmark still stops its servers and drops its scratch databases.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sections = Sections()
+    sections.raw["fan-in sizes"] = dataclasses.asdict(fan)
     errors, measure = sections.errors, sections.measure
 
     rows: list[Row] = []
@@ -333,10 +643,10 @@ def main() -> None:
         stores = [("SQLite", None)]
         why = postgres_reachable(args.postgres)
         if why:
-            say(f"PostgreSQL section skipped: cannot reach {args.postgres}: {why}")
+            say(f"PostgreSQL sections skipped: cannot reach {args.postgres}: {why}")
         else:
             stores.append(("PostgreSQL", args.postgres))
-        for store, admin_url in stores:
+        for store, admin_url in stores if args.only is None else []:
             with scratch(admin_url) as naiad_db, scratch(admin_url) as mlflow_db:
                 env = {"NAIAD_DATABASE_URL": naiad_db} if naiad_db else None
                 backend = mlflow_db and "postgresql+psycopg://" + mlflow_db.split("://", 1)[1]
@@ -354,15 +664,20 @@ def main() -> None:
             for name, error in errors.items():
                 if name.endswith(store):
                     rows.append(Row(store, f"{name} FAILED", "", None, None, True, note=error))
+        if not why:
+            levels = [dataclasses.replace(fan, runs=int(n)) for n in args.fan_in_runs.split(",")]
+            rows += fan_in(root, args.postgres, levels, sections)
 
     sections.report(rows, "MLflow", args.json, sizes, _versions)
 
 
 def _versions() -> dict[str, str]:
-    import mlflow
-
     from naiad import __version__
 
+    try:
+        import mlflow
+    except ImportError:  # --only fan-in runs without the bench extra
+        return {"naiad": __version__}
     return {"mlflow": mlflow.__version__, "naiad": __version__}
 
 
