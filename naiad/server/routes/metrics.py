@@ -9,18 +9,21 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from naiad.schemas.metrics import BatchResult, MetricBatch, MetricHistory
-from naiad.server.deps import SessionDep, SettingsDep
+from naiad.server.deps import SessionDep, StateDep
+from naiad.store.db import transaction
 
 router = APIRouter(prefix="/runs/{run_id}/metrics", tags=["metrics"])
 
 
 @router.post("")
-def log_metrics(
-    run_id: str, batch: MetricBatch, session: SessionDep, settings: SettingsDep
-) -> BatchResult:
+def log_metrics(run_id: str, batch: MetricBatch, state: StateDep) -> BatchResult:
+    """Commits and lets go of its connection before returning: under a fan-in of hundreds
+    of ranks, a connection held while the response waits for a worker thread (as a
+    session dependency's would be) lets the pool and the threads wait on each other."""
     from naiad.store import metrics
 
-    return metrics.log_batch(session, run_id, batch, settings.max_batch_points)
+    with transaction(state.sessions) as session:
+        return metrics.log_batch(session, run_id, batch, state.settings.max_batch_points)
 
 
 @router.get("")
