@@ -14,17 +14,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from naiad.executors import local_files
 from naiad.executors.base import (
     ExecState,
-    Held,
     JobHandle,
     LaunchSpec,
-    LogChunk,
     Phase,
 )
 from naiad.executors.capacity import Slots
@@ -41,7 +39,6 @@ from naiad.executors.supervisor.workdir import (
     write_pid,
     write_spec,
 )
-from naiad.schemas.metrics import MetricBatch
 
 LOG_TAIL_CHARS = 600
 REFILL_DELAY_S = 10.0
@@ -60,7 +57,7 @@ def _tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
         return ""
 
 
-class LocalExecutor:
+class LocalExecutor(local_files.JobFolders):
     """Runs each job's supervisor as a detached process (its own session) on this machine.
 
     Handles name a job's directory relative to ``root`` (the server's jobs folder), so
@@ -109,50 +106,6 @@ class LocalExecutor:
             self._start_standby()
 
     # -- handles: a job's directory -----------------------------------------------------
-    def _handle(self, spec: LaunchSpec) -> JobHandle:
-        root = _root(spec)
-        if self._root is not None and root.is_relative_to(self._root):
-            return JobHandle(self.name, str(root.relative_to(self._root)))
-        return JobHandle(self.name, str(root))
-
-    def _dir(self, handle: JobHandle) -> Path:
-        if handle.executor != self.name:
-            raise ValueError(f"A {handle.executor!r} job's handle, given to the local executor.")
-        return (self._root or Path("/")) / handle.id  # an absolute id stays as it is
-
-    def read_log(
-        self, handle: JobHandle, offset: int, limit: int, rank: int | None = None
-    ) -> LogChunk:
-        return local_files.read_log(self._dir(handle), offset, limit, rank)
-
-    def collect_metrics(self, handle: JobHandle, run_id: str) -> Iterator[MetricBatch]:
-        for _, batch in local_files.spooled_metrics(self._dir(handle), run_id):
-            yield batch
-
-    def drop_metrics(self, handle: JobHandle, run_id: str, batch_ids: Collection[str]) -> None:
-        wanted = set(batch_ids)
-        for path, batch in local_files.spooled_metrics(self._dir(handle), run_id):
-            if batch.batch_id in wanted:
-                path.unlink(missing_ok=True)
-
-    def find(self, job_name: str) -> JobHandle | None:
-        if self._root is None or not (self._root / job_name).is_dir():
-            return None
-        return JobHandle(self.name, job_name)
-
-    def held(self) -> dict[str, Held]:
-        if self._root is None:
-            return {}
-        return {
-            name: Held(JobHandle(self.name, name), changed_at)
-            for name, changed_at in local_files.held(self._root).items()
-        }
-
-    def clear(self, handle: JobHandle, problems: list[str]) -> int | None:
-        return local_files.clear(self._dir(handle), problems)
-
-    def remove(self, handle: JobHandle, problems: list[str] | None = None) -> int | None:
-        return local_files.remove(self._dir(handle), problems)
 
     def _reap(self) -> None:
         """Collect supervisors this process started that have exited (no zombies in the server)."""

@@ -1,14 +1,15 @@
-"""What the local executor answers from a job's directory: its log, its spooled metric
-batches, and the space it takes once the job is over."""
+"""What an executor answers from a job's directory on the server's machine: its log, its
+spooled metric batches, and the space it takes once the job is over. The local executor's
+jobs write there; the Ray executor keeps there its copy of what a job's hosts wrote."""
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
 from naiad.core.home import HomeLayout
-from naiad.executors.base import ExecState, LogChunk, Phase
+from naiad.executors.base import ExecState, Held, JobHandle, LaunchSpec, LogChunk, Phase
 from naiad.executors.supervisor.workdir import WorkDir, phase_of, supervisor_pid
 from naiad.schemas.metrics import MetricBatch
 from naiad.store import disk
@@ -97,3 +98,59 @@ def exec_state(state: dict[str, Any]) -> ExecState:
         started_at=number("started_at"),
         exit_code=exit_code if isinstance(exit_code, int) else None,
     )
+
+
+class JobFolders:
+    """The ``Executor`` methods answered from the jobs' directories under ``_root`` (a
+    handle's id is a directory relative to it, or an absolute path)."""
+
+    name: str
+    _root: Path | None
+
+    def _handle(self, spec: LaunchSpec) -> JobHandle:
+        """The job's directory relative to ``_root``, so a handle holds when the home moves."""
+        root = Path(os.path.realpath(spec.work_dir))
+        if self._root is not None and root.is_relative_to(self._root):
+            return JobHandle(self.name, str(root.relative_to(self._root)))
+        return JobHandle(self.name, str(root))
+
+    def _dir(self, handle: JobHandle) -> Path:
+        if handle.executor != self.name:
+            raise ValueError(
+                f"A {handle.executor!r} job's handle, given to the {self.name} executor."
+            )
+        return (self._root or Path("/")) / handle.id  # an absolute id stays as it is
+
+    def read_log(
+        self, handle: JobHandle, offset: int, limit: int, rank: int | None = None
+    ) -> LogChunk:
+        return read_log(self._dir(handle), offset, limit, rank)
+
+    def collect_metrics(self, handle: JobHandle, run_id: str) -> Iterator[MetricBatch]:
+        for _, batch in spooled_metrics(self._dir(handle), run_id):
+            yield batch
+
+    def drop_metrics(self, handle: JobHandle, run_id: str, batch_ids: Collection[str]) -> None:
+        wanted = set(batch_ids)
+        for path, batch in spooled_metrics(self._dir(handle), run_id):
+            if batch.batch_id in wanted:
+                path.unlink(missing_ok=True)
+
+    def find(self, job_name: str) -> JobHandle | None:
+        if self._root is None or not (self._root / job_name).is_dir():
+            return None
+        return JobHandle(self.name, job_name)
+
+    def held(self) -> dict[str, Held]:
+        if self._root is None:
+            return {}
+        return {
+            name: Held(JobHandle(self.name, name), changed_at)
+            for name, changed_at in held(self._root).items()
+        }
+
+    def clear(self, handle: JobHandle, problems: list[str]) -> int | None:
+        return clear(self._dir(handle), problems)
+
+    def remove(self, handle: JobHandle, problems: list[str] | None = None) -> int | None:
+        return remove(self._dir(handle), problems)

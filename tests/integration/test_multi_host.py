@@ -144,7 +144,9 @@ def test_a_gang_host_sees_its_own_machine_and_share_and_leaves_results_to_rank_0
     data.mkdir()
     for i in range(4):
         (data / f"part-{i}.csv").write_text(f"{i}\n")
-    script = REPORT + """
+    script = (
+        REPORT
+        + """
     import pathlib
     ckpt = pathlib.Path(env["NAIAD_CHECKPOINT_DIR"])
     (ckpt / "rank1.bin").write_text("shard of rank 1")
@@ -153,6 +155,7 @@ def test_a_gang_host_sees_its_own_machine_and_share_and_leaves_results_to_rank_0
     time.sleep(2.5)  # past a mirror period
     print("master", env["MASTER_ADDR"], env["MASTER_PORT"], env["SM_MASTER_ADDR"])
 """
+    )
     gang = GangPlace(["10.0.0.5", "10.0.0.6"], 1, "127.0.0.2", 29511, attempt=2)
     spec = job(
         tmp_path,

@@ -13,13 +13,13 @@ its name, and reads on from where its copy of the log ends.
 import contextlib
 import logging
 import os
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from naiad.core.errors import InvalidInput
 from naiad.executors import local_files
-from naiad.executors.base import ExecState, Held, JobHandle, LaunchSpec, LogChunk, Phase
+from naiad.executors.base import ExecState, JobHandle, LaunchSpec, Phase
 from naiad.executors.capacity import NodePool, node_pool
 from naiad.executors.local_files import exec_state
 from naiad.executors.ray.gang import LOG_CHUNK, NAMESPACE, Coordinator, coordinator_name, spec_json
@@ -31,14 +31,13 @@ from naiad.executors.supervisor.workdir import (
     write_json_atomic,
     write_spec,
 )
-from naiad.schemas.metrics import MetricBatch
 
 log = logging.getLogger("naiad.executors.ray")
 CALL_TIMEOUT_S = 5.0
 SPOOL_DONE = "spool.fetched"
 
 
-class RayExecutor:
+class RayExecutor(local_files.JobFolders):
     """Runs each job's gang on the Ray cluster at ``address`` (``auto``, ``ray://...``,
     or the ``host:port`` that ``ray start --head`` printed)."""
 
@@ -219,43 +218,3 @@ class RayExecutor:
             actor.stop.remote(grace_s)
 
     # -- files: the job's copy here --------------------------------------------------------
-    def _handle(self, spec: LaunchSpec) -> JobHandle:
-        root = Path(os.path.realpath(spec.work_dir))
-        if root.is_relative_to(self._root):
-            return JobHandle(self.name, str(root.relative_to(self._root)))
-        return JobHandle(self.name, str(root))
-
-    def _dir(self, handle: JobHandle) -> Path:
-        if handle.executor != self.name:
-            raise ValueError(f"A {handle.executor!r} job's handle, given to the Ray executor.")
-        return self._root / handle.id
-
-    def read_log(
-        self, handle: JobHandle, offset: int, limit: int, rank: int | None = None
-    ) -> LogChunk:
-        return local_files.read_log(self._dir(handle), offset, limit, rank)
-
-    def collect_metrics(self, handle: JobHandle, run_id: str) -> Iterator[MetricBatch]:
-        for _, batch in local_files.spooled_metrics(self._dir(handle), run_id):
-            yield batch
-
-    def drop_metrics(self, handle: JobHandle, run_id: str, batch_ids: Collection[str]) -> None:
-        wanted = set(batch_ids)
-        for path, batch in local_files.spooled_metrics(self._dir(handle), run_id):
-            if batch.batch_id in wanted:
-                path.unlink(missing_ok=True)
-
-    def find(self, job_name: str) -> JobHandle | None:
-        return JobHandle(self.name, job_name) if (self._root / job_name).is_dir() else None
-
-    def held(self) -> dict[str, Held]:
-        return {
-            name: Held(JobHandle(self.name, name), changed_at)
-            for name, changed_at in local_files.held(self._root).items()
-        }
-
-    def clear(self, handle: JobHandle, problems: list[str]) -> int | None:
-        return local_files.clear(self._dir(handle), problems)
-
-    def remove(self, handle: JobHandle, problems: list[str] | None = None) -> int | None:
-        return local_files.remove(self._dir(handle), problems)
