@@ -10,7 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -233,3 +233,15 @@ class Sections:
             say(f"wrote {json_path}")
         if self.errors:
             sys.exit(1)
+
+
+@contextlib.contextmanager
+def scratch(admin_url: str | None) -> Iterator[str | None]:
+    """A scratch PostgreSQL database dropped afterwards; None (SQLite) without ``admin_url``."""
+    if admin_url is None:
+        yield None
+        return
+    from naiad.testing.postgres import scratch_database
+
+    with scratch_database(admin_url) as url:
+        yield url

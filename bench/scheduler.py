@@ -21,14 +21,11 @@ earlier one, the longest wait of each class of job, and GPU use while jobs wait.
 """
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import random
 import statistics
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -36,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import machine, say
+from _common import machine, say, scratch
 
 CPUS = 64  # per node
 BIG_GANG = 64  # nodes
@@ -174,12 +171,9 @@ class SimCluster:
 
 def put_source(state: Any) -> str:
     """A one-file source snapshot in the artifact store, as ``PUT /sources`` leaves it."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        info = tarfile.TarInfo("train.py")
-        info.size = 0
-        tar.addfile(info, io.BytesIO(b""))
-    state.artifacts.put_bytes("sources/bench.tar.gz", buffer.getvalue())
+    from naiad.testing.jobs import source_tarball
+
+    state.artifacts.put_bytes("sources/bench.tar.gz", source_tarball({"train.py": ""}))
     return "sources/bench.tar.gz"
 
 
@@ -353,8 +347,9 @@ def rows_for(store: str, f: dict[str, Any], jobs: int) -> list[tuple[str, str, s
         (store, f"{BIG_GANG}-node gangs started", f"{f['big_gangs_started']} of {f['big_gangs']}",
          "no starvation"),
         (store, f"{BIG_GANG}-node gang: head of queue to placed",
-         f"max {max(heads)} ticks, {max(heads_s):.2f} s",
-         f"median {statistics.median(heads)} ticks; s = the scheduler's own tick time"),
+         f"max {max(heads)} ticks, {max(heads_s):.2f} s" if heads else "none queued",
+         f"median {statistics.median(heads)} ticks; s = the scheduler's own tick time"
+         if heads else "too few --jobs for a gang of this size"),
         (store, "jobs placed out of queue order", str(f["overtakes"]), "strict FIFO, no backfill"),
         (store, "GPUs in use while jobs waited", f"{f['gpu_use']:.0%}",
          "the cost of the head's reservation (no backfill)"),
@@ -375,18 +370,6 @@ def table(rows: list[tuple[str, str, str, str]]) -> str:
 
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([fmt(head), rule, *(fmt(r) for r in rows)])
-
-
-@contextlib.contextmanager
-def scratch(admin_url: str | None) -> Iterator[str | None]:
-    """A scratch PostgreSQL database, dropped afterwards; None (SQLite) without a URL."""
-    if admin_url is None:
-        yield None
-        return
-    from naiad.testing.postgres import scratch_database
-
-    with scratch_database(admin_url) as url:
-        yield url
 
 
 def main() -> None:

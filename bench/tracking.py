@@ -45,7 +45,7 @@ import time
 import warnings
 from array import array
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ from _common import (
     free_port,
     median_time,
     say,
+    scratch,
     timed,
 )
 
@@ -253,18 +254,6 @@ def postgres_reachable(url: str) -> str | None:
     except psycopg.Error as exc:
         return str(exc).strip().splitlines()[0]
     return None
-
-
-@contextlib.contextmanager
-def scratch(admin_url: str | None) -> Iterator[str | None]:
-    """A scratch PostgreSQL database dropped afterwards; None (SQLite) without ``admin_url``."""
-    if admin_url is None:
-        yield None
-        return
-    from naiad.testing.postgres import scratch_database
-
-    with scratch_database(admin_url) as url:
-        yield url
 
 
 # -- fresh stores ------------------------------------------------------------------
