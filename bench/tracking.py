@@ -392,7 +392,7 @@ def _fan_in_worker(
     thread.start()
     first = time.time()
     names = [[f"{key}/{rank}" for key in KEYS[: fan.keys]] for _, rank, _ in ranks]
-    for slot in range(steps + max(runs.values())):
+    for slot in range(steps + max(runs.values(), default=0)):
         if abort.is_set():
             break
         time.sleep(max(0.0, first + slot / fan.steps_per_s - time.time()))
