@@ -22,12 +22,13 @@ from naiad.executors import local_files
 from naiad.executors.base import ExecState, JobHandle, LaunchSpec, Phase
 from naiad.executors.capacity import NodePool, node_pool
 from naiad.executors.local_files import exec_state
-from naiad.executors.ray.gang import LOG_CHUNK, NAMESPACE, Coordinator, coordinator_name, spec_json
+from naiad.executors.ray.gang import LOG_CHUNK, NAMESPACE, Coordinator, coordinator_name
 from naiad.executors.ray.reach import check_reachable
 from naiad.executors.supervisor.workdir import (
     WorkDir,
     ended,
     read_json,
+    spec_to_json,
     write_json_atomic,
     write_spec,
 )
@@ -141,7 +142,7 @@ class RayExecutor(local_files.JobFolders):
             "resources": {"node:__internal_head__": 0.001},  # never on a node that may go
         }
         coordinator = self._ray.remote(Coordinator).options(**options)
-        self._actors[spec.run_id] = coordinator.remote(spec_json(spec), spec.token())
+        self._actors[spec.run_id] = coordinator.remote(spec_to_json(spec), spec.token())
         self._unplaced[spec.job_name] = spec
         write_json_atomic(wd.state_file, {"phase": "starting", "attempt": 0})
         return self._handle(spec)

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ from naiad.executors.supervisor.workdir import (
     SUPERVISOR_MODULE,
     WorkDir,
     read_json,
+    spec_from_json,
+    spec_to_json,
     write_json_atomic,
     write_spec,
 )
@@ -60,20 +62,6 @@ def work_root() -> Path:
     root = Path(os.environ.get(WORK_ROOT_ENV) or Path(tempfile.gettempdir()) / "naiad-ray")
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     return root
-
-
-def spec_json(spec: LaunchSpec) -> dict[str, Any]:
-    data = asdict(spec)
-    data["work_dir"] = str(spec.work_dir)
-    return data
-
-
-def spec_of(data: dict[str, Any]) -> LaunchSpec:
-    data = dict(data)
-    data["work_dir"] = Path(data["work_dir"])
-    if isinstance(data.get("gang"), dict):
-        data["gang"] = GangPlace(**data["gang"])
-    return LaunchSpec(**data)
 
 
 def bundle(spec: LaunchSpec) -> dict[str, float]:
@@ -116,7 +104,7 @@ class NodeHost:
             token_file.write_text(token)
             token_file.chmod(0o600)
         spec = replace(
-            spec_of(spec_data),
+            spec_from_json(spec_data),
             work_dir=self.root,
             token_file=str(token_file) if token_file else None,
             max_retries=0,  # the coordinator retries the whole gang
@@ -178,13 +166,6 @@ class NodeHost:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
 
-    def wait(self, timeout_s: float) -> bool:
-        if self.proc is None:
-            return True
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout_s)
-        return self.proc.poll() is not None
-
     def remove(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
@@ -196,7 +177,7 @@ class Coordinator:
     """One job's gang: placement, attempts, the merged log and the state the server reads."""
 
     def __init__(self, spec_data: dict[str, Any], token: str | None) -> None:
-        self.spec = spec_of(spec_data)
+        self.spec = spec_from_json(spec_data)
         self.token = token
         self.root = work_root() / f"{self.spec.job_name}-{self.spec.run_id[:12]}"
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -355,7 +336,7 @@ class Coordinator:
                 # only rank 0's host reads metrics from its log: one series, not one per host
                 metric_definitions=self.spec.metric_definitions if i == 0 else [],
             )
-            ray.get(host.start.remote(spec_json(spec), self.token), timeout=CALL_TIMEOUT_S)
+            ray.get(host.start.remote(spec_to_json(spec), self.token), timeout=CALL_TIMEOUT_S)
         return names, [p["node"] for p in places]
 
     def _attempt(self, attempt: int) -> tuple[str, str, int | None] | None:

@@ -171,23 +171,33 @@ def ended(state: dict[str, Any] | None) -> bool:
     return phase is not None and phase.terminal
 
 
-def write_spec(spec: LaunchSpec) -> None:
-    """What the supervisor runs, read back after a restart."""
+def spec_to_json(spec: LaunchSpec) -> dict[str, Any]:
+    """A launch spec as JSON: in ``spec.json``, or sent to a gang's host on another machine."""
     data = dataclasses.asdict(spec)
     data["work_dir"] = str(spec.work_dir)
-    write_json_atomic(WorkDir(Path(spec.work_dir)).spec_file, data)
+    return data
 
 
-def read_spec(root: Path) -> LaunchSpec:
-    data = read_json(WorkDir(root).spec_file)
-    if data is None:
-        raise FileNotFoundError(f"{WorkDir(root).spec_file} is missing or not valid JSON.")
+def spec_from_json(data: dict[str, Any]) -> LaunchSpec:
+    """``spec_to_json`` read back; fields a later version dropped are ignored."""
     known = {f.name for f in dataclasses.fields(LaunchSpec)}
     data = {k: v for k, v in data.items() if k in known}
     data["work_dir"] = Path(data["work_dir"])
     if isinstance(data.get("gang"), dict):
         data["gang"] = GangPlace(**data["gang"])
     return LaunchSpec(**data)
+
+
+def write_spec(spec: LaunchSpec) -> None:
+    """What the supervisor runs, read back after a restart."""
+    write_json_atomic(WorkDir(Path(spec.work_dir)).spec_file, spec_to_json(spec))
+
+
+def read_spec(root: Path) -> LaunchSpec:
+    data = read_json(WorkDir(root).spec_file)
+    if data is None:
+        raise FileNotFoundError(f"{WorkDir(root).spec_file} is missing or not valid JSON.")
+    return spec_from_json(data)
 
 
 def start_time(pid: int) -> int | None:
