@@ -137,8 +137,10 @@ def _check_command(command: list[str]) -> list[str]:
     return command
 
 
-class JobCreate(Wire):
-    name: str = Field(min_length=1, max_length=63, description="Unique; letters, digits, '-'.")
+class JobTemplate(Wire):
+    """What runs and on what: a job's request less its name (a tuning job's trials share
+    one template and get their names from it)."""
+
     entrypoint: str | None = Field(
         default=None,
         min_length=1,
@@ -258,6 +260,10 @@ class JobCreate(Wire):
         if twice:
             raise ValueError(f"metric {', '.join(map(repr, twice))} is defined more than once")
         return definitions
+
+
+class JobCreate(JobTemplate):
+    name: str = Field(min_length=1, max_length=63, description="Unique; letters, digits, '-'.")
 
 
 class JobSpec(BaseModel):

@@ -92,6 +92,8 @@ class Lineage(BaseModel):
     hyperparameters: dict[str, ParamValue] = Field(default_factory=dict)
     metrics: dict[str, float | str] = Field(default_factory=dict, description="Final values.")
     inputs: dict[str, str] = Field(default_factory=dict)
+    tuning_job: str | None = Field(default=None, description="The search the job was a trial of.")
+    trial: int | None = Field(default=None, description="Its trial number in that search.")
     derived_from: str | None = Field(
         default=None, description="e.g. digits:1, when quantized or exported."
     )

@@ -23,6 +23,7 @@ from naiad.server.controller.endpoints import EndpointKeeper
 from naiad.server.controller.janitor import Janitor
 from naiad.server.controller.registry import Service
 from naiad.server.controller.scheduler import Scheduler
+from naiad.server.controller.tuner import Tuner
 from naiad.server.deps import require_token
 from naiad.server.home import HomeGuard, HomeWatch, secure_home
 from naiad.server.limits import AccessCheck, BodyLimit, NoNulInUrl
@@ -38,6 +39,7 @@ from naiad.server.routes import (
     metrics,
     models,
     runs,
+    tuning,
 )
 from naiad.server.state import AppState
 from naiad.services.jobs import jobs_root
@@ -74,6 +76,7 @@ def build_state(settings: Settings) -> AppState:
 # The background services, started in this order and stopped in reverse; one line each.
 SERVICES: tuple[Callable[[AppState], Service], ...] = (
     Scheduler,  # jobs: queue, start, watch, stop
+    Tuner,  # tuning jobs: start trials, stop unpromising ones, settle the search
     EndpointKeeper,  # endpoints: replicas, routing, their figures
     Janitor,  # finished jobs' work directories past their retention
 )
@@ -123,7 +126,18 @@ def create_app(settings: Settings | None = None) -> NaiadApp:
     errors.install(app)
 
     api = APIRouter(prefix=API, dependencies=[Depends(require_token)])
-    for module in (experiments, runs, metrics, artifacts, jobs, models, endpoints, admin, keys):
+    for module in (
+        experiments,
+        runs,
+        metrics,
+        artifacts,
+        jobs,
+        tuning,
+        models,
+        endpoints,
+        admin,
+        keys,
+    ):
         api.include_router(module.router)
     app.include_router(health.router, prefix=API)
     app.include_router(api)

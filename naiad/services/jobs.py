@@ -13,7 +13,7 @@ from naiad.core.errors import InvalidInput
 from naiad.core.names import check_key
 from naiad.core.status import Status
 from naiad.executors.base import ExecState, Executor, JobHandle, LaunchSpec, LogChunk, Phase
-from naiad.schemas.jobs import JobCreate
+from naiad.schemas.jobs import JobCreate, JobTemplate
 from naiad.schemas.runs import RunCreate, RunUpdate
 from naiad.settings import Settings
 from naiad.store import jobs, runs
@@ -72,7 +72,7 @@ def _check_checkpoint_uri(uri: str | None) -> None:
     )
 
 
-def _check_resources(body: JobCreate, slots: int, nodes: int | None) -> None:
+def _check_resources(body: JobTemplate, slots: int, nodes: int | None) -> None:
     """A job holds a slot for every process on every node (host) it spans."""
     if nodes is not None and body.nodes > nodes:
         raise InvalidInput(
@@ -124,6 +124,19 @@ def _check_source(store: ArtifactStore, source_uri: str, entrypoint: str | None)
         )
 
 
+def check(body: JobTemplate, store: ArtifactStore, slots: int, nodes: int | None = None) -> None:
+    """Check everything that can be checked now, so a job does not fail minutes later.
+
+    ``slots`` and ``nodes`` are the executor's (``nodes``: the most hosts it runs a job
+    on; None: as many as its slots allow, as the local executor emulates them).
+    """
+    _check_inputs(body.inputs)
+    _check_checkpoint_uri(body.checkpoint_uri)
+    _check_resources(body, slots, nodes)
+    if body.source_uri is not None:  # a command job's code may come in a channel instead
+        _check_source(store, body.source_uri, body.entrypoint)
+
+
 def submit(
     session: Session,
     body: JobCreate,
@@ -131,27 +144,22 @@ def submit(
     slots: int,
     nodes: int | None = None,
     output_uri: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> JobRow:
-    """Check everything that can be checked now, so a job does not fail minutes later.
+    """Check the job (``check``) and queue it with its run.
 
-    ``slots`` and ``nodes`` are the executor's (``nodes``: the most hosts it runs a job
-    on; None: as many as its slots allow, as the local executor emulates them).
     ``output_uri``: where model.tar.gz and output.tar.gz go (``jobs/NAME/output`` unless
-    given, as SageMaker's ``S3OutputPath`` gives it).
+    given, as SageMaker's ``S3OutputPath`` gives it); ``tags``: more tags for its run.
     """
     _check_name(body.name)
-    _check_inputs(body.inputs)
-    _check_checkpoint_uri(body.checkpoint_uri)
-    _check_resources(body, slots, nodes)
-    if body.source_uri is not None:  # a command job's code may come in a channel instead
-        _check_source(store, body.source_uri, body.entrypoint)
+    check(body, store, slots, nodes)
     run = runs.create(
         session,
         RunCreate(
             experiment=body.experiment,
             name=body.name,
             params=body.hyperparameters,
-            tags={"naiad.job": body.name},
+            tags={"naiad.job": body.name, **(tags or {})},
         ),
         store.uri,
     )
@@ -256,8 +264,12 @@ def apply_state(session: Session, row: JobRow, state: ExecState) -> None:
         jobs.transition(session, row, Status.RUNNING, f"Attempt {state.attempt} started.", at)
     if target is None:
         return
+    reason: str | None = None
+    if target == Status.STOPPED and row.stop_reason:
+        reason = row.stop_reason  # why it was asked to stop says more than that it did
     reason = (
-        state.reason
+        reason
+        or state.reason
         or {
             Status.COMPLETED: "Training finished.",
             Status.FAILED: "The job failed.",

@@ -35,7 +35,7 @@ from naiad.schemas.models import (
 )
 from naiad.services import jobs as job_service
 from naiad.services import model_files
-from naiad.store import endpoints, jobs, models, runs
+from naiad.store import endpoints, jobs, models, runs, tuning
 from naiad.store.artifacts import ArtifactStore, safe_path
 from naiad.store.tables import EvaluationRow, JobRow, ModelVersionRow
 
@@ -119,12 +119,15 @@ def copy_archive(
 def _lineage_of_job(session: Session, row: JobRow) -> Lineage:
     run = runs.get(session, row.run_id)
     metrics = {key: summary.value for key, summary in run.metrics.items()}
+    trial = tuning.trial_of_job(session, row.id)
     return Lineage(
         job=row.name,
         run_id=row.run_id,
         hyperparameters=row.spec.hyperparameters,
         metrics=metrics,
         inputs=row.spec.inputs,
+        tuning_job=None if trial is None else trial[1].name,
+        trial=None if trial is None else trial[0].number,
     )
 
 

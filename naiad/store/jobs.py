@@ -82,6 +82,17 @@ def transition(
     return True
 
 
+def request_stop(row: JobRow, reason: str | None = None) -> None:
+    """Ask a job to stop (the scheduler passes it on); ``reason``: why, when not a person."""
+    if not Status(row.status).terminal and not row.stop_requested:
+        row.stop_requested = True
+        row.stop_reason = reason
+
+
+def stop_reason(row: JobRow) -> str:
+    return row.stop_reason or "Stop requested."
+
+
 def list_all(session: Session, status: str | None = None, limit: int = 200) -> list[JobRow]:
     query = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
     if status:

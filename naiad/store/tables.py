@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from naiad.schemas.endpoints import EndpointSpec
 from naiad.schemas.jobs import JobSpec
+from naiad.schemas.tuning import TuningSpec
 from naiad.store.types import PydanticJSON
 
 
@@ -135,6 +136,8 @@ class JobRow(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     stop_requested: Mapped[bool] = mapped_column(default=False)
+    # Why it was asked to stop, when not by a person (a tuning job's early stopping).
+    stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     # The executor's opaque handle (JobHandle.to_json()), set when the job was started.
     handle: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -152,6 +155,52 @@ class JobTransitionRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TuningJobRow(Base):
+    """A hyperparameter search: its request (``spec``) and where it stands; its trials
+    are ``TuningTrialRow`` rows, from which the search is rebuilt at every turn."""
+
+    __tablename__ = "tuning_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), unique=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    spec: Mapped[TuningSpec] = mapped_column(PydanticJSON(TuningSpec))
+    stop_requested: Mapped[bool] = mapped_column(default=False)
+    # While Stopping: the status it takes once its running trials have stopped.
+    ends_as: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class TuningTrialRow(Base):
+    """One trial: what the strategy chose, its training job, and what the search knows of
+    it (Optuna's view: outcome, value, intermediate values, the sampler's attributes)."""
+
+    __tablename__ = "tuning_trials"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tuning_job_id: Mapped[str] = mapped_column(
+        ForeignKey("tuning_jobs.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    # A deleted job (its run deleted) leaves the trial counted, with what it reached.
+    job_id: Mapped[str | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    params: Mapped[dict] = mapped_column(JSON)
+    outcome: Mapped[str] = mapped_column(String(16))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The objective at each step the run logged it: [[step, value], ...].
+    intermediate: Mapped[list] = mapped_column(JSON, default=list)
+    # Optuna's system attributes (a grid point's id, a pruner's rungs, CMA-ES's state).
+    attrs: Mapped[dict] = mapped_column(JSON, default=dict)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    __table_args__ = (UniqueConstraint("tuning_job_id", "number", name="uq_tuning_trials_number"),)
 
 
 class ModelRow(Base):

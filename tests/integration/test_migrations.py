@@ -171,6 +171,7 @@ def _convert_specs(url: str) -> None:
         _insert_job(connection, "j1", "old", "Completed", OLD_SPEC)
         _insert_job(connection, "j2", "new", "Pending", current)
         command.upgrade(config, "0007")
+        command.upgrade(config, "head")  # the rows as today's code reads them
     with Session(engine) as session:
         specs = {row.name: row.spec for row in session.scalars(select(JobRow))}
     assert specs["old"] == JobSpec.model_validate(

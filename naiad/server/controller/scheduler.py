@@ -58,7 +58,7 @@ class Scheduler(ReconcileLoop):
             for row in jobs.active(session):
                 spec = self._spec(row)
                 if row.stop_requested and row.status != Status.STOPPING:
-                    jobs.transition(session, row, Status.STOPPING, "Stop requested.")
+                    jobs.transition(session, row, Status.STOPPING, jobs.stop_reason(row))
                     self.executor.stop(spec, spec.stop_grace_s)
                 exec_state = self.executor.poll(spec)
                 if exec_state.phase.terminal:
@@ -68,7 +68,7 @@ class Scheduler(ReconcileLoop):
                 if not Status(row.status).terminal:
                     running.append(spec)
             for row in jobs.pending(session, stop_requested=True):
-                end(session, row, Status.STOPPED, "Stopped before it started.")
+                end(session, row, Status.STOPPED, row.stop_reason or "Stopped before it started.")
             capacity = self.executor.capacity(running)
             # The queue's head, a page at a time: a deep queue is not read whole every tick
             # (every job of a page either starts or, the first that does not fit, ends it).

@@ -50,8 +50,7 @@ def get_job(name: str, session: SessionDep) -> TrainingJob:
 def stop_job(name: str, session: SessionDep) -> TrainingJob:
     """Ask the job to stop: SIGTERM to its processes, SIGKILL after the grace period."""
     row = jobs.get_row(session, name)
-    if not Status(row.status).terminal:
-        row.stop_requested = True
+    jobs.request_stop(row)
     return jobs.to_schema(session, row)
 
 

@@ -429,5 +429,5 @@ def stop_training_job(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
             f"The training job is {STATUS[Status(job.status)][0]}; only an InProgress job "
             "can be stopped.",
         )
-    job.stop_requested = True
+    jobs.request_stop(job)
     return {}
