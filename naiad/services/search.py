@@ -74,8 +74,10 @@ def _sampler(spec: TuningSpec, number: int) -> "optuna.samplers.BaseSampler":
     if spec.strategy == "random":
         return samplers.RandomSampler(seed=seed)
     if spec.strategy == "grid":
+        # Not the trial's seed: the grid's points are numbered in an order shuffled by
+        # the seed, and the trials' stored grid ids must mean the same points every time.
         grid = {r.name: r.grid() for r in spec.space}
-        return samplers.GridSampler(grid, seed=seed)
+        return samplers.GridSampler(grid, seed=spec.seed)
     if spec.strategy == "cmaes":
         return samplers.CmaEsSampler(seed=seed, n_startup_trials=min(5, spec.max_trials // 2 or 1))
     # Several trials at once: pretend the running ones scored badly, so they are not

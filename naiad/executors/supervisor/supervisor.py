@@ -264,6 +264,15 @@ class Supervisor:
         reason = launch.failure_reason(host.wd, host_text(text, host), code, procs)
         return f"Host {host.name}: {reason}"
 
+    def push_checkpoints(self) -> None:
+        if self.mirror is not None:
+            self.mirror.wait()
+        try:
+            checkpoint_sync.push(self.spec, self.wd)
+        except Exception as exc:  # the local copy still serves a retry here
+            where = checkpoint_sync.describe(self.spec)
+            self.log(f"could not copy checkpoints to {where}: {exc}")
+
     def attempts(self, first: int, channels: list[str]) -> None:
         attempt = first
         procs = self.procs
@@ -271,14 +280,12 @@ class Supervisor:
             if self.stop_wanted():
                 raise Finished("stopped", "Stopped on request")
             offset = self.wd.job_log.stat().st_size if self.wd.job_log.exists() else 0
-            code, failed = self.run_attempt(attempt, channels)
-            if self.mirror is not None:
-                self.mirror.wait()
             try:
-                checkpoint_sync.push(self.spec, self.wd)
-            except Exception as exc:  # the local copy still serves a retry here
-                where = checkpoint_sync.describe(self.spec)
-                self.log(f"could not copy checkpoints to {where}: {exc}")
+                code, failed = self.run_attempt(attempt, channels)
+            except Finished:
+                self.push_checkpoints()  # a stopped job keeps what it saved, to resume from
+                raise
+            self.push_checkpoints()
             if procs > 1:
                 for host in self.hosts:
                     launch.flatten_rank_logs(host.wd, attempt, host.rank * procs)
