@@ -65,7 +65,7 @@ def trials(session: Session, tuning_job_id: str) -> list[tuple[TuningTrialRow, J
         .where(TuningTrialRow.tuning_job_id == tuning_job_id)
         .order_by(TuningTrialRow.number)
     )
-    return [(t, j) for t, j in session.execute(query).tuples()]
+    return [(t, j) for t, j in session.execute(query).all()]
 
 
 def trial_of_job(session: Session, job_id: str) -> tuple[TuningTrialRow, TuningJobRow] | None:
@@ -75,7 +75,7 @@ def trial_of_job(session: Session, job_id: str) -> tuple[TuningTrialRow, TuningJ
         .join(TuningJobRow, TuningJobRow.id == TuningTrialRow.tuning_job_id)
         .where(TuningTrialRow.job_id == job_id)
     )
-    found = session.execute(query).tuples().first()
+    found = session.execute(query).first()
     return None if found is None else (found[0], found[1])
 
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from naiad.core.home import HomeLayout
+from naiad.testing import postgres
 from naiad.testing.jobs import source_tarball
 from naiad.testing.live import LiveServer
 
@@ -168,6 +169,8 @@ def test_failed_trials_are_retried_then_counted_and_fail_the_search(api: httpx.C
     assert job["status"] == "Failed"
     assert job["status_reason"].startswith("2 trials failed, which is max_failed_trials")
     assert job["counts"]["failed"] == 2 and len(_trials(api, "broken")) == 2
+    answer = api.post("/tuning-jobs/broken/register", json={"model": "m"})
+    assert answer.status_code == 409 and "no completed trial" in answer.text
 
 
 def test_a_regex_objective_reads_the_log(api: httpx.Client) -> None:
@@ -233,10 +236,18 @@ def test_the_best_trials_model_registers_with_its_lineage(api: httpx.Client) -> 
     assert lineage["job"] == job["best"]["job"] and lineage["run_id"] == job["best"]["run_id"]
 
 
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def test_a_sigkilled_server_resumes_the_search_without_losing_or_repeating_a_trial(
-    tmp_path: Path,
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
 ) -> None:
-    server = LiveServer(home=tmp_path / "home")
+    env = {}
+    if database == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        postgres.truncate_all(url)
+        env["NAIAD_DATABASE_URL"] = url
+    server = LiveServer(home=tmp_path / "home", env=env)
     server.start()
     try:
         headers = {"Authorization": f"Bearer {server.token}"}
