@@ -178,7 +178,7 @@ def _ending(row: TuningJobRow, pairs: Pairs, now: datetime) -> tuple[Status, str
     if len(failed) >= spec.max_failed_trials:
         last = failed[-1].reason or "no reason was recorded"
         return Status.FAILED, (
-            f"{len(failed)} trials failed, which is max_failed_trials; the last (trial "
+            f"{_trials(len(failed))} failed, which is max_failed_trials; the last (trial "
             f"{failed[-1].number}): {last}"
         )
     if row.stop_requested:
@@ -189,17 +189,21 @@ def _ending(row: TuningJobRow, pairs: Pairs, now: datetime) -> tuple[Status, str
             done = tuning.best(row, pairs) is not None
             return (Status.COMPLETED if done else Status.STOPPED), (
                 f"Reached its time limit (max_runtime_s={spec.max_runtime_s}) after "
-                f"{len(pairs)} trials."
+                f"{_trials(len(pairs))}."
             )
     if len(pairs) >= spec.max_trials and all(_ended(j) for _, j in pairs):
         if tuning.best(row, pairs) is None:
             return Status.FAILED, (
-                f"None of the {len(pairs)} trials completed with a value of "
+                f"No trial of {len(pairs)} completed with a value of "
                 f"{spec.objective.metric!r}; see the trials' reasons (`naiad tuning show "
                 f"{row.name}`)."
             )
-        return Status.COMPLETED, f"All {len(pairs)} trials ended."
+        return Status.COMPLETED, f"All {_trials(len(pairs))} ended."
     return None
+
+
+def _trials(count: int) -> str:
+    return f"{count} trial" if count == 1 else f"{count} trials"
 
 
 def _ended(job: JobRow | None) -> bool:

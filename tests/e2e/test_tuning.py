@@ -278,3 +278,13 @@ def test_a_sigkilled_server_resumes_the_search_without_losing_or_repeating_a_tri
     assert all(t["outcome"] == "complete" for t in trials), trials
     points = [t["params"]["quality"] for t in trials]
     assert len(set(points)) == 6  # no point asked twice
+
+
+def test_the_time_limit_ends_the_search(api: httpx.Client) -> None:
+    _curve(api, "limited", max_trials=10, max_runtime_s=2, hyperparameters={"step_seconds": 2})
+    job = _wait(api, "limited", timeout=60)
+    assert job["status"] == "Stopped", job  # nothing completed within the limit
+    assert job["status_reason"] == "Reached its time limit (max_runtime_s=2) after 1 trial."
+    (trial,) = _trials(api, "limited")
+    assert trial["outcome"] == "stopped" and trial["status"] == "Stopped"
+    assert "limited is ending: Reached its time limit" in trial["reason"]
