@@ -11,6 +11,7 @@ import time
 import uuid
 import warnings
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -290,3 +291,43 @@ def serve_models(live, tmp) -> None:  # type: ignore[no-untyped-def]
     for _ in range(30):  # spread over a couple of seconds, for the charts
         client.endpoints.predict("classify", np.zeros((2, 4), dtype=np.float32))
         time.sleep(0.05)
+
+
+# examples/tuning/objective.py: a smooth bowl over lr, width and act, logging ``score``
+TUNING_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tuning"
+
+
+def tuning_job(
+    client: naiad.Client,
+    api: httpx.Client,
+    name: str,
+    trials: int = 6,
+    parallel: int = 2,
+    steps: int = 4,
+    early_stopping: str = "asha",
+) -> dict[str, object]:
+    """Start a search of the example objective over lr (log), width (integer) and act
+    (categorical), ``steps`` steps of 0.05 s a trial; returns the tuning job as created."""
+    source = client.training_jobs.upload_source(TUNING_EXAMPLE).source_uri
+    body = {
+        "name": name,
+        "strategy": "tpe",
+        "early_stopping": early_stopping,
+        "max_trials": trials,
+        "parallel": parallel,
+        "seed": 2,  # its first trials spread over every param's range
+        "objective": {"metric": "score", "direction": "maximize"},
+        "space": [
+            {"name": "lr", "type": "continuous", "min": 1e-4, "max": 1, "scaling": "log"},
+            {"name": "width", "type": "integer", "min": 1, "max": 6},
+            {"name": "act", "type": "categorical", "values": ["relu", "gelu", "tanh"]},
+        ],
+        "template": {
+            "entrypoint": "objective.py",
+            "source_uri": source,
+            "hyperparameters": {"steps": steps, "step_seconds": 0.05},
+        },
+    }
+    response = api.post("/tuning-jobs", json=body)
+    response.raise_for_status()
+    return response.json()
