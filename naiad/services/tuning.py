@@ -8,12 +8,14 @@ a server killed at any point resumes without losing or repeating a trial.
 
 import math
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
 from naiad.core.errors import Conflict, InvalidInput, NotFound
+from naiad.core.ids import new_id
 from naiad.core.status import Status
 from naiad.schemas.jobs import JobCreate
 from naiad.schemas.models import ModelVersionCreate
@@ -114,9 +116,10 @@ def _finish(trial: TuningTrialRow, job: JobRow, metric: str) -> None:
     """Settle a trial whose job has ended: its outcome, value and reason."""
     trial.ended_at = job.ended_at or utcnow()
     last = trial.intermediate[-1][1] if trial.intermediate else None
-    if trial.outcome == "pruned":
+    if trial.outcome == "pruned" and job.status != Status.COMPLETED.value:
         trial.value = last
-    elif job.status == Status.COMPLETED.value:
+    elif job.status == Status.COMPLETED.value:  # (one pruned too late ran to its end)
+        trial.reason = None
         if last is None:
             trial.outcome = "failed"
             trial.reason = (
@@ -233,7 +236,7 @@ def _launch(
             tags={"naiad.tuning_job": row.name, "naiad.trial": str(number)},
         )
         trial = TuningTrialRow(
-            id=job.id,
+            id=new_id(),
             tuning_job_id=row.id,
             number=number,
             job_id=job.id,
@@ -254,7 +257,8 @@ def advance(session: Session, row: TuningJobRow, launcher: Launcher) -> None:
     running = [j for _, j in pairs if not _ended(j)]
     if row.status == Status.STOPPING.value:
         if not running:
-            tuning.transition(session, row, Status(row.ends_as or "Stopped"), row.status_reason)
+            ends_as = Status(row.ends_as or Status.STOPPED.value)
+            tuning.transition(session, row, ends_as, row.status_reason)
         return
     ending = _ending(row, pairs, datetime.now(UTC))
     if ending is not None:
@@ -280,6 +284,25 @@ def advance(session: Session, row: TuningJobRow, launcher: Launcher) -> None:
             return
     if row.status == Status.PENDING.value and pairs:
         tuning.transition(session, row, Status.RUNNING, "Trials started.")
+
+
+_IMPORTANCES: OrderedDict[tuple[str, tuple[tuple[int, float], ...]], dict[str, float]] = (
+    OrderedDict()
+)
+
+
+def importances(row: TuningJobRow, pairs: Pairs) -> dict[str, float]:
+    """fANOVA's shares (``search.importances``), computed once per set of completed trials:
+    a console polling a search pays for it only when a trial completes."""
+    done = tuple(
+        (t.number, t.value) for t, _ in pairs if t.outcome == "complete" and t.value is not None
+    )
+    key = (row.id, done)
+    if key not in _IMPORTANCES:
+        _IMPORTANCES[key] = search.importances(row.spec, [known(t) for t, _ in pairs])
+        while len(_IMPORTANCES) > 64:
+            _IMPORTANCES.popitem(last=False)
+    return _IMPORTANCES[key]
 
 
 def register_best(

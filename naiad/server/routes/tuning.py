@@ -8,7 +8,6 @@ from fastapi import APIRouter, status
 from naiad.schemas.models import ModelVersion
 from naiad.schemas.tuning import Trial, TrialRegister, TuningJob, TuningJobCreate
 from naiad.server.deps import SessionDep, StateDep
-from naiad.services import search
 from naiad.services import tuning as tuning_service
 from naiad.store import models, tuning
 
@@ -39,9 +38,9 @@ def list_trials(
     """The trials in the order they were asked for, or best objective first."""
     row = tuning.get_row(session, name)
     trials = [tuning.trial_schema(t, j) for t, j in tuning.trials(session, row.id)]
-    if sort == "objective":
+    if sort == "objective":  # completed trials first: a pruned trial's value is partial
         sign = -1.0 if row.spec.objective.direction == "maximize" else 1.0
-        trials.sort(key=lambda t: (t.value is None, sign * (t.value or 0.0), t.number))
+        trials.sort(key=lambda t: (t.outcome != "complete", sign * (t.value or 0.0), t.number))
     return trials
 
 
@@ -50,8 +49,7 @@ def importances(name: str, session: SessionDep) -> dict[str, float]:
     """Each hyperparameter's share of the objective's variance over the completed trials
     (Optuna's fANOVA); empty until at least three have completed."""
     row = tuning.get_row(session, name)
-    known = [tuning_service.known(t) for t, _ in tuning.trials(session, row.id)]
-    return search.importances(row.spec, known)
+    return tuning_service.importances(row, tuning.trials(session, row.id))
 
 
 @router.post("/{name}/stop")
