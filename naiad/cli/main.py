@@ -15,15 +15,17 @@ def build_app(server_only: bool = False) -> typer.Typer:
     app.callback()(lambda: None)
     app.add_typer(server.app, name="server")
     if not server_only:
-        from naiad.cli import endpoints, experiments, gc, jobs, keys, models, runs
+        from naiad.cli import endpoints, experiments, gc, jobs, keys, models, runs, tuning
 
         app.add_typer(experiments.app, name="experiments")
         app.add_typer(runs.app, name="runs")
         app.add_typer(jobs.app, name="jobs")
+        app.add_typer(tuning.app, name="tuning")
         app.add_typer(models.app, name="models")
         app.add_typer(endpoints.app, name="endpoints")
         app.add_typer(keys.app, name="keys")
         app.command("train")(jobs.train)
+        app.command("tune")(tuning.tune)
         app.command("gc")(gc.gc)
     return app
 

@@ -18,6 +18,7 @@ from naiad.sdk.jobs import TrainingJobs
 from naiad.sdk.keys import AccessKeys
 from naiad.sdk.models import Evaluations, Models
 from naiad.sdk.series import MetricSeries
+from naiad.sdk.tuning import TuningJobs
 
 
 class Experiments:
@@ -197,6 +198,7 @@ class Client:
         self.experiments = Experiments(self._transport)
         self.runs = Runs(self._transport)
         self.training_jobs = TrainingJobs(self._transport)
+        self.tuning_jobs = TuningJobs(self._transport, self.training_jobs)
         self.models = Models(self._transport, self.training_jobs)
         self.evaluations = Evaluations(self._transport)
         self.endpoints = Endpoints(self._transport)

@@ -6,8 +6,9 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from naiad.core.errors import InvalidInput
 from naiad.core.status import Status
@@ -18,6 +19,7 @@ from naiad.sdk.http import Transport
 from naiad.sdk.sources import Progress, SourcePlan
 
 MetricDefinitions = Mapping[str, str] | Sequence[Mapping[str, str]]
+M = TypeVar("M", bound=BaseModel)
 
 
 class LargeSourceWarning(UserWarning):
@@ -34,16 +36,20 @@ def _metric_definitions(definitions: MetricDefinitions | None) -> list[dict[str,
     return [dict(d) for d in definitions]
 
 
-def _checked(body: dict[str, object]) -> JobCreate:
+def checked(schema: type[M], body: Mapping[str, object], what: str = "job") -> M:
     """The request validated here, with the server's own schema, before anything is sent."""
     try:
-        return JobCreate.model_validate(body)
+        return schema.model_validate(body)
     except ValidationError as exc:
         problems = []
         for err in exc.errors()[:5]:
             where = ".".join(str(p) for p in err["loc"]) or "request"
             problems.append(f"{where}: {str(err['msg']).removeprefix('Value error, ')}")
-        raise InvalidInput("The job is not valid: " + "; ".join(problems) + ".") from None
+        raise InvalidInput(f"The {what} is not valid: " + "; ".join(problems) + ".") from None
+
+
+def _checked(body: dict[str, object]) -> JobCreate:
+    return checked(JobCreate, body)
 
 
 def to_uri(location: str) -> str:
@@ -51,6 +57,47 @@ def to_uri(location: str) -> str:
     if "://" in location:
         return location
     return Path(location).expanduser().resolve().as_uri()
+
+
+def template_fields(
+    *,
+    entrypoint: str | None = None,
+    experiment: str | None = None,
+    hyperparameters: Mapping[str, ParamValue] | None = None,
+    inputs: Mapping[str, str] | None = None,
+    processes_per_node: int | None = None,
+    nodes: int | None = None,
+    gpus: int | None = None,
+    max_runtime_s: int | None = None,
+    max_retries: int | None = None,
+    priority: int | None = None,
+    metric_definitions: MetricDefinitions | None = None,
+    environment: Mapping[str, str] | None = None,
+    channels: Mapping[str, Mapping[str, str | None]] | None = None,
+    checkpoint_uri: str | None = None,
+) -> dict[str, object]:
+    """A job template's fields as the SDK takes them, in the schema's shape: local input
+    paths as file:// URIs, metric definitions as a list. What is None is left out, so the
+    schema's default applies (a training job's and a tuning job's trials share this)."""
+    fields: dict[str, object] = {
+        "entrypoint": entrypoint,
+        "experiment": experiment,
+        "hyperparameters": None if hyperparameters is None else dict(hyperparameters),
+        "inputs": None if inputs is None else {k: to_uri(v) for k, v in inputs.items()},
+        "processes_per_node": processes_per_node,
+        "nodes": nodes,
+        "gpus": gpus,
+        "max_runtime_s": max_runtime_s,
+        "max_retries": max_retries,
+        "priority": priority,
+        "metric_definitions": (
+            None if metric_definitions is None else _metric_definitions(metric_definitions)
+        ),
+        "environment": None if environment is None else dict(environment),
+        "channels": None if channels is None else {k: dict(v) for k, v in channels.items()},
+        "checkpoint_uri": checkpoint_uri,
+    }
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 class JobHandle:
@@ -161,26 +208,23 @@ class TrainingJobs:
         ``checkpoint_uri`` is where ``checkpoints/`` is kept and restored from.
         The request is checked before the source is packed, so a mistake costs no upload.
         """
-        body = _checked(
-            {
-                "name": name,
-                "entrypoint": entrypoint,
-                "source_uri": "pending",
-                "experiment": experiment,
-                "hyperparameters": hyperparameters or {},
-                "inputs": {k: to_uri(v) for k, v in (inputs or {}).items()},
-                "processes_per_node": processes_per_node,
-                "nodes": nodes,
-                "gpus": gpus,
-                "max_runtime_s": max_runtime_s,
-                "max_retries": max_retries,
-                "priority": priority,
-                "metric_definitions": _metric_definitions(metric_definitions),
-                "environment": dict(environment or {}),
-                "channels": {k: dict(v) for k, v in (channels or {}).items()},
-                "checkpoint_uri": checkpoint_uri,
-            }
+        fields = template_fields(
+            entrypoint=entrypoint,
+            experiment=experiment,
+            hyperparameters=hyperparameters,
+            inputs=inputs,
+            processes_per_node=processes_per_node,
+            nodes=nodes,
+            gpus=gpus,
+            max_runtime_s=max_runtime_s,
+            max_retries=max_retries,
+            priority=priority,
+            metric_definitions=metric_definitions,
+            environment=environment,
+            channels=channels,
+            checkpoint_uri=checkpoint_uri,
         )
+        body = _checked({"name": name, "source_uri": "pending", **fields})
         body.source_uri = self.upload_source(source_dir, progress).source_uri
         job = self._t.request("POST", "/jobs", json=body.model_dump(mode="json"))
         return JobHandle(self, TrainingJob.model_validate(job))
