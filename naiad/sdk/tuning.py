@@ -316,7 +316,7 @@ class TuningJobHandle:
 
     def trials(self, sort: str = "number") -> list[Trial]:
         """Every trial so far: in the order they were asked for, or ``sort="objective"``
-        (best first, trials without a value last)."""
+        (completed trials first, best first: a pruned trial's value is partial)."""
         return self._tuning.trials(self.name, sort)
 
     def best(self) -> Trial | None:
