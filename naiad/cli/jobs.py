@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shlex
 from collections import deque
 from datetime import UTC, datetime
@@ -24,7 +23,6 @@ from naiad.core.errors import InvalidInput
 from naiad.core.status import Status
 
 if TYPE_CHECKING:
-    from naiad.schemas.common import ParamValue
     from naiad.schemas.jobs import TrainingJob
     from naiad.sdk.client import Client
 
@@ -34,7 +32,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 NameArg = Annotated[str, typer.Argument(help="Job name.")]
 
 
-def _parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
+def parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
+    """NAME=VALUE options (--hp, --input, --metric-definition) as a dict."""
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -44,28 +43,9 @@ def _parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def _typed(value: str) -> ParamValue:
-    """--hp values: numbers and booleans become typed, anything else stays a string.
-
-    ``nan``, ``inf`` and integers past 64 bits stay the strings typed: JSON has no NaN, and
-    a script reads hyperparameters.json's strings back with float() or int() either way.
-    """
-    try:
-        number = int(value)
-        return number if -(2**63) <= number < 2**63 else value
-    except ValueError:
-        pass
-    try:
-        real = float(value)
-        return real if math.isfinite(real) else value
-    except ValueError:
-        pass
-    return {"true": True, "false": False}.get(value.lower(), value)
-
-
 def _metric_definitions(pairs: list[str]) -> list[dict[str, str]]:
     """--metric-definition NAME=REGEX, split at the first '=' (a regex may hold more)."""
-    return [{"name": k, "regex": v} for k, v in _parse_pairs(pairs, "--metric-definition").items()]
+    return [{"name": k, "regex": v} for k, v in parse_pairs(pairs, "--metric-definition").items()]
 
 
 def _elapsed(job: TrainingJob) -> str:
@@ -175,10 +155,11 @@ def train(
     and .git, __pycache__ and virtualenvs.
     """
     from naiad.sdk.sources import plan_source
+    from naiad.sdk.tuning import typed_value
 
     with output.clean_errors():
-        hyperparameters = {k: _typed(v) for k, v in _parse_pairs(hp or [], "--hp").items()}
-        inputs = _parse_pairs(input or [], "--input")
+        hyperparameters = {k: typed_value(v) for k, v in parse_pairs(hp or [], "--hp").items()}
+        inputs = parse_pairs(input or [], "--input")
         definitions = _metric_definitions(metric_definition or [])
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         job_name = name or f"{Path(entrypoint).stem.replace('_', '-').lower()}-{stamp}"

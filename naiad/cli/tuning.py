@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from naiad.cli import output
+from naiad.cli.jobs import parse_pairs
 from naiad.cli.output import console, handled
 from naiad.core.errors import InvalidInput
 from naiad.core.status import Status
@@ -43,16 +44,6 @@ OUTCOME_STYLES = {
 
 
 # -- reading what was typed ---------------------------------------------------------------
-def _pairs(pairs: list[str], what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InvalidInput(f"{what} {pair!r} must look like NAME=VALUE.")
-        out[key] = value
-    return out
-
-
 def _space(spec: dict[str, Any], typed: list[str]) -> list[ParameterRange]:
     """The spec file's ranges, then --space ones (which win, by name)."""
     from naiad.sdk.tuning import parse_space
@@ -339,8 +330,8 @@ def tune(
             objective_given, objective_regex, "--objective" if objective else "objective"
         )
         ranges = _space(base, space or [])
-        hyperparameters = {k: typed_value(v) for k, v in _pairs(hp or [], "--hp").items()}
-        definitions = _pairs(metric_definition or [], "--metric-definition")
+        hyperparameters = {k: typed_value(v) for k, v in parse_pairs(hp or [], "--hp").items()}
+        definitions = parse_pairs(metric_definition or [], "--metric-definition")
         tuning_name = name or base.get("name") or default_name(str(script))
         client = output.client()
         plan = plan_source(source if source is not None else Path(base.get("source", ".")))
@@ -366,7 +357,7 @@ def tune(
                 warm_start=pick(warm_start, "warm_start", []),
                 seed=pick(seed, "seed", None),
                 hyperparameters=hyperparameters,
-                inputs=_pairs(input or [], "--input"),
+                inputs=parse_pairs(input or [], "--input"),
                 experiment=experiment,
                 processes_per_node=procs,
                 nodes=nodes,

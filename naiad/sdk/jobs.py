@@ -43,8 +43,9 @@ def checked(schema: type[M], body: Mapping[str, object], what: str = "job") -> M
     except ValidationError as exc:
         problems = []
         for err in exc.errors()[:5]:
-            where = ".".join(str(p) for p in err["loc"]) or "request"
-            problems.append(f"{where}: {str(err['msg']).removeprefix('Value error, ')}")
+            where = ".".join(str(p) for p in err["loc"])  # none: the request as a whole
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{where}: {message}" if where else message)
         raise InvalidInput(f"The {what} is not valid: " + "; ".join(problems) + ".") from None
 
 
