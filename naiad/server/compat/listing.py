@@ -3,8 +3,8 @@
 and ``MaxResults`` pages joined by an opaque ``NextToken``."""
 
 import base64
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +21,8 @@ class Fields(Generic[T]):
     created: Callable[[T], datetime]
     status: Callable[[T], str] | None = None
     modified: Callable[[T], datetime] | None = None
+    # Further ``SortBy`` values of one operation, each with its key.
+    sorts: Mapping[str, Callable[[T], Any]] = field(default_factory=dict)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -75,6 +77,7 @@ def page(
         "Name": fields.name,
         "Status": fields.status or fields.name,
         "LastModifiedTime": lambda i: _aware((fields.modified or fields.created)(i)),
+        **fields.sorts,
     }.get(sort_by, lambda i: _aware(fields.created(i)))
     kept.sort(key=key, reverse=params.get("SortOrder", default_order) == "Descending")
     start = _offset(params.get("NextToken"))

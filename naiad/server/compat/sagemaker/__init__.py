@@ -13,6 +13,7 @@ from naiad.server.compat.sagemaker import (  # noqa: F401  (they register)
     packages,
     tags,
     training,
+    tuning,
 )
 from naiad.server.compat.sagemaker.operations import registry
 from naiad.server.state import AppState

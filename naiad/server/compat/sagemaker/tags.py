@@ -4,6 +4,7 @@ from typing import Any
 
 from naiad.server.compat.awsjson import AwsError, Context
 from naiad.server.compat.listing import Fields, page
+from naiad.server.compat.sagemaker import training
 from naiad.server.compat.sagemaker.operations import KINDS, operation, tag_dict, tag_list
 from naiad.store import aws_resources
 from naiad.store.tables import AwsResourceRow
@@ -11,7 +12,9 @@ from naiad.store.tables import AwsResourceRow
 MAX_TAGS = 50
 
 
-def _row(ctx: Context, arn: str) -> AwsResourceRow:
+def _row(ctx: Context, arn: str, trials: bool = False) -> AwsResourceRow:
+    """The resource's row; with ``trials``, a tuning job's trial reads as its tuning job,
+    whose tags SageMaker gives every training job it launches."""
     resource = arn.split(":", 5)[-1] if arn.count(":") >= 5 else ""
     kind_type, _, lowered = resource.partition("/")
     kind = KINDS.get(kind_type)
@@ -19,6 +22,10 @@ def _row(ctx: Context, arn: str) -> AwsResourceRow:
         for row in aws_resources.listed(ctx.session, kind):
             if row.name.lower() == lowered:
                 return row
+    if trials and kind == training.KIND:
+        found = training.trial_named(ctx, lowered)
+        if found is not None:
+            return found[0]
     raise AwsError("ResourceNotFound", f"No SageMaker resource has the ARN {arn!r}.")
 
 
@@ -37,7 +44,7 @@ def add_tags(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 @operation("ListTags")
 def list_tags(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    row = _row(ctx, params["ResourceArn"])
+    row = _row(ctx, params["ResourceArn"], trials=True)
     items = list(row.tags.items())
     fields: Fields[tuple[str, str]] = Fields(name=lambda t: t[0], created=lambda t: row.created_at)
     kept, token = page(

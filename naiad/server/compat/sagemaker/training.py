@@ -6,6 +6,8 @@ Two things run: script mode, the ``sagemaker_program`` in the ``sagemaker_submit
 archive the SageMaker Python SDK v2 uploads, with the hyperparameters as the training
 toolkit gives them; or a command, ``ContainerEntrypoint`` + ``ContainerArguments``, as the
 SDK v3's ``ModelTrainer`` sends them, with ``/opt/ml`` naming the job's own directory.
+The trials of a tuning job made through this API (``tuning.py``) are training jobs here
+too, under their Naiad names, described from the tuning job's ``TrainingJobDefinition``.
 """
 
 import hashlib
@@ -13,10 +15,11 @@ import io
 import json
 import tarfile
 import zlib
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from naiad.core.errors import InvalidInput, NotFound
 from naiad.core.status import Status
@@ -25,18 +28,21 @@ from naiad.server.compat.awsjson import AwsError, Context, in_use, not_found
 from naiad.server.compat.listing import Fields, page
 from naiad.server.compat.sagemaker.images import framework
 from naiad.server.compat.sagemaker.instances import placement
-from naiad.server.compat.sagemaker.operations import arn, operation, resource, tag_dict
+from naiad.server.compat.sagemaker.operations import arn, operation, tag_dict
 from naiad.services import jobs as job_service
-from naiad.store import aws_resources, jobs, runs
+from naiad.store import aws_resources, jobs, runs, tuning
 from naiad.store.artifacts import safe_path
 from naiad.store.artifacts.buckets import locate, s3_uri, split, store_path, writable_path
-from naiad.store.tables import AwsResourceRow, JobRow
+from naiad.store.tables import AwsResourceRow, JobRow, TuningTrialRow
 
 KIND = "TrainingJob"
+TUNING_KIND = "HyperParameterTuningJob"
+M = TypeVar("M", bound=BaseModel)
 # The SageMaker Python SDK v3's channel of driver scripts, which name /opt/ml paths.
 SDK_DRIVERS = "sm_drivers"
 MAX_SOURCE_BYTES = 256 * 1024 * 1024
-# Hyperparameters the SageMaker Python SDK sets for the container, not for the script.
+# Hyperparameters for the container, not the script: the SageMaker Python SDK's, and the
+# one a tuning job adds (the training toolkit drops them too).
 _SDK_KEYS = (
     "sagemaker_program",
     "sagemaker_submit_directory",
@@ -45,6 +51,7 @@ _SDK_KEYS = (
     "sagemaker_job_name",
     "sagemaker_estimator_class_name",
     "sagemaker_estimator_module",
+    "_tuning_objective_metric",  # what a tuning job adds to its trials' hyperparameters
 )
 _DISTRIBUTED = (
     "sagemaker_torch_distributed_enabled",
@@ -230,7 +237,22 @@ def _command(algorithm: dict[str, Any], raw: dict[str, str]) -> dict[str, Any]:
     return {"command": command, "hyperparameters": raw}
 
 
-def _job_create(ctx: Context, params: dict[str, Any], naiad_name: str) -> tuple[JobCreate, str]:
+def resource_config(definition: dict[str, Any]) -> dict[str, Any]:
+    """A request's ``ResourceConfig``; a tuning job's definition may give its instances as
+    ``HyperParameterTuningResourceConfig`` instead (the first of its ``InstanceConfigs``)."""
+    if "ResourceConfig" in definition:
+        return dict(definition["ResourceConfig"])
+    tuning = definition.get("HyperParameterTuningResourceConfig", {})
+    first = (tuning.get("InstanceConfigs") or [tuning])[0]
+    keys = ("InstanceType", "InstanceCount", "VolumeSizeInGB")
+    return {k: first[k] for k in keys if k in first}
+
+
+def job_fields(ctx: Context, params: dict[str, Any], job_name: str | None) -> dict[str, Any]:
+    """The ``JobTemplate`` fields of a training-job-shaped request: ``CreateTrainingJob``'s,
+    or a tuning job's ``TrainingJobDefinition`` (its ``StaticHyperParameters`` given as
+    ``HyperParameters``). ``job_name``: the SageMaker name a container finds in
+    ``TRAINING_JOB_NAME``; None for a tuning job's trials, which share one template."""
     algorithm = params["AlgorithmSpecification"]
     raw = dict(params.get("HyperParameters", {}))
     distributed = False
@@ -238,13 +260,15 @@ def _job_create(ctx: Context, params: dict[str, Any], naiad_name: str) -> tuple[
         what = _command(algorithm, raw)
     else:
         what, distributed = _script(ctx, raw)
-    resources = params["ResourceConfig"]
+    resources = resource_config(params)
     place = placement(resources.get("InstanceType", ""), distributed)
     inputs, options = _channels(ctx, params, algorithm.get("TrainingInputMode", "File"))
     experiment = params.get("ExperimentConfig", {}).get("ExperimentName", "sagemaker")
+    environment = dict(params.get("Environment", {}))
+    if job_name is not None:  # what a SageMaker container finds (the SDK v3's drivers read it)
+        environment |= {"TRAINING_JOB_NAME": job_name, "TRAINING_JOB_ARN": arn(ctx, KIND, job_name)}
     fields: dict[str, Any] = {
         **what,
-        "name": naiad_name,
         "experiment": experiment,
         "inputs": inputs,
         "nodes": resources.get("InstanceCount", 1),
@@ -253,12 +277,7 @@ def _job_create(ctx: Context, params: dict[str, Any], naiad_name: str) -> tuple[
         "metric_definitions": [
             {"name": d["Name"], "regex": d["Regex"]} for d in algorithm.get("MetricDefinitions", [])
         ],
-        # what a SageMaker container finds in its environment (the SDK v3's drivers read it)
-        "environment": {
-            **params.get("Environment", {}),
-            "TRAINING_JOB_NAME": params["TrainingJobName"],
-            "TRAINING_JOB_ARN": arn(ctx, KIND, params["TrainingJobName"]),
-        },
+        "environment": environment,
     }
     if "command" in what and SDK_DRIVERS in inputs:
         fields["opt_ml_channels"] = [SDK_DRIVERS]
@@ -271,14 +290,28 @@ def _job_create(ctx: Context, params: dict[str, Any], naiad_name: str) -> tuple[
         fields["checkpoint_uri"] = writable_path(
             params["CheckpointConfig"]["S3Uri"], ctx.state.artifacts.uri
         )
+    return fields
+
+
+def validated(model: type[M], fields: dict[str, Any], where: str = "") -> M:
+    """``model`` made of ``fields``, or a ValidationException naming what is wrong."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{where}{'.'.join(map(str, e['loc'])) or 'value'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise AwsError("ValidationException", problems) from None
+
+
+def _job_create(ctx: Context, params: dict[str, Any], naiad_name: str) -> tuple[JobCreate, str]:
+    fields = job_fields(ctx, params, params["TrainingJobName"])
     output = params["OutputDataConfig"]["S3OutputPath"].rstrip("/")
     output_root = writable_path(output, ctx.state.artifacts.uri)
     output_uri = f"{output_root}/{params['TrainingJobName']}/output"
-    try:
-        return JobCreate.model_validate(fields), output_uri
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise AwsError("ValidationException", problems) from None
+    return validated(JobCreate, {**fields, "name": naiad_name}), output_uri
 
 
 @operation("CreateTrainingJob")
@@ -315,10 +348,78 @@ def create_training_job(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return {"TrainingJobArn": arn(ctx, KIND, name)}
 
 
-def _job(ctx: Context, name: str) -> tuple[AwsResourceRow, JobRow]:
-    row = resource(ctx, KIND, name, "Requested resource not found.")
+@dataclass(frozen=True)
+class Seen:
+    """A training job as SageMaker's API shows it: its name there, the request it was made
+    of, and the Naiad job it is."""
+
+    name: str
+    request: dict[str, Any]
+    job: JobRow
+
+
+def hp_strings(params: dict[str, Any]) -> dict[str, str]:
+    """Hyperparameter values as SageMaker shows them: strings (non-strings JSON-encoded)."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}
+
+
+def _trial(ctx: Context, tuner: AwsResourceRow, trial: TuningTrialRow, job: JobRow) -> Seen:
+    """A trial of a tuning job made through this API, as the training job SageMaker would
+    have made of its ``TrainingJobDefinition``: named as Naiad named its job."""
+    definition = tuner.request.get("TrainingJobDefinition", {})
+    static = definition.get("StaticHyperParameters", {})
+    request = {
+        **definition,
+        "TrainingJobName": job.name,
+        "HyperParameters": {**static, **hp_strings(trial.params)},
+        "ResourceConfig": resource_config(definition),
+        "TuningJobArn": arn(ctx, TUNING_KIND, tuner.name),
+    }
+    return Seen(job.name, request, job)
+
+
+def _trials(ctx: Context, name: str | None = None) -> list[Seen]:
+    """The trials of the tuning jobs made through this API (those of one, when its Naiad
+    name is given), each as a training job."""
+    found: list[Seen] = []
+    for tuner in aws_resources.listed(ctx.session, TUNING_KIND):
+        if name is not None and tuner.ref != name:
+            continue
+        try:
+            row = tuning.get_row(ctx.session, tuner.ref or tuner.name.lower())
+        except NotFound:
+            continue
+        pairs = tuning.trials(ctx.session, row.id)
+        found += [_trial(ctx, tuner, t, j) for t, j in pairs if j is not None]
+    return found
+
+
+def trial_named(ctx: Context, name: str) -> tuple[AwsResourceRow, Seen] | None:
+    """The trial of that name of a tuning job made through this API: the tuning job's row
+    (whose tags its trials carry, as on AWS) and the trial as a training job."""
     try:
-        return row, jobs.get_row(ctx.session, row.ref or name.lower())
+        job = jobs.get_row(ctx.session, name.lower())
+    except NotFound:
+        return None
+    found = tuning.trial_of_job(ctx.session, job.id)
+    if found is None:
+        return None
+    trial, row = found
+    for tuner in aws_resources.listed(ctx.session, TUNING_KIND):
+        if tuner.ref == row.name:
+            return tuner, _trial(ctx, tuner, trial, job)
+    return None
+
+
+def _job(ctx: Context, name: str) -> Seen:
+    row = aws_resources.find(ctx.session, KIND, name)
+    if row is None:
+        trial = trial_named(ctx, name)
+        if trial is None:
+            raise not_found("Requested resource not found.")
+        return trial[1]
+    try:
+        return Seen(row.name, row.request, jobs.get_row(ctx.session, row.ref or name.lower()))
     except NotFound:
         raise not_found(
             f"Training job {name} was deleted from Naiad (its run was deleted)."
@@ -346,10 +447,10 @@ def _final_metrics(ctx: Context, job: JobRow) -> list[dict[str, Any]]:
 
 @operation("DescribeTrainingJob")
 def describe_training_job(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    row, job = _job(ctx, params["TrainingJobName"])
+    seen = _job(ctx, params["TrainingJobName"])
+    job, request = seen.job, seen.request
     schema = jobs.to_schema(ctx.session, job)
     status, secondary = STATUS[Status(job.status)]
-    request = row.request
     answer: dict[str, Any] = {
         key: request[key]
         for key in (
@@ -358,11 +459,16 @@ def describe_training_job(ctx: Context, params: dict[str, Any]) -> dict[str, Any
             "StoppingCondition", "EnableNetworkIsolation", "EnableInterContainerTrafficEncryption",
             "EnableManagedSpotTraining", "CheckpointConfig", "DebugHookConfig",
             "ExperimentConfig", "Environment", "RetryStrategy", "ProfilerConfig",
+            "TuningJobArn",
         )
         if key in request
     }  # fmt: skip
+    if (
+        "OutputDataConfig" in answer
+    ):  # AWS describes it with an empty key (the SDK's attach reads it)
+        answer["OutputDataConfig"] = {"KmsKeyId": "", **answer["OutputDataConfig"]}
     answer.update(
-        TrainingJobArn=arn(ctx, KIND, row.name),
+        TrainingJobArn=arn(ctx, KIND, seen.name),
         TrainingJobStatus=status,
         SecondaryStatus=secondary,
         CreationTime=job.created_at,
@@ -392,11 +498,11 @@ def describe_training_job(ctx: Context, params: dict[str, Any]) -> dict[str, Any
     return answer
 
 
-def _summary(ctx: Context, pair: tuple[AwsResourceRow, JobRow]) -> dict[str, Any]:
-    row, job = pair
+def _summary(ctx: Context, seen: Seen) -> dict[str, Any]:
+    job = seen.job
     return {
-        "TrainingJobName": row.name,
-        "TrainingJobArn": arn(ctx, KIND, row.name),
+        "TrainingJobName": seen.name,
+        "TrainingJobArn": arn(ctx, KIND, seen.name),
         "CreationTime": job.created_at,
         "TrainingEndTime": job.ended_at,
         "LastModifiedTime": job.ended_at or job.started_at or job.created_at,
@@ -407,22 +513,23 @@ def _summary(ctx: Context, pair: tuple[AwsResourceRow, JobRow]) -> dict[str, Any
 
 @operation("ListTrainingJobs")
 def list_training_jobs(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """The jobs made through this API: by CreateTrainingJob, or as a tuning job's trials."""
     rows = aws_resources.listed(ctx.session, KIND)
     by_name = {j.name: j for j in jobs.list_all(ctx.session, limit=100_000)}
-    pairs = [(r, by_name[r.ref]) for r in rows if r.ref in by_name]
-    fields: Fields[tuple[AwsResourceRow, JobRow]] = Fields(
-        name=lambda p: p[0].name,
-        created=lambda p: p[1].created_at,
-        status=lambda p: STATUS[Status(p[1].status)][0],
-        modified=lambda p: p[1].ended_at or p[1].started_at or p[1].created_at,
+    made = [Seen(r.name, r.request, by_name[r.ref]) for r in rows if r.ref in by_name]
+    fields: Fields[Seen] = Fields(
+        name=lambda s: s.name,
+        created=lambda s: s.job.created_at,
+        status=lambda s: STATUS[Status(s.job.status)][0],
+        modified=lambda s: s.job.ended_at or s.job.started_at or s.job.created_at,
     )
-    kept, token = page(pairs, params, fields)
-    return {"TrainingJobSummaries": [_summary(ctx, p) for p in kept], "NextToken": token}
+    kept, token = page([*made, *_trials(ctx)], params, fields)
+    return {"TrainingJobSummaries": [_summary(ctx, s) for s in kept], "NextToken": token}
 
 
 @operation("StopTrainingJob")
 def stop_training_job(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    _row, job = _job(ctx, params["TrainingJobName"])
+    job = _job(ctx, params["TrainingJobName"]).job
     if Status(job.status).terminal:
         raise AwsError(
             "ValidationException",
