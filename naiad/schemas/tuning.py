@@ -136,6 +136,7 @@ class TuningSpec(BaseModel):
     max_failed_trials: int = 3
     warm_start: list[str] = Field(default_factory=list)
     seed: int | None = None
+    output_root: str | None = None
 
 
 class TuningJobCreate(Wire):
@@ -189,6 +190,14 @@ class TuningJobCreate(Wire):
         "seed the strategy (SageMaker's IdenticalDataAndAlgorithm warm start).",
     )
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="Sampler seed.")
+    output_root: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="A folder of the artifact store under which each trial writes its "
+        "outputs, ROOT/<trial job>/output (as SageMaker's S3OutputPath); default "
+        "jobs/<trial job>/output.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -288,6 +297,7 @@ class TuningJob(BaseModel):
     max_failed_trials: int
     warm_start: list[str]
     seed: int | None
+    output_root: str | None = None
     counts: TrialCounts
     best: Trial | None = None
     created_at: Timestamp

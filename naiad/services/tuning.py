@@ -23,7 +23,7 @@ from naiad.schemas.tuning import TrialRegister, TuningJobCreate
 from naiad.services import jobs as job_service
 from naiad.services import models, search
 from naiad.store import jobs, tuning
-from naiad.store.artifacts import ArtifactStore
+from naiad.store.artifacts import ArtifactStore, safe_path
 from naiad.store.tables import JobRow, ModelVersionRow, TuningJobRow, TuningTrialRow, utcnow
 
 Pairs = list[tuple[TuningTrialRow, JobRow | None]]
@@ -41,6 +41,8 @@ class Launcher:
 def submit(session: Session, body: TuningJobCreate, launcher: Launcher) -> TuningJobRow:
     """Check the search and its template now, so no trial fails on what could be seen."""
     search.distributions(body.space)  # Optuna is installed on the server
+    if body.output_root is not None:
+        safe_path(body.output_root)  # a folder of the store
     try:
         job_service.check(body.template, launcher.store, launcher.slots, launcher.nodes)
     except InvalidInput as exc:
@@ -227,12 +229,14 @@ def _launch(
         body = JobCreate.model_validate(
             {**template, "name": name, "hyperparameters": {**template["hyperparameters"], **params}}
         )
+        output = None if spec.output_root is None else f"{spec.output_root}/{name}/output"
         job = job_service.submit(
             session,
             body,
             launcher.store,
             launcher.slots,
             launcher.nodes,
+            output,
             tags={"naiad.tuning_job": row.name, "naiad.trial": str(number)},
         )
         trial = TuningTrialRow(

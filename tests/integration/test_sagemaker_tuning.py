@@ -176,7 +176,9 @@ def test_tuning_job_runs_its_trials_as_training_jobs(aws: AwsServer, bucket: str
     assert final["score"] == pytest.approx(metric["Value"], abs=1e-6) and final["step"] == 3
     model = described["ModelArtifacts"]["S3ModelArtifacts"]  # what best_estimator() deploys
     model_bucket, key = model.removeprefix("s3://").split("/", 1)
-    assert key.endswith("/model.tar.gz")
+    # under S3OutputPath, in a folder named for the trial, as SageMaker puts it
+    assert model_bucket == bucket
+    assert key == f"output/{best['TrainingJobName']}/output/model.tar.gz"
     aws.client("s3").head_object(Bucket=model_bucket, Key=key)
     with pytest.raises(ClientError) as ended:
         sm.stop_training_job(TrainingJobName=best["TrainingJobName"])

@@ -306,11 +306,16 @@ def validated(model: type[M], fields: dict[str, Any], where: str = "") -> M:
         raise AwsError("ValidationException", problems) from None
 
 
+def output_root(ctx: Context, params: dict[str, Any]) -> str:
+    """``OutputDataConfig.S3OutputPath`` as a folder of the store, under which each job
+    writes ``<job name>/output/model.tar.gz``."""
+    output = params["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+    return writable_path(output, ctx.state.artifacts.uri)
+
+
 def _job_create(ctx: Context, params: dict[str, Any], naiad_name: str) -> tuple[JobCreate, str]:
     fields = job_fields(ctx, params, params["TrainingJobName"])
-    output = params["OutputDataConfig"]["S3OutputPath"].rstrip("/")
-    output_root = writable_path(output, ctx.state.artifacts.uri)
-    output_uri = f"{output_root}/{params['TrainingJobName']}/output"
+    output_uri = f"{output_root(ctx, params)}/{params['TrainingJobName']}/output"
     return validated(JobCreate, {**fields, "name": naiad_name}), output_uri
 
 

@@ -299,6 +299,8 @@ def create_tuning_job(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         "max_runtime_s": limits.get("MaxRuntimeInSeconds"),
         "warm_start": _parents(ctx, params),
         "seed": config.get("RandomSeed"),
+        # each trial's model.tar.gz at S3OutputPath/<trial>/output, as SageMaker puts it
+        "output_root": training.output_root(ctx, definition),
     }
     body = _validated(fields)
     state = ctx.state
