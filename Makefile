@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-cluster bench-scheduler server clean
+.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-cluster bench-scheduler bench-tuning server clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,7 +61,11 @@ bench-scheduler: $(STAMP)  ## the real scheduler and store placing 5,000 jobs on
 	$(PY) -m compileall -q naiad
 	$(PY) bench/scheduler.py
 
-bench: bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-cluster bench-scheduler
+bench-tuning: $(STAMP)  ## tuning jobs on a live server: trials per minute, the gap between trials, vs Optuna in-process
+	$(PY) -m compileall -q naiad
+	$(PY) bench/tuning.py
+
+bench: bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-cluster bench-scheduler bench-tuning
 
 server: $(STAMP)
 	$(VENV)/bin/naiad server
