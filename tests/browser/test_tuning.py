@@ -129,6 +129,15 @@ def test_tuning_list_live_page_figures_and_trials(  # type: ignore[no-untyped-de
     assert "sort=objective" in page.url
     expect(page.locator(".top nav a[aria-current='page']")).to_have_text("Tuning")
 
+    # A trial's run says which search it belongs to, and leads back to it.
+    page.locator(f"table.trials tr[data-trial='{trials[1]['number']}']").get_by_role(
+        "link", name="run"
+    ).click()
+    back = page.locator("main .facts li", has_text="trial 1 of")
+    expect(back.get_by_role("link", name="console-tune")).to_have_attribute(
+        "href", "#/tuning/console-tune"
+    )
+
 
 def test_stop_button_stops_the_search(
     page, client: naiad.Client, api: httpx.Client, request

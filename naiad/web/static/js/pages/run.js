@@ -13,6 +13,7 @@ const SYSTEM = "system/";
 
 function header(run) {
   const job = run.tags["naiad.job"];
+  const tuning = run.tags["naiad.tuning_job"];
   return [
     h(
       "div",
@@ -37,6 +38,14 @@ function header(run) {
           run.end_time ? h("li", {}, "ended ", h("b", {}, fmtTime(run.end_time))) : null,
           h("li", {}, "duration ", h("b", {}, span(run.start_time, run.end_time))),
           job ? h("li", {}, "job ", link(`#/jobs/${encodeURIComponent(job)}`, job)) : null,
+          tuning
+            ? h(
+                "li",
+                {},
+                `trial ${run.tags["naiad.trial"]} of `,
+                link(`#/tuning/${encodeURIComponent(tuning)}`, tuning),
+              )
+            : null,
         ),
       ),
       h(
