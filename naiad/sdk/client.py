@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from naiad.schemas.artifacts import Artifact
 from naiad.schemas.common import ParamValue
@@ -17,8 +17,10 @@ from naiad.sdk.http import Transport, raise_for
 from naiad.sdk.jobs import TrainingJobs
 from naiad.sdk.keys import AccessKeys
 from naiad.sdk.models import Evaluations, Models
-from naiad.sdk.series import MetricSeries
 from naiad.sdk.tuning import TuningJobs
+
+if TYPE_CHECKING:
+    from naiad.sdk.series import MetricSeries  # numpy: loaded when a series is read
 
 
 class Experiments:
@@ -135,6 +137,8 @@ class Runs:
         """The whole series, or at most ``max_points`` buckets each keeping its min and max."""
         params = {"max_points": max_points} if max_points else None
         body = self._t.request("GET", f"/runs/{run_id}/metrics/{key}", params=params)
+        from naiad.sdk.series import MetricSeries
+
         return MetricSeries.from_wire(body)
 
     def compare(self, run_ids: builtins.list[str]) -> RunComparison:

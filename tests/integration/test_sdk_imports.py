@@ -21,3 +21,16 @@ def test_sdk_loads_no_server_library_and_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_jobs_metric_logging_loads_no_numpy() -> None:
+    """A script that only logs metrics starts without numpy: every trial of a tuning job,
+    and every cold-started job, pays for what the SDK imports."""
+    code = (
+        "import sys\n"
+        "from naiad import runtime\n"
+        "import naiad.sdk.run\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
