@@ -41,7 +41,7 @@ from naiad.executors.supervisor.workdir import (
 )
 
 LOG_TAIL_CHARS = 600
-REFILL_DELAY_S = 10.0
+FORK_TIMEOUT_S = 5.0  # for the standby to answer a forked supervisor's pid
 
 
 def _root(spec: LaunchSpec) -> Path:
@@ -61,9 +61,9 @@ class LocalExecutor(local_files.JobFolders):
     """Runs each job's supervisor as a detached process (its own session) on this machine.
 
     Handles name a job's directory relative to ``root`` (the server's jobs folder), so
-    they hold when the Naiad home moves. With ``warm``, once opened, one standby
-    supervisor waits with torch already imported (see ``supervisor/warm.py``); a job
-    handed to it starts its script seconds sooner.
+    they hold when the Naiad home moves. With ``warm``, once opened, one standby waits
+    with torch already imported and forks each job's supervisor (``supervisor/warm.py``),
+    so every job starts its script seconds sooner.
     """
 
     name = "local"
@@ -73,15 +73,13 @@ class LocalExecutor(local_files.JobFolders):
         root: Path | None = None,
         slots: int | None = None,
         warm: bool = False,
-        refill_delay_s: float = REFILL_DELAY_S,
     ) -> None:
         self._root = Path(os.path.realpath(root)) if root is not None else None
         self._slots = slots or os.cpu_count() or 1
         self._warm = warm
         self._children: dict[Path, subprocess.Popen[bytes]] = {}
-        self._refill_delay_s = refill_delay_s
         self._standby: subprocess.Popen[bytes] | None = None
-        self._refill: threading.Timer | None = None
+        self._standby_ready = False
         self._lock = threading.Lock()
         self._closed = False
 
@@ -132,8 +130,8 @@ class LocalExecutor(local_files.JobFolders):
             return self._handle(spec)
         root.mkdir(parents=True, exist_ok=True)
         write_spec(spec)
-        child = self._take_standby(root)
-        if child is None:
+        pid = self._fork_warm(root)
+        if pid is None:
             with open(wd.supervisor_log, "ab") as log:
                 child = subprocess.Popen(
                     [sys.executable, "-m", SUPERVISOR_MODULE, str(root)],
@@ -144,8 +142,9 @@ class LocalExecutor(local_files.JobFolders):
                     start_new_session=True,  # a signal to the server's group never reaches it
                     close_fds=True,
                 )
-        write_pid(wd.pid_file, child.pid)
-        self._children[root] = child
+            self._children[root] = child
+            pid = child.pid
+        write_pid(wd.pid_file, pid)
         return self._handle(spec)
 
     # -- the warm standby ---------------------------------------------------------------
@@ -163,28 +162,40 @@ class LocalExecutor(local_files.JobFolders):
                 close_fds=True,
             )
 
-    def _take_standby(self, root: Path) -> subprocess.Popen[bytes] | None:
-        """Hand ``root`` to the standby if it has finished its imports; None otherwise."""
+    def _ready(self, standby: subprocess.Popen[bytes]) -> bool:
+        """Whether the standby has done its imports (its ``ready`` line read once)."""
+        if not self._standby_ready:
+            assert standby.stdout is not None
+            if not select.select([standby.stdout], [], [], 0)[0]:
+                return False
+            self._standby_ready = standby.stdout.readline().strip() == b"ready"
+        return self._standby_ready
+
+    def _fork_warm(self, root: Path) -> int | None:
+        """The pid of the supervisor the standby forked for ``root``; None when there is
+        no standby ready (still importing, or gone: then a new one starts)."""
+        if not self._warm:
+            return None
         with self._lock:
             standby = self._standby
             if standby is None or standby.poll() is not None:
-                return None
-            assert standby.stdin is not None and standby.stdout is not None
-            ready, _, _ = select.select([standby.stdout], [], [], 0)
-            if not ready or standby.stdout.readline().strip() != b"ready":
-                return None  # still importing: this job starts cold
-            try:
-                standby.stdin.write(f"{root}\n".encode())
-                standby.stdin.close()
-            except OSError:
-                return None
-            standby.stdout.close()
-            self._standby = None
-        # Refill later, so the next standby's imports don't compete with this job's start.
-        self._refill = threading.Timer(self._refill_delay_s, self._start_standby)
-        self._refill.daemon = True
-        self._refill.start()
-        return standby
+                alive = False
+            else:
+                if not self._ready(standby):
+                    return None  # still importing: this job starts cold
+                assert standby.stdin is not None and standby.stdout is not None
+                try:
+                    standby.stdin.write(f"{root}\n".encode())
+                    standby.stdin.flush()
+                    answered = select.select([standby.stdout], [], [], FORK_TIMEOUT_S)[0]
+                    line = standby.stdout.readline() if answered else b""
+                    return int(line)
+                except (OSError, ValueError):
+                    alive = False  # it died, or hangs: replaced below
+        if not alive:
+            self._drop_standby()
+            self._start_standby()
+        return None
 
     def warm_ready(self) -> bool:
         """Whether the next job would start warm: the standby has said ``ready``."""
@@ -192,7 +203,7 @@ class LocalExecutor(local_files.JobFolders):
             standby = self._standby
             if standby is None or standby.stdout is None or standby.poll() is not None:
                 return False
-            return bool(select.select([standby.stdout], [], [], 0)[0])
+            return self._ready(standby)
 
     def wait_warm(self, timeout: float) -> bool:
         """Block until the standby has done its imports (for tests and benchmarks)."""
@@ -204,11 +215,14 @@ class LocalExecutor(local_files.JobFolders):
         return True
 
     def close(self) -> None:
-        """End the standby (it holds no job: a handed-over one is no longer ours)."""
-        if self._refill is not None:
-            self._refill.cancel()
+        """End the standby (it holds no job: the supervisors it forked are not its)."""
         with self._lock:
-            standby, self._standby, self._closed = self._standby, None, True
+            self._closed = True
+        self._drop_standby()
+
+    def _drop_standby(self) -> None:
+        with self._lock:
+            standby, self._standby, self._standby_ready = self._standby, None, False
         if standby is not None:
             standby.kill()
             standby.wait()

@@ -161,7 +161,7 @@ def test_stop_reaches_the_processes_of_a_killed_supervisor(tmp_path: Path) -> No
 
 
 def test_a_killed_warm_supervisor_takes_its_forked_script_with_it(tmp_path: Path) -> None:
-    executor = LocalExecutor(warm=True, refill_delay_s=60)
+    executor = LocalExecutor(warm=True)
     executor.open()
     try:
         assert executor.wait_warm(timeout=60), "the standby never finished its imports"

@@ -27,7 +27,7 @@ print("reported", flush=True)
 
 @pytest.fixture
 def executor() -> Iterator[LocalExecutor]:
-    executor = LocalExecutor(warm=True, refill_delay_s=0.2)
+    executor = LocalExecutor(warm=True)
     executor.open()
     assert executor.wait_warm(timeout=60), "the standby never finished its imports"
     yield executor
@@ -53,12 +53,32 @@ def test_a_warm_job_runs_like_a_cold_one(executor: LocalExecutor, tmp_path: Path
     assert report["rank"] == "0"
     assert "reported" in (spec.work_dir / "logs" / "job.log").read_text()
 
-    # the next standby is ready soon after: the next job starts warm too
-    assert executor.wait_warm(timeout=60)
-    again = make(tmp_path, "warm-2", REPORT)
-    executor.submit(again)
-    assert wait_terminal(executor, again, timeout=60).phase == "succeeded"
-    assert json.loads((again.work_dir / "model" / "report.json").read_text())["warm"] is True
+
+def test_jobs_started_at_once_all_start_warm(executor: LocalExecutor, tmp_path: Path) -> None:
+    """The standby forks a supervisor per job and stays: no job waits for a new one."""
+    specs = [make(tmp_path, f"burst-{i}", REPORT) for i in range(3)]
+    for spec in specs:
+        executor.submit(spec)
+    for spec in specs:
+        assert wait_terminal(executor, spec, timeout=60).phase == "succeeded"
+        assert json.loads((spec.work_dir / "model" / "report.json").read_text())["warm"] is True
+    assert executor.warm_ready()  # still there for the next one
+
+
+def test_a_forked_job_outlives_the_standby(executor: LocalExecutor, tmp_path: Path) -> None:
+    """Closing the executor (the server stopping) ends the standby, not the jobs it forked."""
+    script = "import time\nprint('up', flush=True)\ntime.sleep(1.5)\nprint('done', flush=True)\n"
+    spec = make(tmp_path, "outlives", script)
+    executor.submit(spec)
+    log = spec.work_dir / "logs" / "job.log"
+    deadline = time.monotonic() + 30
+    while not (log.exists() and "up" in log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    executor.close()
+    later = LocalExecutor()  # the next server's, re-attaching by the job's directory
+    state = wait_terminal(later, spec, timeout=30)
+    assert state.phase == "succeeded", state.reason
+    assert "done" in log.read_text()
 
 
 def test_a_warm_script_opens_the_files_beside_it(executor: LocalExecutor, tmp_path: Path) -> None:
