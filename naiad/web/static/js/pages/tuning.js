@@ -3,7 +3,7 @@ import { api } from "../api.js";
 import { h, link, replace, table, errorBox } from "../dom.js";
 import { badge, fmtNum, fmtTime, span } from "../format.js";
 import { every } from "../poll.js";
-import { setQuery } from "../router.js";
+import { statusFilter } from "../parts/status_filter.js";
 
 const STATUSES = ["", "Pending", "Running", "Stopping", "Completed", "Failed", "Stopped"];
 
@@ -26,19 +26,10 @@ export default async function render(view) {
   view.title("Tuning");
   let status = query.get("status") || "";
   const body = h("div");
-  const pick = h(
-    "select",
-    {
-      name: "status",
-      "aria-label": "Status",
-      onchange: (e) => {
-        status = e.target.value;
-        setQuery(new URLSearchParams(status ? { status } : {}));
-        refresh();
-      },
-    },
-    STATUSES.map((s) => h("option", { value: s, selected: s === status }, s || "Any status")),
-  );
+  const pick = statusFilter(STATUSES, status, (picked) => {
+    status = picked;
+    refresh();
+  });
 
   async function refresh() {
     let jobs;
