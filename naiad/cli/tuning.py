@@ -356,6 +356,7 @@ def tune(
                 max_failed_trials=pick(max_failed, "max_failed_trials", 3),
                 warm_start=pick(warm_start, "warm_start", []),
                 seed=pick(seed, "seed", None),
+                output_root=base.get("output_root"),
                 hyperparameters=hyperparameters,
                 inputs=parse_pairs(input or [], "--input"),
                 experiment=experiment,

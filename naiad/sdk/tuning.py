@@ -57,6 +57,7 @@ SPEC_KEYS = (
     "max_failed_trials",
     "warm_start",
     "seed",
+    "output_root",
     "template",
 )
 _BOUNDED = {
@@ -380,6 +381,7 @@ class TuningJobs:
         max_failed_trials: int = 3,
         warm_start: Sequence[str] = (),
         seed: int | None = None,
+        output_root: str | None = None,
         hyperparameters: Mapping[str, ParamValue] | None = None,
         inputs: Mapping[str, str] | None = None,
         experiment: str | None = None,
@@ -399,6 +401,8 @@ class TuningJobs:
         with ``hyperparameters`` plus the values the strategy picks from ``space``.
 
         ``max_runtime_s`` limits the whole search, ``trial_max_runtime_s`` each trial.
+        ``output_root``: a folder of the server's store under which each trial writes
+        ``<trial job>/output`` (default ``jobs/<trial job>/output``).
         ``template`` holds further fields of the trials' job template (as in a spec file);
         the arguments win over it, their hyperparameters and inputs added to its own. The
         trials' experiment defaults to the tuning job's name. Everything is checked with
@@ -435,6 +439,7 @@ class TuningJobs:
                 "max_failed_trials": max_failed_trials,
                 "warm_start": list(warm_start),
                 "seed": seed,
+                "output_root": output_root,
             },
             "tuning job",
         )
