@@ -33,7 +33,7 @@ def read_image(path: Path) -> np.ndarray:
     if path.suffix == ".npy":
         pixels = np.load(path, allow_pickle=False)
     else:
-        from PIL import Image  # optional: only for .png/.jpg folders
+        from PIL import Image  # type: ignore[import-not-found]  # optional: .png/.jpg only
 
         pixels = np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1)
     pixels = pixels.astype(np.float32)
