@@ -304,3 +304,45 @@ def test_record_base_logs_params_on_the_main_rank_only() -> None:
     )
     finetune.record_base(other, "cd" * 32, "x")
     assert other.run.logged == {}
+
+
+def test_an_s3_object_loads_through_boto3(
+    trained: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    for name in ("NAIAD_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    path = tmp_path / "base.pth"
+    torch.save({"model": trained}, path)
+    with mock_aws():  # in process: no network
+        boto3.client("s3").create_bucket(Bucket="weights")
+        boto3.client("s3").upload_file(str(path), "weights", "r18/base.pth")
+        model = zoo.create("resnet18", 4)
+        fingerprint = zoo.load_weights(model, "s3://weights/r18/base.pth", cache_dir=tmp_path / "c")
+        assert same(model, trained) and fingerprint == zoo.fingerprint_file(path)
+        with pytest.raises(InvalidInput, match=r"Could not read s3://weights/nope\.pth"):
+            zoo.load_weights(model, "s3://weights/nope.pth", cache_dir=tmp_path / "c")
+    with pytest.raises(InvalidInput, match="not an s3://bucket/key URI"):
+        zoo.load_weights(model, "s3://weights", cache_dir=tmp_path / "c")
+
+
+def test_the_s3_endpoint_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    seen: dict = {}
+
+    def client(service: str, endpoint_url: str | None = None) -> object:
+        seen.update(service=service, endpoint_url=endpoint_url)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(boto3, "client", client)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:2")
+    monkeypatch.setenv("NAIAD_S3_ENDPOINT_URL", "http://127.0.0.1:1")
+    with pytest.raises(RuntimeError, match="stop here"):
+        zoo.fetch_s3("s3://b/k.pth")
+    assert seen == {"service": "s3", "endpoint_url": "http://127.0.0.1:1"}
