@@ -1,7 +1,7 @@
 """Fine-tune a ResNet-18 from a checkpoint file: a new head, learning rates per stage, DDP.
 
     .venv/bin/python examples/finetune/make_images.py data/finetune --base data/finetune/base
-    naiad train train.py --source examples/finetune --procs 2 --hp epochs=2 \
+    naiad train train.py --source examples/finetune --procs 2 --hp epochs=3 \
         --input base=data/finetune/base --input train=data/finetune/train \
         --input validation=data/finetune/validation --follow
 
@@ -70,7 +70,7 @@ def base_weights(channel: Path, name: str) -> Path:
 def main() -> None:
     ctx = runtime.context()
     hp = ctx.hyperparameters
-    epochs, batch = hp.get_int("epochs", 2), hp.get_int("batch_size", 8)
+    epochs, batch = hp.get_int("epochs", 3), hp.get_int("batch_size", 8)
     lr, seed = hp.get_float("lr", 0.01), hp.get_int("seed", 0)
     dist_info = runtime.init_distributed()
     rank, world = dist_info.rank, dist_info.world_size
@@ -113,6 +113,8 @@ def main() -> None:
             loss.backward()
             optimizer.step()
             ctx.log_metrics({"train/loss": loss.item()}, step=epoch * steps_per_epoch + i)
+        # BatchNorm's statistics from the new data, not the base's: few steps barely move them
+        finetune.recalibrate_batchnorm(model, x.split(batch * 4))
         model.eval()
         with torch.no_grad():
             accuracy = (model(x_val).argmax(1) == y_val).float().mean().item()

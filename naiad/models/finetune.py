@@ -9,8 +9,10 @@ A network is split into stages from input to output: a ResNet into ``stem``,
     optimizer = torch.optim.SGD(param_groups(model, lr=0.01), momentum=0.9)
 """
 
+from collections.abc import Iterable
 from typing import Any, Protocol
 
+import torch
 from torch import nn
 
 from naiad.core.errors import InvalidInput
@@ -124,6 +126,31 @@ class _JobContext(Protocol):
     def is_main(self) -> bool: ...
 
     def tracking_run(self) -> Any: ...
+
+
+def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """Recompute every BatchNorm layer's running statistics over ``batches`` of the new data.
+
+    A network fine-tuned for a few steps still evaluates with the statistics of the data
+    it was first trained on (running averages move slowly), which can leave a head that
+    fits its training batches at chance on validation. One pass in training mode, without
+    gradients, over the new data sets them to that data's own averages.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    training = model.training
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the batches, not a moving one
+    model.train()
+    with torch.no_grad():
+        for batch in batches:
+            model(batch)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.train(training)
 
 
 def record_base(ctx: _JobContext, fingerprint: str, source: str) -> dict[str, str]:

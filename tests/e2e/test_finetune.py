@@ -51,7 +51,7 @@ def test_finetune_a_checkpoint_register_and_serve(client_env: LiveServer, tmp_pa
         name="finetune-resnet18",
         entrypoint="train.py",
         source_dir=EXAMPLE,
-        hyperparameters={"epochs": 2, "base_classes": 3, "base_sha256": fingerprint},
+        hyperparameters={"epochs": 3, "base_classes": 3, "base_sha256": fingerprint},
         inputs={
             "base": str(base.parent),
             "train": str(data / "train"),
@@ -65,7 +65,8 @@ def test_finetune_a_checkpoint_register_and_serve(client_env: LiveServer, tmp_pa
     version = client.models.register("finetuned", job=job.name)
     assert version.lineage.hyperparameters["base_sha256"] == fingerprint
     assert version.lineage.inputs["base"].endswith("base")
-    assert 0.0 <= float(version.lineage.metrics["val/accuracy"]) <= 1.0
+    # three colours told apart: the new head learnt, BatchNorm recalibrated on the new data
+    assert float(version.lineage.metrics["val/accuracy"]) >= 0.7  # chance is 1/3
     assert version.classes == ["blue", "green", "red"]
     run = client.runs.get(version.lineage.run_id or "")
     assert run.params["base_sha256"] == fingerprint

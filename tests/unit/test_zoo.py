@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import save_file
+from torch import nn
 
 from naiad.core.errors import InvalidInput
 from naiad.models import finetune, zoo
@@ -346,3 +347,16 @@ def test_the_s3_endpoint_comes_from_the_environment(monkeypatch: pytest.MonkeyPa
     with pytest.raises(RuntimeError, match="stop here"):
         zoo.fetch_s3("s3://b/k.pth")
     assert seen == {"service": "s3", "endpoint_url": "http://127.0.0.1:1"}
+
+
+def test_recalibrated_batchnorm_holds_the_new_datas_statistics() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 2, 1))
+    data = torch.randn(40, 3, 4, 4) * 3.0 + torch.tensor([5.0, -2.0, 0.5]).view(1, 3, 1, 1)
+    model.eval()
+    finetune.recalibrate_batchnorm(model, data.split(10))
+    norm = model[0]
+    assert isinstance(norm, nn.BatchNorm2d)
+    torch.testing.assert_close(norm.running_mean, data.mean(dim=(0, 2, 3)), atol=1e-4, rtol=0)
+    assert norm.momentum == 0.1  # put back for training to go on as before
+    assert not model.training  # and the mode it was in
