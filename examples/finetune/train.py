@@ -7,8 +7,8 @@
 
 The ``base`` channel holds one weights file in torchvision's layout (``.safetensors``,
 ``.pth`` or ``.pt``; ``--hp base_file=NAME`` picks one of several). Its sha256 is logged
-as the run's ``base_sha256`` param; pass ``--hp base_sha256=...`` as well to refuse any
-other file and to keep the fingerprint in a registered model's lineage. ``train`` and
+as the run's ``base_sha256`` param, which a registered model's lineage keeps; pass
+``--hp base_sha256=...`` as well to refuse any other file. ``train`` and
 ``validation`` are image folders, one folder per class, of ``.npy`` arrays (3xHxW,
 uint8 or float in [0, 1]) and, when Pillow is installed, ``.png``/``.jpg`` files.
 """

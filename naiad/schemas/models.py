@@ -90,6 +90,11 @@ class Lineage(BaseModel):
     job: str | None = None
     run_id: str | None = None
     hyperparameters: dict[str, ParamValue] = Field(default_factory=dict)
+    params: dict[str, ParamValue] = Field(
+        default_factory=dict,
+        description="What the run logged as params: its hyperparameters and what the "
+        "script recorded itself (a base checkpoint's sha256, say).",
+    )
     metrics: dict[str, float | str] = Field(default_factory=dict, description="Final values.")
     inputs: dict[str, str] = Field(default_factory=dict)
     tuning_job: str | None = Field(default=None, description="The search the job was a trial of.")

@@ -124,6 +124,7 @@ def _lineage_of_job(session: Session, row: JobRow) -> Lineage:
         job=row.name,
         run_id=row.run_id,
         hyperparameters=row.spec.hyperparameters,
+        params=run.params,
         metrics=metrics,
         inputs=row.spec.inputs,
         tuning_job=None if trial is None else trial[1].name,

@@ -99,10 +99,17 @@ def _search(session: Session, row: TuningJobRow, pairs: Pairs) -> search.Search:
     return search.Search(row.name, row.spec, [known(t) for t, _ in pairs], _seeds(session, row))
 
 
-def _points(session: Session, run_id: str, metric: str) -> list[list[float]]:
-    """The objective at each step the run logged it (finite values only)."""
+def _points(session: Session, run_id: str, metric: str, known: list) -> list[list[float]]:
+    """The objective at each step the run logged it (finite values only); ``known`` (what
+    the trial holds already) when the series has not grown, so a running trial's series
+    is read once per new point, not at every turn."""
     from naiad.store import metrics  # numpy: loaded when first needed, not at server start
 
+    newest = metrics.latest(session, run_id, metric)
+    if newest is None:
+        return []
+    if known and newest == (int(known[-1][0]), len(known)):
+        return known
     try:
         series = metrics.read_series(session, run_id, metric)
     except NotFound:
@@ -152,7 +159,7 @@ def _settle(session: Session, row: TuningJobRow, pairs: Pairs) -> None:
             trial.ended_at = utcnow()
             continue
         if trial.outcome == "running":
-            points = _points(session, job.run_id, metric)
+            points = _points(session, job.run_id, metric, trial.intermediate)
             if points != trial.intermediate:
                 trial.intermediate = points
                 changed.append((trial, job))

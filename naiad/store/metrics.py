@@ -116,6 +116,13 @@ def _fetch_binary(session: Session, query: Select) -> list[tuple[bytes, bytes, b
         return cursor.fetchall()
 
 
+def latest(session: Session, run_id: str, key: str) -> tuple[int, int] | None:
+    """The metric's newest step and how many points it has, or None before its first:
+    a reader can tell whether a series grew without reading it."""
+    row = session.get(LatestMetricRow, (run_id, key))
+    return None if row is None else (row.step, row.count)
+
+
 def read_series(session: Session, run_id: str, key: str) -> Series:
     """The whole series for one metric, ordered by step."""
     get_row(session, run_id)

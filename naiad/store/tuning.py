@@ -103,8 +103,21 @@ def best(
     done = [(t, j) for t, j in pairs if t.outcome == "complete" and t.value is not None]
     if not done:
         return None
-    sign = -1.0 if row.spec.objective.direction == "maximize" else 1.0
+    sign = _sign(row)
     return min(done, key=lambda p: (sign * (p[0].value or 0.0), p[0].number))
+
+
+def _sign(row: TuningJobRow) -> float:
+    """-1 when larger is better: the best trial is then the smallest ``sign * value``."""
+    return -1.0 if row.spec.objective.direction == "maximize" else 1.0
+
+
+def by_objective(row: TuningJobRow, trials: list[Trial]) -> list[Trial]:
+    """Best objective first, completed trials before the rest (a pruned trial's value is
+    partial), then by number."""
+    sign = _sign(row)
+    order = [(t.outcome != "complete", sign * (t.value or 0.0), t.number) for t in trials]
+    return [t for _, t in sorted(zip(order, trials, strict=True), key=lambda p: p[0])]
 
 
 def to_schema(session: Session, row: TuningJobRow) -> TuningJob:

@@ -64,6 +64,9 @@ def test_finetune_a_checkpoint_register_and_serve(client_env: LiveServer, tmp_pa
 
     version = client.models.register("finetuned", job=job.name)
     assert version.lineage.hyperparameters["base_sha256"] == fingerprint
+    # what the script recorded itself reaches the lineage too, with no hyperparameter needed
+    assert version.lineage.params["base_sha256"] == fingerprint
+    assert version.lineage.params["base_source"] == "resnet18.safetensors"
     assert version.lineage.inputs["base"].endswith("base")
     # three colours told apart: the new head learnt, BatchNorm recalibrated on the new data
     assert float(version.lineage.metrics["val/accuracy"]) >= 0.7  # chance is 1/3

@@ -38,10 +38,7 @@ def list_trials(
     """The trials in the order they were asked for, or best objective first."""
     row = tuning.get_row(session, name)
     trials = [tuning.trial_schema(t, j) for t, j in tuning.trials(session, row.id)]
-    if sort == "objective":  # completed trials first: a pruned trial's value is partial
-        sign = -1.0 if row.spec.objective.direction == "maximize" else 1.0
-        trials.sort(key=lambda t: (t.outcome != "complete", sign * (t.value or 0.0), t.number))
-    return trials
+    return tuning.by_objective(row, trials) if sort == "objective" else trials
 
 
 @router.get("/{name}/importances")
