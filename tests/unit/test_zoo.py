@@ -3,6 +3,7 @@ helpers do what they say. Nothing is downloaded: the URL tests use loopback only
 
 import functools
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,6 +108,17 @@ def test_state_dict_keys_and_shapes_are_torchvisions(name: str, num_classes: int
     got = {k: tuple(v.shape) for k, v in on_meta(name, num_classes).state_dict().items()}
     assert got == EXPECTED[name](num_classes)
     assert list(got) == list(EXPECTED[name](num_classes))  # the same order, too
+
+
+TORCHVISION = json.loads((Path(__file__).parent / "data" / "torchvision_layout.json").read_text())
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_state_dict_is_the_one_torchvision_writes(name: str) -> None:
+    """Against the layout torchvision 0.29.1 itself wrote (data/torchvision_layout.json):
+    every key, every shape, in torchvision's order."""
+    ours = [[k, list(v.shape)] for k, v in on_meta(name, 1000).state_dict().items()]
+    assert ours == TORCHVISION["models"][name]
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
