@@ -154,8 +154,8 @@ def train(
     The snapshot leaves out what .naiadignore in the directory lists (gitignore syntax),
     and .git, __pycache__ and virtualenvs.
     """
+    from naiad.sdk.jobs import typed_value
     from naiad.sdk.sources import plan_source
-    from naiad.sdk.tuning import typed_value
 
     with output.clean_errors():
         hyperparameters = {k: typed_value(v) for k, v in parse_pairs(hp or [], "--hp").items()}

@@ -313,8 +313,9 @@ def tune(
     naiad tune train.py --space lr=log:1e-4:1e-1 --space act=cat:relu,gelu
     --objective val_acc:max --trials 20 --parallel 2 --prune asha --follow
     """
+    from naiad.sdk.jobs import typed_value
     from naiad.sdk.sources import plan_source
-    from naiad.sdk.tuning import default_name, parse_objective, read_spec, typed_value
+    from naiad.sdk.tuning import default_name, parse_objective, read_spec
 
     with output.clean_errors():
         base = read_spec(spec) if spec is not None else {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -34,6 +35,22 @@ def _metric_definitions(definitions: MetricDefinitions | None) -> list[dict[str,
     if isinstance(definitions, Mapping):
         return [{"name": k, "regex": v} for k, v in definitions.items()]
     return [dict(d) for d in definitions]
+
+
+def typed_value(value: str) -> ParamValue:
+    """A value typed on a command line: whole numbers and reals become numbers, true/false
+    booleans; anything else (and nan, inf, integers past 64 bits) stays the string typed."""
+    try:
+        number = int(value)
+        return number if -(2**63) <= number < 2**63 else value
+    except ValueError:
+        pass
+    try:
+        real = float(value)
+        return real if math.isfinite(real) else value
+    except ValueError:
+        pass
+    return {"true": True, "false": False}.get(value.lower(), value)
 
 
 def checked(schema: type[M], body: Mapping[str, object], what: str = "job") -> M:

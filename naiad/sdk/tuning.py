@@ -32,7 +32,13 @@ from naiad.schemas.tuning import (
     TuningJobCreate,
 )
 from naiad.sdk.http import Transport
-from naiad.sdk.jobs import MetricDefinitions, TrainingJobs, checked, template_fields
+from naiad.sdk.jobs import (
+    MetricDefinitions,
+    TrainingJobs,
+    checked,
+    template_fields,
+    typed_value,
+)
 from naiad.sdk.sources import Progress, SourcePlan
 
 # What a range may be given as: a ParameterRange, its fields as a mapping, or "NAME=SPEC".
@@ -66,22 +72,6 @@ _BOUNDED = {
     "int": ("integer", "linear"),
     "logint": ("integer", "log"),
 }
-
-
-def typed_value(value: str) -> ParamValue:
-    """A value typed on a command line: whole numbers and reals become numbers, true/false
-    booleans; anything else (and nan, inf, integers past 64 bits) stays the string typed."""
-    try:
-        number = int(value)
-        return number if -(2**63) <= number < 2**63 else value
-    except ValueError:
-        pass
-    try:
-        real = float(value)
-        return real if math.isfinite(real) else value
-    except ValueError:
-        pass
-    return {"true": True, "false": False}.get(value.lower(), value)
 
 
 M = TypeVar("M", bound=BaseModel)
