@@ -3,6 +3,7 @@ evaluations."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -223,17 +224,44 @@ def evaluate(
         output.fail(f"The evaluation failed; see `naiad jobs logs {evaluation.job}`.")
 
 
+class Method(StrEnum):
+    dynamic = "dynamic"
+    static = "static"
+    qat = "qat"
+
+
 @app.command("quantize")
 @handled
 def quantize(
     ref: RefArg,
+    method: Annotated[
+        Method,
+        typer.Option(
+            help="dynamic: int8 Linear weights, no data; static: int8 weights and "
+            "activations calibrated on --data; qat: fine-tuned on --data with fake "
+            "quantization, then int8.",
+            case_sensitive=False,
+        ),
+    ] = Method.dynamic,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="PATH_OR_URI of labelled data (.npz with x/y, or .csv with a label column): "
+            "calibration rows for static, training data for qat."
+        ),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="qat: epochs of fine-tuning (3).")] = None,
+    lr: Annotated[float | None, typer.Option(help="qat: Adam's learning rate (1e-4).")] = None,
     evaluate_: EvaluateOption = True,
     as_json: JsonOption = False,
 ) -> None:
-    """Dynamic int8 copy of a version as the next version, evaluated next to the original."""
+    """An int8 copy of a version (dynamic, static or QAT) as the next version, evaluated
+    next to the original."""
     client = output.client()
-    with console.status(f"quantizing {ref}"):
-        version = client.models.quantize(ref, evaluate=evaluate_)
+    with console.status(f"quantizing {ref} ({method.value})"):
+        version = client.models.quantize(
+            ref, method=method.value, data=data, epochs=epochs, lr=lr, evaluate=evaluate_
+        )
     _print_derived(client, version, version.quantization or "", ref, as_json)
 
 

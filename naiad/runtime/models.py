@@ -96,6 +96,7 @@ def save_model(
     classes: Sequence[str] | None = None,
     format: "ModelFormat" = "torchscript",
     architecture_kwargs: "dict[str, ParamValue] | None" = None,
+    quantization: str | None = None,
 ) -> Path:
     """Write ``module`` and its manifest to ``directory`` (default: the job's model dir).
 
@@ -104,6 +105,8 @@ def save_model(
     output columns, so an endpoint can answer labels. ``format="safetensors"`` stores weights
     only, for a class a replica can import, built with ``architecture_kwargs``. In a
     distributed job only rank 0 writes; every rank gets the directory back.
+    ``quantization`` records how an int8 network was made (``qat-int8``, say: see
+    :mod:`naiad.runtime.quantization`), as the registry's own quantized copies do.
     """
     import torch
 
@@ -139,6 +142,7 @@ def save_model(
                 classes=list(classes) if classes is not None else None,
                 architecture=_architecture(module) if format == "safetensors" else None,
                 architecture_kwargs=architecture_kwargs or {},
+                quantization=quantization,
             )
             target.mkdir(parents=True, exist_ok=True)
             _write_model(module, example, target / manifest.file, format)

@@ -23,6 +23,7 @@ ModelFormat = Literal["torchscript", "torch_export", "safetensors", "onnx", "sag
 SAGEMAKER: ModelFormat = "sagemaker"
 ONNX: ModelFormat = "onnx"
 ExportFormat = Literal["onnx"]
+QuantizationMethod = Literal["dynamic", "static", "qat"]
 DType = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "uint8", "bool"]
 
 
@@ -97,6 +98,11 @@ class Lineage(BaseModel):
     )
     metrics: dict[str, float | str] = Field(default_factory=dict, description="Final values.")
     inputs: dict[str, str] = Field(default_factory=dict)
+    data: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="What each table channel held when the job read it: source, mode, rows, "
+        "columns, fingerprint (from the run's naiad.data.<channel> tags).",
+    )
     tuning_job: str | None = Field(default=None, description="The search the job was a trial of.")
     trial: int | None = Field(default=None, description="Its trial number in that search.")
     derived_from: str | None = Field(
@@ -152,6 +158,26 @@ class ModelExport(Wire):
     """Export a version to another runtime's format, as the next version of its model."""
 
     format: ExportFormat = Field(description="onnx: a graph ONNX Runtime serves.")
+
+
+class ModelQuantize(Wire):
+    """Quantize a version to int8, as the next version of its model (all fields optional:
+    no body is today's dynamic quantization)."""
+
+    method: QuantizationMethod = Field(
+        default="dynamic",
+        description="dynamic: int8 Linear weights, activations quantized per call, no data; "
+        "static: int8 weights and activations, ranges calibrated on 'data'; "
+        "qat: fine-tuned on 'data' with fake quantization, then converted to int8.",
+    )
+    data: str | None = Field(
+        default=None,
+        description="A channel URI (file:// or s3://) of labelled data (.npz with x/y, or .csv "
+        "with a label column): calibration rows for static, training data for qat.",
+    )
+    epochs: int = Field(default=3, ge=1, le=100, description="qat: epochs of fine-tuning.")
+    lr: float = Field(default=1e-4, gt=0, le=1, description="qat: Adam's learning rate.")
+    batch_size: int = Field(default=32, ge=1, le=4096, description="qat: rows per step.")
 
 
 class EvaluationCreate(Wire):

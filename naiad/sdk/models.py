@@ -194,10 +194,33 @@ class Models:
         evaluation = self._evaluations.create(ref, input, channel)
         return self._evaluations.wait(evaluation) if wait else evaluation
 
-    def quantize(self, ref: str, evaluate: bool = True) -> ModelVersion:
-        """Dynamic int8: a job makes the copy, it becomes the next version, and it is
-        evaluated on the data the original's latest evaluation used."""
-        return self._derive(ref, "quantize", None, "dynamic int8 copy", evaluate)
+    def quantize(
+        self,
+        ref: str,
+        method: str = "dynamic",
+        data: str | Path | None = None,
+        epochs: int | None = None,
+        lr: float | None = None,
+        batch_size: int | None = None,
+        evaluate: bool = True,
+    ) -> ModelVersion:
+        """An int8 copy of ``ref``: a job makes it, it becomes the next version, and it is
+        evaluated on the data the original's latest evaluation used.
+
+        ``method``: ``dynamic`` (int8 Linear weights, no data), ``static`` (activation
+        ranges calibrated on ``data``) or ``qat`` (fine-tuned on ``data`` with fake
+        quantization for ``epochs`` at ``lr``, then converted). ``data`` is a local path or
+        URI of labelled rows: .npz with x and y, or .csv with a label column.
+        """
+        body: dict[str, object] = {"method": method}
+        if data is not None:
+            body["data"] = to_uri(str(data))
+        extra = {"epochs": epochs, "lr": lr, "batch_size": batch_size}
+        body.update({k: v for k, v in extra.items() if v is not None})
+        what = {"dynamic": "dynamic int8 copy", "static": "static int8 copy"}.get(
+            method, "QAT int8 copy" if method == "qat" else f"{method} int8 copy"
+        )
+        return self._derive(ref, "quantize", body, what, evaluate)
 
     def export(self, ref: str, format: str = "onnx", evaluate: bool = True) -> ModelVersion:
         """The version as an ONNX graph (served by ONNX Runtime): a job exports it, it becomes
@@ -206,7 +229,7 @@ class Models:
         return self._derive(ref, "export", {"format": format}, f"{format.upper()} export", evaluate)
 
     def _derive(
-        self, ref: str, operation: str, body: dict[str, str] | None, what: str, evaluate: bool
+        self, ref: str, operation: str, body: dict[str, object] | None, what: str, evaluate: bool
     ) -> ModelVersion:
         """Run the job that makes a copy of ``ref``, register its model as the next version
         with ``derived_from``, and evaluate it as the original was last evaluated."""

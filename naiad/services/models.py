@@ -6,6 +6,7 @@ artifact store, so a version never changes after registration, even when the job
 output is overwritten or deleted.
 """
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -13,7 +14,7 @@ import json
 import tarfile
 import zlib
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 from naiad.core.errors import Conflict, InvalidInput, NotFound
 from naiad.core.ids import new_id
 from naiad.core.status import Status
+from naiad.data import DATA_TAG
 from naiad.schemas.jobs import JobCreate
 from naiad.schemas.models import (
     MANIFEST_FILE,
@@ -31,6 +33,7 @@ from naiad.schemas.models import (
     Lineage,
     ModelExport,
     ModelManifest,
+    ModelQuantize,
     ModelVersionCreate,
 )
 from naiad.services import jobs as job_service
@@ -116,6 +119,16 @@ def copy_archive(
     return manifest, size
 
 
+def _channel_records(tags: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The table channels' records the supervisor put on the run (``naiad.data.*``)."""
+    records = {}
+    for key, value in tags.items():
+        if key.startswith(DATA_TAG):
+            with contextlib.suppress(ValueError):
+                records[key[len(DATA_TAG) :]] = json.loads(value)
+    return records
+
+
 def _lineage_of_job(session: Session, row: JobRow) -> Lineage:
     run = runs.get(session, row.run_id)
     metrics = {key: summary.value for key, summary in run.metrics.items()}
@@ -127,6 +140,7 @@ def _lineage_of_job(session: Session, row: JobRow) -> Lineage:
         params=run.params,
         metrics=metrics,
         inputs=row.spec.inputs,
+        data=_channel_records(run.tags),
         tuning_job=None if trial is None else trial[1].name,
         trial=None if trial is None else trial[0].number,
     )
@@ -277,13 +291,74 @@ def evaluate(
     return models.add_evaluation(session, version, job.id, body.input)
 
 
-def quantize(session: Session, store: ArtifactStore, slots: int, ref: str) -> JobRow:
-    """A job writing the dynamic-int8 copy of a version into its model.tar.gz."""
-    version = models.resolve(session, ref)
+# What each method needs a version to be; refused up front rather than by a failed job.
+QUANTIZABLE_FORMATS = {
+    "dynamic": ("torchscript", "safetensors"),
+    "static": ("torchscript", "torch_export", "safetensors"),
+    "qat": ("torchscript", "torch_export", "safetensors"),
+}
+
+
+def _check_quantizable(ref: str, version: ModelVersionRow, body: ModelQuantize) -> None:
     manifest = ModelManifest.model_validate(version.manifest)
+    method = body.method
     if manifest.quantization:
         raise Conflict(f"{ref} is already quantized ({manifest.quantization}).")
-    return builtin_job(session, store, slots, "quantize.py", version, {}, {})
+    if manifest.signature is None:
+        raise InvalidInput(
+            f"{ref} is a SageMaker model: its inference script decides what it takes, so it "
+            "cannot be quantized here. Save the network with naiad.runtime.save_model and "
+            "register that."
+        )
+    formats = QUANTIZABLE_FORMATS[method]
+    if manifest.format not in formats:
+        origin = Lineage.model_validate(version.lineage).derived_from
+        instead = f" (quantize {origin}, which it was made from)" if origin else ""
+        raise InvalidInput(
+            f"{method} quantization takes {', '.join(formats)} models; {ref} is "
+            f"{manifest.format}{instead}."
+        )
+    if method == "dynamic":
+        if body.data is not None:
+            raise InvalidInput(
+                "Dynamic quantization needs no data (activations are quantized on each call); "
+                "leave data out, or use method static (calibration) or qat (fine-tuning)."
+            )
+        return
+    if body.data is None:
+        what = "calibrate activation ranges on" if method == "static" else "fine-tune on"
+        raise InvalidInput(
+            f"{method} quantization needs labelled data to {what}: give data (--data PATH "
+            "or URI: .npz with x and y, or .csv with a label column)."
+        )
+    inputs = manifest.signature.inputs
+    if inputs.dtype != "float32":
+        raise InvalidInput(
+            f"{method} quantization quantizes float32 inputs; {ref} takes {inputs.describe()}. "
+            "Use method dynamic, which leaves the inputs as they are."
+        )
+
+
+def quantize(
+    session: Session,
+    store: ArtifactStore,
+    slots: int,
+    ref: str,
+    body: ModelQuantize | None = None,
+) -> JobRow:
+    """A job writing an int8 copy of a version into its model.tar.gz: dynamic (no data),
+    static (activation ranges calibrated on ``data``) or QAT (fine-tuned on ``data``)."""
+    body = body or ModelQuantize()
+    version = models.resolve(session, ref)
+    _check_quantizable(ref, version, body)
+    if body.method == "dynamic":
+        return builtin_job(session, store, slots, "quantize.py", version, {}, {})
+    hyperparameters: dict[str, str | int | float | bool | None] = {"method": body.method}
+    if body.method == "qat":
+        hyperparameters |= {"epochs": body.epochs, "lr": body.lr, "batch_size": body.batch_size}
+    assert body.data is not None
+    inputs = {"data": body.data}
+    return builtin_job(session, store, slots, "quantize.py", version, inputs, hyperparameters)
 
 
 def export(

@@ -220,3 +220,63 @@ def test_an_export_that_cannot_work_is_refused_before_a_job_starts(
     unknown = api.post("/api/v1/models/digits/versions/1/export", json={"format": "tflite"})
     assert unknown.status_code in (400, 422) and "onnx" in unknown.json()["message"]
     assert api.get("/api/v1/jobs").json() == []
+
+
+def test_a_quantization_that_cannot_work_is_refused_before_a_job_starts(
+    api: TestClient, model_dir: Path, tmp_path: Path
+) -> None:
+    """Static and QAT need data, float32 inputs and a torch format; each refusal is a 4xx
+    sentence that says what to do, and no job is queued for it."""
+    manifest = json.loads((model_dir / "naiad-model.json").read_text())
+
+    def version_of(name: str, **changes: object) -> None:
+        files = {"naiad-model.json": json.dumps({**manifest, **changes}).encode()}
+        files[str(changes.get("file", "model.pt"))] = b"x"
+        register(api, name, tar_of(files))
+
+    data = tmp_path / "data"
+    data.mkdir()
+    uri = data.as_uri()
+    register(api, "digits", pack_model(model_dir))
+    version_of("digits", quantization="static-int8")
+    version_of("graph", format="onnx", file="model.onnx")
+    tokens = {"shape": [-1, 16], "dtype": "int64"}
+    version_of("tokens", signature={"inputs": tokens})
+    version_of("sm", format="sagemaker", file="code/inference.py", signature=None)
+    cases = [
+        ("digits/versions/1", {"method": "static"}, 400, "needs labelled data to calibrate"),
+        ("digits/versions/1", {"method": "qat"}, 400, "needs labelled data to fine-tune on"),
+        ("digits/versions/1", {"data": uri}, 400, "Dynamic quantization needs no data"),
+        ("digits/versions/2", {"method": "qat", "data": uri}, 409, "already quantized"),
+        ("graph/versions/1", {"method": "static", "data": uri}, 400, "graph:1 is onnx"),
+        ("tokens/versions/1", {"method": "qat", "data": uri}, 400, "takes int64[N, 16]"),
+        ("sm/versions/1", None, 400, "is a SageMaker model"),
+        ("digits/versions/1", {"method": "int4"}, 400, "dynamic"),
+        ("digits/versions/1", {"method": "qat", "data": uri, "epochs": 0}, 400, "epochs"),
+        ("digits/versions/1", {"method": "static", "data": "file:///nowhere"}, 400, "not exist"),
+    ]
+    for path, body, status, words in cases:
+        response = api.post(f"/api/v1/models/{path}/quantize", json=body)
+        assert response.status_code in ((400, 422) if status == 400 else (status,)), response.text
+        assert words in response.json()["message"], response.json()["message"]
+    assert api.get("/api/v1/jobs").json() == []
+
+
+def test_quantization_jobs_carry_their_method_and_data(
+    api: TestClient, model_dir: Path, tmp_path: Path
+) -> None:
+    """No body is today's dynamic job; static and QAT jobs get the data as a channel."""
+    register(api, "digits", pack_model(model_dir))
+    dynamic = api.post("/api/v1/models/digits/versions/1/quantize")
+    assert dynamic.status_code == 201, dynamic.text
+    assert set(dynamic.json()["inputs"]) == {"model"}
+    body = {"method": "qat", "data": tmp_path.as_uri(), "epochs": 2, "lr": 0.001}
+    qat = api.post("/api/v1/models/digits/versions/1/quantize", json=body).json()
+    assert qat["inputs"]["data"] == tmp_path.as_uri()
+    assert qat["hyperparameters"] == {
+        "model": "digits:1",
+        "method": "qat",
+        "epochs": 2,
+        "lr": 0.001,
+        "batch_size": 32,
+    }

@@ -4,7 +4,9 @@ A version in a path is a number, an alias, or ``latest``: ``/models/digits/versi
 ``/models/digits/versions/production``.
 """
 
-from fastapi import APIRouter, Request, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Request, Response, status
 
 from naiad.schemas.jobs import SourceUploaded, TrainingJob
 from naiad.schemas.models import (
@@ -13,6 +15,7 @@ from naiad.schemas.models import (
     EvaluationCreate,
     Model,
     ModelExport,
+    ModelQuantize,
     ModelVersion,
     ModelVersionCreate,
 )
@@ -110,9 +113,16 @@ def list_evaluations(
 
 
 @router.post("/{name}/versions/{version}/quantize", status_code=status.HTTP_201_CREATED)
-def quantize(name: str, version: str, session: SessionDep, state: StateDep) -> TrainingJob:
-    """Start the job that makes a dynamic-int8 copy; register its output with derived_from."""
-    row = model_service.quantize(session, state.artifacts, state.slots, ref(name, version))
+def quantize(
+    name: str,
+    version: str,
+    session: SessionDep,
+    state: StateDep,
+    body: Annotated[ModelQuantize | None, Body()] = None,
+) -> TrainingJob:
+    """Start the job that makes an int8 copy (dynamic without a body; static or QAT with
+    their data); register its output with derived_from."""
+    row = model_service.quantize(session, state.artifacts, state.slots, ref(name, version), body)
     return jobs.to_schema(session, row)
 
 
