@@ -15,7 +15,17 @@ def build_app(server_only: bool = False) -> typer.Typer:
     app.callback()(lambda: None)
     app.add_typer(server.app, name="server")
     if not server_only:
-        from naiad.cli import endpoints, experiments, gc, jobs, keys, models, runs, tuning
+        from naiad.cli import (
+            connections,
+            endpoints,
+            experiments,
+            gc,
+            jobs,
+            keys,
+            models,
+            runs,
+            tuning,
+        )
 
         app.add_typer(experiments.app, name="experiments")
         app.add_typer(runs.app, name="runs")
@@ -24,6 +34,7 @@ def build_app(server_only: bool = False) -> typer.Typer:
         app.add_typer(models.app, name="models")
         app.add_typer(endpoints.app, name="endpoints")
         app.add_typer(keys.app, name="keys")
+        app.add_typer(connections.app, name="connections")
         app.command("train")(jobs.train)
         app.command("tune")(tuning.tune)
         app.command("gc")(gc.gc)

@@ -96,7 +96,7 @@ class LaunchSpec:
     # set in every process's environment, under Naiad's and SageMaker's own variables
     environment: dict[str, str] = field(default_factory=dict)
     # channel -> ChannelOptions as a dict (distribution, input_mode, content_type, ...)
-    channels: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     # where checkpoints/ is mirrored: a path in the artifact store or s3://; None: the default
     checkpoint_uri: str | None = None
     server_url: str = ""

@@ -9,7 +9,10 @@ variables are there); a script using it gets typed access to the same things::
     runtime.init_distributed()
     state = runtime.checkpoints.latest()
     sharded = runtime.parallelize(model, strategy="fsdp")  # or "ddp"
+    rows = runtime.stream("train", label="label", shuffle_buffer=4096)  # a table channel
 """
+
+from typing import Any
 
 from naiad.runtime import checkpoints
 from naiad.runtime.context import Context, Hyperparameters, context
@@ -26,4 +29,15 @@ __all__ = [
     "init_distributed",
     "parallelize",
     "save_model",
+    "stream",
+    "table",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``stream`` and ``table`` import torch and pyarrow: only when a script asks for them."""
+    if name in ("stream", "table", "ChannelStream"):
+        from naiad.runtime import streams
+
+        return getattr(streams, name)
+    raise AttributeError(f"module 'naiad.runtime' has no attribute {name!r}")

@@ -57,6 +57,9 @@ class MetricDefinition(Wire):
         return regex
 
 
+Filter = tuple[str, str, ParamValue | list[ParamValue]]
+
+
 class ChannelOptions(Wire):
     """How an input channel reaches the job, as SageMaker's ``Channel`` says it: what
     ``inputdataconfig.json`` and ``SM_INPUT_DATA_CONFIG`` carry for the script."""
@@ -81,6 +84,59 @@ class ChannelOptions(Wire):
         'JSON list of {"prefix": URI} then keys under it; only those keys are staged, and '
         "the channel's URI is that prefix.",
     )
+    # A table channel (a Parquet/CSV dataset, sql://CONNECTION, dynamodb://TABLE) is read
+    # as rows: materialised to Parquet files in File mode, streamed in FastFile mode.
+    format: Literal["parquet", "csv"] | None = Field(
+        default=None,
+        description="Read the URI's files as a Parquet or CSV dataset (Hive partitions), "
+        "with columns and filter pushed down; the script gets Parquet files.",
+    )
+    columns: list[str] | None = Field(
+        default=None, min_length=1, max_length=10_000, description="Only these columns."
+    )
+    filter: list[Filter] | list[list[Filter]] | None = Field(
+        default=None,
+        max_length=100,
+        description="Rows to keep, in pyarrow's form: [[column, op, value], ...] all hold, "
+        "or a list of those of which one holds; op is =, !=, <, <=, >, >=, in, not in.",
+    )
+    query: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100_000,
+        description="For sql://CONNECTION: the SELECT whose rows the channel holds.",
+    )
+    connection: str | None = Field(
+        default=None,
+        max_length=63,
+        description="For dynamodb://TABLE: the named connection with its endpoint and keys "
+        "(default: the AWS SDK's own configuration).",
+    )
+
+
+def table_problem(uri: str, options: ChannelOptions) -> str | None:
+    """What is wrong with a channel's table options for its URI, or None."""
+    sql, dynamo = uri.startswith("sql://"), uri.startswith("dynamodb://")
+    if sql and not uri[len("sql://") :].strip("/"):
+        return "sql:// names a connection: sql://NAME (see `naiad connections ls`)"
+    if sql and not options.query:
+        return f"{uri} needs a query in its channel options (the SELECT to read)"
+    if options.query and not sql:
+        return "a query is for a sql://CONNECTION input"
+    if sql and (options.columns or options.filter):
+        return "columns and filter are for datasets and DynamoDB; say them in the query"
+    if options.format and (sql or dynamo):
+        return f"format is for files (Parquet or CSV), not {uri.split('://')[0]}://"
+    if options.connection and not dynamo:
+        return "connection is for dynamodb://TABLE (a sql:// input names its own)"
+    if (options.columns or options.filter) and not (options.format or dynamo):
+        return "columns and filter read a table: set format (parquet or csv) too"
+    table = sql or dynamo or options.format
+    if table and (options.manifest or options.record_wrapper != "None"):
+        return "a table channel has no manifest or record wrapper"
+    if table and options.compression != "None":
+        return "a table channel's compression is its files' own (Parquet's codecs)"
+    return None
 
 
 def _check_environment(environment: dict[str, str]) -> dict[str, str]:
@@ -245,6 +301,14 @@ class JobTemplate(Wire):
                 f"{'is' if len(unknown) == 1 else 'are'} not in inputs (it has: {have}); "
                 "name an input channel"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _table_channels(self) -> Self:
+        for name, uri in self.inputs.items():
+            problem = table_problem(uri, self.channels.get(name) or ChannelOptions())
+            if problem:
+                raise ValueError(f"channel {name!r}: {problem}")
         return self
 
     @field_validator("hyperparameters")

@@ -12,6 +12,7 @@ from naiad.schemas.experiments import Experiment
 from naiad.schemas.maintenance import GcResult
 from naiad.schemas.runs import Run, RunComparison
 from naiad.sdk.config import resolve
+from naiad.sdk.connections import Connections
 from naiad.sdk.endpoints import Endpoints
 from naiad.sdk.http import Transport, raise_for
 from naiad.sdk.jobs import TrainingJobs
@@ -207,6 +208,7 @@ class Client:
         self.evaluations = Evaluations(self._transport)
         self.endpoints = Endpoints(self._transport)
         self.keys = AccessKeys(self._transport)
+        self.connections = Connections(self._transport)
 
     def health(self) -> dict[str, Any]:
         return self._transport.request("GET", "/health")

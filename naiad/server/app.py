@@ -30,6 +30,7 @@ from naiad.server.limits import AccessCheck, BodyLimit, NoNulInUrl
 from naiad.server.routes import (
     admin,
     artifacts,
+    connections,
     endpoints,
     experiments,
     health,
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None) -> NaiadApp:
         endpoints,
         admin,
         keys,
+        connections,
     ):
         api.include_router(module.router)
     app.include_router(health.router, prefix=API)

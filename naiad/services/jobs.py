@@ -18,9 +18,9 @@ from naiad.schemas.runs import RunCreate, RunUpdate
 from naiad.settings import Settings
 from naiad.store import jobs, runs
 from naiad.store.artifacts import ArtifactStore, buckets, safe_path
-from naiad.store.tables import JobRow
+from naiad.store.tables import ConnectionRow, JobRow
 
-CHANNEL_SCHEMES = ("file://", "s3://")
+CHANNEL_SCHEMES = ("file://", "s3://", "sql://", "dynamodb://")
 _JOB_NAME_RULE = "1-63 lower-case letters, digits or '-', starting with a letter or digit"
 
 
@@ -39,6 +39,8 @@ def _check_inputs(inputs: dict[str, str]) -> None:
             raise InvalidInput(f"Channel name {channel!r} cannot contain '/' or spaces.")
         if uri.startswith("s3://"):
             buckets.split(uri)  # a bucket and a key that stay inside it
+        elif uri.startswith(("sql://", "dynamodb://")):
+            continue  # a connection or table: reached at staging, before the script starts
         elif uri.startswith("file://"):
             if not Path(uri[len("file://") :]).exists():
                 raise InvalidInput(f"Channel {channel!r}: {uri} does not exist on the server.")
@@ -137,6 +139,19 @@ def check(body: JobTemplate, store: ArtifactStore, slots: int, nodes: int | None
         _check_source(store, body.source_uri, body.entrypoint)
 
 
+def _check_connections(session: Session, body: JobTemplate) -> None:
+    """Every connection a table channel names exists now (it is read at staging)."""
+    for channel, uri in sorted(body.inputs.items()):
+        options = body.channels.get(channel)
+        name = uri[len("sql://") :].strip("/") if uri.startswith("sql://") else None
+        name = name or (options.connection if options else None)
+        if name and session.get(ConnectionRow, name) is None:
+            raise InvalidInput(
+                f"Channel {channel!r} names connection {name!r}, which the server does not "
+                "have; create it with `naiad connections create` (see `naiad connections ls`)."
+            )
+
+
 def submit(
     session: Session,
     body: JobCreate,
@@ -153,6 +168,7 @@ def submit(
     """
     _check_name(body.name)
     check(body, store, slots, nodes)
+    _check_connections(session, body)
     run = runs.create(
         session,
         RunCreate(

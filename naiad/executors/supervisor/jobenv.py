@@ -19,7 +19,7 @@ from naiad.executors.supervisor.workdir import WorkDir, write_json_atomic
 HOST = "algo-1"
 GROUP = "homogeneousCluster"
 INSTANCE_TYPE = "local"  # what SageMaker's local mode calls an instance on this machine
-CHANNEL_DEFAULTS: dict[str, str | None] = {
+CHANNEL_DEFAULTS: dict[str, Any] = {
     "distribution": "FullyReplicated",
     "input_mode": "File",
     "content_type": None,
@@ -29,7 +29,7 @@ CHANNEL_DEFAULTS: dict[str, str | None] = {
 }
 
 
-def channel_options(spec: LaunchSpec, name: str) -> dict[str, str | None]:
+def channel_options(spec: LaunchSpec, name: str) -> dict[str, Any]:
     """The channel's options, defaults filled in."""
     return {**CHANNEL_DEFAULTS, **spec.channels.get(name, {})}
 

@@ -18,12 +18,16 @@ import shutil
 import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from naiad.core.errors import InvalidInput
 from naiad.core.units import human_bytes
+from naiad.data.materialise import ChannelRecord
+from naiad.data.sources import is_table
 from naiad.executors.base import LaunchSpec
+from naiad.executors.supervisor import tables
 from naiad.executors.supervisor.jobenv import channel_options
 from naiad.store.artifacts import ArtifactStore, buckets, open_artifact_store, safe_path
 from naiad.store.artifacts.local import root_from_uri
@@ -300,13 +304,15 @@ def stage_channels(
     shared: Path,
     log: Log,
     share: tuple[int, int] | None = None,
+    records: dict[str, ChannelRecord] | None = None,
 ) -> list[str]:
     """Stage every channel into each host's data directory; returns the channels' names.
 
     With several hosts, a FullyReplicated channel is staged once into ``shared`` and
     linked from each host's directory; a ShardedByS3Key one is dealt out among them.
     ``share=(i, n)``: the one host here is host ``i`` of a gang of ``n`` machines, and
-    takes only its part of a ShardedByS3Key channel.
+    takes only its part of a ShardedByS3Key channel. ``records`` gets what each table
+    channel held (``tables``), for the run's lineage.
     """
     for data_dir in data_dirs:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -314,6 +320,11 @@ def stage_channels(
         if not name or "/" in name or name in (".", ".."):
             raise StagingError(f"Input channel name {name!r} is not a plain directory name.")
         options = channel_options(spec, name)
+        if is_table(uri, options):
+            record = _stage_table(name, uri, options, spec, data_dirs, shared, log, share)
+            if records is not None:
+                records[name] = record
+            continue
         fast = options["input_mode"] == "FastFile"
         manifest = options["manifest"]
         keys = manifest_keys(uri, spec, manifest) if manifest else None
@@ -335,6 +346,29 @@ def stage_channels(
                 (data_dir / name).symlink_to(staged, target_is_directory=True)
             log(f"channel {name}: the same files on all {len(data_dirs)} hosts")
     return sorted(spec.inputs)
+
+
+def _stage_table(
+    name: str,
+    uri: str,
+    options: dict[str, Any],
+    spec: LaunchSpec,
+    data_dirs: list[Path],
+    shared: Path,
+    log: Log,
+    share: tuple[int, int] | None,
+) -> ChannelRecord:
+    dests = [d / name for d in data_dirs]
+    for dest in [*dests, shared / name]:
+        _clear(dest)
+    try:
+        if share is not None and share[1] > 1 and options["distribution"] == "ShardedByS3Key":
+            return tables.stage_table(
+                name, uri, options, dests, shared, spec, log, share[0], share[1]
+            )
+        return tables.stage_table(name, uri, options, dests, shared, spec, log)
+    except tables.TableStagingError as exc:
+        raise StagingError(str(exc)) from None
 
 
 def extract_source(spec: LaunchSpec, code_dir: Path, log: Log) -> None:
