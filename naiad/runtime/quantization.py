@@ -32,6 +32,7 @@ FX quantization recognises, and shape operators mapped to their torch functions.
 
 import contextlib
 import copy
+import logging
 import operator
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -46,12 +47,19 @@ QUANTIZABLE = ("Conv1d", "Conv2d", "Conv3d", "Linear")
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """torch.ao.quantization warns that it is deprecated on every call, attributed to the
-    caller; the choice is made and explained above, so the warnings say nothing new."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        yield
+    caller, and torch.export logs each dimension it specializes (the channels, say); the
+    choice is made and explained above, so these say nothing new."""
+    log = logging.getLogger("torch._export.non_strict_utils")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        log.setLevel(level)
 
 
 def engine() -> str:
@@ -124,7 +132,8 @@ def _exported(model: Any, example_inputs: tuple[Any, ...]) -> Any:
     batch = torch.export.Dim("batch")
     shapes = tuple({0: batch} for _ in example_inputs)
     try:
-        return torch.export.export(model.eval(), example_inputs, dynamic_shapes=shapes)
+        with _quiet():
+            return torch.export.export(model.eval(), example_inputs, dynamic_shapes=shapes)
     except Exception as exc:
         raise InvalidInput(
             f"torch.export cannot trace the network to quantize it: {first_line(exc)}"
@@ -288,7 +297,7 @@ def _modules_from_graph(program: Any) -> Any:
     module = fx.GraphModule(root, graph, class_name="Recovered")
     module.graph.eliminate_dead_code()
     module.recompile()
-    return module
+    return module.eval()
 
 
 def as_module(model: Any, example_inputs: Any) -> Any:
