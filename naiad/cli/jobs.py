@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Group, RenderableType
@@ -40,6 +41,30 @@ def parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
         if not sep or not key:
             raise InvalidInput(f"{what} {pair!r} must look like NAME=VALUE.")
         out[key] = value
+    return out
+
+
+def parse_channel_options(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """--channel NAME.OPTION=VALUE (repeat): a channel's options; a value starting with
+    [ or { is JSON (a filter, a column list), else the text itself."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        channel, dot, option = key.partition(".")
+        if not eq or not dot or not channel or not option:
+            raise InvalidInput(
+                f"--channel {pair!r} must look like NAME.OPTION=VALUE, e.g. "
+                "train.query='SELECT * FROM digits' or train.input_mode=FastFile."
+            )
+        parsed: Any = value
+        if value[:1] in ("[", "{"):
+            try:
+                parsed = json.loads(value)
+            except ValueError as exc:
+                raise InvalidInput(
+                    f"--channel {key}: {value!r} is not valid JSON ({exc})."
+                ) from None
+        out.setdefault(channel, {})[option] = parsed
     return out
 
 
@@ -131,7 +156,19 @@ def train(
         list[str] | None, typer.Option(help="Hyperparameter NAME=VALUE (repeat).")
     ] = None,
     input: Annotated[
-        list[str] | None, typer.Option(help="Input channel NAME=PATH_OR_URI (repeat).")
+        list[str] | None,
+        typer.Option(
+            help="Input channel NAME=PATH_OR_URI (repeat): a path, s3://, sql://CONNECTION "
+            "or dynamodb://TABLE."
+        ),
+    ] = None,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A channel's option NAME.OPTION=VALUE (repeat), e.g. train.format=parquet, "
+            "train.query='SELECT ...', train.filter='[[\"label\",\"<\",5]]', "
+            "train.input_mode=FastFile (stream it), train.distribution=ShardedByS3Key."
+        ),
     ] = None,
     procs: Annotated[int, typer.Option(help="Processes per node (torchrun).")] = 1,
     nodes: Annotated[int, typer.Option(help="Nodes.")] = 1,
@@ -160,6 +197,7 @@ def train(
     with output.clean_errors():
         hyperparameters = {k: typed_value(v) for k, v in parse_pairs(hp or [], "--hp").items()}
         inputs = parse_pairs(input or [], "--input")
+        channels = parse_channel_options(channel or [])
         definitions = _metric_definitions(metric_definition or [])
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         job_name = name or f"{Path(entrypoint).stem.replace('_', '-').lower()}-{stamp}"
@@ -182,6 +220,7 @@ def train(
                 priority=priority,
                 metric_definitions=definitions,
                 progress=progress,
+                channels=channels or None,
             )
         console.print(f"Submitted [bold]{escape(handle.name)}[/] (run {handle.job.run_id}).")
         if follow_:

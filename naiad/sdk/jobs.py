@@ -7,7 +7,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -91,7 +91,7 @@ def template_fields(
     priority: int | None = None,
     metric_definitions: MetricDefinitions | None = None,
     environment: Mapping[str, str] | None = None,
-    channels: Mapping[str, Mapping[str, str | None]] | None = None,
+    channels: Mapping[str, Mapping[str, Any]] | None = None,
     checkpoint_uri: str | None = None,
 ) -> dict[str, object]:
     """A job template's fields as the SDK takes them, in the schema's shape: local input
@@ -214,7 +214,7 @@ class TrainingJobs:
         metric_definitions: MetricDefinitions | None = None,
         progress: Progress | None = None,
         environment: Mapping[str, str] | None = None,
-        channels: Mapping[str, Mapping[str, str | None]] | None = None,
+        channels: Mapping[str, Mapping[str, Any]] | None = None,
         checkpoint_uri: str | None = None,
     ) -> JobHandle:
         """Snapshot ``source_dir`` and queue ``entrypoint`` from it as a job.

@@ -383,7 +383,7 @@ class TuningJobs:
         priority: int | None = None,
         metric_definitions: MetricDefinitions | None = None,
         environment: Mapping[str, str] | None = None,
-        channels: Mapping[str, Mapping[str, str | None]] | None = None,
+        channels: Mapping[str, Mapping[str, Any]] | None = None,
         template: Mapping[str, Any] | None = None,
         progress: Progress | None = None,
     ) -> TuningJobHandle:

@@ -11,10 +11,12 @@ import functools
 import hashlib
 import io
 import json
+import shutil
 import tarfile
+import tempfile
 import zlib
-from collections.abc import Callable
-from typing import IO, Any
+from collections.abc import Callable, Iterator
+from typing import IO, Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -85,6 +87,20 @@ def _manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> Mode
 
 # Builds the manifest of an archive that has none (a job's), or says why it cannot.
 GuessManifest = Callable[[tarfile.TarFile, dict[str, tarfile.TarInfo]], ModelManifest]
+
+
+@contextlib.contextmanager
+def _seekable(stream: IO[bytes]) -> Iterator[IO[bytes]]:
+    """The stream, or a local copy of it when it cannot seek (an S3 object's body): tarfile
+    lists the members first, then goes back for each file."""
+    seekable = getattr(stream, "seekable", None)
+    if seekable is not None and seekable():
+        yield stream
+        return
+    with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as copy:
+        shutil.copyfileobj(stream, copy, 1024 * 1024)
+        copy.seek(0)
+        yield cast(IO[bytes], copy)
 
 
 def copy_archive(
@@ -212,7 +228,7 @@ def register_archive(
     adds files under the version's prefix before it is recorded (SageMaker's code/)."""
     models.check_name(name)
     prefix = f"models/{name}/{new_id()}"
-    with store.open(archive) as handle:
+    with store.open(archive) as body, _seekable(body) as handle:
         manifest, size = copy_archive(store, handle, prefix, guess)
     if extra is not None:
         extra(prefix)

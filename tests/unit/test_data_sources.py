@@ -9,22 +9,13 @@ import pyarrow as pa
 import pyarrow.csv
 import pyarrow.parquet as pq
 import pytest
-from sklearn.datasets import load_digits
-from sqlalchemy import create_engine
 
 from naiad.data.materialise import describe_stream, materialise, read_table
 from naiad.data.sources import DataSourceError, TableOptions, check_connection, open_source
 from naiad.testing import postgres
 from naiad.testing.s3 import S3Server, s3_server  # noqa: F401  (fixture)
+from naiad.testing.tables import PIXELS, digits_table, load_dynamodb, load_postgres
 from tests.conftest import need
-
-PIXELS = [f"p{i}" for i in range(64)]
-
-
-def digits_table() -> pa.Table:
-    x, y = load_digits(return_X_y=True)
-    columns = {name: x[:, i].astype(np.float32) for i, name in enumerate(PIXELS)}
-    return pa.table({"id": np.arange(len(y)), **columns, "label": y.astype(np.int64)})
 
 
 def ids_of(source, shard: int = 0, shards: int = 1) -> list[int]:  # type: ignore[no-untyped-def]
@@ -122,21 +113,7 @@ def digits_db() -> Iterator[str]:
     need(url is not None, f"PostgreSQL ({postgres.ENV})")
     assert url is not None
     with postgres.scratch_database(url) as db_url:
-        engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
-        rows = digits_table().to_pylist()
-        with engine.begin() as conn:
-            cols = ", ".join(
-                f"{c} {'bigint' if c in ('id', 'label') else 'real'}"
-                for c in ["id", *PIXELS, "label"]
-            )
-            conn.exec_driver_sql(f"CREATE TABLE digits ({cols})")
-            names = ["id", *PIXELS, "label"]
-            conn.exec_driver_sql(
-                f"INSERT INTO digits ({', '.join(names)}) VALUES "
-                f"({', '.join('%(' + n + ')s' for n in names)})",
-                rows,
-            )
-        engine.dispose()
+        load_postgres(db_url)
         yield db_url
 
 
@@ -176,16 +153,8 @@ def test_dynamodb_on_motos_server(s3_server: S3Server) -> None:  # noqa: F811
 
     creds = {"endpoint_url": s3_server.endpoint_url, "region": "us-east-1"}
     ddb = boto3.client("dynamodb", endpoint_url=s3_server.endpoint_url, region_name="us-east-1")
-    ddb.create_table(
-        TableName="digits-ddb",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    table = digits_table().slice(0, 300).select(["id", "p0", "p33", "label"]).to_pylist()
-    for row in table:
-        item = {k: {"N": str(v)} for k, v in row.items()}
-        ddb.put_item(TableName="digits-ddb", Item=item)
+    load_dynamodb(ddb, "digits-ddb", 300, ["id", "p0", "p33", "label"])
+    table = digits_table().slice(0, 300).to_pylist()
     source = open_source(
         "dynamodb://digits-ddb", TableOptions(columns=("id", "p33", "label")), creds
     )
