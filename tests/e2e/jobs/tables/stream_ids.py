@@ -21,7 +21,8 @@ def main() -> None:
     for epoch in range(2):
         rows.set_epoch(epoch)
         ids = [row["id"] for batch in loader for row in batch]
-        print(f"epoch {epoch} rank {ctx.rank} columns {json.dumps(sorted(rows.columns))} ids {json.dumps(ids)}")
+        columns = json.dumps(sorted(rows.columns))
+        print(f"epoch {epoch} rank {ctx.rank} columns {columns} ids {json.dumps(ids)}")
 
 
 if __name__ == "__main__":
