@@ -1,5 +1,5 @@
 // #/models/NAME: versions, aliases, evaluations side by side with their confusion
-// matrices, and each version's lineage: job -> run -> version -> endpoints serving it.
+// matrices, and each version's lineage: data -> job -> run -> version -> endpoints serving it.
 import { api, path } from "../api.js";
 import { h, link, replace, table, errorBox } from "../dom.js";
 import { badge, fmtBytes, fmtNum, fmtTime } from "../format.js";
@@ -11,6 +11,21 @@ const arrow = () => h("span", { class: "arrow", "aria-hidden": "true" }, "→");
 function lineage(name, v, serving) {
   const l = v.lineage;
   const steps = [];
+  // the table channels the job read: source, rows and fingerprint (docs/data.md)
+  const data = Object.entries(l.data || {}).sort(([a], [b]) => a.localeCompare(b));
+  if (data.length)
+    steps.push(
+      h(
+        "span",
+        { class: "lineage-data" },
+        data.map(([channel, d], i) => [
+          i ? ", " : "",
+          `${channel}: `,
+          h("span", { class: "mono", title: d.fingerprint }, d.source),
+          ` (${fmtNum(d.rows)} rows, ${String(d.fingerprint || "").slice(7, 19)})`,
+        ]),
+      ),
+    );
   if (l.derived_from)
     steps.push(
       h(
