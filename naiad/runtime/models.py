@@ -125,8 +125,9 @@ def save_model(
         module = module.module
     example = torch.as_tensor(example_input)
     inputs = _spec(example, "input")
-    was_training = module.training
-    module.eval()
+    was_training = getattr(module, "training", False)  # a frozen TorchScript module has none
+    if was_training:
+        module.eval()
     try:
         with torch.no_grad():
             outputs = _spec(module(example), "output")
@@ -147,7 +148,8 @@ def save_model(
             target.mkdir(parents=True, exist_ok=True)
             _write_model(module, example, target / manifest.file, format)
     finally:
-        module.train(was_training)
+        if was_training:
+            module.train()
     # The manifest goes last, atomically: a directory with one is complete.
     tmp = target / f".{MANIFEST_FILE}.tmp"
     tmp.write_text(manifest.model_dump_json(indent=2))
