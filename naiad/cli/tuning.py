@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from naiad.cli import output
-from naiad.cli.jobs import parse_pairs
+from naiad.cli.jobs import parse_channel_options, parse_pairs
 from naiad.cli.output import console, handled
 from naiad.core.errors import InvalidInput
 from naiad.core.status import Status
@@ -267,6 +267,13 @@ def tune(
     input: Annotated[
         list[str] | None, typer.Option(help="Input channel NAME=PATH_OR_URI (repeat).")
     ] = None,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A channel's option NAME.OPTION=VALUE (repeat), as for naiad train: "
+            "train.format=parquet, train.query='SELECT ...', train.input_mode=FastFile."
+        ),
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option(help="Tuning job name, 1-32 of a-z 0-9 - (default: script-xxxxxx)."),
@@ -360,6 +367,7 @@ def tune(
                 output_root=base.get("output_root"),
                 hyperparameters=hyperparameters,
                 inputs=parse_pairs(input or [], "--input"),
+                channels=parse_channel_options(channel or []) or None,
                 experiment=experiment,
                 processes_per_node=procs,
                 nodes=nodes,
