@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-cluster bench-scheduler bench-tuning server clean
+.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-quantization bench-cluster bench-scheduler bench-tuning server clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-onnx: $(STAMP)  ## torch vs ONNX Runtime replicas through the front door, 
 	$(PY) -m compileall -q naiad
 	$(PY) bench/onnx.py
 
+bench-quantization: $(STAMP)  ## float32 vs dynamic, static and QAT int8 copies of the digits and tabular examples, served
+	$(PY) -m compileall -q naiad
+	$(PY) bench/quantization.py
+
 bench-cluster: $(VENV)/.bench  ## a 2-node DDP job on a local Ray cluster: Naiad's Ray executor vs Ray Train
 	$(PY) -m compileall -q naiad
 	$(PY) bench/cluster.py
@@ -65,7 +69,7 @@ bench-tuning: $(STAMP)  ## tuning jobs on a live server: trials per minute, the 
 	$(PY) -m compileall -q naiad
 	$(PY) bench/tuning.py
 
-bench: bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-cluster bench-scheduler bench-tuning
+bench: bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-quantization bench-cluster bench-scheduler bench-tuning
 
 server: $(STAMP)
 	$(VENV)/bin/naiad server
