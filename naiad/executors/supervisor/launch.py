@@ -15,6 +15,7 @@ torchrun's workers, which that cannot reach, are ended by the executor's poll.
 import contextlib
 import ctypes
 import functools
+import importlib.util
 import os
 import re
 import shutil
@@ -75,6 +76,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def notebook_runner() -> str:
+    """The path of the script that runs a notebook job (``naiad.runtime.notebook_runner``),
+    found without importing the job-side package here."""
+    spec = importlib.util.find_spec("naiad.runtime.notebook_runner")
+    assert spec is not None and spec.submodule_search_locations is not None
+    return str(Path(next(iter(spec.submodule_search_locations))) / "__main__.py")
+
+
 def command(
     wd: WorkDir,
     entrypoint: str,
@@ -89,6 +98,9 @@ def command(
     """``python code/<entrypoint> args``, or torchrun for more than one process per node
     (on several nodes: this node's agent, of ``nodes``, by its rank)."""
     script = str(wd.code / entrypoint)
+    if entrypoint.endswith(".ipynb"):  # a notebook: the runner executes it, cell by cell
+        args = [script, *args]
+        script = notebook_runner()
     if procs <= 1:
         return [sys.executable, script, *args]
     ranks = ["--node-rank", str(node_rank)] if nodes > 1 else []

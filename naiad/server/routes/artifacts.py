@@ -72,8 +72,16 @@ def list_artifacts(
     ]
 
 
+# An HTML artifact shown in the console's frame (an executed notebook): its own styles and
+# embedded images, no script, no request anywhere, a unique origin (CSP sandbox).
+VIEW_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:"
+
+
 @router.get("/{path:path}")
-def download_artifact(run_id: str, path: str, state: StateDep) -> StreamingResponse:
+def download_artifact(
+    run_id: str, path: str, state: StateDep, view: bool = False
+) -> StreamingResponse:
+    """The file; ``view`` serves an HTML file inline, sandboxed, for the console's preview."""
     rel = safe_path(path)
     full = f"{_run_prefix(state, run_id)}/{rel}"
     try:
@@ -92,7 +100,9 @@ def download_artifact(run_id: str, path: str, state: StateDep) -> StreamingRespo
 
     media = mimetypes.guess_type(rel)[0] or "application/octet-stream"
     headers = {"content-length": str(size), "x-content-type-options": "nosniff"}
-    if media not in _INLINE:  # a run's HTML or SVG must not run as a page of the console
+    if view and media == "text/html":
+        headers["content-security-policy"] = VIEW_CSP
+    elif media not in _INLINE:  # a run's HTML or SVG must not run as a page of the console
         name = quote(rel.rsplit("/", 1)[-1])
         headers["content-disposition"] = f"attachment; filename*=UTF-8''{name}"
     return StreamingResponse(chunks(), media_type=media, headers=headers)

@@ -1,4 +1,4 @@
-// A run's artifacts: browse folders, preview images, text and JSON, download anything.
+// A run's artifacts: browse folders, preview images, text, JSON and HTML, download anything.
 import { api, apiText, path, url } from "../api.js";
 import { h, replace, errorBox } from "../dom.js";
 import { fmtBytes } from "../format.js";
@@ -21,7 +21,7 @@ const TEXT = new Set([
   "err",
   "jsonl",
   "xml",
-  "html",
+  "ipynb",
 ]);
 const MAX_PREVIEW = 2 * 1024 * 1024;
 
@@ -52,6 +52,18 @@ export function artifactBrowser(runId, signal) {
     );
     if (IMAGES.has(kind)) {
       replace(preview, title, h("img", { src: fileUrl(entry.path), alt: entry.path }));
+      return;
+    }
+    if (kind === "html" || kind === "htm") {
+      // rendered in a frame the server sandboxes (no script, a unique origin): an
+      // executed notebook, a report
+      const frame = h("iframe", {
+        class: "html-artifact",
+        sandbox: "",
+        title: entry.path,
+        src: `${fileUrl(entry.path)}?view=1`,
+      });
+      replace(preview, title, frame);
       return;
     }
     if (kind !== "json" && !TEXT.has(kind)) {
