@@ -23,6 +23,7 @@ def build_app(server_only: bool = False) -> typer.Typer:
             jobs,
             keys,
             models,
+            notebooks,
             runs,
             tuning,
         )
@@ -35,6 +36,7 @@ def build_app(server_only: bool = False) -> typer.Typer:
         app.add_typer(endpoints.app, name="endpoints")
         app.add_typer(keys.app, name="keys")
         app.add_typer(connections.app, name="connections")
+        app.add_typer(notebooks.app, name="notebooks")
         app.command("train")(jobs.train)
         app.command("tune")(tuning.tune)
         app.command("gc")(gc.gc)

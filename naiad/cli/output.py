@@ -298,6 +298,8 @@ STATUS_STYLES = {
     "Completed": "green",
     "Failed": "red",
     "Stopped": "yellow",
+    "InService": "green",
+    "Deleting": "yellow",
 }
 
 

@@ -74,6 +74,11 @@ class HomeLayout:
         return self.root / "endpoints"
 
     @property
+    def notebooks(self) -> Path:
+        """Managed notebook servers: each one's state and its working files."""
+        return self.root / "notebooks"
+
+    @property
     def model_cache(self) -> Path:
         """Model versions downloaded for replicas, one folder per version id."""
         return self.root / "model-cache"

@@ -18,6 +18,7 @@ from naiad.sdk.http import Transport, raise_for
 from naiad.sdk.jobs import TrainingJobs
 from naiad.sdk.keys import AccessKeys
 from naiad.sdk.models import Evaluations, Models
+from naiad.sdk.notebooks import Notebooks
 from naiad.sdk.tuning import TuningJobs
 
 if TYPE_CHECKING:
@@ -209,6 +210,7 @@ class Client:
         self.endpoints = Endpoints(self._transport)
         self.keys = AccessKeys(self._transport)
         self.connections = Connections(self._transport)
+        self.notebooks = Notebooks(self._transport, self.training_jobs)
 
     def health(self) -> dict[str, Any]:
         return self._transport.request("GET", "/health")

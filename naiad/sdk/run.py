@@ -158,6 +158,10 @@ class ActiveRun:
             self.end("Failed", f"{exc_type.__name__}{where}: {exc}")
 
 
+NOTEBOOK_ENV = "NAIAD_NOTEBOOK"  # set in a managed notebook's kernels: its name
+NOTEBOOK_TAG = "naiad.source.notebook"
+
+
 def start_run(
     experiment: str = "Default",
     name: str | None = None,
@@ -179,7 +183,10 @@ def start_run(
         if tags:
             client.runs.set_tags(run_id, dict(tags))
     else:
-        run = client.runs.create(experiment, name, dict(params or {}), dict(tags or {}))
+        tags = dict(tags or {})
+        if notebook := os.environ.get(NOTEBOOK_ENV):  # started in a managed notebook
+            tags.setdefault(NOTEBOOK_TAG, notebook)
+        run = client.runs.create(experiment, name, dict(params or {}), tags)
     active = ActiveRun(client, run, flush_interval, system_metrics)
     with _active_lock:
         _active.append(active)

@@ -21,6 +21,7 @@ from naiad.server.compat.s3 import s3_service
 from naiad.server.compat.sagemaker import sagemaker_service
 from naiad.server.controller.endpoints import EndpointKeeper
 from naiad.server.controller.janitor import Janitor
+from naiad.server.controller.notebooks import NotebookKeeper
 from naiad.server.controller.registry import Service
 from naiad.server.controller.scheduler import Scheduler
 from naiad.server.controller.tuner import Tuner
@@ -39,6 +40,8 @@ from naiad.server.routes import (
     keys,
     metrics,
     models,
+    notebook_proxy,
+    notebooks,
     runs,
     tuning,
 )
@@ -79,6 +82,7 @@ SERVICES: tuple[Callable[[AppState], Service], ...] = (
     Scheduler,  # jobs: queue, start, watch, stop
     Tuner,  # tuning jobs: start trials, stop unpromising ones, settle the search
     EndpointKeeper,  # endpoints: replicas, routing, their figures
+    NotebookKeeper,  # notebook servers: JupyterLab processes, idle stops
     Janitor,  # finished jobs' work directories past their retention
 )
 
@@ -139,11 +143,13 @@ def create_app(settings: Settings | None = None) -> NaiadApp:
         admin,
         keys,
         connections,
+        notebooks,
     ):
         api.include_router(module.router)
     app.include_router(health.router, prefix=API)
     app.include_router(api)
     app.include_router(invocations.router)
+    app.include_router(notebook_proxy.router)
 
     console.mount(app)  # the web console at /, behind the token's session cookie
 

@@ -97,6 +97,11 @@ def _check_resources(body: JobTemplate, slots: int, nodes: int | None) -> None:
         )
 
 
+def check_source(store: ArtifactStore, source_uri: str) -> None:
+    """A snapshot uploaded with PUT /sources: readable, plain files only (a notebook's)."""
+    _check_source(store, source_uri, None)
+
+
 def _check_source(store: ArtifactStore, source_uri: str, entrypoint: str | None) -> None:
     path = safe_path(source_uri)
     if not path.startswith("sources/") or not store.exists(path):

@@ -354,6 +354,26 @@ class ConnectionRow(Base):
     )
 
 
+class NotebookRow(Base):
+    """A managed notebook server: what the user asked for and how it stands. Its process,
+    files and JupyterLab token live in ``$NAIAD_HOME/notebooks/<name>/``."""
+
+    __tablename__ = "notebooks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    idle_timeout_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_activity_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+
+
 class AwsResourceRow(Base):
     """A SageMaker object as its API knows it: the request that made it, its tags, and
     ``ref``, the Naiad object it is (a job, a model version, an endpoint), if any. The

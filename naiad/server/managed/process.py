@@ -1,6 +1,6 @@
 """One process the server starts and keeps on this machine: its directory, health and end.
 
-A managed process (an endpoint replica; a notebook server next) lives in a directory of
+A managed process (an endpoint replica, a notebook server) lives in a directory of
 its own: a record file (pid, port, restarts, start time; written atomically after the
 start) and a log of its output. It runs in its own session with that directory as its
 working directory, so it outlives the server, and a restarted server finds it again from
@@ -155,6 +155,8 @@ class ManagedProcess:
     failure: str | None = None
     retire_at: float | None = None
     term_sent_at: float | None = None
+    python: str | None = None  # the interpreter it runs under (default: the server's)
+    env: dict[str, str] | None = None  # its whole environment (default: the server's)
 
     @property
     def url(self) -> str:
@@ -221,8 +223,9 @@ class ManagedProcess:
         port = free_port()
         _log_start(out, port)
         child = subprocess.Popen(
-            [sys.executable, "-m", self.kind.module, *args(port)],
+            [self.python or sys.executable, "-m", self.kind.module, *args(port)],
             cwd=self.root,
+            env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

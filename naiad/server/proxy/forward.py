@@ -12,7 +12,7 @@ there is a 502 with a sentence, one that takes too long a 504.
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import httpx
 from starlette.requests import Request
@@ -87,12 +87,22 @@ class Forwarder:
             await self._client.aclose()
             self._client = None
 
-    async def http(self, request: Request, target: Target, path: str, name: str) -> Response:
+    async def http(
+        self,
+        request: Request,
+        target: Target,
+        path: str,
+        name: str,
+        extra: Sequence[tuple[bytes, bytes]] = (),
+    ) -> Response:
         """Send ``request`` to ``path`` at ``target``; its answer streams back as it comes.
-        ``name`` says in an error what was not reachable (e.g. "Notebook 'lab'")."""
-        assert self._client is not None, "Forwarder.open() runs in the server's lifespan"
+        ``name`` says in an error what was not reachable (e.g. "Notebook 'lab'"); ``extra``
+        headers go upstream too (the process's own credentials, which the client never has)."""
+        if self._client is None:
+            self.open()  # on the loop that serves the request
+        assert self._client is not None
         url = f"http://{target[0]}:{target[1]}{_path(path, request.url.query)}"
-        headers = _upstream(request.headers.raw, _HOP_BY_HOP)
+        headers = [*_upstream(request.headers.raw, _HOP_BY_HOP), *extra]
         has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
         outgoing = self._client.build_request(
             request.method, url, headers=headers, content=request.stream() if has_body else None
@@ -114,12 +124,19 @@ class Forwarder:
         response.raw_headers = _pass(reply.headers.raw, _HOP_BY_HOP)
         return response
 
-    async def websocket(self, client: WebSocket, target: Target, path: str, name: str) -> None:
+    async def websocket(
+        self,
+        client: WebSocket,
+        target: Target,
+        path: str,
+        name: str,
+        extra: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
         """Open the same WebSocket upstream, then pump messages both ways until one closes."""
         url = f"ws://{target[0]}:{target[1]}{_path(path, client.url.query)}"
         headers = [
             (k.decode("latin-1"), v.decode("latin-1"))
-            for k, v in _upstream(client.headers.raw, _HOP_BY_HOP | _HANDSHAKE)
+            for k, v in [*_upstream(client.headers.raw, _HOP_BY_HOP | _HANDSHAKE), *extra]
         ]
         subprotocols = client.scope.get("subprotocols") or None
         try:
