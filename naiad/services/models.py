@@ -334,6 +334,12 @@ def _check_quantizable(ref: str, version: ModelVersionRow, body: ModelQuantize) 
             f"{method} quantization takes {', '.join(formats)} models; {ref} is "
             f"{manifest.format}{instead}."
         )
+    training = sorted(body.model_fields_set & {"epochs", "lr", "batch_size"})
+    if training and method != "qat":
+        raise InvalidInput(
+            f"{', '.join(training)} set how QAT fine-tunes; {method} quantization does not "
+            "train. Leave them out, or use method qat."
+        )
     if method == "dynamic":
         if body.data is not None:
             raise InvalidInput(

@@ -253,6 +253,7 @@ def test_a_quantization_that_cannot_work_is_refused_before_a_job_starts(
         ("sm/versions/1", None, 400, "is a SageMaker model"),
         ("digits/versions/1", {"method": "int4"}, 400, "dynamic"),
         ("digits/versions/1", {"method": "qat", "data": uri, "epochs": 0}, 400, "epochs"),
+        ("digits/versions/1", {"method": "static", "data": uri, "lr": 0.1}, 400, "lr set how QAT"),
         ("digits/versions/1", {"method": "static", "data": "file:///nowhere"}, 400, "not exist"),
     ]
     for path, body, status, words in cases:
