@@ -151,6 +151,32 @@ def start(name: str, wait: WaitOption = False) -> None:
         raise typer.Exit(1)
 
 
+@app.command("run")
+@handled
+def run(
+    name: Annotated[str, typer.Argument(help="The notebook server.")],
+    path: Annotated[str, typer.Argument(help="A .ipynb in its files, e.g. train.ipynb.")],
+    hp: Annotated[
+        list[str] | None, typer.Option(help="Hyperparameter NAME=VALUE (repeat).")
+    ] = None,
+    job_name: Annotated[str | None, typer.Option("--name", help="The job's name.")] = None,
+    follow_: Annotated[bool, typer.Option("--follow", "-f", help="Watch it live.")] = False,
+) -> None:
+    """Run one of its notebooks as a training job, on a snapshot of its files."""
+    from naiad.cli.jobs import follow, parse_pairs
+    from naiad.sdk.jobs import typed_value
+
+    client = output.client()
+    with output.clean_errors():
+        values = {k: typed_value(v) for k, v in parse_pairs(hp or [], "--hp").items()}
+    handle = client.notebooks.run_as_job(name, path, values, job_name=job_name)
+    console.print(f"Submitted [bold]{escape(handle.name)}[/] (run {handle.job.run_id}).")
+    if follow_:
+        job = follow(client, handle.name)
+        if job.status != "Completed":
+            output.fail(f"Job {job.name} {job.status.lower()}: {job.status_reason}")
+
+
 @app.command("rm")
 @handled
 def remove(name: str, wait: WaitOption = False) -> None:

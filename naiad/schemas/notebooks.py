@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from naiad.schemas.common import Text, Timestamp, Wire
+from naiad.schemas.common import ParamValue, Text, Timestamp, Wire
 
 NotebookStatus = Literal["Pending", "InService", "Stopping", "Stopped", "Failed", "Deleting"]
 RUNNING = ("Pending", "InService")
@@ -26,7 +26,7 @@ class NotebookCreate(Wire):
     )
     idle_timeout_s: int | None = Field(
         default=DEFAULT_IDLE_S,
-        ge=60,
+        ge=10,
         le=30 * 24 * 3600,
         description="Stop it after this long with no activity (its files are kept); null: never.",
     )
@@ -57,3 +57,15 @@ class Notebook(BaseModel):
         default=None, description="The last request or kernel activity JupyterLab saw."
     )
     restarts: int = 0
+
+
+class NotebookJobCreate(Wire):
+    """Run one of a notebook's files as a training job (the console's "Run as job")."""
+
+    path: str = Field(min_length=1, max_length=1000, description="e.g. train.ipynb, in its files.")
+    hyperparameters: dict[str, ParamValue] = Field(
+        default_factory=dict, description="Injected after its cell tagged 'parameters'."
+    )
+    job_name: str | None = Field(default=None, description="Default: the file's stem and a time.")
+    experiment: str | None = Field(default=None, description="Default: the notebook's name.")
+    processes_per_node: int = Field(default=1, ge=1, le=1024)

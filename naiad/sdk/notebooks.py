@@ -12,9 +12,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from naiad.core.errors import NotFound
+from naiad.schemas.common import ParamValue
+from naiad.schemas.jobs import TrainingJob
 from naiad.schemas.notebooks import Notebook
 from naiad.sdk.http import Transport
-from naiad.sdk.jobs import TrainingJobs
+from naiad.sdk.jobs import JobHandle, TrainingJobs
 from naiad.sdk.sources import Progress, SourcePlan
 
 SETTLED = ("InService", "Stopped", "Failed")
@@ -83,6 +85,25 @@ class Notebooks:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Notebook {name} is still being deleted after {timeout}s.")
             time.sleep(0.5)
+
+    def run_as_job(
+        self,
+        name: str,
+        path: str,
+        hyperparameters: dict[str, ParamValue] | None = None,
+        job_name: str | None = None,
+        experiment: str | None = None,
+    ) -> JobHandle:
+        """Run the notebook file ``path`` (in its working directory) as a training job, on
+        a snapshot of its files; the hyperparameters go after its cell tagged 'parameters'."""
+        body = {
+            "path": path,
+            "hyperparameters": dict(hyperparameters or {}),
+            "job_name": job_name,
+            "experiment": experiment,
+        }
+        answer = self._t.request("POST", f"/notebooks/{quote(name)}/jobs", json=body)
+        return JobHandle(self._jobs, TrainingJob.model_validate(answer))
 
     def wait(self, name: str, timeout: float = 300.0) -> Notebook:
         """Until the notebook is InService, Stopped or Failed; returns it then."""

@@ -20,6 +20,8 @@ import naiad
 from naiad.core.errors import Conflict, InvalidInput, NotFound
 from naiad.testing.live import LiveServer
 
+JOBS = Path(__file__).parent / "jobs" / "notebook"
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
@@ -76,6 +78,7 @@ def execute(server: LiveServer, name: str, kernel: str, code: str) -> str:
         "buffers": [],
     }
     out = []
+    replied = idle = False
     with connect(
         f"{ws_url}/notebooks/{name}/api/kernels/{kernel}/channels?session_id={session}",
         additional_headers={"authorization": f"Bearer {server.token}"},
@@ -93,6 +96,10 @@ def execute(server: LiveServer, name: str, kernel: str, code: str) -> str:
             elif kind == "error":
                 out.append("\n".join(message["content"]["traceback"]))
             elif kind == "execute_reply":
+                replied = True
+            elif kind == "status" and message["content"]["execution_state"] == "idle":
+                idle = True  # iopub: every output of the request came before this
+            if replied and idle:
                 return "".join(out)
     raise AssertionError(f"no execute_reply; got {out}")
 
@@ -144,6 +151,40 @@ def test_a_notebook_through_the_proxy_logs_a_run_and_keeps_its_files(
     assert started.status == "InService"
     listed = jupyter(server, "explore", "GET", "api/contents").json()
     assert {item["name"] for item in listed["content"]} == {"hello.txt", "made.txt"}
+
+
+def test_a_notebook_file_run_as_a_job(server: LiveServer) -> None:
+    client = client_of(server)
+    client.notebooks.create("runner", wait=True, timeout=180)
+    content = json.loads((JOBS / "score.ipynb").read_text())
+    saved = jupyter(
+        server,
+        "runner",
+        "PUT",
+        "api/contents/score.ipynb",
+        json={"type": "notebook", "format": "json", "content": content},
+    )
+    assert saved.status_code in (200, 201), saved.text
+    job = client.notebooks.run_as_job("runner", "score.ipynb", {"lr": 0.2})
+    ended = job.wait(timeout=180)
+    assert ended.status == "Completed", ended.status_reason
+    run = client.runs.get(ended.run_id)
+    assert run.metrics["score"].value == 0.4 and run.params["lr"] == 0.2
+    assert run.tags["naiad.source.notebook"] == "runner"
+    with pytest.raises(InvalidInput, match=r"has no file 'nope\.ipynb'"):
+        client.notebooks.run_as_job("runner", "nope.ipynb")
+
+
+def test_an_idle_notebook_stops_and_keeps_its_files(server: LiveServer) -> None:
+    client = client_of(server)
+    client.notebooks.create("sleepy", idle_timeout_s=10, wait=True, timeout=180)
+    (server.home / "notebooks" / "sleepy" / "files" / "kept.txt").write_text("still here")
+    deadline = time.monotonic() + 90
+    while (notebook := client.notebooks.get("sleepy")).status != "Stopped":
+        assert time.monotonic() < deadline, notebook
+        time.sleep(1)
+    assert "without activity" in (notebook.status_reason or "")
+    assert (server.home / "notebooks" / "sleepy" / "files" / "kept.txt").read_text() == "still here"
 
 
 def test_server_sigkill_leaves_the_notebook_and_its_kernel_running(server: LiveServer) -> None:

@@ -7,11 +7,13 @@ starts, stops and removes the process. Each one opens at ``/notebooks/NAME/lab``
 from fastapi import APIRouter, status
 
 from naiad.core.errors import Conflict
-from naiad.schemas.notebooks import RUNNING, Notebook, NotebookCreate
+from naiad.schemas.jobs import TrainingJob
+from naiad.schemas.notebooks import RUNNING, Notebook, NotebookCreate, NotebookJobCreate
 from naiad.server.deps import SessionDep, StateDep
 from naiad.server.managed.notebooks import available
+from naiad.services import notebooks as notebook_service
 from naiad.services.jobs import check_source
-from naiad.store import notebooks
+from naiad.store import jobs, notebooks
 
 router = APIRouter(prefix="/notebooks", tags=["notebooks"])
 
@@ -70,3 +72,20 @@ def delete_notebook(name: str, session: SessionDep) -> Notebook:
     row = notebooks.get(session, name)
     notebooks.set_status(row, "Deleting", "Deleted on request; its files go with it")
     return notebooks.shown(row)
+
+
+@router.post("/{name}/jobs", status_code=status.HTTP_201_CREATED)
+def run_as_job(
+    name: str, body: NotebookJobCreate, session: SessionDep, state: StateDep
+) -> TrainingJob:
+    """Run one of the notebook's .ipynb files as a training job, on a snapshot of its files."""
+    row = notebook_service.run_as_job(
+        session,
+        state.artifacts,
+        state.settings.layout.notebooks,
+        name,
+        body,
+        state.slots,
+        state.executor.nodes,
+    )
+    return jobs.to_schema(session, row)
