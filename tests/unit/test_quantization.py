@@ -209,3 +209,18 @@ def test_the_job_writes_a_served_copy_and_refuses_data_of_another_shape(
     with pytest.raises(InvalidInput, match=r"class indices 0\.\.9"):
         quantize_job(context(tmp_path, wrong.parent), "qat", directory, tmp_path / "bad")
     assert not (tmp_path / "bad" / "naiad-model.json").exists()
+
+
+@pytest.mark.parametrize("format", ["torch_export", "safetensors"])
+def test_the_job_fine_tunes_a_torch_export_or_safetensors_version(
+    trained: tuple[CNN, Path], digits: Data, tmp_path: Path, format: str
+) -> None:
+    model, _ = trained
+    x, y = digits[0], digits[1]
+    source = save_model(model.eval(), x[:2], tmp_path / "source", format=format)  # type: ignore[arg-type]
+    data = save_npz(tmp_path / "data" / "train.npz", x[:200].numpy(), y[:200].numpy()).parent
+    line = quantize_job(context(tmp_path, data, epochs=1), "qat", source, tmp_path / "qat")
+    assert "qat-int8" in line
+    served = load_model(tmp_path / "qat", threads=1)
+    assert served.manifest.format == "torchscript"
+    assert accuracy(served, digits[2], digits[3]) >= accuracy(model, digits[2], digits[3]) - 0.02

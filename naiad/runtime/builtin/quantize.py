@@ -101,7 +101,7 @@ def _static(ctx: Context, network: Any, example: Any, spec: TensorSpec) -> Any:
     return quantization.quantize_static(network, example, batches), rows
 
 
-def _qat(ctx: Context, network: Any, example: Any, spec: TensorSpec) -> Any:
+def _qat(ctx: Context, network: Any, example: Any, spec: TensorSpec, classes: int) -> Any:
     import torch
     import torch.nn.functional as F
 
@@ -114,8 +114,6 @@ def _qat(ctx: Context, network: Any, example: Any, spec: TensorSpec) -> Any:
         hp.get_int("batch_size", 32),
     )
     x, y = labelled_rows(ctx.channel(DATA_CHANNEL), spec)
-    with torch.no_grad():
-        classes = network(torch.from_numpy(x[:2])).shape[-1]
     xs, ys = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(_check_labels(y, classes))
     torch.manual_seed(0)
     qat = quantization.prepare_qat(network, example)
@@ -177,8 +175,11 @@ def quantize(ctx: Context, method: str, source: Path, out: Path) -> str:
     else:
         example = torch.zeros([2, *(1 if d == -1 else d for d in spec.shape[1:])])
         network = _source(manifest, source, loaded.network)
-        step = _static if method == "static" else _qat
-        quantized, rows = step(ctx, network, example, spec)
+        if method == "static":
+            quantized, rows = _static(ctx, network, example, spec)
+        else:
+            classes = int(loaded(example).shape[-1])
+            quantized, rows = _qat(ctx, network, example, spec, classes)
     out.mkdir(parents=True, exist_ok=True)
     torch.jit.save(quantized, str(out / QUANTIZED_FILE))
     copy = manifest.model_copy(
