@@ -87,3 +87,19 @@ def test_tabular_trains_registers_and_evaluates_on_csv(
     assert evaluation.per_class is not None and len(evaluation.per_class) == 3
     assert json.dumps(evaluation.confusion_matrix)  # 3x3, counts of the raw CSV rows
     assert sum(map(sum, evaluation.confusion_matrix or [])) == 450
+
+
+def test_notebook_example_runs_as_a_job_with_its_parameters(client_env: LiveServer) -> None:
+    client = naiad.Client()
+    job = client.training_jobs.create(
+        name="notebook-digits",
+        entrypoint="digits.ipynb",
+        source_dir=EXAMPLES / "notebook",
+        hyperparameters={"lr": 0.1, "epochs": 8},
+    )
+    ended = job.wait(timeout=180)
+    assert ended.status == "Completed", "".join(job.logs())
+    run = client.runs.get(ended.run_id)
+    assert run.metrics["val/accuracy"].count == 8  # the injected epochs, not the default 30
+    assert run.metrics["val/accuracy"].value > 0.9
+    assert "val/accuracy" in "".join(job.logs())

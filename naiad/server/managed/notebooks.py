@@ -191,7 +191,7 @@ class NotebookFleet:
                 archive.unlink(missing_ok=True)
             unpacked.write_text(source_uri)
             log.info("notebook %s: %d files from %s", proc.name, count, source_uri)
-        python = os.environ.get("NAIAD_NOTEBOOK_PYTHON") or None
+        python = None  # the server's interpreter, unless requirements.txt asks for more
         if has_requirements(proc.files / "requirements.txt"):
             if proc.preparing is None:
                 proc.preparing = self._pool.submit(self._build_env, proc)
