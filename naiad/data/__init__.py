@@ -3,5 +3,13 @@ read as Arrow record batches (``sources``). The supervisor materialises a channe
 it before the script starts (``materialise``); ``naiad.runtime.stream`` reads one from
 inside the job. Importing this package imports no pyarrow: only its modules do."""
 
+from collections.abc import Mapping
+from typing import Any
+
 STREAM_FILE = "naiad-channel.json"  # a streamed channel's directory holds this alone
 DATA_TAG = "naiad.data."  # a run's tag per table channel: what it held (see materialise)
+
+
+def is_table(uri: str, options: "Mapping[str, Any]") -> bool:
+    """Whether a channel is read as a table (rows), not copied as files."""
+    return uri.startswith(("sql://", "dynamodb://")) or bool(options.get("format"))

@@ -62,11 +62,6 @@ class TableOptions:
         )
 
 
-def is_table(uri: str, options: Mapping[str, Any]) -> bool:
-    """Whether a channel is read as a table (rows), not copied as files."""
-    return uri.startswith(("sql://", "dynamodb://")) or bool(options.get("format"))
-
-
 def filter_expression(dnf: Any) -> Any:
     """pyarrow's expression for a DNF filter; DataSourceError says what is malformed."""
     import pyarrow.parquet as pq

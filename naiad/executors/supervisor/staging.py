@@ -18,19 +18,20 @@ import shutil
 import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from naiad.core.errors import InvalidInput
 from naiad.core.units import human_bytes
-from naiad.data.materialise import ChannelRecord
-from naiad.data.sources import is_table
+from naiad.data import is_table
 from naiad.executors.base import LaunchSpec
-from naiad.executors.supervisor import tables
 from naiad.executors.supervisor.jobenv import channel_options
 from naiad.store.artifacts import ArtifactStore, buckets, open_artifact_store, safe_path
 from naiad.store.artifacts.local import root_from_uri
+
+if TYPE_CHECKING:
+    from naiad.data.materialise import ChannelRecord
 
 Log = Callable[[str], None]
 
@@ -304,7 +305,7 @@ def stage_channels(
     shared: Path,
     log: Log,
     share: tuple[int, int] | None = None,
-    records: dict[str, ChannelRecord] | None = None,
+    records: "dict[str, ChannelRecord] | None" = None,
 ) -> list[str]:
     """Stage every channel into each host's data directory; returns the channels' names.
 
@@ -357,7 +358,9 @@ def _stage_table(
     shared: Path,
     log: Log,
     share: tuple[int, int] | None,
-) -> ChannelRecord:
+) -> "ChannelRecord":
+    from naiad.executors.supervisor import tables  # pyarrow: only for a table channel
+
     dests = [d / name for d in data_dirs]
     for dest in [*dests, shared / name]:
         _clear(dest)

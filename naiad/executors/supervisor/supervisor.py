@@ -19,15 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from naiad.data.materialise import ChannelRecord
-from naiad.executors.supervisor import (
-    checkpoint_sync,
-    container,
-    fork,
-    launch,
-    log_metrics,
-    tables,
-)
+from naiad.executors.supervisor import checkpoint_sync, container, fork, launch, log_metrics
 from naiad.executors.supervisor.hosts import Host, HostGroup, host_text, hosts_of
 from naiad.executors.supervisor.jobenv import (
     decode_hyperparameters,
@@ -155,12 +147,14 @@ class Supervisor:
             data_dirs = [host.wd.data for host in self.hosts]
             gang = self.spec.gang
             share = (gang.rank, len(gang.hosts)) if gang else None
-            records: dict[str, ChannelRecord] = {}
+            records: dict[str, Any] = {}
             channels = stage_channels(
                 self.spec, data_dirs, self.wd.channels, self.log, share, records
             )
-            if gang is None or gang.rank == 0:
-                tables.send_tags(self.spec, records, self.log)
+            if records and (gang is None or gang.rank == 0):
+                from naiad.executors.supervisor.tables import send_tags
+
+                send_tags(self.spec, records, self.log)
             container.stage_channels(self.spec, [host.wd for host in self.hosts], self.log)
         except StopRequested:
             raise Finished("stopped", "Stopped on request") from None
