@@ -62,6 +62,9 @@ class Context:
     state: AppState
     session: Session
     caller: Caller
+    # Where the caller reached this server (``http://host:port``, from the signed Host
+    # header): the base of the URLs an answer gives back to open in a browser.
+    origin: str = ""
 
 
 Operation = Callable[[Context, dict[str, Any]], dict[str, Any]]
@@ -213,6 +216,16 @@ def _aws_error(exc: NaiadError) -> AwsError:
     )
 
 
+def _origin(scope: Scope) -> str:
+    """``scheme://host[:port]`` as the client addressed this server (its Host header, which
+    SigV4 signs), or the address it listens on when a request has no Host."""
+    host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+    if not host and scope.get("server"):
+        address, port = scope["server"]
+        host = f"{address}:{port}" if port else str(address)
+    return f"{scope.get('scheme', 'http')}://{host}" if host else ""
+
+
 class AwsJsonApp:
     """Answers one AWS JSON 1.1 service: ``scope["naiad.aws"]`` is the verified caller,
     set by the gateway; the body has been read by it too."""
@@ -250,7 +263,9 @@ class AwsJsonApp:
             if not message_.get("more_body"):
                 break
         try:
-            answer = await run_in_threadpool(self._call, name, function, body, scope["naiad.aws"])
+            answer = await run_in_threadpool(
+                self._call, name, function, body, scope["naiad.aws"], _origin(scope)
+            )
         except AwsError as exc:
             await send_error(send, exc.status, exc.code, exc.message)
             return
@@ -263,12 +278,14 @@ class AwsJsonApp:
         )
         await send({"type": "http.response.body", "body": answer})
 
-    def _call(self, name: str, function: Operation, body: bytes, caller: Caller) -> bytes:
+    def _call(
+        self, name: str, function: Operation, body: bytes, caller: Caller, origin: str = ""
+    ) -> bytes:
         operation = service_model(self.registry.service).operation_model(name)
         params = parse_input(operation, body)
         try:
             with self.state.sessions() as session, session.begin():
-                result = function(Context(self.state, session, caller), params)
+                result = function(Context(self.state, session, caller, origin), params)
         except NaiadError as exc:
             raise _aws_error(exc) from None
         except ValidationError as exc:  # a value the Naiad object it maps to cannot hold

@@ -4,7 +4,8 @@ Behind Naiad's login: the console's session cookie (a browser) or the bearer tok
 script) opens it, anything else is refused before a byte goes upstream (a browser asking
 for a page is sent to the login form). Every method, streamed bodies and the kernels'
 WebSockets pass through; JupyterLab's own token is added on the way and never reaches
-the browser, and Naiad's credentials never reach JupyterLab.
+the browser, and Naiad's credentials never reach JupyterLab. A GET carrying a presigned
+link's ``authToken`` is answered by ``presigned.enter`` (log in, then the same URL).
 """
 
 from fastapi import APIRouter, Request, WebSocket
@@ -12,6 +13,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import RedirectResponse, Response
 
 from naiad.core.errors import NaiadError, Unauthorized
+from naiad.server import presigned
 from naiad.server.controller.notebooks import NotebookKeeper
 from naiad.server.deps import access_problem
 from naiad.server.errors import error_response
@@ -67,6 +69,8 @@ def bare(name: str) -> Response:
 @router.api_route(f"{PREFIX}/{{name}}/{{path:path}}", methods=METHODS)
 async def http(request: Request, name: str, path: str) -> Response:
     state = _state(request)
+    if request.method == "GET" and presigned.PARAM in request.query_params:
+        return presigned.enter(request, state.token, name)
     problem = access_problem(request, state.token, api=True)
     if problem is not None:
         return _refusal(request, problem)

@@ -10,6 +10,7 @@ from naiad.server.compat.runtime import runtime_app
 from naiad.server.compat.sagemaker import (  # noqa: F401  (they register)
     experiments,
     hosting,
+    notebooks,
     packages,
     tags,
     training,

@@ -25,6 +25,7 @@ ARN_TYPES = {
     "Trial": "experiment-trial",
     "TrialComponent": "experiment-trial-component",
     "HyperParameterTuningJob": "hyper-parameter-tuning-job",
+    "NotebookInstance": "notebook-instance",
 }
 KINDS = {v: k for k, v in ARN_TYPES.items()}
 
