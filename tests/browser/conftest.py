@@ -73,8 +73,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 def _quiesce(server: LiveServer) -> None:
-    """Jobs and endpoints outlive the server by design: end them before it stops."""
+    """Jobs, endpoints and notebooks outlive the server by design: end them before it stops."""
     client = naiad.Client(url=server.url, token=server.token)
+    for notebook in client.notebooks.list():
+        client.notebooks.delete(notebook.name, wait=True, timeout=60)
     for endpoint in client.endpoints.list():
         client.endpoints.delete(endpoint.name, wait=True, timeout=60)
     for job in client.training_jobs.list():

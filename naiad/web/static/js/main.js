@@ -14,5 +14,6 @@ route("/models", () => import("./pages/models.js"), "models");
 route("/models/:name", () => import("./pages/model.js"), "models");
 route("/endpoints", () => import("./pages/endpoints.js"), "endpoints");
 route("/endpoints/:name", () => import("./pages/endpoint.js"), "endpoints");
+route("/notebooks", () => import("./pages/notebooks.js"), "notebooks");
 
 start(document.getElementById("main"), () => import("./pages/notfound.js"));
