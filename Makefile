@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-quantization bench-cluster bench-scheduler bench-tuning server clean
+.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-quantization bench-cluster bench-scheduler bench-tuning bench-notebooks server clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,7 +69,11 @@ bench-tuning: $(STAMP)  ## tuning jobs on a live server: trials per minute, the 
 	$(PY) -m compileall -q naiad
 	$(PY) bench/tuning.py
 
-bench: bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-quantization bench-cluster bench-scheduler bench-tuning
+bench-notebooks: $(STAMP)  ## a notebook's cold start to its JupyterLab page through the proxy, and the proxy's WebSocket and HTTP cost, vs JupyterLab direct
+	$(PY) -m compileall -q naiad
+	$(PY) bench/notebooks.py
+
+bench: bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-quantization bench-cluster bench-scheduler bench-tuning bench-notebooks
 
 server: $(STAMP)
 	$(VENV)/bin/naiad server
