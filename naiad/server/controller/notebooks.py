@@ -29,6 +29,7 @@ from naiad.store.tables import NotebookRow, utcnow
 log = logging.getLogger("naiad.notebooks")
 
 MAX_FAILED_STARTS = 4
+STARTING_INTERVAL_S = 0.1
 ACTIVITY_EVERY_S = 10.0
 POLICY = Policy(start_timeout_s=180.0, stop_grace_s=10.0, unhealthy_restart_s=60.0)
 
@@ -44,6 +45,7 @@ class NotebookKeeper(ReconcileLoop):
 
     def __init__(self, state: AppState, interval: float = 1.0) -> None:
         super().__init__(interval, log)
+        self.idle_interval = interval
         self.state = state
         self.leadership = Leadership.of(state.engine, "notebooks")
         self.fleet = NotebookFleet(
@@ -73,6 +75,9 @@ class NotebookKeeper(ReconcileLoop):
                 self._end(proc)
                 if proc.pid is None or not proc.alive():
                     self.fleet.forget(proc.name, remove_files=True)
+        # a starting JupyterLab is looked at every 0.1 s, so its page opens when it answers
+        starting = any(p.pid is not None and not p.ever_healthy for p in self.fleet.all())
+        self.interval = STARTING_INTERVAL_S if starting else self.idle_interval
 
     def _turn(self, session: Session, row: NotebookRow) -> None:
         if row.status in ("Pending", "InService"):

@@ -40,6 +40,7 @@ TOKEN_FILE = "jupyter_token"
 UNPACKED = ".source-unpacked"  # its source snapshot is in files/ (once: files are the user's)
 FILES = "files"
 PREFIX = "/notebooks"
+NODELAY_CHANNELS = "naiad.server.managed.jupyter_channels.NoDelayChannels"
 INSTALL = "pip install 'naiad[notebooks]'"
 
 
@@ -68,6 +69,7 @@ def arguments(name: str, files: Path, port: int) -> list[str]:
         # Naiad's login guards the door and its proxy alone sends the token; the page's
         # own origin is the server's, not JupyterLab's loopback port
         "--ServerApp.allow_origin=*",
+        f"--ServerApp.kernel_websocket_connection_class={NODELAY_CHANNELS}",
         "--ServerApp.allow_remote_access=True",
         "--ServerApp.open_browser=False",
         # nothing fetched from the internet: no news, no update checks, no extension store
