@@ -28,18 +28,15 @@ a free loopback port; ``naiad.testing.live``):
    trips first); the handshake is timed too. The same for HTTP: ``GET api/status``
    on one keep-alive client per path, and the main bundle fetched whole.
 
-With ``--nodelay`` both sides' JupyterLab get a kernel WebSocket connection class that
-sets ``TCP_NODELAY`` on the socket (``NODELAY_MODULE`` below, found through
-``JUPYTER_CONFIG_PATH`` and ``PYTHONPATH`` in the server's and the direct JupyterLab's
-environment; Naiad passes its own environment on to its JupyterLab): jupyter_server
-does not set it, so each reply's second message waits for the client's delayed ACK.
+Both sides run JupyterLab with the arguments Naiad gives it, its kernel WebSocket with
+``TCP_NODELAY`` included (``naiad.server.managed.jupyter_channels``).
 
 Printed as a table (ratio: direct / through Naiad for times, so below 1 means Naiad is
 slower); the record goes to ``bench/results/notebooks.json``. Every notebook made is
 deleted and every process started is stopped by its process group; anything left
 running under the temporary directory afterwards is named and killed by its PID.
 
-    python bench/notebooks.py [--quick] [--reps 8] [--round-trips 400] [--nodelay]
+    python bench/notebooks.py [--quick] [--reps 8] [--round-trips 400]
 """
 
 import argparse
@@ -63,6 +60,8 @@ import httpx
 from _common import Process, Row, Sections, free_port, say
 from websockets.sync.client import ClientConnection, connect
 
+from naiad.testing.jupyter import execute_request, replies
+
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results" / "notebooks.json"
 POLL_S = 0.02
@@ -73,27 +72,6 @@ BROWSER = {  # what a browser sends with every request (compression included)
     "user-agent": "naiad-bench",
 }
 ASSET = re.compile(r"""<(?:script[^>]*\ssrc|link[^>]*\shref)=["']([^"']+)["']""", re.I)
-
-
-NODELAY_MODULE = """\
-from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
-
-
-class NoDelay(ZMQChannelsWebsocketConnection):
-    def connect(self):
-        self.websocket_handler.set_nodelay(True)  # each message leaves as it is written
-        return super().connect()
-"""
-NODELAY_CONFIG = "c.ServerApp.kernel_websocket_connection_class = 'naiad_bench_nodelay.NoDelay'\n"
-
-
-def nodelay_env(tmp: Path) -> dict[str, str]:
-    """The environment that gives a JupyterLab started in it the NoDelay connection class."""
-    where = tmp / "nodelay"
-    where.mkdir()
-    (where / "naiad_bench_nodelay.py").write_text(NODELAY_MODULE)
-    (where / "jupyter_server_config.py").write_text(NODELAY_CONFIG)
-    return {"JUPYTER_CONFIG_PATH": str(where), "PYTHONPATH": str(where)}
 
 
 @dataclass(frozen=True)
@@ -309,42 +287,13 @@ def cold_starts(
 # -- the proxy's cost -----------------------------------------------------------------
 
 
-def execute_request(session: str, code: str) -> tuple[str, str]:
-    msg_id = uuid.uuid4().hex
-    message = {
-        "header": {
-            "msg_id": msg_id,
-            "username": "bench",
-            "session": session,
-            "msg_type": "execute_request",
-            "version": "5.3",
-        },
-        "parent_header": {},
-        "metadata": {},
-        "content": {
-            "code": code,
-            "silent": False,
-            "store_history": False,
-            "user_expressions": {},
-            "allow_stdin": False,
-            "stop_on_error": True,
-        },
-        "channel": "shell",
-        "buffers": [],
-    }
-    return msg_id, json.dumps(message)
-
-
 def round_trip(ws: ClientConnection, session: str) -> tuple[float, float]:
     """Seconds from the send to the execute_reply, and to both it and the idle status."""
     msg_id, text = execute_request(session, "x = 1")
     started = time.perf_counter()
     ws.send(text)
     replied = idle = None
-    while replied is None or idle is None:
-        message = json.loads(ws.recv(timeout=30))
-        if message.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
+    for message in replies(ws, msg_id, timeout=30):
         kind = message["msg_type"]
         if kind == "execute_reply":
             if message["content"]["status"] != "ok":
@@ -352,6 +301,7 @@ def round_trip(ws: ClientConnection, session: str) -> tuple[float, float]:
             replied = time.perf_counter() - started
         elif kind == "status" and message["content"]["execution_state"] == "idle":
             idle = time.perf_counter() - started
+    assert replied is not None and idle is not None
     return replied, max(replied, idle)
 
 
@@ -474,15 +424,14 @@ def reap(tmp: Path) -> list[str]:
     return left
 
 
-def run(sizes: Sizes, sections: Sections, nodelay: bool) -> None:
+def run(sizes: Sizes, sections: Sections) -> None:
     import naiad
     from naiad.testing.live import LiveServer
 
     with tempfile.TemporaryDirectory(prefix="naiad-bench-notebooks-") as name:
         tmp = Path(name)
-        extra = nodelay_env(tmp) if nodelay else {}
-        sections.raw["nodelay"] = nodelay
-        server = LiveServer(home=tmp / "home", env=extra)
+        extra: dict[str, str] = {}
+        server = LiveServer(home=tmp / "home")
         server.start()
         try:
             client = naiad.Client(url=server.url, token=server.token)
@@ -513,11 +462,10 @@ def p90(runs: list[dict[str, float]], key: str) -> float:
 
 def rows_for(raw: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
-    tag = ", TCP_NODELAY" if raw.get("nodelay") else ""
     cold = raw.get("cold start")
     if cold:
         n, d = cold["naiad"], cold["direct"]
-        sec = f"Cold start ({len(n)} each{tag})"
+        sec = f"Cold start ({len(n)} each)"
         kb = med(n, "bytes") / 1024
         rows += [
             Row(sec, "create() to the lab page (200), median", "s",
@@ -552,7 +500,7 @@ def rows_for(raw: dict[str, Any]) -> list[Row]:
     if proxy:
         ws, gets = proxy["websocket"], proxy["http"]
         n = len(ws["naiad"]["done"])
-        sec = f"Kernel WebSocket ({n} round trips each{tag})"
+        sec = f"Kernel WebSocket ({n} round trips each)"
         for q in (50, 90, 99):
             a, b = pct(ws["naiad"]["done"], q), pct(ws["direct"]["done"], q)
             rows.append(Row(sec, f"execute 'x = 1' to reply and idle, p{q}", "ms",
@@ -564,7 +512,7 @@ def rows_for(raw: dict[str, Any]) -> list[Row]:
         rows.append(Row(sec, "WebSocket handshake, median", "ms", a * 1e3, b * 1e3, False,
                         note=f"{len(ws['naiad']['handshake'])} each"))  # fmt: skip
         n = len(gets["naiad"]["status"])
-        sec = f"JupyterLab HTTP ({n} GETs each{tag})"
+        sec = f"JupyterLab HTTP ({n} GETs each)"
         for q in (50, 90, 99):
             a, b = pct(gets["naiad"]["status"], q), pct(gets["direct"]["status"], q)
             rows.append(Row(sec, f"GET api/status, p{q}", "ms", a * 1e3, b * 1e3, False,
@@ -586,19 +534,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
     parser.add_argument("--reps", type=int, help="cold starts each way (after one uncounted)")
     parser.add_argument("--round-trips", type=int, help="WebSocket round trips per path")
-    parser.add_argument(
-        "--nodelay", action="store_true", help="JupyterLab's kernel WebSocket with TCP_NODELAY"
-    )
     parser.add_argument("--json", type=Path, help="where the record goes")
     args = parser.parse_args()
-    json_path = args.json or (
-        RESULTS.with_name("notebooks-nodelay.json") if args.nodelay else RESULTS
-    )
+    json_path = args.json or RESULTS
     sizes = QUICK if args.quick else Sizes()
     changes = {k: v for k, v in (("reps", args.reps), ("round_trips", args.round_trips)) if v}
     sizes = Sizes(**(asdict(sizes) | changes))
     sections = Sections()
-    run(sizes, sections, args.nodelay)
+    run(sizes, sections)
     rows = rows_for(sections.raw)
     for name, error in sections.errors.items():
         rows.append(Row(name, f"{name} FAILED", "", None, None, True, note=error))

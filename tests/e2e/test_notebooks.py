@@ -18,6 +18,7 @@ from websockets.sync.client import connect
 
 import naiad
 from naiad.core.errors import Conflict, InvalidInput, NotFound
+from naiad.testing import jupyter as jupyter_kernel
 from naiad.testing.live import LiveServer
 
 JOBS = Path(__file__).parent / "jobs" / "notebook"
@@ -53,55 +54,14 @@ def jupyter(server: LiveServer, name: str, method: str, path: str, **kw: Any) ->
 
 def execute(server: LiveServer, name: str, kernel: str, code: str) -> str:
     """Run ``code`` in the kernel over its WebSocket through the proxy; its printed text."""
-    ws_url = server.url.replace("http://", "ws://")
     session = uuid.uuid4().hex
-    msg_id = uuid.uuid4().hex
-    request = {
-        "header": {
-            "msg_id": msg_id,
-            "username": "test",
-            "session": session,
-            "msg_type": "execute_request",
-            "version": "5.3",
-        },
-        "parent_header": {},
-        "metadata": {},
-        "content": {
-            "code": code,
-            "silent": False,
-            "store_history": True,
-            "user_expressions": {},
-            "allow_stdin": False,
-            "stop_on_error": True,
-        },
-        "channel": "shell",
-        "buffers": [],
-    }
-    out = []
-    replied = idle = False
     with connect(
-        f"{ws_url}/notebooks/{name}/api/kernels/{kernel}/channels?session_id={session}",
+        f"{server.url.replace('http://', 'ws://')}/notebooks/{name}/api/kernels/{kernel}"
+        f"/channels?session_id={session}",
         additional_headers={"authorization": f"Bearer {server.token}"},
         open_timeout=30,
     ) as ws:
-        ws.send(json.dumps(request))
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            message = json.loads(ws.recv(timeout=120))
-            if message.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind = message["msg_type"]
-            if kind == "stream":
-                out.append(message["content"]["text"])
-            elif kind == "error":
-                out.append("\n".join(message["content"]["traceback"]))
-            elif kind == "execute_reply":
-                replied = True
-            elif kind == "status" and message["content"]["execution_state"] == "idle":
-                idle = True  # iopub: every output of the request came before this
-            if replied and idle:
-                return "".join(out)
-    raise AssertionError(f"no execute_reply; got {out}")
+        return jupyter_kernel.execute(ws, session, code)
 
 
 def test_a_notebook_through_the_proxy_logs_a_run_and_keeps_its_files(
