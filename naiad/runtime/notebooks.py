@@ -112,6 +112,24 @@ def _save(nb: Any, path: Path, ctx: Any, log: list[str]) -> None:
         log.append(f"could not save the executed notebook as an artifact: {exc}")
 
 
+END_RUNS = "import naiad.sdk.run\nnaiad.sdk.run.end_open_runs()"
+
+
+def _end_runs(client: Any, nb: Any) -> None:
+    """In the kernel, before it is shut down (and killed if slow to go): every run's points
+    to the server, as a script's exit does. The cell is not kept in the notebook."""
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell(END_RUNS)
+    nb.cells.append(cell)
+    try:
+        client.execute_cell(cell, len(nb.cells) - 1)
+    except Exception as exc:
+        print(f"[naiad] could not flush the runs' metrics from the kernel: {exc}", flush=True)
+    finally:
+        nb.cells.pop()
+
+
 def run(path: Path) -> int:
     """Execute the notebook at ``path``; returns the process's exit code."""
     try:
@@ -154,7 +172,12 @@ def run(path: Path) -> int:
     notes: list[str] = []
     code = 0
     try:
-        client.execute()
+        with client.setup_kernel():
+            try:
+                for index, cell in enumerate(nb.cells):
+                    client.execute_cell(cell, index)
+            finally:
+                _end_runs(client, nb)
     except CellExecutionError as exc:
         index = failed.get("index", -1)
         number = index + (0 if index > injected else 1)  # from 1, without the injected cell

@@ -200,7 +200,9 @@ def active_run() -> ActiveRun | None:
 
 
 @atexit.register
-def _end_open_runs() -> None:
-    """A script that never called end() still gets its points flushed and its run closed."""
+def end_open_runs() -> None:
+    """End every run still open: their points flushed, the runs they own closed. At exit,
+    so a script that never called end() loses nothing; the notebook runner calls it in the
+    kernel before shutting it down, so a kernel stopped in a hurry loses nothing either."""
     for run in list(_active):
         run.end("Completed")

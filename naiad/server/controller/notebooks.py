@@ -147,7 +147,8 @@ class NotebookKeeper(ReconcileLoop):
 
     def _watch_activity(self, row: NotebookRow, proc: NotebookProcess) -> None:
         now = time.monotonic()
-        if now - self._activity_at.get(row.name, 0.0) < ACTIVITY_EVERY_S:
+        every = min(ACTIVITY_EVERY_S, (row.idle_timeout_s or ACTIVITY_EVERY_S) / 4)
+        if now - self._activity_at.get(row.name, 0.0) < every:
             return
         self._activity_at[row.name] = now
         seen = self.fleet.last_activity(proc)
