@@ -51,6 +51,10 @@ def create(
         Path | None,
         typer.Option(help="A directory whose files become its working directory."),
     ] = None,
+    requirements: Annotated[
+        Path | None,
+        typer.Option(help="A requirements.txt whose packages its kernels get (installed first)."),
+    ] = None,
     idle_timeout: Annotated[
         int, typer.Option(help="Stop it after this many idle minutes (0: never).")
     ] = 60,
@@ -64,6 +68,7 @@ def create(
         notebook = client.notebooks.create(
             name,
             source_dir=source,
+            requirements=requirements,
             idle_timeout_s=idle_timeout * 60 if idle_timeout > 0 else None,
             description=description,
             progress=progress,
@@ -177,9 +182,12 @@ def run(
             output.fail(f"Job {job.name} {job.status.lower()}: {job.status_reason}")
 
 
-@app.command("rm")
+@app.command("delete")
 @handled
 def remove(name: str, wait: WaitOption = False) -> None:
     """Stop it and delete it with its files."""
     output.client().notebooks.delete(name, wait=wait)
     console.print(f"Deleted notebook {name}{'' if wait else ' (its files go shortly)'}.")
+
+
+app.command("rm", hidden=True)(remove)  # as `naiad keys rm` and `naiad connections rm` say it

@@ -24,6 +24,12 @@ class NotebookCreate(Wire):
         description="What PUT /sources answered: its files are the notebook's working "
         "directory at creation (a requirements.txt there gives its kernel those packages).",
     )
+    requirements: str | None = Field(
+        default=None,
+        max_length=64 * 1024,
+        description="A requirements.txt's text: written to its files at the first start, "
+        "and its packages installed into the notebook's own environment before JupyterLab.",
+    )
     idle_timeout_s: int | None = Field(
         default=DEFAULT_IDLE_S,
         ge=10,

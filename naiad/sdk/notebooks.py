@@ -31,20 +31,25 @@ class Notebooks:
         self,
         name: str,
         source_dir: str | Path | SourcePlan | None = None,
+        requirements: str | Path | None = None,
         idle_timeout_s: int | None = 3600,
         description: str = "",
         wait: bool = False,
         timeout: float = 300.0,
         progress: Progress | None = None,
     ) -> Notebook:
-        """Start a notebook server; ``source_dir``'s files become its working directory
-        (a requirements.txt there gives its kernel those packages). ``wait``: until it
-        is InService (or Failed)."""
+        """Start a notebook server; ``source_dir``'s files become its working directory,
+        and ``requirements`` (a requirements.txt file, or its text; else one in
+        ``source_dir``) gives its kernels those packages. ``wait``: until it is InService
+        (or Failed)."""
         body: dict[str, object] = {
             "name": name,
             "idle_timeout_s": idle_timeout_s,
             "description": description,
         }
+        if requirements is not None:
+            given = Path(requirements) if isinstance(requirements, Path) else None
+            body["requirements"] = given.read_text() if given else str(requirements)
         if source_dir is not None:
             body["source_uri"] = self._jobs.upload_source(source_dir, progress).source_uri
         notebook = Notebook.model_validate(self._t.request("POST", "/notebooks", json=body))

@@ -18,6 +18,7 @@ def create(session: Session, body: NotebookCreate) -> NotebookRow:
         name=body.name,
         status="Pending",
         source_uri=body.source_uri,
+        requirements=body.requirements,
         idle_timeout_s=body.idle_timeout_s,
         description=body.description,
         restarts=0,

@@ -90,3 +90,20 @@ def test_a_failing_cell_fails_the_job_with_the_cell_named(client_env: LiveServer
     assert run.metrics["score"].value == 1.0  # the cells before it ran and logged
     paths = {a.path for a in client.runs.list_artifacts(ended.run_id, recursive=True)}
     assert "notebook/score.ipynb" in paths  # the executed copy, error and all
+
+
+def test_a_notebook_is_the_script_of_a_tuning_search(client_env: LiveServer) -> None:
+    client = naiad.Client()
+    search = client.tuning_jobs.create(
+        "nb-search",
+        "score.ipynb",
+        NOTEBOOK,
+        space={"lr": "cat:0.1,0.3"},
+        objective="score:max",
+        strategy="grid",
+        max_trials=2,
+    )
+    done = search.wait(timeout=300)
+    assert done.status == "Completed", done.status_reason
+    assert done.best is not None and done.best.value is not None
+    assert abs(done.best.value - 0.6) < 1e-9  # lr=0.3, injected into the notebook

@@ -4,6 +4,8 @@ notebook, stop and start keeping the files, a server SIGKILL that leaves the not
 and its kernel running and re-attached, and the refusals."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,7 +28,9 @@ JOBS = Path(__file__).parent / "jobs" / "notebook"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = LiveServer(home=tmp_path_factory.mktemp("naiad") / "home")
+    # pip offline: a notebook's requirements install from what is already there
+    offline = {"PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": "/dev/null"}
+    live = LiveServer(home=tmp_path_factory.mktemp("naiad") / "home", env=offline)
     live.start()
     try:
         yield live
@@ -147,6 +151,35 @@ def test_an_idle_notebook_stops_and_keeps_its_files(server: LiveServer) -> None:
     assert (server.home / "notebooks" / "sleepy" / "files" / "kept.txt").read_text() == "still here"
 
 
+def test_a_dead_jupyterlab_is_started_again(server: LiveServer) -> None:
+    client = client_of(server)
+    client.notebooks.create("phoenix", wait=True, timeout=180)
+    record = server.home / "notebooks" / "phoenix" / "notebook.json"
+    first = json.loads(record.read_text())["pid"]
+    os.killpg(first, signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while True:
+        notebook = client.notebooks.get("phoenix")
+        pid = json.loads(record.read_text())["pid"]
+        if notebook.status == "InService" and pid != first:
+            break
+        assert time.monotonic() < deadline, notebook
+        time.sleep(0.5)
+    assert notebook.restarts == 1
+    assert jupyter(server, "phoenix", "GET", "api/contents").status_code == 200
+
+
+def test_requirements_give_the_kernels_an_environment_of_their_own(server: LiveServer) -> None:
+    client = client_of(server)
+    # numpy: already the server's, so pip installs nothing and needs no index
+    client.notebooks.create("with-reqs", requirements="numpy\n", wait=True, timeout=240)
+    kernel = jupyter(server, "with-reqs", "POST", "api/kernels", json={"name": "python3"}).json()
+    printed = execute(server, "with-reqs", kernel["id"], "import sys, numpy\nprint(sys.prefix)")
+    assert str(server.home / "envs") in printed  # the cached env, layered over the server's
+    files = jupyter(server, "with-reqs", "GET", "api/contents").json()["content"]
+    assert [f["name"] for f in files] == ["requirements.txt"]
+
+
 def test_server_sigkill_leaves_the_notebook_and_its_kernel_running(server: LiveServer) -> None:
     client = client_of(server)
     client.notebooks.create("survivor", wait=True, timeout=180)
@@ -207,5 +240,5 @@ def test_cli(server: LiveServer) -> None:
     assert "from-cli" in listed.stdout and "InService" in listed.stdout
     assert cli("stop", "from-cli", "--wait").returncode == 0
     assert "Stopped" in cli("show", "from-cli").stdout
-    gone = cli("rm", "from-cli", "--wait")
+    gone = cli("delete", "from-cli", "--wait")
     assert gone.returncode == 0, gone.stderr

@@ -125,7 +125,7 @@ class NotebookKeeper(ReconcileLoop):
                 notebooks.set_status(row, "Failed", missing)
                 return
             try:
-                waiting = self.fleet.start(proc, row.source_uri)
+                waiting = self.fleet.start(proc, row.source_uri, row.requirements)
             except Exception as exc:  # an env that would not build, a start that failed
                 notebooks.set_status(row, "Failed", f"Could not start: {exc}")
                 self.fleet.forget(row.name, remove_files=False)

@@ -37,7 +37,7 @@ MODULE = "jupyterlab"
 RECORD_FILE = "notebook.json"
 LOG_FILE = "notebook.log"
 TOKEN_FILE = "jupyter_token"
-UNPACKED = ".source-unpacked"  # its source snapshot is in files/ (once: files are the user's)
+UNPACKED = ".source-unpacked"  # its source and requirements are in files/ (once: then the user's)
 FILES = "files"
 PREFIX = "/notebooks"
 NODELAY_CHANNELS = "naiad.server.managed.jupyter_channels.NoDelayChannels"
@@ -179,7 +179,9 @@ class NotebookFleet:
             env["NAIAD_TOKEN"] = self.server_token
         return env
 
-    def start(self, proc: NotebookProcess, source_uri: str | None) -> str | None:
+    def start(
+        self, proc: NotebookProcess, source_uri: str | None, requirements: str | None = None
+    ) -> str | None:
         """Start its JupyterLab, once its files and environment are ready; returns what it
         waits for (a sentence for its status), or None once started."""
         proc.files.mkdir(parents=True, exist_ok=True)
@@ -191,8 +193,11 @@ class NotebookFleet:
                 count = unpack_source(archive, proc.files)
             finally:
                 archive.unlink(missing_ok=True)
-            unpacked.write_text(source_uri)
             log.info("notebook %s: %d files from %s", proc.name, count, source_uri)
+        if not unpacked.exists():
+            if requirements:  # given at creation: it wins over the source's
+                (proc.files / "requirements.txt").write_text(requirements)
+            unpacked.write_text(source_uri or "")
         python = None  # the server's interpreter, unless requirements.txt asks for more
         if has_requirements(proc.files / "requirements.txt"):
             if proc.preparing is None:

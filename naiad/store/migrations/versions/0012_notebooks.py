@@ -20,6 +20,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("status_reason", sa.Text(), nullable=True),
         sa.Column("source_uri", sa.Text(), nullable=True),
+        sa.Column("requirements", sa.Text(), nullable=True),
         sa.Column("idle_timeout_s", sa.Integer(), nullable=True),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("restarts", sa.Integer(), nullable=False),
