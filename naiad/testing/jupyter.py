@@ -1,5 +1,7 @@
-"""A kernel's channels WebSocket spoken by hand (Jupyter's messaging protocol 5.3), for
-the tests and the benchmark that run code in a notebook server through Naiad's proxy."""
+"""Notebook servers in tests: a kernel's channels WebSocket spoken by hand (Jupyter's
+messaging protocol 5.3), for the tests and the benchmark that run code through Naiad's
+proxy, and the clean-up every suite that starts them needs (their JupyterLabs outlive
+the server that started them)."""
 
 import json
 import time
@@ -63,3 +65,21 @@ def execute(ws: Any, session: str, code: str, timeout: float = 120.0) -> str:
         elif message["msg_type"] == "error":
             out.append("\n".join(message["content"]["traceback"]))
     return "".join(out)
+
+
+def delete_all_notebooks(client: Any, timeout: float = 60.0) -> None:
+    """Delete every notebook server the client's server keeps, all at once, and wait until
+    they are gone (their processes ended, their files removed)."""
+    from naiad.core.errors import NotFound
+
+    names = [notebook.name for notebook in client.notebooks.list()]
+    for name in names:
+        client.notebooks.delete(name)
+    deadline = time.monotonic() + timeout
+    for name in names:
+        while time.monotonic() < deadline:
+            try:
+                client.notebooks.get(name)
+            except NotFound:
+                break
+            time.sleep(0.2)

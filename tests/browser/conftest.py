@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 import naiad
+from naiad.testing.jupyter import delete_all_notebooks
 from naiad.testing.live import LiveServer
 
 from . import seed
@@ -75,8 +76,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 def _quiesce(server: LiveServer) -> None:
     """Jobs, endpoints and notebooks outlive the server by design: end them before it stops."""
     client = naiad.Client(url=server.url, token=server.token)
-    for notebook in client.notebooks.list():
-        client.notebooks.delete(notebook.name, wait=True, timeout=60)
+    delete_all_notebooks(client)  # their JupyterLabs outlive the server
     for endpoint in client.endpoints.list():
         client.endpoints.delete(endpoint.name, wait=True, timeout=60)
     for job in client.training_jobs.list():

@@ -21,6 +21,7 @@ from websockets.sync.client import connect
 import naiad
 from naiad.core.errors import Conflict, InvalidInput, NotFound
 from naiad.testing import jupyter as jupyter_kernel
+from naiad.testing.jupyter import delete_all_notebooks
 from naiad.testing.live import LiveServer
 
 JOBS = Path(__file__).parent / "jobs" / "notebook"
@@ -36,8 +37,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         yield live
     finally:
         client = naiad.Client(url=live.url, token=live.token)
-        for notebook in client.notebooks.list():  # their JupyterLabs outlive the server
-            client.notebooks.delete(notebook.name, wait=True, timeout=60)
+        delete_all_notebooks(client)  # their JupyterLabs outlive the server
         live.stop()
 
 

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 import naiad
 from naiad.server import presigned
 from naiad.testing.aws import AwsServer, aws  # noqa: F401 - the fixture
+from naiad.testing.jupyter import delete_all_notebooks
 
 ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
 FAST = {"Delay": 1, "MaxAttempts": 180}
@@ -25,8 +26,7 @@ def sm(aws: AwsServer) -> Iterator[Any]:  # noqa: F811
     (their JupyterLabs would outlive it)."""
     yield aws.client("sagemaker")
     client = naiad.Client(url=aws.url, token=aws.server.token)
-    for notebook in client.notebooks.list():
-        client.notebooks.delete(notebook.name, wait=True, timeout=60)
+    delete_all_notebooks(client)  # their JupyterLabs outlive the server
 
 
 def refused(call: Any, **params: Any) -> ClientError:
