@@ -29,9 +29,7 @@ WaitOption = Annotated[bool, typer.Option("--wait", help="Return once it has set
 
 
 def _idle(seconds: int | None) -> str:
-    if seconds is None:
-        return "never"
-    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+    return "never" if seconds is None else output.duration(seconds)
 
 
 def _say(notebook: Notebook, url: str) -> None:

@@ -87,6 +87,15 @@ class Context:
             )
         return self.channels[name]
 
+    def write_failure(self, reason: str) -> None:
+        """SageMaker's ``output/failure``: the sentence the job's status reason shows when
+        this process fails it (rank 0's, as only one reason is shown)."""
+        if not self.is_main:
+            return
+        failure = self.output_dir.parent / "failure"
+        failure.parent.mkdir(parents=True, exist_ok=True)
+        failure.write_text(reason)
+
     def log_metrics(
         self, metrics: Mapping[str, float], step: int | None = None, all_ranks: bool = False
     ) -> None:

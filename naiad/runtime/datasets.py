@@ -70,9 +70,9 @@ def load_labelled(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if (root / STREAM_FILE).is_file():
         import pyarrow as pa
 
-        from naiad.runtime.streams import _source_of
+        from naiad.runtime.streams import source_of
 
-        batches = list(_source_of(root).batches())
+        batches = list(source_of(root).batches())
         if not batches:
             raise InvalidInput(f"The table channel at {root} has no rows.")
         return _columns(pa.Table.from_batches(batches))

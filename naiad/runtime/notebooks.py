@@ -13,7 +13,6 @@ in ``output/data/`` and, with an HTML rendering, among the run's artifacts
 """
 
 import keyword
-import os
 import re
 import sys
 import tempfile
@@ -201,12 +200,8 @@ def run(path: Path) -> int:
 
 
 def _fail(reason: str) -> None:
-    """SageMaker's ``output/failure``: the job's failure reason."""
     print(f"[naiad] {reason}", file=sys.stderr, flush=True)
-    out = os.environ.get("SM_OUTPUT_DIR")
-    if out and int(os.environ.get("RANK", 0)) == 0:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "failure").write_text(reason)
+    context().write_failure(reason)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,6 @@ materialised (File mode: Parquet files) or one left at its source (FastFile:
 """
 
 import json
-import os
 import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -34,7 +33,7 @@ from naiad.data.sources import TableOptions, TableSource, open_source
 from naiad.runtime.context import context
 
 
-def _source_of(directory: Path) -> TableSource:
+def source_of(directory: Path) -> TableSource:
     """The table a channel directory stands for: its own Parquet files, or the source
     its ``naiad-channel.json`` names."""
     spec_file = directory / STREAM_FILE
@@ -59,7 +58,7 @@ def table(channel: str, columns: Sequence[str] | None = None) -> pa.Table:
     if not (directory / STREAM_FILE).is_file():
         found = read_table(directory)
         return found.select(list(columns)) if columns else found
-    batches = list(_source_of(directory).batches())
+    batches = list(source_of(directory).batches())
     source_table = pa.Table.from_batches(batches) if batches else pa.table({})
     return source_table.select(list(columns)) if columns else source_table
 
@@ -80,7 +79,7 @@ class ChannelStream(IterableDataset[Any]):
         self.label, self.features = label, list(features) if features else None
         self.shuffle_buffer, self.seed, self.shard = shuffle_buffer, seed, shard
         self.epoch = 0
-        self.columns = list(_source_of(directory).schema().names)  # checks it now
+        self.columns = list(source_of(directory).schema().names)  # checks it now
         if label is not None and label not in self.columns:
             raise ValueError(f"label {label!r} is not a column; the channel has {self.columns}")
         missing = sorted(set(self.features or ()) - set(self.columns))
@@ -93,8 +92,8 @@ class ChannelStream(IterableDataset[Any]):
 
     def shard_of_this_process(self) -> tuple[int, int]:
         """(shard, shards): this rank's DataLoader worker among every worker of the job."""
-        rank = int(os.environ.get("RANK", 0))
-        world = int(os.environ.get("WORLD_SIZE", 1))
+        ctx = context()
+        rank, world = ctx.rank, ctx.world_size
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         if not self.shard:
@@ -118,7 +117,7 @@ class ChannelStream(IterableDataset[Any]):
 
     def __iter__(self) -> Iterator[Any]:
         shard, shards = self.shard_of_this_process()
-        source = _source_of(self.directory)
+        source = source_of(self.directory)
         samples = (s for b in source.batches(shard, shards) for s in self._samples(b))
         if self.shuffle_buffer <= 1:
             yield from samples

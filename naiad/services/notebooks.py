@@ -3,20 +3,21 @@
 The notebook's working directory is snapshotted as any job's source is (stored once by
 content hash under ``sources/``), and the file becomes the job's entrypoint, run by the
 notebook runner as ``naiad train NOTEBOOK.ipynb`` runs it. Jupyter's own folders
-(``.ipynb_checkpoints`` and other hidden ones) are left out.
+(``.ipynb_checkpoints`` and other hidden ones) are left out; the snapshot is packed as the
+SDK packs a job's source directory.
 """
 
 import hashlib
-import io
-import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from sqlalchemy.orm import Session
 
 from naiad.core.errors import InvalidInput, PayloadTooLarge
 from naiad.schemas.jobs import JobCreate
 from naiad.schemas.notebooks import NotebookJobCreate
+from naiad.sdk.sources import SourcePlan, pack, plan_source
 from naiad.services import jobs as job_service
 from naiad.store import notebooks
 from naiad.store.artifacts import ArtifactStore, safe_path
@@ -26,29 +27,19 @@ MAX_SNAPSHOT_BYTES = 512 * 1024 * 1024
 SOURCE_TAG = "naiad.source.notebook"
 
 
-def snapshot(files: Path) -> bytes:
-    """A .tar.gz of the working files (hidden ones left out), made the same way each time
-    (sorted, times zeroed) so the same files give the same content hash."""
-    buffer = io.BytesIO()
-    total = 0
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
-        for path in sorted(files.rglob("*")):
-            rel = path.relative_to(files)
-            if any(part.startswith(".") for part in rel.parts) or not path.is_file():
-                continue
-            if path.is_symlink():
-                continue
-            total += path.stat().st_size
-            if total > MAX_SNAPSHOT_BYTES:
-                raise PayloadTooLarge(
-                    f"The notebook's files are over {MAX_SNAPSHOT_BYTES // 2**20} MiB; move "
-                    "data out of its folder (read it as an input channel) and try again."
-                )
-            info = tar.gettarinfo(str(path), arcname=rel.as_posix())
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-            with open(path, "rb") as handle:
-                tar.addfile(info, handle)
-    return buffer.getvalue()
+def snapshot(files: Path) -> IO[bytes]:
+    """A .tar.gz of the working files as ``naiad train --source`` packs a directory
+    (``.naiadignore``, no symlinks, the same files give the same bytes), hidden files left
+    out (Jupyter's ``.ipynb_checkpoints``, ``.virtual_documents``); the caller closes it."""
+    plan = plan_source(files)
+    shown = tuple(f for f in plan.files if not any(p.startswith(".") for p in f.arcname.split("/")))
+    plan = SourcePlan(plan.root, shown)
+    if plan.total > MAX_SNAPSHOT_BYTES:
+        raise PayloadTooLarge(
+            f"The notebook's files are over {MAX_SNAPSHOT_BYTES // 2**20} MiB; move data out "
+            "of its folder (read it as an input channel) and try again."
+        )
+    return pack(plan)
 
 
 def run_as_job(
@@ -71,10 +62,14 @@ def run_as_job(
         raise InvalidInput(
             f"Notebook {name!r} has no file {path!r} (it has: {', '.join(have) or 'none'})."
         )
-    archive = snapshot(files)
-    source = f"sources/{hashlib.sha256(archive).hexdigest()}.tar.gz"
-    if not store.exists(source):
-        store.put_bytes(source, archive)
+    with snapshot(files) as archive:
+        digest = hashlib.sha256()
+        while block := archive.read(1024 * 1024):
+            digest.update(block)
+        source = f"sources/{digest.hexdigest()}.tar.gz"  # as PUT /sources stores one
+        if not store.exists(source):
+            archive.seek(0)
+            store.put_stream(source, archive)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     stem = Path(path).stem.lower().replace("_", "-").replace(".", "-")
     job = JobCreate(

@@ -47,6 +47,7 @@ def test_workers_and_ranks_split_the_rows_and_epochs_reshuffle(
     for rank in (0, 1, 2):
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "3")
+        context.cache_clear()  # a process has one rank: this test plays three
         rows = streams.stream("train", shuffle_buffer=100, seed=7)
         loader = DataLoader(rows, batch_size=50, num_workers=2, collate_fn=lambda b: b)
         ids = [r["id"] for batch in loader for r in batch]

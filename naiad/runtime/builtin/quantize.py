@@ -209,9 +209,7 @@ def main() -> None:
         line = quantize(ctx, method, ctx.channel("model"), ctx.model_dir)
     except NaiadError as exc:
         # SageMaker's convention: the reason the job failed, in one sentence.
-        failure = ctx.output_dir.parent / "failure"
-        failure.parent.mkdir(parents=True, exist_ok=True)
-        failure.write_text(str(exc))
+        ctx.write_failure(str(exc))
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     print(f"quantized {ctx.hyperparameters.get_str('model', '?')}, {line}")

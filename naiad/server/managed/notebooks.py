@@ -11,6 +11,7 @@ A ``requirements.txt`` in ``files/`` gives it an environment of its own (the job
 cache, ``$NAIAD_HOME/envs``), built before it starts.
 """
 
+import functools
 import importlib.util
 import logging
 import os
@@ -95,9 +96,10 @@ class NotebookProcess(ManagedProcess):
     def files(self) -> Path:
         return self.root / FILES
 
-    @property
+    @functools.cached_property
     def token(self) -> str:
-        """JupyterLab's token, made once and kept beside it (a re-attached process keeps it)."""
+        """JupyterLab's token, made once and kept beside it (a re-attached process keeps
+        it); read once, not on every request the proxy sends on."""
         path = self.root / TOKEN_FILE
         try:
             return path.read_text().strip()

@@ -243,35 +243,37 @@ def list_notebook_instances(ctx: Context, params: dict[str, Any]) -> dict[str, A
 # -- stopping, starting, deleting ---------------------------------------------------------
 
 
-@operation("StopNotebookInstance")
-def stop_notebook_instance(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+def _move(
+    ctx: Context, params: dict[str, Any], allowed: list[str], status: str, reason: str
+) -> dict[str, Any]:
+    """Move a notebook instance on, where SageMaker's rules allow it from its status."""
     seen = _find(ctx, params["NotebookInstanceName"])
-    if seen.row.status != "InService":
-        raise _transition_refused(ctx, seen, ["InService"], "Stopping")
-    notebooks.set_status(seen.row, "Stopping", "Stopped on request (StopNotebookInstance)")
+    if seen.row.status not in allowed:
+        raise _transition_refused(ctx, seen, allowed, status)
+    if status == "Pending":
+        _capacity()
+    notebooks.set_status(seen.row, status, reason)
     _touch(ctx, seen)
     return {}
+
+
+@operation("StopNotebookInstance")
+def stop_notebook_instance(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    return _move(
+        ctx, params, ["InService"], "Stopping", "Stopped on request (StopNotebookInstance)"
+    )
 
 
 @operation("StartNotebookInstance")
 def start_notebook_instance(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    seen = _find(ctx, params["NotebookInstanceName"])
-    if seen.row.status not in ("Stopped", "Failed"):
-        raise _transition_refused(ctx, seen, ["Stopped", "Failed"], "Pending")
-    _capacity()
-    notebooks.set_status(seen.row, "Pending", "Starting JupyterLab")
-    _touch(ctx, seen)
-    return {}
+    return _move(ctx, params, ["Stopped", "Failed"], "Pending", "Starting JupyterLab")
 
 
 @operation("DeleteNotebookInstance")
 def delete_notebook_instance(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    seen = _find(ctx, params["NotebookInstanceName"])
-    if seen.row.status not in ("Stopped", "Failed"):
-        raise _transition_refused(ctx, seen, ["Stopped", "Failed"], "Deleting")
-    notebooks.set_status(seen.row, "Deleting", "Deleted on request; its files go with it")
-    _touch(ctx, seen)
-    return {}
+    return _move(
+        ctx, params, ["Stopped", "Failed"], "Deleting", "Deleted on request; its files go with it"
+    )
 
 
 # -- CreatePresignedNotebookInstanceUrl ---------------------------------------------------
