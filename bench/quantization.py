@@ -60,6 +60,7 @@ def _bench_onnx() -> Any:
 
 
 front = _bench_onnx()
+med = front.med  # the median of one figure over rounds, as bench/onnx.py reports it
 LOADS = (
     front.Load("1 row, c=1", 1, 1, front.JSON),
     front.Load("64 rows, c=4", 64, 4, front.NPY),
@@ -285,10 +286,6 @@ def run(sizes: Sizes) -> dict[str, Any]:
 
 
 # -- the report -----------------------------------------------------------------------
-
-
-def med(points: list[dict], key: str) -> float:
-    return statistics.median(p[key] for p in points)
 
 
 def table(raw: dict[str, Any]) -> str:
