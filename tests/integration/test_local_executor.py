@@ -9,6 +9,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -299,6 +300,30 @@ def test_stop_ends_every_process(job: Job) -> None:
     assert [pid for pid in pids if not gone(pid)] == []
     executor.stop(spec, grace_s=1.0)  # idempotent once stopped
     assert executor.poll(spec).phase == "stopped"
+
+
+def test_a_stop_during_the_source_download_ends_the_job_stopped_not_failed(
+    job: Job, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop that lands while boto3 waits on S3 must not read as a failed fetch."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "naiad")  # the supervisor inherits them
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "naiad-secret")
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        silent.settimeout(20)
+        spec = job("print('never runs')\n", name="fetching")
+        spec = dataclasses.replace(
+            spec,
+            source_uri="s3://code/sourcedir.tar.gz",
+            s3_endpoint_url=f"http://127.0.0.1:{silent.getsockname()[1]}",
+        )
+        executor = LocalExecutor()
+        executor.submit(spec)
+        connection, _ = silent.accept()  # the download has begun
+        with connection:
+            executor.stop(spec, grace_s=1.0)
+            state = wait(executor, spec, timeout=15)
+    assert state.phase == "stopped", state.reason
+    assert state.reason == "Stopped on request"
 
 
 def test_max_runtime_is_enforced(job: Job) -> None:

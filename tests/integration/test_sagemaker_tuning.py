@@ -255,7 +255,11 @@ def test_stop_tuning_job_stops_its_trials(aws: AwsServer, bucket: str) -> None: 
     job = wait(sm, "Stops-1")
     assert job["HyperParameterTuningJobStatus"] == "Stopped"
     counters = job["TrainingJobStatusCounters"]
-    assert counters["InProgress"] == 0 and counters["Stopped"] >= 2
+    trials = sm.list_training_jobs_for_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName="Stops-1"
+    )["TrainingJobSummaries"]
+    seen = [(t["TrainingJobName"], t["TrainingJobStatus"], t.get("FailureReason")) for t in trials]
+    assert counters["InProgress"] == 0 and counters["Stopped"] >= 2, (counters, seen)
     assert "BestTrainingJob" not in job
     assert sm.describe_training_job(TrainingJobName=first)["TrainingJobStatus"] == "Stopped"
     with pytest.raises(ClientError) as again:

@@ -44,8 +44,12 @@ POLL_S = 0.1
 CLEANUP_GRACE_S = 2.0
 
 
-class StopRequested(Exception):
-    """Raised out of staging by SIGTERM, so a stop does not wait for a long download."""
+class StopRequested(BaseException):
+    """Raised out of staging by SIGTERM, so a stop does not wait for a long download.
+
+    A BaseException, as KeyboardInterrupt is: a download's ``except Exception`` must not
+    turn a stop into a failed fetch.
+    """
 
 
 class Finished(Exception):
@@ -159,6 +163,8 @@ class Supervisor:
         except StopRequested:
             raise Finished("stopped", "Stopped on request") from None
         except StagingError as exc:
+            if self.stop_signalled:  # a library turned the interruption into an error of its own
+                raise Finished("stopped", "Stopped on request") from None
             raise Finished("failed", str(exc)) from None
         finally:
             self.interruptible = False
