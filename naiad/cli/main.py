@@ -16,6 +16,7 @@ def build_app(server_only: bool = False) -> typer.Typer:
     app.add_typer(server.app, name="server")
     if not server_only:
         from naiad.cli import (
+            backup,
             connections,
             endpoints,
             experiments,
@@ -40,6 +41,8 @@ def build_app(server_only: bool = False) -> typer.Typer:
         app.command("train")(jobs.train)
         app.command("tune")(tuning.tune)
         app.command("gc")(gc.gc)
+        app.command("backup")(backup.backup)
+        app.command("restore")(backup.restore)
     return app
 
 

@@ -90,10 +90,13 @@ def handled(func: Callable[P, R]) -> Callable[P, R]:
 
 
 @contextmanager
-def transfer_progress(what: str) -> Iterator[Callable[[str, int, int], None] | None]:
+def transfer_progress(
+    what: str, labels: dict[str, str] | None = None
+) -> Iterator[Callable[[str, int, int], None] | None]:
     """Bars on stderr while ``what`` is packed and uploaded; None when nobody watches.
 
-    Yields the ``progress(phase, done, total)`` callback the SDK's uploads take.
+    Yields the ``progress(phase, done, total)`` callback the SDK's uploads take;
+    ``labels``: the bars' names by phase, when the phases are not pack and upload.
     """
     if not err_console.is_interactive:
         yield None
@@ -117,7 +120,7 @@ def transfer_progress(what: str) -> Iterator[Callable[[str, int, int], None] | N
         console=err_console,
         transient=True,
     )
-    labels = {"pack": f"Packing {what}", "upload": f"Uploading {what}"}
+    labels = labels or {"pack": f"Packing {what}", "upload": f"Uploading {what}"}
     tasks: dict[str, TaskID] = {}
 
     def update(phase: str, done: int, total: int) -> None:
