@@ -13,3 +13,10 @@ DATA_TAG = "naiad.data."  # a run's tag per table channel: what it held (see mat
 def is_table(uri: str, options: "Mapping[str, Any]") -> bool:
     """Whether a channel is read as a table (rows), not copied as files."""
     return uri.startswith(("sql://", "dynamodb://")) or bool(options.get("format"))
+
+
+def connection_name(uri: str, options: "Mapping[str, Any]") -> str | None:
+    """The named connection a channel reads through: ``sql://NAME``, or its ``connection``."""
+    if uri.startswith("sql://"):
+        return uri[len("sql://") :].strip("/") or None
+    return options.get("connection") or None

@@ -100,8 +100,8 @@ class LaunchSpec:
     # where checkpoints/ is mirrored: a path in the artifact store or s3://; None: the default
     checkpoint_uri: str | None = None
     server_url: str = ""
-    # The server's token file (the spec on disk names it, never holds the secret itself)
-    token_file: str | None = None
+    # The job's own token (core.job_tokens): its run and reads only, void once the job ends
+    token: str | None = None
     artifact_root: str = ""  # the server's artifact store root URI
     s3_endpoint_url: str | None = None
     # None: this supervisor runs every host; else the one host it runs of a gang
@@ -113,15 +113,6 @@ class LaunchSpec:
         if self.gang is not None:
             return list(self.gang.hosts)
         return [f"algo-{i + 1}" for i in range(max(1, self.nodes))]
-
-    def token(self) -> str | None:
-        """The token the job's processes send to the server, read when they start."""
-        if self.token_file is None:
-            return None
-        try:
-            return Path(self.token_file).read_text().strip() or None
-        except OSError:
-            return None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,14 @@
-"""The admin token: written once under the Naiad home (0600), required on every API call."""
+"""The admin token: written once under the Naiad home (0600), required on every API call;
+and what a job's own token (``core.job_tokens``) may do instead."""
 
 import hmac
 import os
+import re
 import secrets
 from pathlib import Path
+
+from naiad.core.errors import Forbidden
+from naiad.core.job_tokens import JobClaims
 
 
 def ensure_token(path: Path) -> str:
@@ -31,3 +36,33 @@ def bearer(header: str | None) -> str | None:
         return None
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" else None
+
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+_INVOKE = re.compile(r"/endpoints/[^/]+/invocations")
+_NOT_FOR_JOBS = ("/api/v1/keys",)  # access keys' secrets and the admin's pair
+
+
+def job_scope_problem(claims: JobClaims, method: str, path: str) -> Forbidden | None:
+    """Why a job's token may not make this call; None when it may.
+
+    A job reads what the server holds (but no access key), writes its own run (metrics,
+    params, tags, artifacts, its status), searches runs and invokes endpoints; anything
+    else needs the admin token. Connections' secrets are checked by their route: a job
+    reads only those its channels name.
+    """
+    who = f"The token of job {claims.job!r}"
+    if path.startswith(_NOT_FOR_JOBS):
+        return Forbidden(f"{who} cannot read or issue access keys; that needs the admin token.")
+    if method in _READS and path.startswith("/api/v1/"):
+        return None
+    own = f"/api/v1/runs/{claims.run_id}"
+    if method in ("POST", "PUT", "PATCH") and (path == own or path.startswith(own + "/")):
+        return None
+    if method == "POST" and (path == "/api/v1/runs/search" or _INVOKE.fullmatch(path)):
+        return None
+    return Forbidden(
+        f"{who} may read, and write only its own run ({claims.run_id}); {method} {path} "
+        "needs the admin token. A job's processes act with the least power they need: do "
+        "this from your own machine, or after the job, with the admin token."
+    )

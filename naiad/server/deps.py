@@ -1,6 +1,7 @@
 """Typed dependencies for routes: the state, one transaction per request, the auth check."""
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -9,10 +10,14 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
+from naiad.core import job_tokens
 from naiad.core.errors import Forbidden, NaiadError, Unauthorized
-from naiad.server.auth import bearer, token_matches
+from naiad.core.job_tokens import JobClaims
+from naiad.core.status import Status
+from naiad.server.auth import bearer, job_scope_problem, token_matches
 from naiad.server.state import AppState
 from naiad.settings import Settings
+from naiad.store import jobs
 from naiad.store.artifacts import ArtifactStore
 
 
@@ -46,6 +51,7 @@ def get_artifacts(state: StateDep) -> ArtifactStore:
 ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
 
 
+JOB_SCOPE = "naiad.job"  # where the access check leaves a job token's claims
 COOKIE = "naiad_token"  # the console's session cookie: the token, HttpOnly, SameSite=Strict
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC = frozenset({"/api/v1/health"})
@@ -62,7 +68,9 @@ def needs_token(path: str) -> bool:
     return bool(_GATED.match(path)) and path not in PUBLIC
 
 
-def access_problem(conn: HTTPConnection, expected: str | None, api: bool) -> NaiadError | None:
+def access_problem(
+    conn: HTTPConnection, expected: str | None, api: bool, job_key: bytes | None = None
+) -> NaiadError | None:
     """Why this request may not go on, judged from its headers alone, so that a refusal never
     waits for (or reads) a body; None when it may.
 
@@ -71,11 +79,17 @@ def access_problem(conn: HTTPConnection, expected: str | None, api: bool) -> Nai
     127.0.0.1 as one site), so a cookie-authenticated write must also come from this
     server's own pages. Logging in is the one write that carries its token in the form.
     ``api``: the path is an API route (see ``needs_token``), refused without a token.
+    ``job_key``: accept jobs' own tokens too, for what their scope allows (the claims are
+    left in the scope as ``naiad.job`` for ``require_token`` and the routes).
     """
     if expected is None:
         return None
-    if token_matches(bearer(conn.headers.get("authorization")), expected):
+    presented = bearer(conn.headers.get("authorization"))
+    if token_matches(presented, expected):
         return None
+    if job_key is not None and job_tokens.is_job_token(presented):
+        assert presented is not None
+        return _job_problem(conn, job_tokens.read(job_key, presented, time.time()))
     if not token_matches(conn.cookies.get(COOKIE), expected):
         return Unauthorized(NEEDS_TOKEN) if api else None
     # A WebSocket handshake is a GET that opens a two-way channel: check it as a write.
@@ -83,6 +97,25 @@ def access_problem(conn: HTTPConnection, expected: str | None, api: bool) -> Nai
     if method in SAFE_METHODS or conn.url.path == "/login":
         return None
     return _cross_site(conn, method)
+
+
+def _job_problem(conn: HTTPConnection, claims: JobClaims | None) -> NaiadError | None:
+    if claims is None:
+        return Unauthorized(
+            "This job token is not valid or has expired (a job's token lasts while its job "
+            "does, and changes with the admin token)."
+        )
+    method = "WebSocket" if conn.scope["type"] == "websocket" else conn.scope.get("method", "GET")
+    problem = job_scope_problem(claims, method, conn.url.path)
+    if problem is None:
+        conn.scope[JOB_SCOPE] = claims
+    return problem
+
+
+def job_claims(conn: HTTPConnection) -> JobClaims | None:
+    """The job whose token this request carries; None for the admin token or a cookie."""
+    claims = conn.scope.get(JOB_SCOPE)
+    return claims if isinstance(claims, JobClaims) else None
 
 
 def _cross_site(conn: HTTPConnection, method: str) -> Forbidden | None:
@@ -117,6 +150,17 @@ def _cross_site(conn: HTTPConnection, method: str) -> Forbidden | None:
 
 def require_token(request: Request, state: StateDep) -> None:
     """The API's check as a dependency (the middleware in ``limits`` has run it already)."""
-    problem = access_problem(request, state.token, api=True)
+    problem = access_problem(request, state.token, api=True, job_key=state.job_key)
     if problem is not None:
         raise problem
+    claims = job_claims(request)
+    if claims is not None:
+        with state.sessions() as session:
+            found = jobs.run_and_status(session, claims.job)
+        status = found[1] if found is not None and found[0] == claims.run_id else None
+        if status is None or Status(status).terminal:
+            ended = "no longer exists" if status is None else f"has ended ({status})"
+            raise Unauthorized(
+                f"This token belonged to job {claims.job!r}, which {ended}; a job's token "
+                "works only while its job runs."
+            )

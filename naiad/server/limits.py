@@ -33,10 +33,10 @@ class AccessCheck:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
-            token = scope["app"].state.naiad.token
+            state = scope["app"].state.naiad
             socket = scope["type"] == "websocket"  # every socket needs the token
             api = socket or needs_token(scope["path"])
-            problem = access_problem(HTTPConnection(scope), token, api=api)
+            problem = access_problem(HTTPConnection(scope), state.token, api, state.job_key)
             if problem is not None and socket:
                 await send({"type": "websocket.close", "code": 1008})  # refused handshake: 403
                 return

@@ -1,10 +1,12 @@
 """What a server instance holds: its settings, database and artifact store, built once."""
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from naiad.core import job_tokens
 from naiad.executors.base import Executor
 from naiad.server.controller.registry import Services
 from naiad.server.home import HomeWatch
@@ -22,6 +24,11 @@ class AppState:
     home: HomeWatch
     executor: Executor  # built with the state; opened while the app is being served
     services: Services = field(default_factory=Services)  # likewise: the background loops
+
+    @cached_property
+    def job_key(self) -> bytes | None:
+        """What signs and checks jobs' own tokens; None when auth is off."""
+        return None if self.token is None else job_tokens.signing_key(self.token)
 
     @property
     def slots(self) -> int:

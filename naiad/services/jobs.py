@@ -9,11 +9,13 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from naiad.core import job_tokens
 from naiad.core.errors import InvalidInput
 from naiad.core.names import check_key
 from naiad.core.status import Status
+from naiad.data import connection_name
 from naiad.executors.base import ExecState, Executor, JobHandle, LaunchSpec, LogChunk, Phase
-from naiad.schemas.jobs import JobCreate, JobTemplate
+from naiad.schemas.jobs import JobCreate, JobSpec, JobTemplate
 from naiad.schemas.runs import RunCreate, RunUpdate
 from naiad.settings import Settings
 from naiad.store import jobs, runs
@@ -148,8 +150,7 @@ def _check_connections(session: Session, body: JobTemplate) -> None:
     """Every connection a table channel names exists now (it is read at staging)."""
     for channel, uri in sorted(body.inputs.items()):
         options = body.channels.get(channel)
-        name = uri[len("sql://") :].strip("/") if uri.startswith("sql://") else None
-        name = name or (options.connection if options else None)
+        name = connection_name(uri, options.model_dump() if options else {})
         if name and session.get(ConnectionRow, name) is None:
             raise InvalidInput(
                 f"Channel {channel!r} names connection {name!r}, which the server does not "
@@ -192,7 +193,37 @@ def jobs_root(settings: Settings) -> Path:
     return settings.layout.jobs
 
 
-def launch_spec(row: JobRow, settings: Settings, auth: bool, artifact_root: str) -> LaunchSpec:
+# A job token outlives any queue and every attempt; it is void as soon as the job ends.
+TOKEN_QUEUE_S = 7 * 86400
+TOKEN_UNLIMITED_S = 30 * 86400
+
+
+def job_token(row: JobRow, key: bytes) -> str:
+    """The job's own token (``core.job_tokens``): the same on every call for one job."""
+    spec = row.spec
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    running = TOKEN_UNLIMITED_S
+    if spec.max_runtime_s is not None:
+        running = spec.max_runtime_s * (spec.max_retries + 1)
+    expires = int(created.timestamp()) + TOKEN_QUEUE_S + running
+    return job_tokens.mint(key, row.name, row.run_id, expires)
+
+
+def connections_of(spec: JobTemplate | JobSpec) -> set[str]:
+    """The named connections the job's table channels read."""
+    names = set()
+    for channel, uri in spec.inputs.items():
+        options = spec.channels.get(channel)
+        name = connection_name(uri, options.model_dump() if options else {})
+        if name:
+            names.add(name)
+    return names
+
+
+def launch_spec(
+    row: JobRow, settings: Settings, job_key: bytes | None, artifact_root: str
+) -> LaunchSpec:
+    """``job_key``: what signs the job's token (None when the server runs without auth)."""
     spec = row.spec
     return LaunchSpec(
         job_name=row.name,
@@ -215,7 +246,7 @@ def launch_spec(row: JobRow, settings: Settings, auth: bool, artifact_root: str)
         channels={name: options.model_dump() for name, options in spec.channels.items()},
         checkpoint_uri=spec.checkpoint_uri,
         server_url=settings.url,
-        token_file=str(settings.layout.token_file) if auth else None,
+        token=None if job_key is None else job_token(row, job_key),
         artifact_root=artifact_root,
         s3_endpoint_url=settings.s3_endpoint_url,
     )

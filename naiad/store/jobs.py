@@ -21,6 +21,13 @@ def get_row(session: Session, name: str) -> JobRow:
     return row
 
 
+def run_and_status(session: Session, name: str) -> tuple[str, str] | None:
+    """The job's run id and status, without loading its spec (checked on every call a job
+    makes with its own token)."""
+    found = session.execute(select(JobRow.run_id, JobRow.status).where(JobRow.name == name)).first()
+    return None if found is None else (found[0], found[1])
+
+
 def to_schema(session: Session, row: JobRow) -> TrainingJob:
     transitions = session.scalars(
         select(JobTransitionRow)

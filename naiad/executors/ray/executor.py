@@ -142,7 +142,7 @@ class RayExecutor(local_files.JobFolders):
             "resources": {"node:__internal_head__": 0.001},  # never on a node that may go
         }
         coordinator = self._ray.remote(Coordinator).options(**options)
-        self._actors[spec.run_id] = coordinator.remote(spec_to_json(spec), spec.token())
+        self._actors[spec.run_id] = coordinator.remote(spec_to_json(spec))
         self._unplaced[spec.job_name] = spec
         write_json_atomic(wd.state_file, {"phase": "starting", "attempt": 0})
         return self._handle(spec)

@@ -94,19 +94,13 @@ class NodeHost:
         node = ray.get_runtime_context().get_node_id()
         return {"ip": ip, "node": node, "port": port}
 
-    def start(self, spec_data: dict[str, Any], token: str | None) -> None:
+    def start(self, spec_data: dict[str, Any]) -> None:
         """Lay out this host's own directory and start its supervisor, which dies with us."""
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(mode=0o700, parents=True)
-        token_file = None
-        if token:
-            token_file = self.root / ".token"
-            token_file.write_text(token)
-            token_file.chmod(0o600)
         spec = replace(
             spec_from_json(spec_data),
             work_dir=self.root,
-            token_file=str(token_file) if token_file else None,
             max_retries=0,  # the coordinator retries the whole gang
         )
         write_spec(spec)
@@ -176,9 +170,8 @@ class NodeHost:
 class Coordinator:
     """One job's gang: placement, attempts, the merged log and the state the server reads."""
 
-    def __init__(self, spec_data: dict[str, Any], token: str | None) -> None:
+    def __init__(self, spec_data: dict[str, Any]) -> None:
         self.spec = spec_from_json(spec_data)
-        self.token = token
         self.root = work_root() / f"{self.spec.job_name}-{self.spec.run_id[:12]}"
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.wd = WorkDir(self.root)
@@ -336,7 +329,7 @@ class Coordinator:
                 # only rank 0's host reads metrics from its log: one series, not one per host
                 metric_definitions=self.spec.metric_definitions if i == 0 else [],
             )
-            ray.get(host.start.remote(spec_to_json(spec), self.token), timeout=CALL_TIMEOUT_S)
+            ray.get(host.start.remote(spec_to_json(spec)), timeout=CALL_TIMEOUT_S)
         return names, [p["node"] for p in places]
 
     def _attempt(self, attempt: int) -> tuple[str, str, int | None] | None:

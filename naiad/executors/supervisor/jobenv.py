@@ -218,9 +218,8 @@ def job_env(
     )
     if spec.server_url:
         env["NAIAD_URL"] = spec.server_url
-    token = spec.token()
-    if token:
-        env["NAIAD_TOKEN"] = token
+    if spec.token:
+        env["NAIAD_TOKEN"] = spec.token
     hosts = 1 if spec.gang is not None else max(1, spec.nodes)  # hosts sharing this machine
     env.setdefault("OMP_NUM_THREADS", str(max(1, num_cpus // (hosts * max(1, procs)))))
     path = env.get("PYTHONPATH")

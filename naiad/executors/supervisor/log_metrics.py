@@ -142,7 +142,7 @@ class LogMetrics:
         from naiad.sdk.spool import Spool
 
         if self.transport is None:
-            self.transport = Transport(self.spec.server_url, self.spec.token(), SEND_TIMEOUT_S)
+            self.transport = Transport(self.spec.server_url, self.spec.token, SEND_TIMEOUT_S)
         try:
             paths = sorted(self.spool_dir.glob("*-log-*.json"))
         except OSError:

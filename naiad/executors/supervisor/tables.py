@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from naiad.core.units import human_bytes
-from naiad.data import DATA_TAG
+from naiad.data import DATA_TAG, connection_name
 from naiad.data.materialise import ChannelRecord, describe_stream, materialise
 from naiad.data.sources import DataSourceError, TableOptions, open_source
 from naiad.executors.base import LaunchSpec
@@ -31,12 +31,6 @@ class TableStagingError(Exception):
     """The channel's source cannot be read; the message names it."""
 
 
-def connection_name(uri: str, options: Mapping[str, Any]) -> str | None:
-    if uri.startswith("sql://"):
-        return uri[len("sql://") :].strip("/")
-    return options.get("connection")
-
-
 def fetch_credentials(spec: LaunchSpec, channel: str, name: str) -> dict[str, Any]:
     """The named connection, whole, from the server (the job's token reads it)."""
     from naiad.core.errors import NaiadError, NotFound
@@ -46,7 +40,7 @@ def fetch_credentials(spec: LaunchSpec, channel: str, name: str) -> dict[str, An
         raise TableStagingError(
             f"Input channel {channel!r}: no server to read connection {name!r} from."
         )
-    transport = Transport(spec.server_url, spec.token(), 30.0)
+    transport = Transport(spec.server_url, spec.token, 30.0)
     try:
         return dict(transport.request("GET", f"/connections/{name}/credentials"))
     except NotFound:
@@ -204,7 +198,7 @@ def send_tags(spec: LaunchSpec, records: Mapping[str, ChannelRecord], log: Log) 
     from naiad.core.errors import NaiadError
     from naiad.sdk.http import Transport
 
-    transport = Transport(spec.server_url, spec.token(), 10.0)
+    transport = Transport(spec.server_url, spec.token, 10.0)
     try:
         transport.request("POST", f"/runs/{spec.run_id}/tags", json={"tags": record_tags(records)})
     except NaiadError as exc:

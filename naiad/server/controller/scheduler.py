@@ -44,9 +44,7 @@ class Scheduler(ReconcileLoop):
         self.leadership = Leadership.of(state.engine, "scheduler")
 
     def _spec(self, row: JobRow) -> LaunchSpec:
-        return launch_spec(
-            row, self.state.settings, self.state.token is not None, self.state.artifacts.uri
-        )
+        return launch_spec(row, self.state.settings, self.state.job_key, self.state.artifacts.uri)
 
     def tick(self) -> None:
         if self.state.home.lost() is not None:

@@ -1,19 +1,22 @@
 """/api/v1/connections: named credentials for SQL and DynamoDB input channels.
 
-Listing and showing mask the secrets; ``/credentials`` answers them whole, for a job's
-supervisor and processes, which open the channel with them (they hold the server's token).
+Listing and showing mask the secrets; ``/credentials`` answers them whole, to the admin,
+and to a job's supervisor and processes for the connections its channels name (with the
+job's own token).
 """
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
+from naiad.core.errors import Forbidden
 from naiad.schemas.connections import (
     Connection,
     ConnectionCheck,
     ConnectionCreate,
     ConnectionCredentials,
 )
-from naiad.server.deps import SessionDep
-from naiad.store import connections
+from naiad.server.deps import SessionDep, job_claims
+from naiad.services.jobs import connections_of
+from naiad.store import connections, jobs
 
 router = APIRouter(prefix="/connections", tags=["connections"])
 
@@ -37,8 +40,14 @@ def get_connection(name: str, session: SessionDep) -> Connection:
 
 
 @router.get("/{name}/credentials")
-def get_credentials(name: str, session: SessionDep) -> ConnectionCredentials:
+def get_credentials(name: str, session: SessionDep, request: Request) -> ConnectionCredentials:
     """The connection whole, secrets included: what a job opens its channel with."""
+    claims = job_claims(request)
+    if claims is not None and name not in connections_of(jobs.get_row(session, claims.job).spec):
+        raise Forbidden(
+            f"The token of job {claims.job!r} reads only the connections its channels name; "
+            f"{name!r} is not one of them."
+        )
     return connections.credentials(connections.get(session, name))
 
 
