@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from naiad.cli import output
-from naiad.cli.output import console, handled
+from naiad.cli.output import console, handled, parse_memory
 from naiad.core.errors import InvalidInput
 from naiad.core.status import Status
 
@@ -175,6 +175,13 @@ def train(
     name: Annotated[str | None, typer.Option(help="Job name (default: script-timestamp).")] = None,
     experiment: Annotated[str, typer.Option(help="Experiment for the job's run.")] = "jobs",
     max_runtime: Annotated[int | None, typer.Option(help="Stop after this many seconds.")] = None,
+    memory: Annotated[
+        str | None,
+        typer.Option(
+            help="Memory limit per node, e.g. 512m or 4g (MiB when no unit); past it the "
+            "job fails with OutOfMemory."
+        ),
+    ] = None,
     max_retries: Annotated[int, typer.Option(help="Retries after a failure.")] = 0,
     priority: Annotated[int, typer.Option(help="Higher runs first (-1000 to 1000).")] = 0,
     metric_definition: Annotated[
@@ -199,6 +206,7 @@ def train(
         inputs = parse_pairs(input or [], "--input")
         channels = parse_channel_options(channel or [])
         definitions = _metric_definitions(metric_definition or [])
+        memory_mb = None if memory is None else parse_memory(memory)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         job_name = name or f"{Path(entrypoint).stem.replace('_', '-').lower()}-{stamp}"
         client = output.client()
@@ -221,6 +229,7 @@ def train(
                 metric_definitions=definitions,
                 progress=progress,
                 channels=channels or None,
+                memory_mb=memory_mb,
             )
         console.print(f"Submitted [bold]{escape(handle.name)}[/] (run {handle.job.run_id}).")
         if follow_:

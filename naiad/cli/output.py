@@ -3,6 +3,7 @@
 import functools
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -244,6 +245,20 @@ def parse_duration(text: str, option: str) -> float:
             "or d, e.g. 90m or 7d."
         )
     return seconds
+
+
+_MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?", re.IGNORECASE)
+_MEMORY_UNITS = {"k": 1 / 1024, "": 1, "m": 1, "g": 1024, "t": 1024 * 1024}
+
+
+def parse_memory(text: str, option: str = "--memory") -> int:
+    """``512m``, ``4g``, ``1.5GiB`` or ``2048`` (MiB) as whole MiB."""
+    found = _MEMORY.fullmatch(text.strip())
+    if found is None or float(found[1]) <= 0:
+        raise InvalidInput(
+            f"{option} {text!r} is not a memory size; give e.g. 512m, 4g or 2048 (MiB)."
+        )
+    return max(1, round(float(found[1]) * _MEMORY_UNITS[found[2].lower()]))
 
 
 def run_duration(start: datetime, end: datetime | None, running: bool) -> str:

@@ -88,6 +88,7 @@ class LaunchSpec:
     nodes: int = 1  # hosts algo-1..algo-N (the local executor emulates them on its machine)
     processes_per_node: int = 1
     gpus: int = 0
+    memory_mb: int | None = None  # per host: the processes' PSS summed; past it, OutOfMemory
     max_retries: int = 0
     max_runtime_s: int | None = None
     stop_grace_s: float = 10.0

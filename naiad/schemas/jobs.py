@@ -225,6 +225,13 @@ class JobTemplate(Wire):
     nodes: int = Field(default=1, ge=1, le=1024)
     processes_per_node: int = Field(default=1, ge=1, le=1024)
     gpus: int = Field(default=0, ge=0, le=1024, description="GPUs per node.")
+    memory_mb: int | None = Field(
+        default=None,
+        ge=16,
+        le=64 * 1024 * 1024,
+        description="A limit on the memory of the job's processes on each node (their "
+        "proportional set sizes, summed); past it the job fails with OutOfMemory.",
+    )
     max_runtime_s: int | None = Field(default=None, ge=1, le=MAX_RUNTIME_S)
     max_retries: int = Field(default=0, ge=0, le=100)
     priority: int = Field(default=0, ge=-1000, le=1000, description="Higher runs first.")
@@ -346,6 +353,7 @@ class JobSpec(BaseModel):
     nodes: int = 1
     processes_per_node: int = 1
     gpus: int = 0
+    memory_mb: int | None = None
     max_runtime_s: int | None = None
     max_retries: int = 0
     metric_definitions: list[MetricDefinition] = Field(default_factory=list)
@@ -386,6 +394,7 @@ class TrainingJob(BaseModel):
     nodes: int
     processes_per_node: int
     gpus: int
+    memory_mb: int | None = None
     max_runtime_s: int | None
     max_retries: int
     priority: int

@@ -86,6 +86,7 @@ def template_fields(
     processes_per_node: int | None = None,
     nodes: int | None = None,
     gpus: int | None = None,
+    memory_mb: int | None = None,
     max_runtime_s: int | None = None,
     max_retries: int | None = None,
     priority: int | None = None,
@@ -105,6 +106,7 @@ def template_fields(
         "processes_per_node": processes_per_node,
         "nodes": nodes,
         "gpus": gpus,
+        "memory_mb": memory_mb,
         "max_runtime_s": max_runtime_s,
         "max_retries": max_retries,
         "priority": priority,
@@ -213,6 +215,7 @@ class TrainingJobs:
         priority: int = 0,
         metric_definitions: MetricDefinitions | None = None,
         progress: Progress | None = None,
+        memory_mb: int | None = None,
         environment: Mapping[str, str] | None = None,
         channels: Mapping[str, Mapping[str, Any]] | None = None,
         checkpoint_uri: str | None = None,
@@ -223,8 +226,10 @@ class TrainingJobs:
         the job's log into metrics of its run, as SageMaker's ``MetricDefinitions`` do.
         ``environment`` is set in every process of the job; ``channels`` gives an input
         channel's options (``{"train": {"distribution": "ShardedByS3Key"}}``);
-        ``checkpoint_uri`` is where ``checkpoints/`` is kept and restored from.
-        The request is checked before the source is packed, so a mistake costs no upload.
+        ``checkpoint_uri`` is where ``checkpoints/`` is kept and restored from;
+        ``memory_mb`` limits the memory of the job's processes on each node (past it the job
+        fails with OutOfMemory). The request is checked before the source is packed, so a
+        mistake costs no upload.
         """
         fields = template_fields(
             entrypoint=entrypoint,
@@ -234,6 +239,7 @@ class TrainingJobs:
             processes_per_node=processes_per_node,
             nodes=nodes,
             gpus=gpus,
+            memory_mb=memory_mb,
             max_runtime_s=max_runtime_s,
             max_retries=max_retries,
             priority=priority,

@@ -239,6 +239,7 @@ def launch_spec(
         nodes=spec.nodes,
         processes_per_node=spec.processes_per_node,
         gpus=spec.gpus,
+        memory_mb=spec.memory_mb,
         max_retries=spec.max_retries,
         max_runtime_s=spec.max_runtime_s,
         metric_definitions=[d.model_dump() for d in spec.metric_definitions],

@@ -27,6 +27,7 @@ from naiad.executors.supervisor.jobenv import (
     user_args,
     write_config,
 )
+from naiad.executors.supervisor.memory import MemoryWatch, out_of_memory
 from naiad.executors.supervisor.outputs import upload_logs, upload_results
 from naiad.executors.supervisor.pyenv import envs_dir, job_python, private_python
 from naiad.executors.supervisor.staging import StagingError, extract_source, stage_channels
@@ -236,6 +237,7 @@ class Supervisor:
 
     def watch(self, group: HostGroup) -> tuple[int, Host | None]:
         deadline = self.deadline()
+        memory = MemoryWatch(self.spec.memory_mb)
         while (done := group.poll()) is None:
             if not self.wd.root.is_dir():  # deleted with the home: nobody can use its results
                 group.end(self.spec.stop_grace_s)
@@ -251,11 +253,20 @@ class Supervisor:
                 raise Finished(
                     "stopped", f"Stopped: exceeded max_runtime_s={limit}", group.returncode
                 )
+            if (over := memory.over(group.pids)) is not None:
+                index, used = over
+                assert self.spec.memory_mb is not None
+                host = self.hosts[index].name if len(self.hosts) > 1 else None
+                reason = out_of_memory(used, self.spec.memory_mb, host)
+                group.end(0)  # at once, as the kernel would: the machine is what is at stake
+                raise Finished("failed", reason, group.returncode)
             group.reap()
             if self.mirror is not None:
                 self.mirror.poke()
             time.sleep(POLL_S)
         code, failed = done
+        if memory.limit_mb is not None:
+            self.log(f"memory: peak {memory.peak_mb:,.0f} MiB of the {memory.limit_mb:,} MiB limit")
         if failed is not None and len(self.hosts) > 1 and group.running():
             self.log(
                 f"host {failed.name} failed ({launch.describe_exit(code)}); ending the other hosts"
