@@ -16,5 +16,5 @@ def test_sizes_read_as_mib(text: str, mib: int) -> None:
 
 @pytest.mark.parametrize("text", ["lots", "", "-1g", "0", "4 gallons", "1e3"])
 def test_anything_else_is_refused_with_an_example(text: str) -> None:
-    with pytest.raises(InvalidInput, match="is not a memory size; give e.g. 512m, 4g"):
+    with pytest.raises(InvalidInput, match=r"is not a memory size; give e\.g\. 512m, 4g"):
         parse_memory(text)
