@@ -16,6 +16,7 @@ def build_app(server_only: bool = False) -> typer.Typer:
     app.add_typer(server.app, name="server")
     if not server_only:
         from naiad.cli import (
+            audit,
             backup,
             connections,
             endpoints,
@@ -43,6 +44,7 @@ def build_app(server_only: bool = False) -> typer.Typer:
         app.command("gc")(gc.gc)
         app.command("backup")(backup.backup)
         app.command("restore")(backup.restore)
+        app.command("audit")(audit.audit)
     return app
 
 

@@ -11,6 +11,7 @@ from naiad.schemas.common import ParamValue
 from naiad.schemas.experiments import Experiment
 from naiad.schemas.maintenance import GcResult
 from naiad.schemas.runs import Run, RunComparison
+from naiad.sdk.audit import AuditLog
 from naiad.sdk.config import resolve
 from naiad.sdk.connections import Connections
 from naiad.sdk.endpoints import Endpoints
@@ -210,6 +211,7 @@ class Client:
         self.endpoints = Endpoints(self._transport)
         self.keys = AccessKeys(self._transport)
         self.connections = Connections(self._transport)
+        self.audit = AuditLog(self._transport)
         self.notebooks = Notebooks(self._transport, self.training_jobs)
 
     def health(self) -> dict[str, Any]:

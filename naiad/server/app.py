@@ -11,6 +11,7 @@ from starlette.types import Receive, Scope, Send
 from naiad import __version__
 from naiad.executors import open_executor
 from naiad.server import errors
+from naiad.server.audit import AuditLog
 from naiad.server.auth import ensure_token
 from naiad.server.compat import awsjson
 from naiad.server.compat.gateway import AwsGateway, account_id
@@ -31,6 +32,7 @@ from naiad.server.limits import AccessCheck, BodyLimit, NoNulInUrl
 from naiad.server.routes import (
     admin,
     artifacts,
+    audit,
     connections,
     endpoints,
     experiments,
@@ -144,6 +146,7 @@ def create_app(settings: Settings | None = None) -> NaiadApp:
         keys,
         connections,
         notebooks,
+        audit,
     ):
         api.include_router(module.router)
     app.include_router(health.router, prefix=API)
@@ -160,6 +163,7 @@ def create_app(settings: Settings | None = None) -> NaiadApp:
     app.add_middleware(HomeGuard, watch=app.state.naiad.home)
     app.add_middleware(AccessCheck)  # nothing is read for a caller without the token
     _add_aws_gateway(app, app.state.naiad)
+    app.add_middleware(AuditLog, sessions=app.state.naiad.sessions)  # outermost: sees every write
     app.door = invocations.InvocationDoor(app.state.naiad, settings.max_request_bytes)
     return app
 

@@ -40,7 +40,7 @@ def bearer(header: str | None) -> str | None:
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _INVOKE = re.compile(r"/endpoints/[^/]+/invocations")
-_NOT_FOR_JOBS = ("/api/v1/keys",)  # access keys' secrets and the admin's pair
+_NOT_FOR_JOBS = ("/api/v1/keys", "/api/v1/audit")  # keys' secrets; who did what
 
 
 def job_scope_problem(claims: JobClaims, method: str, path: str) -> Forbidden | None:
@@ -53,7 +53,9 @@ def job_scope_problem(claims: JobClaims, method: str, path: str) -> Forbidden | 
     """
     who = f"The token of job {claims.job!r}"
     if path.startswith(_NOT_FOR_JOBS):
-        return Forbidden(f"{who} cannot read or issue access keys; that needs the admin token.")
+        return Forbidden(
+            f"{who} cannot read access keys or the audit log; that needs the admin token."
+        )
     if method in _READS and path.startswith("/api/v1/"):
         return None
     own = f"/api/v1/runs/{claims.run_id}"

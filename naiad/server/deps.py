@@ -14,6 +14,7 @@ from naiad.core import job_tokens
 from naiad.core.errors import Forbidden, NaiadError, Unauthorized
 from naiad.core.job_tokens import JobClaims
 from naiad.core.status import Status
+from naiad.server.audit import note_actor
 from naiad.server.auth import bearer, job_scope_problem, token_matches
 from naiad.server.state import AppState
 from naiad.settings import Settings
@@ -86,12 +87,14 @@ def access_problem(
         return None
     presented = bearer(conn.headers.get("authorization"))
     if token_matches(presented, expected):
+        note_actor(conn.scope, "admin")
         return None
     if job_key is not None and job_tokens.is_job_token(presented):
         assert presented is not None
         return _job_problem(conn, job_tokens.read(job_key, presented, time.time()))
     if not token_matches(conn.cookies.get(COOKIE), expected):
         return Unauthorized(NEEDS_TOKEN) if api else None
+    note_actor(conn.scope, "console")
     # A WebSocket handshake is a GET that opens a two-way channel: check it as a write.
     method = "WebSocket" if conn.scope["type"] == "websocket" else conn.scope.get("method", "GET")
     if method in SAFE_METHODS or conn.url.path == "/login":
@@ -109,6 +112,7 @@ def _job_problem(conn: HTTPConnection, claims: JobClaims | None) -> NaiadError |
     problem = job_scope_problem(claims, method, conn.url.path)
     if problem is None:
         conn.scope[JOB_SCOPE] = claims
+        note_actor(conn.scope, f"job:{claims.job}")
     return problem
 
 

@@ -405,3 +405,17 @@ for _statement in CHUNK_STORAGE:
         "after_create",
         DDL(_statement).execute_if(dialect="postgresql"),
     )
+
+
+class AuditEventRow(Base):
+    """One write someone made: who (``actor``), what, when, from where, and its answer."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200), index=True)
+    action: Mapped[str] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(Integer)
+    client: Mapped[str] = mapped_column(String(64))

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from naiad.server.audit import note_actor
 from naiad.server.auth import token_matches
 from naiad.server.deps import COOKIE
 from naiad.web.assets import SECURITY_HEADERS, STATIC, ConsoleFiles, plotly_response, unauthorized
@@ -84,6 +85,7 @@ async def login(request: Request) -> Response:
         return RedirectResponse("/", status_code=303)
     if not token_matches(token, expected):
         return _login_page(WRONG_TOKEN if token else "Enter the server's token.", 401)
+    note_actor(request.scope, "console")  # the audit log's: who signed in
     return _enter(request, token)
 
 

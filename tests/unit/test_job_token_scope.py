@@ -56,6 +56,7 @@ def test_what_a_job_may_do(method: str, path: str) -> None:
         ("POST", "/api/v1/admin/gc"),
         ("GET", "/api/v1/keys"),
         ("GET", "/api/v1/keys/admin"),
+        ("GET", "/api/v1/audit"),
         ("GET", "/notebooks/lab/api/kernels"),
         ("WebSocket", "/api/v1/runs/live"),
     ],

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from naiad.server.audit import note_actor
 from naiad.server.compat import sigv2, sigv4
 from naiad.server.compat.awsjson import Caller
 from naiad.server.compat.keys import KeyBook
@@ -140,6 +141,7 @@ class AwsGateway:
             await service.send_error(refuse, exc.status, code, exc.message)
             return
         caller = Caller(signed.credential.access_key, signed.credential.region, self.account)
+        note_actor(scope, f"key:{signed.credential.access_key}")
         scope = {
             **scope,
             "naiad.aws": caller,
@@ -165,6 +167,7 @@ class AwsGateway:
         except sigv4.SignatureProblem as exc:
             await service.send_error(refuse, exc.status, exc.code, exc.message)
             return
+        note_actor(scope, f"key:{presigned.access_key}")
         caller = Caller(presigned.access_key, "us-east-1", self.account)
         scope = {**scope, "naiad.aws": caller, "naiad.aws.payload": sigv4.UNSIGNED}
         await service.app(scope, receive, send)
