@@ -15,5 +15,6 @@ route("/models/:name", () => import("./pages/model.js"), "models");
 route("/endpoints", () => import("./pages/endpoints.js"), "endpoints");
 route("/endpoints/:name", () => import("./pages/endpoint.js"), "endpoints");
 route("/notebooks", () => import("./pages/notebooks.js"), "notebooks");
+route("/audit", () => import("./pages/audit.js"), "audit");
 
 start(document.getElementById("main"), () => import("./pages/notfound.js"));
