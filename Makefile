@@ -23,7 +23,8 @@ test: $(STAMP)  ## the whole suite (PostgreSQL tests run when NAIAD_TEST_POSTGRE
 	$(PY) -m ruff check naiad tests bench examples
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile -m "not faults"
+	$(PY) -m pytest -m faults  # alone: one of its faults restarts the shared PostgreSQL
 
 lint: $(STAMP)  ## style, types (mypy) and the layer contracts (import-linter, pyproject.toml)
 	$(PY) -m ruff check naiad tests bench examples

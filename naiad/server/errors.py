@@ -13,12 +13,12 @@ from pathlib import Path
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from starlette.exceptions import HTTPException
 from starlette.types import Send
 
 from naiad.core.errors import NaiadError
-from naiad.store.db import disk_full, sqlite_path
+from naiad.store.db import database_unavailable, disk_full, sqlite_path
 
 log = logging.getLogger("naiad.server")
 
@@ -80,6 +80,10 @@ def _storage_message(request: Request, exc: Exception) -> str:
 
 
 UNEXPECTED = "The server hit an unexpected error; nothing was changed. See the server log."
+DATABASE_UNAVAILABLE = (
+    "The server cannot reach its database right now (it may be restarting); nothing was "
+    "changed. Retry in a moment: the SDK keeps what it logs and sends it again on its own."
+)
 
 
 def install(app: FastAPI) -> None:
@@ -144,8 +148,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OSError)
     @app.exception_handler(DBAPIError)
+    @app.exception_handler(InvalidatePoolError)
     async def storage_error(request: Request, exc: Exception) -> Response:
-        """507 when the disk is full; anything else an OS or database error is a 500."""
+        """507 when the disk is full, 503 while the database cannot be reached; anything
+        else an OS or database error is a 500."""
+        if database_unavailable(exc):
+            log.warning("the database is unavailable: %s", str(exc).splitlines()[0][:300])
+            response = error_response("database_unavailable", DATABASE_UNAVAILABLE, 503)
+            response.headers["retry-after"] = "1"
+            return response
         if not disk_full(exc):
             return await unexpected(request, exc)
         message = _storage_message(request, exc)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -153,6 +153,33 @@ def disk_full(exc: BaseException) -> bool:
             return True
         if type(orig).__module__.startswith("sqlite3") and "disk is full" in str(orig):
             return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+# PostgreSQL's SQLSTATEs for a connection that failed or a server going away: connection
+# exceptions (08...), and admin_shutdown, crash_shutdown, cannot_connect_now.
+_PG_GONE = ("08", "57P01", "57P02", "57P03")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database cannot be reached right now
+    (restarting, down, or the connection dropped), so that a retry may well succeed."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, InvalidatePoolError):
+            return True
+        if isinstance(current, DBAPIError):
+            if current.connection_invalidated:
+                return True
+            state = getattr(current.orig, "sqlstate", None)
+            if state is not None and str(state).startswith(_PG_GONE):
+                return True
+            module = type(current.orig).__module__
+            if module.startswith("psycopg") and state is None and "connection" in str(current.orig):
+                return True
         current = current.__cause__ or current.__context__
     return False
 

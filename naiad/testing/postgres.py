@@ -24,7 +24,8 @@ def _psycopg(url: str) -> str:
 def scratch_database(url: str) -> Iterator[str]:
     """Create a uniquely named database, yield its URL, drop it afterwards."""
     name = f"naiad_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(_psycopg(url), isolation_level="AUTOCOMMIT")
+    # pre-ping: the admin connection outlives a restart of the cluster (tests/faults)
+    admin = create_engine(_psycopg(url), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
     base, _, _ = url.rpartition("/")

@@ -4,6 +4,8 @@ import logging
 import threading
 from typing import Any
 
+from naiad.store.db import database_unavailable
+
 
 class ReconcileLoop:
     """A daemon thread calling :meth:`tick` every ``interval`` seconds, or sooner on
@@ -47,7 +49,13 @@ class ReconcileLoop:
         while not self._stop.is_set():
             try:
                 self.tick()
-            except Exception:
-                self._log.exception("%s tick failed; retrying", self.name)
+            except Exception as exc:
+                if database_unavailable(exc):  # restarting, say: one line, not a traceback
+                    first = str(exc).splitlines()[0][:300]
+                    self._log.warning(
+                        "%s: the database is unavailable (%s); retrying", self.name, first
+                    )
+                else:
+                    self._log.exception("%s tick failed; retrying", self.name)
             self._wake.wait(self.interval)
             self._wake.clear()

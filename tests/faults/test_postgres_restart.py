@@ -1,0 +1,79 @@
+"""PostgreSQL restarted while runs log (the cluster CI runs, with pg_ctlcluster): the server
+reconnects on its own, the points the SDK buffered meanwhile arrive, nothing is lost or
+stored twice, calls made while it is down are answered 503 (never 500), and the server
+takes new writes at once."""
+
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import naiad
+from naiad.testing import postgres
+from naiad.testing.live import LiveServer
+from tests.conftest import need
+
+pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.slow]
+
+RUNS, POINTS = 5, 3000
+
+
+def cluster() -> list[str] | None:
+    """``pg_ctlcluster VERSION NAME`` for the cluster on port 5432, if this machine has one."""
+    if shutil.which("pg_lsclusters") is None or shutil.which("pg_ctlcluster") is None:
+        return None
+    listed = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=False)
+    for line in listed.stdout.splitlines():
+        version, name, port, *_ = line.split()
+        if port == "5432":
+            return ["pg_ctlcluster", "--skip-systemctl-redirect", version, name]
+    return None
+
+
+def test_a_postgres_restart_mid_ingest_loses_nothing(tmp_path: Path) -> None:
+    admin, ctl = postgres.admin_url(), cluster()
+    need(admin is not None, f"PostgreSQL ({postgres.ENV})")
+    need(ctl is not None, "a PostgreSQL cluster that pg_ctlcluster restarts (port 5432)")
+    assert admin is not None and ctl is not None
+    with postgres.scratch_database(admin) as database:
+        server = LiveServer(home=tmp_path / "home", env={"NAIAD_DATABASE_URL": database})
+        server.start()
+        try:
+            client = naiad.Client(url=server.url, token=server.token)
+            runs = [
+                naiad.start_run(experiment="pg", name=f"r{i}", client=client, flush_interval=0.1)
+                for i in range(RUNS)
+            ]
+
+            def log(run: naiad.ActiveRun) -> None:
+                for step in range(POINTS):
+                    run.log_metric("x", float(step), step=step)
+                    if step % 100 == 99:
+                        time.sleep(0.05)
+
+            loggers = [threading.Thread(target=log, args=(run,)) for run in runs]
+            for thread in loggers:
+                thread.start()
+            time.sleep(0.5)
+            restart = subprocess.run(
+                [*ctl, "restart", "-m", "fast"], capture_output=True, text=True
+            )
+            assert restart.returncode == 0, restart.stderr
+            for thread in loggers:
+                thread.join(120)
+            for run in runs:
+                run.end()
+            for run in runs:
+                series = client.runs.metric_history(run.id, "x")
+                assert series.total_points == POINTS, run.name
+                np.testing.assert_array_equal(series.steps, np.arange(POINTS))
+                assert client.runs.get(run.id).status == "Completed"
+            assert client.experiments.create("after-the-restart").name == "after-the-restart"
+            log = server.home.joinpath("server.log").read_text()
+            assert "unhandled error" not in log  # a 503 while it was down, never a 500
+        finally:
+            server.stop()
