@@ -57,6 +57,14 @@ class ServerUnreachable(NaiadError):
     code = "unreachable"
 
 
+class Unavailable(NaiadError):
+    """Something the server needs (its artifact store) cannot be reached right now; nothing
+    was changed, and the same request may be sent again."""
+
+    status_code = 503
+    code = "unavailable"
+
+
 class Unauthorized(NaiadError):
     """The request carries no valid token."""
 

@@ -30,6 +30,7 @@ _BY_CODE: dict[str, type[NaiadError]] = {
     "internal_error": ServerError,
     "home_lost": ServerError,
     "unavailable": ServerError,
+    "database_unavailable": ServerError,
 }
 # For an answer without a known code (a proxy's page, a generic HTTP error).
 _BY_STATUS: dict[int, type[NaiadError]] = {
@@ -96,7 +97,14 @@ class Transport:
         if timeout is not None:
             kwargs["timeout"] = timeout
         try:
-            response = self.http.request(method, path, **kwargs)
+            try:
+                response = self.http.request(method, path, **kwargs)
+            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+                if method not in ("GET", "HEAD"):
+                    raise
+                # A pooled connection the server had closed (after an early refusal, or a
+                # restart): a read is sent again once, on a new connection.
+                response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise ServerUnreachable(
                 f"Cannot reach the Naiad server at {self.url} ({exc.__class__.__name__}). "

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
-from naiad.core.errors import InvalidInput, NotFound
+from naiad.core.errors import InvalidInput, NotFound, Unavailable
 from naiad.store.artifacts.base import CHUNK_SIZE, ArtifactInfo, safe_path
 
 if TYPE_CHECKING:
@@ -21,6 +21,16 @@ if TYPE_CHECKING:
 
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+# The store is there but cannot answer now: what botocore still meets after its retries.
+BUSY_CODES = {"500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown"}
+RETRIES = 4  # attempts per call, with botocore's exponential back-off and jitter between
+
+
+def _unreachable() -> tuple[type[Exception], ...]:
+    """botocore's errors for a store that did not answer: refused, dropped, timed out."""
+    from botocore.exceptions import ConnectionError, HTTPClientError
+
+    return (ConnectionError, HTTPClientError)
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -87,6 +97,8 @@ class S3ArtifactStore:
             )
         if code in MISSING_CODES:
             return FileNotFoundError(f"Artifact {rel!r} not found in {self.uri}.")
+        if code in BUSY_CODES:
+            return self.unavailable(exc)
         return exc
 
     def _call(self, rel: str, method: str, **kwargs: Any) -> Any:
@@ -96,6 +108,19 @@ class S3ArtifactStore:
             return getattr(self._client, method)(**kwargs)
         except ClientError as exc:
             raise self._translate(exc, rel) from exc
+        except Exception as exc:
+            if isinstance(exc, _unreachable()):
+                raise self.unavailable(exc) from exc
+            raise
+
+    def unavailable(self, exc: Exception) -> Unavailable:
+        """The store did not answer, after botocore's retries with back-off."""
+        where = self.endpoint_url or "S3"
+        return Unavailable(
+            f"The artifact store ({self.uri} at {where}) cannot be reached right now "
+            f"({exc.__class__.__name__}, after {RETRIES} tries); nothing was stored there. "
+            "Retry in a moment."
+        )
 
     # -- writes -----------------------------------------------------------------------
 
@@ -179,6 +204,10 @@ class S3ArtifactStore:
             yield from self._client.get_paginator("list_objects_v2").paginate(**kwargs)
         except ClientError as exc:
             raise self._translate(exc, rel) from exc
+        except Exception as exc:
+            if isinstance(exc, _unreachable()):
+                raise self.unavailable(exc) from exc
+            raise
 
     def _keys(self, rel: str) -> Iterator[str]:
         for page in self._pages(rel, None):
@@ -263,13 +292,14 @@ def _make_client(endpoint_url: str | None) -> Any:
     import boto3
     from botocore.config import Config
 
+    retries = Config(retries={"mode": "standard", "max_attempts": RETRIES})  # with back-off
     if endpoint_url is None:
-        return boto3.client("s3")
+        return boto3.client("s3", config=retries)
     config = Config(
         s3={"addressing_style": "path"},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
-    )
+    ).merge(retries)
     return boto3.client("s3", endpoint_url=endpoint_url, config=config)
 
 
