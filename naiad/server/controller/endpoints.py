@@ -90,7 +90,12 @@ class EndpointKeeper(ReconcileLoop):
         self._http = httpx.Client(timeout=2.0, trust_env=False)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="naiad-keeper")
         self.fleet = ReplicaSet(
-            state.settings.layout.endpoints, self._pool, self._http, start_timeout_s, stop_grace_s
+            state.settings.layout.endpoints,
+            self._pool,
+            self._http,
+            start_timeout_s,
+            stop_grace_s,
+            state.settings.orphan_grace_s,
         )
         self._capture_job: Future[None] | None = None
         self._adopted = False

@@ -54,6 +54,7 @@ class NotebookKeeper(ReconcileLoop):
             state.token,
             POLICY,
             state.artifacts,
+            state.settings.orphan_grace_s,
         )
         self.forwarder = Forwarder(timeout_s=3600.0)  # the proxy's; opened on the loop
         self._adopted = False

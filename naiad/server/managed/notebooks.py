@@ -125,8 +125,10 @@ class NotebookFleet:
         token: str | None,
         policy: Policy,
         store: ArtifactStore,
+        orphan_grace_s: float,
     ) -> None:
         self.root = root
+        self.orphan_grace_s = orphan_grace_s  # see managed.orphans
         self.store = store
         self.server_url, self.server_token = server_url, token
         self.policy = policy
@@ -164,6 +166,7 @@ class NotebookFleet:
             proc = self.process(record.parent.name)
             if proc.reattach():
                 log.info("re-attached to notebook %s (pid %s)", proc.name, proc.pid)
+                proc.guard(self.root.parent, self.orphan_grace_s)
 
     def environment(self, proc: NotebookProcess) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("NAIAD_RUN_ID", "NAIAD_TOKEN")}
@@ -213,6 +216,7 @@ class NotebookFleet:
         proc.python = python
         proc.env = self.environment(proc)
         proc.start(lambda port: arguments(proc.name, proc.files, port))
+        proc.guard(self.root.parent, self.orphan_grace_s)
         return None
 
     def _build_env(self, proc: NotebookProcess) -> str:

@@ -32,6 +32,8 @@ import httpx
 
 from naiad.executors.supervisor.workdir import proc_alive, read_json, write_json_atomic
 
+GUARD_MODULE = "naiad.server.managed.orphans"
+
 if TYPE_CHECKING:
     from naiad.server.managed.standby import Standby
 
@@ -233,6 +235,27 @@ class ManagedProcess:
             close_fds=True,
         )
         return child, port
+
+    def guard(self, home: Path, grace_s: float) -> None:
+        """Start this process's orphan guard (``managed.orphans``) unless one watches it."""
+        if self.pid is None:
+            return
+        record_file = self.root / self.kind.record_file
+        record = read_json(record_file) or {}
+        guard = record.get("guard") or []  # [guard pid, the pid it watches]
+        if guard[1:] == [self.pid] and isinstance(guard[0], int) and proc_alive(guard[0]):
+            return  # the guard an earlier server started still watches it
+        argv = [str(home), str(self.root), str(self.pid), str(grace_s)]
+        with open(self.log_path, "ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", GUARD_MODULE, *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # it must outlive this server
+                close_fds=True,
+            )
+        write_json_atomic(record_file, record | {"guard": [process.pid, self.pid]})
 
     def reattach(self) -> bool:
         """Take up the process a previous server left in ``root``, if it still runs."""

@@ -107,8 +107,10 @@ class ReplicaSet:
         http: httpx.Client,
         start_timeout_s: float,
         stop_grace_s: float,
+        orphan_grace_s: float,
     ) -> None:
         self.root = root
+        self.orphan_grace_s = orphan_grace_s  # see managed.orphans
         self.policy = Policy(start_timeout_s=start_timeout_s, stop_grace_s=stop_grace_s)
         self._pool = pool
         self._http = http
@@ -153,6 +155,7 @@ class ReplicaSet:
 
     def start(self, proc: ReplicaProcess, launch: Launch) -> None:
         proc.start(lambda port: arguments(proc.root, launch, port), self.standby)
+        proc.guard(self.root.parent, self.orphan_grace_s)
 
     def adopt(self) -> None:
         """Find the replicas a previous server started: live ones are re-attached."""
@@ -165,6 +168,7 @@ class ReplicaSet:
             proc = self._new(root.parent.parent.name, root.parent.name, int(root.name))
             if proc.reattach():
                 log.info("re-attached to %s (pid %s)", proc.who, proc.pid)
+                proc.guard(self.root.parent, self.orphan_grace_s)
             with self._lock:
                 self._procs[(proc.endpoint, proc.key, proc.index)] = proc
 
