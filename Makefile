@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-quantization bench-cluster bench-scheduler bench-tuning bench-notebooks server clean
+.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-quantization bench-cluster bench-scheduler bench-tuning bench-notebooks bench-soak server clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,10 @@ bench-tuning: $(STAMP)  ## tuning jobs on a live server: trials per minute, the 
 bench-notebooks: $(STAMP)  ## a notebook's cold start to its JupyterLab page through the proxy, and the proxy's WebSocket and HTTP cost, vs JupyterLab direct
 	$(PY) -m compileall -q naiad
 	$(PY) bench/notebooks.py
+
+bench-soak: $(STAMP)  ## an hour of mixed traffic with the server and a replica SIGKILLed on a schedule: nothing lost, RSS and open files flat
+	$(PY) -m compileall -q naiad
+	$(PY) bench/soak.py --json bench/results/soak.json
 
 bench: bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-quantization bench-cluster bench-scheduler bench-tuning bench-notebooks
 
