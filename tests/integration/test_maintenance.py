@@ -169,7 +169,8 @@ def test_gc_clears_what_is_old_and_finished_and_keeps_the_rest(served: TestClien
     assert not (spool / ("f" * 32)).exists()
     assert not state.artifacts.exists("runs/" + "e" * 32)
     if (db := sqlite_path(state.engine)) is not None:
-        assert db.with_name(db.name + "-wal").stat().st_size == 0  # checkpointed and cut
+        # checkpointed and cut: what is in it since is this very call's audit event
+        assert db.with_name(db.name + "-wal").stat().st_size <= 4 * 4096 + 1000
 
     again = api.post("/api/v1/admin/gc", json={"older_than_days": 7}).json()
     assert again["work_dirs"] == 0 and again["spool_files"] == 0

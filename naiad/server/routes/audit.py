@@ -20,7 +20,9 @@ def list_events(
         str | None, Query(max_length=200, description="admin, console, job:NAME, key:ID.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="An event id: the page after.")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="An event id: the page after.")
+    ] = None,
 ) -> list[AuditEvent]:
     """Who wrote what, when and from where, with the status the server answered."""
     return audit.listed(session, since, actor, limit, before)
