@@ -17,33 +17,17 @@ instant a probe takes (a starting server waits that instant out).
 """
 
 import contextlib
-import fcntl
 import os
 import signal
 import sys
 import time
 from pathlib import Path
 
-from naiad.core.home import HomeLayout
 from naiad.executors.supervisor.workdir import proc_alive, start_time
+from naiad.sdk.local_server import home_locked
 
 CHECK_S = 1.0
 TERM_GRACE_S = 10.0
-
-
-def server_holds(lock_file: Path) -> bool:
-    """Whether a server holds the home's lock now (it holds it for its whole life)."""
-    try:
-        fd = os.open(lock_file, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # releases the probe's shared lock with the descriptor
-    return False
 
 
 def _end(pid: int, why: str) -> None:
@@ -60,7 +44,6 @@ def _end(pid: int, why: str) -> None:
 def watch(home: Path, root: Path, pid: int, grace_s: float) -> str:
     """Guard ``pid`` until it ends or is ended; returns what happened."""
     born = start_time(pid)
-    lock = HomeLayout(home).lock_file
     seen = time.monotonic()
     while True:
         if not proc_alive(pid) or start_time(pid) != born:
@@ -69,7 +52,7 @@ def watch(home: Path, root: Path, pid: int, grace_s: float) -> str:
             _end(pid, f"its directory {root} was deleted")
             return "its directory was deleted"
         now = time.monotonic()
-        if server_holds(lock):
+        if home_locked(home):  # a server holds the home's lock for its whole life
             seen = now
         elif now - seen >= grace_s:
             _end(pid, f"no Naiad server has kept the home {home} for {grace_s:g} s")
