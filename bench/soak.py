@@ -104,16 +104,19 @@ class Soak:
 
     def api(self) -> None:
         client = self.client()
-        run_ids: list[str] = []
+        seen: dict[str, float] = {}  # run id -> when the search first showed it
+
+        def search() -> None:
+            for run in client.runs.search(experiment="soak", limit=20)[0]:
+                seen.setdefault(run.id, time.monotonic())
+
         while not self.stop.is_set():
+            # a run just started may have no point yet (its metric is then a 404): read
+            # the runs seen a few seconds ago
+            run_ids = [r for r, at in seen.items() if time.monotonic() - at > 3.0]
             if not run_ids or random.random() < 0.05:
-                timed(
-                    self.recorder,
-                    "api",
-                    lambda: run_ids.extend(
-                        r.id for r in client.runs.search(experiment="soak", limit=20)[0]
-                    ),
-                )
+                if not timed(self.recorder, "api", search) or not run_ids:
+                    time.sleep(0.1)
                 continue
             run_id = random.choice(run_ids)
             pick = random.random()
