@@ -1,8 +1,9 @@
 """`naiad backup` and `naiad restore`: run beside the server, on the home's database and
 artifact store themselves (the same NAIAD_* settings as the server), not through its API."""
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -41,6 +42,18 @@ def _files(report: "Report") -> str:
     return f"{report.files:,} {noun} ({output.size(report.bytes)})"
 
 
+def _with_progress(
+    work: "Callable[..., Report]", settings: Any, path: Path, as_json: bool
+) -> "Report | None":
+    """Run ``work`` with bars on a terminal; the report, or None once printed as JSON."""
+    with output.transfer_progress("the backup", PHASES) as progress:
+        report = work(settings, path, progress)
+    if as_json:
+        output.print_json(report)
+        return None
+    return report
+
+
 @handled
 def backup(
     path: Annotated[Path, typer.Argument(help="A new directory to write the backup into.")],
@@ -52,10 +65,8 @@ def backup(
     from naiad.server.backup import backup as take
 
     settings = _settings()
-    with output.transfer_progress("the backup", PHASES) as progress:
-        report = take(settings, path, progress)
-    if as_json:
-        output.print_json(report)
+    report = _with_progress(take, settings, path, as_json)
+    if report is None:
         return
     console.print(
         f"Backed up {settings.home} to {report.path} in {output.duration(report.seconds)}: "
@@ -75,10 +86,8 @@ def restore(
     from naiad.server.backup import restore as put_back
 
     settings = _settings()
-    with output.transfer_progress("the backup", PHASES) as progress:
-        report = put_back(settings, path, progress)
-    if as_json:
-        output.print_json(report)
+    report = _with_progress(put_back, settings, path, as_json)
+    if report is None:
         return
     upgraded = f", migrated from revision {report.upgraded_from}" if report.upgraded_from else ""
     console.print(

@@ -32,15 +32,4 @@ def listed(
         query = query.where(AuditEventRow.actor == actor)
     if before is not None:
         query = query.where(AuditEventRow.id < before)
-    return [
-        AuditEvent(
-            id=r.id,
-            at=r.at,
-            actor=r.actor,
-            action=r.action,
-            path=r.path,
-            status=r.status,
-            client=r.client,
-        )
-        for r in session.scalars(query)
-    ]
+    return [AuditEvent.model_validate(r, from_attributes=True) for r in session.scalars(query)]

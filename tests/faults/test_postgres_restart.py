@@ -5,17 +5,16 @@ takes new writes at once."""
 
 import shutil
 import subprocess
-import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import naiad
 from naiad.testing import postgres
 from naiad.testing.live import LiveServer
 from tests.conftest import need
+from tests.faults.loggers import Loggers
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.slow]
 
@@ -44,34 +43,15 @@ def test_a_postgres_restart_mid_ingest_loses_nothing(tmp_path: Path) -> None:
         server.start()
         try:
             client = naiad.Client(url=server.url, token=server.token)
-            runs = [
-                naiad.start_run(experiment="pg", name=f"r{i}", client=client, flush_interval=0.1)
-                for i in range(RUNS)
-            ]
-
-            def log(run: naiad.ActiveRun) -> None:
-                for step in range(POINTS):
-                    run.log_metric("x", float(step), step=step)
-                    if step % 100 == 99:
-                        time.sleep(0.05)
-
-            loggers = [threading.Thread(target=log, args=(run,)) for run in runs]
-            for thread in loggers:
-                thread.start()
+            loggers = Loggers(client, "pg", RUNS, POINTS, pause_s=0.05)
+            loggers.start()
             time.sleep(0.5)
             restart = subprocess.run(
                 [*ctl, "restart", "-m", "fast"], capture_output=True, text=True
             )
             assert restart.returncode == 0, restart.stderr
-            for thread in loggers:
-                thread.join(120)
-            for run in runs:
-                run.end()
-            for run in runs:
-                series = client.runs.metric_history(run.id, "x")
-                assert series.total_points == POINTS, run.name
-                np.testing.assert_array_equal(series.steps, np.arange(POINTS))
-                assert client.runs.get(run.id).status == "Completed"
+            loggers.finish()
+            loggers.assert_stored_once()
             assert client.experiments.create("after-the-restart").name == "after-the-restart"
             log = server.home.joinpath("server.log").read_text()
             assert "unhandled error" not in log  # a 503 while it was down, never a 500

@@ -19,6 +19,7 @@ from naiad.testing.endpoints import kill_replicas, scale_model
 from naiad.testing.live import LiveServer
 from naiad.testing.s3 import S3Server
 from tests.conftest import need
+from tests.faults.loggers import Loggers
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.s3, pytest.mark.slow]
 
@@ -140,21 +141,10 @@ def chaos(server: LiveServer, tmp_path: Path) -> None:
     job = client.training_jobs.create(
         name="steady", entrypoint="train.py", source_dir=source, processes_per_node=2
     )
-    runs = [
-        naiad.start_run(experiment="chaos", name=f"r{i}", client=client, flush_interval=0.1)
-        for i in range(RUNS)
-    ]
-
-    def log(run: naiad.ActiveRun) -> None:
-        for step in range(POINTS):
-            run.log_metric("x", float(step), step=step)
-            if step % 100 == 99:
-                time.sleep(0.1)
-
-    loggers = [threading.Thread(target=log, args=(run,)) for run in runs]
+    loggers = Loggers(client, "chaos", RUNS, POINTS, pause_s=0.1)
     traffic = Traffic(f"{server.url}/endpoints/doubler/invocations", server.token)
-    for thread in [*loggers, traffic]:
-        thread.start()
+    loggers.start()
+    traffic.start()
     kills = []
     for _ in range(KILLS):
         time.sleep(2.0)
@@ -162,22 +152,14 @@ def chaos(server: LiveServer, tmp_path: Path) -> None:
         server.kill()
         time.sleep(0.5)
         server.start()
-    for thread in loggers:
-        thread.join(120)
+    loggers.finish()
     time.sleep(2.0)  # traffic after the last restart
     traffic.stop.set()
     traffic.join(30)
-    for run in runs:
-        run.end()
     done = job.wait(timeout=180)
 
     # every point stored exactly once
-    for run in runs:
-        series = client.runs.metric_history(run.id, "x")
-        assert series.total_points == POINTS, run.name
-        np.testing.assert_array_equal(series.steps, np.arange(POINTS))
-        np.testing.assert_array_equal(series.values, np.arange(POINTS, dtype=float))
-        assert client.runs.get(run.id).status == "Completed"
+    loggers.assert_stored_once()
     # the job, untouched by the kills, ends with the weights an undisturbed run computes
     assert done.status == "Completed", done.status_reason
     final = client.runs.get(done.run_id).metrics
