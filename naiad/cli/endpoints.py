@@ -274,9 +274,9 @@ def update(
 
 @app.command("ls")
 @handled
-def list_endpoints(as_json: JsonOption = False) -> None:
+def list_endpoints(created_by: output.CreatedBy = None, as_json: JsonOption = False) -> None:
     """Endpoints with their status, variants and healthy replicas."""
-    endpoints = output.client().endpoints.list()
+    endpoints = output.client().endpoints.list(created_by=created_by)
     if as_json:
         output.print_json(endpoints)
         return

@@ -242,15 +242,16 @@ def train(
 @handled
 def list_jobs(
     status: Annotated[str | None, typer.Option(help="Only jobs with this status.")] = None,
+    created_by: output.CreatedBy = None,
     as_json: JsonOption = False,
 ) -> None:
     """Training jobs, newest first."""
-    jobs = output.client().training_jobs.list(status)
+    jobs = output.client().training_jobs.list(status, created_by=created_by)
     if as_json:
         output.print_json(jobs)
         return
     table = Table(title="training jobs")
-    for column in ("name", "status", "procs", "attempt", "created", "elapsed", "reason"):
+    for column in ("name", "status", "procs", "attempt", "created", "by", "elapsed", "reason"):
         table.add_column(column)
     for job in jobs:
         table.add_row(
@@ -259,6 +260,7 @@ def list_jobs(
             f"{job.nodes}x{job.processes_per_node}",
             str(job.attempt),
             output.relative_time(job.created_at),
+            escape(job.created_by or output.NONE),
             _elapsed(job),
             escape((job.status_reason or "")[:60]),
         )

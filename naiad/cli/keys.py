@@ -1,7 +1,8 @@
-"""`naiad keys`: access key pairs for the AWS-compatible APIs (boto3, the SageMaker SDK).
+"""`naiad keys`: keys for Naiad's API (a Bearer token, NAIAD_TOKEN) that are also access key
+pairs for the AWS-compatible APIs (boto3, the SageMaker SDK).
 
 `eval "$(naiad keys env)"` points every AWS client in the shell at this server, signed with
-the admin's pair; `naiad keys create` issues a pair of its own to hand to a script.
+the admin's pair; `naiad keys create` issues a key of your own to hand to a script.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     no_args_is_help=True,
-    help="Access keys for the SageMaker- and S3-compatible APIs: create, list, revoke, env.",
+    help="Keys for the API and the SageMaker- and S3-compatible APIs: create, list, revoke, env.",
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -41,27 +42,44 @@ def create(
     description: Annotated[
         str, typer.Option("--description", "-d", help="Who or what uses it (up to 200 characters).")
     ] = "",
+    read_only: Annotated[bool, typer.Option("--read-only", help="A key that only reads.")] = False,
+    expires: Annotated[
+        str | None, typer.Option(help="Its lifetime, e.g. 30d or 12h (default: until revoked).")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option(help="Whose key (an admin's choice; default: your own).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Issue an access key pair; its secret is printed this once."""
-    key = output.client().keys.create(description=description)
+    """Issue a key; its token and secret are printed this once."""
+    days = None if expires is None else output.parse_duration(expires, "--expires") / 86400
+    key = output.client().keys.create(
+        description=description, read_only=read_only, expires_in_days=days, user=user
+    )
     if as_json:
         output.print_json(key)
         return
-    print(f"Created access key {key.access_key_id}.")
+    owner = f" for {key.user}" if key.user else ""
+    print(f"Created key {key.access_key_id}{owner}" + (" (read-only)." if key.read_only else "."))
+    print(f"  NAIAD_TOKEN            {key.token}")
     print(f"  aws_access_key_id      {key.access_key_id}")
     print(f"  aws_secret_access_key  {key.secret_access_key}")
+    if key.expires_at is not None:
+        print(f"  expires                {output.iso_time(key.expires_at)}")
     print(
-        "Store the secret now: it will not be shown again. "
+        "Store them now: they will not be shown again. "
         f"Revoke the key with `naiad keys rm {key.access_key_id}`."
     )
 
 
 @app.command("ls")
 @handled
-def list_keys(as_json: JsonOption = False) -> None:
-    """Issued access keys (never their secrets), oldest first."""
-    keys = output.client().keys.list()
+def list_keys(
+    user: Annotated[str | None, typer.Option(help="Only this user's (admins).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Your keys (an admin sees everyone's), never their secrets, oldest first."""
+    keys = output.client().keys.list(user=user)
     if as_json:
         output.print_json(keys)
         return
@@ -72,13 +90,16 @@ def list_keys(as_json: JsonOption = False) -> None:
         )
         return
     table = Table(title="access keys")
-    for column in ("id", "description", "created", "last used"):
+    for column in ("id", "user", "access", "description", "created", "expires", "last used"):
         table.add_column(column)
     for key in keys:
         table.add_row(
             key.access_key_id,
+            escape(key.user or "admin"),
+            "read-only" if key.read_only else "read-write",
             escape(key.description) or output.NONE,
             output.relative_time(key.created_at),
+            output.iso_time(key.expires_at) if key.expires_at else "never",
             output.relative_time(key.last_used_at) if key.last_used_at else "never",
         )
     console.print(table)
@@ -87,7 +108,7 @@ def list_keys(as_json: JsonOption = False) -> None:
 @app.command("rm")
 @handled
 def remove(access_key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
-    """Revoke an access key: requests it signs are refused within seconds."""
+    """Revoke a key: requests it signs are refused from now on."""
     output.client().keys.delete(access_key_id)
     console.print(f"Revoked access key {access_key_id}.")
 

@@ -28,6 +28,7 @@ def build_app(server_only: bool = False) -> typer.Typer:
             notebooks,
             runs,
             tuning,
+            users,
         )
 
         app.add_typer(experiments.app, name="experiments")
@@ -39,6 +40,10 @@ def build_app(server_only: bool = False) -> typer.Typer:
         app.add_typer(keys.app, name="keys")
         app.add_typer(connections.app, name="connections")
         app.add_typer(notebooks.app, name="notebooks")
+        app.add_typer(users.app, name="users")
+        app.command("login")(users.login)
+        app.command("logout")(users.logout)
+        app.command("whoami")(users.whoami)
         app.command("train")(jobs.train)
         app.command("tune")(tuning.tune)
         app.command("gc")(gc.gc)

@@ -90,18 +90,20 @@ def register(
 
 @app.command("ls")
 @handled
-def list_models(as_json: JsonOption = False) -> None:
+def list_models(created_by: output.CreatedBy = None, as_json: JsonOption = False) -> None:
     """Registered models with their latest version and aliases."""
-    models = output.client().models.list()
+    models = output.client().models.list(created_by=created_by)
     if as_json:
         output.print_json(models)
         return
     table = Table(title="models")
-    for column in ("name", "latest", "aliases", "created"):
+    for column in ("name", "latest", "aliases", "created", "by"):
         table.add_column(column)
     for m in models:
         aliases = ", ".join(f"{a}->{v}" for a, v in sorted(m.aliases.items()))
-        table.add_row(m.name, str(m.latest_version), aliases, output.relative_time(m.created_at))
+        created = output.relative_time(m.created_at)
+        by = escape(m.created_by or output.NONE)
+        table.add_row(m.name, str(m.latest_version), aliases, created, by)
     console.print(table)
 
 

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import orjson
 import typer
@@ -173,6 +173,10 @@ def print_json(obj: Any) -> None:
 
 
 # -- formatting ------------------------------------------------------------------------------
+CreatedBy = Annotated[
+    str | None,
+    typer.Option("--created-by", help="Only what this user created (admin: the admin token)."),
+]
 NONE = "-"
 
 

@@ -119,16 +119,19 @@ def list_runs(
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, max=1000, help="Show at most this many runs.")
     ] = 50,
+    created_by: output.CreatedBy = None,
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first, with their key params and latest metrics."""
     with output.client() as client:
-        runs, total = client.runs.search(experiment, filter, order_by or None, limit)
+        runs, total = client.runs.search(
+            experiment, filter, order_by or None, limit, created_by=created_by
+        )
     if as_json:
         output.print_json(runs)
         return
     if not runs:
-        console.print("No runs match." if filter or experiment else "No runs yet.")
+        console.print("No runs match." if filter or experiment or created_by else "No runs yet.")
         return
     wanted = _referenced([filter or "", *(order_by or [])])
     params = _pick_columns(runs, "params", wanted["params"], MAX_PARAM_COLUMNS)

@@ -44,6 +44,12 @@ class HomeLayout:
         return self.root / "admin_token"
 
     @property
+    def credentials_file(self) -> Path:
+        """Keys for servers by URL, 0600, written by `naiad login` (the client's, not the
+        server's: a backup leaves it out)."""
+        return self.root / "credentials.json"
+
+    @property
     def server_log(self) -> Path:
         """The output of a server that the SDK, the CLI or the quickstart started."""
         return self.root / "server.log"

@@ -9,7 +9,8 @@ class AuditEvent(BaseModel):
     id: int
     at: Timestamp
     actor: str = Field(
-        description="Who: admin (the admin token), console (its login cookie), job:NAME (a "
+        description="Who: admin (the admin token), console (the admin token's login cookie), "
+        "user:NAME (a user's key or console session), job:NAME (a "
         "job's own token), key:ACCESS_KEY_ID (a SigV4-signed AWS call), or anonymous."
     )
     action: str = Field(description="The method, or for an AWS JSON call its operation.")

@@ -181,6 +181,9 @@ class Endpoint(BaseModel):
     created_at: Timestamp
     updated_at: Timestamp
     transitions: list[Transition] = Field(default_factory=list)
+    created_by: str | None = Field(
+        default=None, description="Its creator: a user, or admin (None: made before users existed)."
+    )
     scaling_events: list[ScalingEvent] = Field(
         default_factory=list, description="The latest autoscaling decisions, oldest first."
     )

@@ -408,6 +408,9 @@ class TrainingJob(BaseModel):
     started_at: Timestamp | None = None
     ended_at: Timestamp | None = None
     transitions: list[Transition] = Field(default_factory=list)
+    created_by: str | None = Field(
+        default=None, description="Its creator: a user, or admin (None: made before users existed)."
+    )
 
 
 class SourceUploaded(BaseModel):

@@ -148,6 +148,9 @@ class Model(BaseModel):
     latest_version: int
     aliases: dict[str, int] = Field(default_factory=dict)
     created_at: Timestamp
+    created_by: str | None = Field(
+        default=None, description="Its creator: a user, or admin (None: made before users existed)."
+    )
 
 
 class AliasSet(Wire):

@@ -61,6 +61,9 @@ class Run(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     metrics: dict[str, MetricSummary] = Field(default_factory=dict)
     artifact_uri: str
+    created_by: str | None = Field(
+        default=None, description="Its creator: a user, or admin (None: made before users existed)."
+    )
 
 
 class RunSearch(Wire):
@@ -69,6 +72,9 @@ class RunSearch(Wire):
         default=None, description="e.g. \"metrics.acc > 0.9 and params.optimizer = 'adam'\""
     )
     order_by: list[Text] = Field(default_factory=list, description='e.g. ["metrics.acc DESC"]')
+    created_by: Text | None = Field(
+        default=None, max_length=200, description="Only runs by this user."
+    )
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     limit: int = Field(default=100, ge=1, le=1000)
 

@@ -21,6 +21,7 @@ from naiad.sdk.keys import AccessKeys
 from naiad.sdk.models import Evaluations, Models
 from naiad.sdk.notebooks import Notebooks
 from naiad.sdk.tuning import TuningJobs
+from naiad.sdk.users import Users
 
 if TYPE_CHECKING:
     from naiad.sdk.series import MetricSeries  # numpy: loaded when a series is read
@@ -78,8 +79,10 @@ class Runs:
         order_by: str | list[str] | None = None,
         limit: int = 100,
         offset: int = 0,
+        created_by: str | None = None,
     ) -> tuple[list[Run], int]:
-        """One page of matching runs and the total that match."""
+        """One page of matching runs and the total that match (``created_by``: only runs
+        that user created)."""
         orders = [order_by] if isinstance(order_by, str) else list(order_by or [])
         body = {
             "experiment": experiment,
@@ -87,6 +90,7 @@ class Runs:
             "order_by": orders,
             "limit": limit,
             "offset": offset,
+            "created_by": created_by,
         }
         page = self._t.request("POST", "/runs/search", json=body)
         return [Run.model_validate(r) for r in page["items"]], page["total"]
@@ -98,9 +102,10 @@ class Runs:
         order_by: str | list[str] | None = None,
         limit: int = 100,
         offset: int = 0,
+        created_by: str | None = None,
     ) -> list[Run]:
         """Runs matching ``filter`` (e.g. ``"metrics.acc > 0.9"``), sorted by ``order_by``."""
-        return self.search(experiment, filter, order_by, limit, offset)[0]
+        return self.search(experiment, filter, order_by, limit, offset, created_by)[0]
 
     def update(
         self,
@@ -212,6 +217,7 @@ class Client:
         self.keys = AccessKeys(self._transport)
         self.connections = Connections(self._transport)
         self.audit = AuditLog(self._transport)
+        self.users = Users(self._transport)
         self.notebooks = Notebooks(self._transport, self.training_jobs)
 
     def health(self) -> dict[str, Any]:

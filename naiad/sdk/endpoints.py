@@ -232,8 +232,10 @@ class Endpoints:
             self, Endpoint.model_validate(self._t.request("GET", f"/endpoints/{name}"))
         )
 
-    def list(self) -> list[Endpoint]:
-        return [Endpoint.model_validate(e) for e in self._t.request("GET", "/endpoints")]
+    def list(self, created_by: str | None = None) -> list[Endpoint]:
+        params = {"created_by": created_by} if created_by else None
+        items = self._t.request("GET", "/endpoints", params=params)
+        return [Endpoint.model_validate(e) for e in items]
 
     def update(
         self,

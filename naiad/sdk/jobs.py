@@ -256,8 +256,8 @@ class TrainingJobs:
     def get(self, name: str) -> JobHandle:
         return JobHandle(self, TrainingJob.model_validate(self._t.request("GET", f"/jobs/{name}")))
 
-    def list(self, status: str | None = None) -> list[TrainingJob]:
-        params = {"status": status} if status else None
+    def list(self, status: str | None = None, created_by: str | None = None) -> list[TrainingJob]:
+        params = {k: v for k, v in {"status": status, "created_by": created_by}.items() if v}
         return [
             TrainingJob.model_validate(j) for j in self._t.request("GET", "/jobs", params=params)
         ]

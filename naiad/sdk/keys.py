@@ -1,8 +1,9 @@
-"""client.keys: access key pairs for the AWS-compatible APIs Naiad answers on its own URL.
+"""client.keys: keys for Naiad's API (``issued.token``, a Bearer token) that are also access
+key pairs for the AWS-compatible APIs Naiad answers on its own URL.
 
-issued = client.keys.create(description="ci")   # issued.secret_access_key: shown this once
-sagemaker = boto3.client("sagemaker", **client.keys.boto3_kwargs())   # the admin's pair
-client.keys.delete(issued.access_key_id)        # refused within seconds
+issued = client.keys.create(description="ci", read_only=True, expires_in_days=30)
+sagemaker = boto3.client("sagemaker", **client.keys.boto3_kwargs(key=issued))
+client.keys.delete(issued.access_key_id)        # refused at once
 """
 
 from __future__ import annotations
@@ -19,14 +20,28 @@ class AccessKeys:
     def __init__(self, transport: Transport) -> None:
         self._t = transport
 
-    def create(self, description: str = "") -> AccessKeyIssued:
-        """Issue a pair; keep its ``secret_access_key``, the server never shows it again."""
-        body = {"description": description}
+    def create(
+        self,
+        description: str = "",
+        read_only: bool = False,
+        expires_in_days: float | None = None,
+        user: str | None = None,
+    ) -> AccessKeyIssued:
+        """Issue a key (your own; an admin may name another ``user``); keep its ``token``
+        and ``secret_access_key``, the server never shows them again."""
+        body = {
+            "description": description,
+            "read_only": read_only,
+            "expires_in_days": expires_in_days,
+            "user": user,
+        }
         return AccessKeyIssued.model_validate(self._t.request("POST", "/keys", json=body))
 
-    def list(self) -> list[AccessKey]:
-        """Issued keys, oldest first, without their secrets."""
-        return [AccessKey.model_validate(k) for k in self._t.request("GET", "/keys")]
+    def list(self, user: str | None = None) -> list[AccessKey]:
+        """Keys, oldest first, without their secrets: yours (an admin sees everyone's, or
+        ``user``'s)."""
+        params = {"user": user} if user else None
+        return [AccessKey.model_validate(k) for k in self._t.request("GET", "/keys", params=params)]
 
     def delete(self, access_key_id: str) -> None:
         """Revoke a key (NotFound for one the server never issued)."""

@@ -168,8 +168,9 @@ class Models:
     def get_model(self, name: str) -> Model:
         return Model.model_validate(self._t.request("GET", f"/models/{name}"))
 
-    def list(self) -> list[Model]:
-        return [Model.model_validate(m) for m in self._t.request("GET", "/models")]
+    def list(self, created_by: str | None = None) -> list[Model]:
+        params = {"created_by": created_by} if created_by else None
+        return [Model.model_validate(m) for m in self._t.request("GET", "/models", params=params)]
 
     def versions(self, name: str) -> builtins.list[ModelVersion]:
         items = self._t.request("GET", f"/models/{name}/versions")

@@ -46,6 +46,7 @@ from naiad.server.routes import (
     notebooks,
     runs,
     tuning,
+    users,
 )
 from naiad.server.state import AppState
 from naiad.services.jobs import jobs_root
@@ -147,9 +148,11 @@ def create_app(settings: Settings | None = None) -> NaiadApp:
         connections,
         notebooks,
         audit,
+        users,
     ):
         api.include_router(module.router)
     app.include_router(health.router, prefix=API)
+    app.include_router(users.login_router, prefix=API)
     app.include_router(api)
     app.include_router(invocations.router)
     app.include_router(notebook_proxy.router)

@@ -4,22 +4,25 @@ import re
 import time
 from collections.abc import Iterator
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
-from naiad.core import job_tokens
+from naiad.core import api_keys, job_tokens
 from naiad.core.errors import Forbidden, NaiadError, Unauthorized
 from naiad.core.job_tokens import JobClaims
+from naiad.core.principals import ADMIN_PRINCIPAL, Principal
 from naiad.core.status import Status
 from naiad.server.audit import note_actor
 from naiad.server.auth import bearer, job_scope_problem, token_matches
+from naiad.server.permissions import OWNED, refusal, role_problem
 from naiad.server.state import AppState
 from naiad.settings import Settings
-from naiad.store import jobs
+from naiad.store import access_keys, creators, jobs
 from naiad.store.artifacts import ArtifactStore
+from naiad.store.tables import utcnow
 
 
 def get_state(request: Request) -> AppState:
@@ -53,14 +56,21 @@ ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
 
 
 JOB_SCOPE = "naiad.job"  # where the access check leaves a job token's claims
-COOKIE = "naiad_token"  # the console's session cookie: the token, HttpOnly, SameSite=Strict
+PRINCIPAL = "naiad.principal"  # where it leaves whom the request acts for
+COOKIE = "naiad_token"  # the console's session cookie, HttpOnly, SameSite=Strict
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PUBLIC = frozenset({"/api/v1/health"})
+PUBLIC = frozenset({"/api/v1/health", "/api/v1/login"})
 _GATED = re.compile(r"/api/v1(/|$)|/endpoints/[^/]+/invocations$")
 _DEFAULT_PORT = {"http": ":80", "https": ":443"}
 NEEDS_TOKEN = (
-    "This call needs the server's token: send 'Authorization: Bearer <token>' (the token is "
-    "in the admin_token file under the Naiad home), or log in to the console at / first."
+    "This call needs a token: send 'Authorization: Bearer <token>' with an API key "
+    "(`naiad login URL` stores one) or the admin token (the admin_token file under the Naiad "
+    "home), or sign in to the console at / first."
+)
+BAD_KEY = (
+    "This API key does not work: it was revoked, it has expired, its user is disabled, or it "
+    "is not one this server issued (keys change with the admin token). Sign in again with "
+    "`naiad login URL`, or ask an admin for a new key."
 )
 
 
@@ -69,49 +79,89 @@ def needs_token(path: str) -> bool:
     return bool(_GATED.match(path)) and path not in PUBLIC
 
 
-def access_problem(
-    conn: HTTPConnection, expected: str | None, api: bool, job_key: bytes | None = None
-) -> NaiadError | None:
-    """Why this request may not go on, judged from its headers alone, so that a refusal never
-    waits for (or reads) a body; None when it may.
+def needs_lookup(conn: HTTPConnection) -> bool:
+    """Whether the credentials are a user's key or session, which the store must confirm
+    (the caller then checks from a worker thread, not the event loop)."""
+    return api_keys.is_key(bearer(conn.headers.get("authorization"))) or api_keys.is_key(
+        conn.cookies.get(COOKIE)
+    )
 
-    A Bearer token is a script's: nothing more is asked. The session cookie is a browser's,
-    and a browser sends it with requests other pages make too (SameSite counts every port of
-    127.0.0.1 as one site), so a cookie-authenticated write must also come from this
-    server's own pages. Logging in is the one write that carries its token in the form.
+
+def access_problem(conn: HTTPConnection, state: AppState, api: bool) -> NaiadError | None:
+    """Why this request may not go on, judged from its headers alone, so that a refusal never
+    waits for (or reads) a body; None when it may. Whom it acts for is left in the scope
+    (``PRINCIPAL``; a job token's claims as ``JOB_SCOPE``).
+
+    A Bearer token (the admin token, a user's API key, a job's token) is a script's: its
+    role is all that is asked. The session cookie is a browser's, and a browser sends it
+    with requests other pages make too (SameSite counts every port of 127.0.0.1 as one
+    site), so a cookie-authenticated write must also come from this server's own pages.
+    Signing in is the one write that carries its credentials in the form.
     ``api``: the path is an API route (see ``needs_token``), refused without a token.
-    ``job_key``: accept jobs' own tokens too, for what their scope allows (the claims are
-    left in the scope as ``naiad.job`` for ``require_token`` and the routes).
     """
+    expected = state.token
     if expected is None:
         return None
+    method = "WebSocket" if conn.scope["type"] == "websocket" else conn.scope.get("method", "GET")
     presented = bearer(conn.headers.get("authorization"))
     if token_matches(presented, expected):
-        note_actor(conn.scope, "admin")
-        return None
-    if job_key is not None and job_tokens.is_job_token(presented):
+        return _admit(conn, ADMIN_PRINCIPAL, "admin", method)
+    if state.job_key is not None and job_tokens.is_job_token(presented):
         assert presented is not None
-        return _job_problem(conn, job_tokens.read(job_key, presented, time.time()))
-    if not token_matches(conn.cookies.get(COOKIE), expected):
+        return _job_problem(conn, job_tokens.read(state.job_key, presented, time.time()), method)
+    if api_keys.is_key(presented):
+        assert presented is not None
+        principal = _key_principal(state, presented, "key")
+        if principal is None:
+            return Unauthorized(BAD_KEY)
+        return _admit(conn, principal, _actor(principal), method)
+    cookie = conn.cookies.get(COOKIE)
+    if token_matches(cookie, expected):
+        principal, actor = ADMIN_PRINCIPAL, "console"
+    elif api_keys.is_key(cookie) and (found := _key_principal(state, cookie or "", "session")):
+        principal, actor = found, _actor(found)
+    else:
         return Unauthorized(NEEDS_TOKEN) if api else None
-    note_actor(conn.scope, "console")
-    # A WebSocket handshake is a GET that opens a two-way channel: check it as a write.
-    method = "WebSocket" if conn.scope["type"] == "websocket" else conn.scope.get("method", "GET")
-    if method in SAFE_METHODS or conn.url.path == "/login":
+    if method not in SAFE_METHODS and conn.url.path != "/login":
+        problem = _cross_site(conn, method)
+        if problem is not None:
+            return problem
+    return _admit(conn, principal, actor, method)
+
+
+def _actor(principal: Principal) -> str:
+    return f"user:{principal.name}" if principal.is_user else f"key:{principal.key}"
+
+
+def _admit(conn: HTTPConnection, principal: Principal, actor: str, method: str) -> Forbidden | None:
+    conn.scope[PRINCIPAL] = principal
+    note_actor(conn.scope, actor)
+    path = conn.url.path
+    return None if path in PUBLIC else role_problem(principal, method, path)
+
+
+def _key_principal(state: AppState, token: str, kind: str) -> Principal | None:
+    """Whom a user's key (or console session) acts for; None when it does not work."""
+    access_key_id = api_keys.read(state.key_key, token) if state.key_key else None
+    if access_key_id is None:
         return None
-    return _cross_site(conn, method)
+    with state.sessions() as session:
+        row = access_keys.find(session, access_key_id)
+        if row is None or row.kind != kind:
+            return None
+        return access_keys.principal(session, row, utcnow())
 
 
-def _job_problem(conn: HTTPConnection, claims: JobClaims | None) -> NaiadError | None:
+def _job_problem(conn: HTTPConnection, claims: JobClaims | None, method: str) -> NaiadError | None:
     if claims is None:
         return Unauthorized(
             "This job token is not valid or has expired (a job's token lasts while its job "
             "does, and changes with the admin token)."
         )
-    method = "WebSocket" if conn.scope["type"] == "websocket" else conn.scope.get("method", "GET")
     problem = job_scope_problem(claims, method, conn.url.path)
     if problem is None:
         conn.scope[JOB_SCOPE] = claims
+        conn.scope[PRINCIPAL] = Principal(f"job:{claims.job}", "editor")
         note_actor(conn.scope, f"job:{claims.job}")
     return problem
 
@@ -152,11 +202,22 @@ def _cross_site(conn: HTTPConnection, method: str) -> Forbidden | None:
     )
 
 
+def principal_of(conn: HTTPConnection) -> Principal:
+    """Whom this request acts for (the admin when the server runs without authentication)."""
+    found = conn.scope.get(PRINCIPAL)
+    return found if isinstance(found, Principal) else ADMIN_PRINCIPAL
+
+
 def require_token(request: Request, state: StateDep) -> None:
-    """The API's check as a dependency (the middleware in ``limits`` has run it already)."""
-    problem = access_problem(request, state.token, api=True, job_key=state.job_key)
-    if problem is not None:
-        raise problem
+    """The API's check as a dependency: the middleware in ``limits`` has judged the headers
+    already; what needs a row is judged here (a job still running, who created what an
+    editor deletes)."""
+    if state.token is None:
+        return
+    if PRINCIPAL not in request.scope:  # not behind ``limits.AccessCheck``
+        problem = access_problem(request, state, api=True)
+        if problem is not None:
+            raise problem
     claims = job_claims(request)
     if claims is not None:
         with state.sessions() as session:
@@ -168,3 +229,13 @@ def require_token(request: Request, state: StateDep) -> None:
                 f"This token belonged to job {claims.job!r}, which {ended}; a job's token "
                 "works only while its job runs."
             )
+    principal = principal_of(request)
+    if request.method == "DELETE" and principal.is_user and not principal.may("admin"):
+        owned = OWNED.fullmatch(request.url.path)
+        if owned is not None:
+            with state.sessions() as session:
+                found_by = creators.creator_of(session, owned[1], unquote(owned[2]))
+            if found_by is not None and found_by[0] != principal.name:
+                made_by = found_by[0] or "someone before creators were recorded"
+                what = f"Deleting {owned[1]}/{unquote(owned[2])}, which {made_by} created,"
+                raise refusal(principal, "admin", what)

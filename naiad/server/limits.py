@@ -8,11 +8,13 @@ Artifact uploads have their own size limit and are exempt from the body limit.
 
 import re
 
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from naiad.server.deps import access_problem, needs_token
+from naiad.core import principals
+from naiad.server.deps import PRINCIPAL, access_problem, needs_lookup, needs_token
 from naiad.server.errors import send_error
 
 
@@ -25,8 +27,9 @@ def too_large(size: str, max_bytes: int) -> str:
 
 
 class AccessCheck:
-    """401 without the token on an API route, 403 for a cookie write from another site (see
-    ``deps.access_problem``), judged from the headers before any byte of a body is read."""
+    """401 without the token on an API route, 403 for a cookie write from another site or a
+    call the caller's role does not allow (see ``deps.access_problem``), judged from the
+    headers before any byte of a body is read."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -36,13 +39,18 @@ class AccessCheck:
             state = scope["app"].state.naiad
             socket = scope["type"] == "websocket"  # every socket needs the token
             api = socket or needs_token(scope["path"])
-            problem = access_problem(HTTPConnection(scope), state.token, api, state.job_key)
+            conn = HTTPConnection(scope)
+            if needs_lookup(conn):  # a user's key: the store confirms it, off the event loop
+                problem = await run_in_threadpool(access_problem, conn, state, api)
+            else:
+                problem = access_problem(conn, state, api)
             if problem is not None and socket:
                 await send({"type": "websocket.close", "code": 1008})  # refused handshake: 403
                 return
             if problem is not None:
                 await send_error(send, problem.status_code, problem.code, problem.message)
                 return
+            principals.set_current(scope.get(PRINCIPAL))  # what this request creates is theirs
         await self.app(scope, receive, send)
 
 

@@ -6,7 +6,7 @@ from functools import cached_property
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from naiad.core import job_tokens
+from naiad.core import api_keys, job_tokens
 from naiad.executors.base import Executor
 from naiad.server.controller.registry import Services
 from naiad.server.home import HomeWatch
@@ -29,6 +29,11 @@ class AppState:
     def job_key(self) -> bytes | None:
         """What signs and checks jobs' own tokens; None when auth is off."""
         return None if self.token is None else job_tokens.signing_key(self.token)
+
+    @cached_property
+    def key_key(self) -> bytes | None:
+        """What derives users' keys' secrets from their ids; None when auth is off."""
+        return None if self.token is None else api_keys.signing_key(self.token)
 
     @property
     def slots(self) -> int:

@@ -46,6 +46,7 @@ def to_schema(session: Session, row: JobRow) -> TrainingJob:
         started_at=row.started_at,
         ended_at=row.ended_at,
         transitions=[Transition(status=t.status, reason=t.reason, at=t.at) for t in transitions],
+        created_by=row.created_by,
     )
 
 
@@ -100,10 +101,14 @@ def stop_reason(row: JobRow) -> str:
     return row.stop_reason or "Stop requested."
 
 
-def list_all(session: Session, status: str | None = None, limit: int = 200) -> list[JobRow]:
+def list_all(
+    session: Session, status: str | None = None, limit: int = 200, created_by: str | None = None
+) -> list[JobRow]:
     query = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
     if status:
         query = query.where(JobRow.status == status)
+    if created_by:
+        query = query.where(JobRow.created_by == created_by)
     return list(session.scalars(query))
 
 

@@ -162,11 +162,15 @@ def to_model(session: Session, row: ModelRow) -> Model:
         latest_version=_latest(session, row.id),
         aliases=_aliases(session, row.id),
         created_at=row.created_at,
+        created_by=row.created_by,
     )
 
 
-def list_models(session: Session) -> list[ModelRow]:
-    return list(session.scalars(select(ModelRow).order_by(ModelRow.name)))
+def list_models(session: Session, created_by: str | None = None) -> list[ModelRow]:
+    query = select(ModelRow).order_by(ModelRow.name)
+    if created_by:
+        query = query.where(ModelRow.created_by == created_by)
+    return list(session.scalars(query))
 
 
 def list_versions(session: Session, name: str) -> list[ModelVersionRow]:

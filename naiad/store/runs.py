@@ -69,6 +69,7 @@ def _hydrate(session: Session, rows: Sequence[tuple[RunRow, str]]) -> list[Run]:
             tags=tags[row.id],
             metrics=metrics[row.id],
             artifact_uri=row.artifact_uri,
+            created_by=row.created_by,
         )
         for row, experiment in rows
     ]
@@ -264,6 +265,8 @@ def search(session: Session, body: RunSearch) -> tuple[list[Run], int]:
     base = select(RunRow.id).join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
     if body.experiment:
         base = base.where(RunRow.experiment_id == experiments.get_row(session, body.experiment).id)
+    if body.created_by:
+        base = base.where(RunRow.created_by == body.created_by)
     for clause in clauses:
         base = base.where(_clause_sql(clause))
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0

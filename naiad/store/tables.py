@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from naiad.core.principals import creator
 from naiad.schemas.endpoints import EndpointSpec
 from naiad.schemas.jobs import JobSpec
 from naiad.schemas.tuning import TuningSpec
@@ -46,6 +47,7 @@ class ExperimentRow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     tags: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200), nullable=True, default=creator)
 
 
 class RunRow(Base):
@@ -61,6 +63,9 @@ class RunRow(Base):
     start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     artifact_uri: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(
+        String(200), nullable=True, default=creator, index=True
+    )
 
 
 class ParamRow(Base):
@@ -144,6 +149,7 @@ class JobRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(200), nullable=True, default=creator)
 
 
 class JobTransitionRow(Base):
@@ -210,6 +216,7 @@ class ModelRow(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200), nullable=True, default=creator)
 
 
 class ModelVersionRow(Base):
@@ -268,6 +275,7 @@ class EndpointRow(Base):
     spec: Mapped[EndpointSpec] = mapped_column(PydanticJSON(EndpointSpec))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200), nullable=True, default=creator)
 
 
 class EndpointTransitionRow(Base):
@@ -325,17 +333,39 @@ class EndpointMinuteRow(Base):
     queue_depth: Mapped[int] = mapped_column(Integer)  # the most seen waiting
 
 
+class UserRow(Base):
+    """A person who signs in: a role, and an argon2 hash of the password (never the password;
+    None for a user who has no password, e.g. one who signs in only with keys)."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    role: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200), nullable=True, default=creator)
+
+
 class AccessKeyRow(Base):
-    """An access key pair for the AWS-compatible APIs (SigV4). The secret is kept as issued:
-    a SigV4 verifier recomputes each signature from it, so it cannot be a one-way hash."""
+    """A key: a user's (Bearer for Naiad's API and an access key pair for the AWS-compatible
+    APIs), or a console session (``kind`` "session"). A user's key stores no secret: it is
+    derived from the id (``core.api_keys``). ``secret`` is kept only for keys issued before
+    users existed, which act as the admin."""
 
     __tablename__ = "access_keys"
 
     access_key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    secret: Mapped[str] = mapped_column(String(64))
+    secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    user_name: Mapped[str | None] = mapped_column(
+        ForeignKey("users.name", ondelete="CASCADE"), nullable=True, index=True
+    )
+    read_only: Mapped[bool] = mapped_column(default=False)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16), default="key")
 
 
 class ConnectionRow(Base):

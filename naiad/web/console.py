@@ -1,25 +1,35 @@
 """The console's routes: ``/`` (the app, or the login form), ``/login``, ``/logout``, ``/static``.
 
-Login works as Jupyter's does: open ``/?token=...`` once, or paste the token into the form.
-The token then rides in an HttpOnly, SameSite=Strict session cookie, which the API's
-``require_token`` accepts as it accepts a Bearer header; so every page, asset and API call
-the console makes is behind it, and no script in the page can read the token. A write the
+A user signs in with their name and password: the server issues a console session (a key of
+kind "session", valid for ``SESSION_HOURS``) and sets it as an HttpOnly, SameSite=Strict
+cookie. The machine's owner may sign in with the admin token instead, as in Jupyter: open
+``/?token=...`` once, or paste it into the form; the cookie then holds the token. The API's
+access check accepts the cookie as it accepts a Bearer header, so every page, asset and API
+call the console makes is behind it, and no script in the page can read it. A write the
 cookie authenticates (``/logout`` included) must come from this server's own pages: its
 Origin is checked in front of every route (``deps.access_problem``).
 """
 
 import html
+from datetime import timedelta
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
+from naiad.core import api_keys
 from naiad.server.audit import note_actor
 from naiad.server.auth import token_matches
-from naiad.server.deps import COOKIE
+from naiad.server.deps import COOKIE, PRINCIPAL
+from naiad.server.routes.users import WRONG_PASSWORD
+from naiad.store import access_keys, users
+from naiad.store.db import transaction
+from naiad.store.tables import utcnow
 from naiad.web.assets import SECURITY_HEADERS, STATIC, ConsoleFiles, plotly_response, unauthorized
 
 MAX_FORM_BYTES = 4096
+SESSION_HOURS = 12
 WRONG_TOKEN = (
     "That is not this server's token. It is in the admin_token file under the Naiad home "
     "(e.g. ~/.naiad/admin_token)."
@@ -31,18 +41,27 @@ def _expected(request: Request) -> str | None:
 
 
 def signed_in(request: Request) -> bool:
-    expected = _expected(request)
-    return expected is None or token_matches(request.cookies.get(COOKIE), expected)
+    """Whether the access check in front of every route found the cookie good."""
+    return _expected(request) is None or PRINCIPAL in request.scope
 
 
-def _login_page(message: str = "", status: int = 200) -> HTMLResponse:
+def _login_page(request: Request, message: str = "", status: int = 200) -> HTMLResponse:
+    """The sign-in form: name and password once users exist, the token folded away; on a
+    server without users (one person's machine), the token alone, as before users."""
     page = (STATIC / "login.html").read_text()
+    with request.app.state.naiad.sessions() as session:
+        any_users = users.any_exist(session)
+    if not any_users:
+        start, end = page.index("<!--users-->"), page.index("<!--/users-->")
+        rest = page[end:].replace("<details>", "<details open>", 1)
+        page = page[:start] + rest.replace('autocomplete="off">', 'autocomplete="off" autofocus>')
     notice = f'<p class="alert" role="alert">{html.escape(message)}</p>' if message else ""
     return HTMLResponse(page.replace("<!--message-->", notice), status, SECURITY_HEADERS)
 
 
 def _enter(request: Request, token: str) -> Response:
-    """Right token: set the session cookie and go to the console (the URL loses the token)."""
+    """Right credentials: set the session cookie and go to the console (the URL loses the
+    token)."""
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         COOKIE,
@@ -68,8 +87,8 @@ def index(request: Request, token: str | None = None) -> Response:
     if token is not None and expected is not None:
         if token_matches(token, expected):
             return _enter(request, token)
-        return _login_page(WRONG_TOKEN, 401)
-    return _app_page() if signed_in(request) else _login_page()
+        return _login_page(request, WRONG_TOKEN, 401)
+    return _app_page() if signed_in(request) else _login_page(request)
 
 
 @router.post("/login")
@@ -79,18 +98,57 @@ async def login(request: Request) -> Response:
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_FORM_BYTES:
-            return _login_page("The form is too large; paste only the token.", 413)
-    token = parse_qs(body.decode(errors="replace")).get("token", [""])[0].strip()
+            return _login_page(request, "The form is too large.", 413)
+    form = parse_qs(body.decode(errors="replace"))
+    token = form.get("token", [""])[0].strip()
+    user, password = form.get("user", [""])[0].strip(), form.get("password", [""])[0]
     if expected is None:
         return RedirectResponse("/", status_code=303)
+    if not token:
+        if not user or not password:
+            return _login_page(
+                request, "Enter your user name and password (or the server's token).", 401
+            )
+        session = await run_in_threadpool(_start_session, request, user, password)
+        if session is None:
+            return _login_page(request, WRONG_PASSWORD, 401)
+        note_actor(request.scope, f"user:{user}")
+        return _enter(request, session)
     if not token_matches(token, expected):
-        return _login_page(WRONG_TOKEN if token else "Enter the server's token.", 401)
+        return _login_page(request, WRONG_TOKEN, 401)
     note_actor(request.scope, "console")  # the audit log's: who signed in
     return _enter(request, token)
 
 
+def _start_session(request: Request, user: str, password: str) -> str | None:
+    """A new console session for the user whose password this is: its cookie value."""
+    state = request.app.state.naiad
+    with transaction(state.sessions) as session:
+        row = users.authenticate(session, user, password)
+        if row is None:
+            return None
+        expires = utcnow() + timedelta(hours=SESSION_HOURS)
+        key = access_keys.issue(
+            session, row.name, "console", expires_at=expires, kind=access_keys.SESSION
+        )
+        return api_keys.bearer(key.access_key_id, access_keys.secret(key, state.key_key))
+
+
+def _end_session(request: Request) -> None:
+    state = request.app.state.naiad
+    cookie = request.cookies.get(COOKIE)
+    key_id = api_keys.read(state.key_key, cookie) if state.key_key and cookie else None
+    if key_id is not None:
+        with transaction(state.sessions) as session:
+            row = access_keys.find(session, key_id)
+            if row is not None:
+                session.delete(row)
+
+
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request) -> Response:
+    """Sign out: a user's session is revoked, not only forgotten by this browser."""
+    _end_session(request)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response

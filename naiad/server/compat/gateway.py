@@ -14,6 +14,9 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from naiad.core import principals
+from naiad.core.principals import ADMIN_PRINCIPAL, Principal
+from naiad.server import permissions
 from naiad.server.audit import note_actor
 from naiad.server.compat import sigv2, sigv4
 from naiad.server.compat.awsjson import Caller
@@ -135,13 +138,20 @@ class AwsGateway:
                 await service.send_error(refuse, 503, "ServiceUnavailable", lost)
                 return
         try:
-            receive, key = await self._check(scope, receive, headers, query, signed, service)
+            receive, key, who = await self._check(scope, receive, headers, query, signed, service)
         except sigv4.SignatureProblem as exc:
             code = _JSON_CODES.get(exc.code, exc.code) if service.json_errors else exc.code
             await service.send_error(refuse, exc.status, code, exc.message)
             return
         caller = Caller(signed.credential.access_key, signed.credential.region, self.account)
-        note_actor(scope, f"key:{signed.credential.access_key}")
+        _name(scope, who, signed.credential.access_key)
+        denied = permissions.aws_problem(who, _operation(scope, first, signed.credential.service))
+        if denied is not None:
+            code, status = (
+                ("AccessDeniedException", 400) if service.json_errors else ("AccessDenied", 403)
+            )
+            await service.send_error(refuse, status, code, denied.message)
+            return
         scope = {
             **scope,
             "naiad.aws": caller,
@@ -158,16 +168,24 @@ class AwsGateway:
         refuse = _closing(send)
         try:
             presigned = sigv2.parse(query)
+            who = ADMIN_PRINCIPAL
             if self.keys is not None:
-                secret = await run_in_threadpool(self.keys.secret, presigned.access_key)
-                if secret is None:
+                signer = await run_in_threadpool(self.keys.signer, presigned.access_key)
+                if signer is None:
                     raise _unknown_key(presigned.access_key)
-                sigv2.verify(secret, presigned, scope["method"], _raw_path(scope), query, headers)
+                sigv2.verify(
+                    signer.secret, presigned, scope["method"], _raw_path(scope), query, headers
+                )
                 await run_in_threadpool(self.keys.used, presigned.access_key)
+                who = signer.principal
         except sigv4.SignatureProblem as exc:
             await service.send_error(refuse, exc.status, exc.code, exc.message)
             return
-        note_actor(scope, f"key:{presigned.access_key}")
+        _name(scope, who, presigned.access_key)
+        denied = permissions.aws_problem(who, _operation(scope, {}, "s3"))
+        if denied is not None:
+            await service.send_error(refuse, 403, "AccessDenied", denied.message)
+            return
         caller = Caller(presigned.access_key, "us-east-1", self.account)
         scope = {**scope, "naiad.aws": caller, "naiad.aws.payload": sigv4.UNSIGNED}
         await service.app(scope, receive, send)
@@ -180,9 +198,9 @@ class AwsGateway:
         query: str,
         signed: sigv4.SignedRequest,
         service: AwsService,
-    ) -> tuple[Receive, bytes | None]:
-        """The request checked: a ``receive`` that replays any body read, and the signing
-        key (None when the server runs without authentication)."""
+    ) -> tuple[Receive, bytes | None, Principal]:
+        """The request checked: a ``receive`` that replays any body read, the signing key
+        (None when the server runs without authentication), and whom the key acts for."""
         sigv4.check_time(signed)
         body: bytes | None = None
         body_hash = None
@@ -198,13 +216,32 @@ class AwsGateway:
                     400,
                 )
         if self.keys is None:  # the server runs without authentication
-            return _replay(body, receive), None
-        secret = await run_in_threadpool(self.keys.secret, signed.credential.access_key)
-        if secret is None:
+            return _replay(body, receive), None, ADMIN_PRINCIPAL
+        signer = await run_in_threadpool(self.keys.signer, signed.credential.access_key)
+        if signer is None:
             raise _unknown_key(signed.credential.access_key)
-        sigv4.verify(secret, signed, scope["method"], _raw_path(scope), query, headers, body_hash)
+        method, path = scope["method"], _raw_path(scope)
+        sigv4.verify(signer.secret, signed, method, path, query, headers, body_hash)
         await run_in_threadpool(self.keys.used, signed.credential.access_key)
-        return _replay(body, receive), sigv4.signing_key(secret, signed.credential)
+        key = sigv4.signing_key(signer.secret, signed.credential)
+        return _replay(body, receive), key, signer.principal
+
+
+def _name(scope: Scope, who: Principal, access_key: str) -> None:
+    """Whom the request acts for: for the audit log, and as the creator of what it makes."""
+    note_actor(scope, f"user:{who.name}" if who.is_user else f"key:{access_key}")
+    principals.set_current(who)
+
+
+def _operation(scope: Scope, headers: dict[str, str], service: str) -> str:
+    """The AWS operation, as far as the role check needs it: named by an AWS JSON call's
+    target; an S3 request's by its method (a read or a write); STS and IAM only read."""
+    target = headers.get("x-amz-target")
+    if target:
+        return target.rpartition(".")[2]
+    if service == "s3":
+        return "GetObject" if scope["method"] in _SAFE else f"S3 {scope['method']}"
+    return "Get"
 
 
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -213,7 +250,8 @@ _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 def _unknown_key(access_key: str) -> sigv4.SignatureProblem:
     return sigv4.SignatureProblem(
         "InvalidAccessKeyId",
-        f"The access key {access_key!r} is not one this Naiad server issued; create one with "
+        f"The access key {access_key!r} does not work on this Naiad server: it was never "
+        "issued, was revoked or has expired, or its user is disabled; create one with "
         "`naiad keys create`, or print the admin's with `naiad keys env`.",
     )
 

@@ -48,8 +48,16 @@ def deploy(
 
 
 @router.get("")
-def list_endpoints(session: SessionDep, state: StateDep, request: Request) -> list[Endpoint]:
-    return [_schema(session, state, row, request) for row in endpoints.list_all(session)]
+def list_endpoints(
+    session: SessionDep,
+    state: StateDep,
+    request: Request,
+    created_by: Annotated[str | None, Query(max_length=200)] = None,
+) -> list[Endpoint]:
+    rows = endpoints.list_all(session)
+    if created_by:
+        rows = [row for row in rows if row.created_by == created_by]
+    return [_schema(session, state, row, request) for row in rows]
 
 
 @router.get("/{name}")

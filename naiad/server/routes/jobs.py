@@ -37,8 +37,14 @@ def create_job(body: JobCreate, session: SessionDep, state: StateDep) -> Trainin
 
 
 @router.get("/jobs")
-def list_jobs(session: SessionDep, status: str | None = None) -> list[TrainingJob]:
-    return [jobs.to_schema(session, row) for row in jobs.list_all(session, status)]
+def list_jobs(
+    session: SessionDep,
+    status: str | None = None,
+    created_by: Annotated[str | None, Query(max_length=200)] = None,
+) -> list[TrainingJob]:
+    """The newest 200 jobs, by status or creator if asked."""
+    rows = jobs.list_all(session, status, created_by=created_by)
+    return [jobs.to_schema(session, row) for row in rows]
 
 
 @router.get("/jobs/{name}")

@@ -6,7 +6,7 @@ A version in a path is a number, an alias, or ``latest``: ``/models/digits/versi
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from naiad.schemas.jobs import SourceUploaded, TrainingJob
 from naiad.schemas.models import (
@@ -47,8 +47,10 @@ async def upload_model(request: Request, state: StateDep) -> SourceUploaded:
 
 
 @router.get("")
-def list_models(session: SessionDep) -> list[Model]:
-    return [models.to_model(session, row) for row in models.list_models(session)]
+def list_models(
+    session: SessionDep, created_by: Annotated[str | None, Query(max_length=200)] = None
+) -> list[Model]:
+    return [models.to_model(session, row) for row in models.list_models(session, created_by)]
 
 
 @router.get("/{name}")

@@ -9,6 +9,7 @@ link's ``authToken`` is answered by ``presigned.enter`` (log in, then the same U
 """
 
 from fastapi import APIRouter, Request, WebSocket
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.responses import RedirectResponse, Response
 
@@ -71,7 +72,7 @@ async def http(request: Request, name: str, path: str) -> Response:
     state = _state(request)
     if request.method == "GET" and presigned.PARAM in request.query_params:
         return presigned.enter(request, state.token, name)
-    problem = access_problem(request, state.token, api=True)
+    problem = await run_in_threadpool(access_problem, request, state, True)
     if problem is not None:
         return _refusal(request, problem)
     keeper = state.services.get(NotebookKeeper)
@@ -91,7 +92,7 @@ async def http(request: Request, name: str, path: str) -> Response:
 @router.websocket(f"{PREFIX}/{{name}}/{{path:path}}")
 async def websocket(client: WebSocket, name: str, path: str) -> None:
     state = _state(client)
-    problem = access_problem(client, state.token, api=True)
+    problem = await run_in_threadpool(access_problem, client, state, True)
     keeper = state.services.get(NotebookKeeper)
     live = keeper.fleet.live(name) if keeper is not None else None
     if problem is None and (keeper is None or live is None):

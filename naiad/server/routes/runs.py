@@ -42,10 +42,16 @@ def list_runs(
     order_by: Annotated[list[str] | None, Query()] = None,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    created_by: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Page[Run]:
     """The same search as POST /runs/search, from query parameters."""
     body = RunSearch(
-        experiment=experiment, filter=filter, order_by=order_by or [], offset=offset, limit=limit
+        experiment=experiment,
+        filter=filter,
+        order_by=order_by or [],
+        offset=offset,
+        limit=limit,
+        created_by=created_by,
     )
     return search_runs(body, session)
 
