@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,notebooks,onnx,ray,tune]'
+	$(PY) -m pip install --quiet -e '.[dev,notebooks,oidc,onnx,ray,tune]'
 	@touch $(STAMP)
 
 $(VENV)/.bench: $(STAMP)
@@ -23,6 +23,7 @@ test: $(STAMP)  ## the whole suite (PostgreSQL tests run when NAIAD_TEST_POSTGRE
 	$(PY) -m ruff check naiad tests bench examples
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
+	@[ -d tests/fixtures/oidc/node_modules ] || ! command -v npm >/dev/null || npm ci --prefix tests/fixtures/oidc --no-audit --no-fund --loglevel=error
 	$(PY) -m pytest -n 2 --dist loadfile -m "not faults"
 	$(PY) -m pytest -m faults  # alone: one of its faults restarts the shared PostgreSQL
 

@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     orphan_grace_s: float = Field(default=600, ge=0)
     # SageMaker TrainingImage substrings -> framework, before the built-in table (JSON in env)
     sagemaker_images: dict[str, str] = Field(default_factory=dict)
+    # Console sign-in with OpenID Connect (docs/security.md): the provider, this client, and
+    # which group claim values give which role ("ml-admins=admin,ml-team=editor").
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_groups_claim: str = "groups"
+    oidc_roles: str = ""
+    oidc_default_role: Literal["viewer", "editor", "admin"] | None = None  # no group matched
 
     @classmethod
     def settings_customise_sources(

@@ -324,3 +324,16 @@ def stop_job(name: NameArg) -> None:
     """Stop a job: SIGTERM to all its processes, SIGKILL after a grace period."""
     job = output.client().training_jobs.stop(name).job
     console.print(f"{job.name}: {job.status} (stop requested).")
+
+
+@app.command("rerun")
+@handled
+def rerun_job(
+    name: NameArg,
+    new_name: Annotated[
+        str | None, typer.Option("--name", help="The new job's name (default NAME-rN).")
+    ] = None,
+) -> None:
+    """Run a job again with the same request: a retry of one that failed or was stopped."""
+    job = output.client().training_jobs.rerun(name, new_name).job
+    console.print(f"Queued {job.name}, a rerun of {name}: `naiad jobs logs {job.name} -f`.")

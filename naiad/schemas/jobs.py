@@ -337,6 +337,12 @@ class JobCreate(JobTemplate):
     name: str = Field(min_length=1, max_length=63, description="Unique; letters, digits, '-'.")
 
 
+class JobRerun(Wire):
+    name: str | None = Field(
+        default=None, min_length=1, max_length=63, description="The new job's (default NAME-rN)."
+    )
+
+
 class JobSpec(BaseModel):
     """What a job row stores of its request: the submission less its name and priority
     (columns of their own), plus where its outputs go. Checked once, on submission."""

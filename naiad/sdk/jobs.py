@@ -262,6 +262,13 @@ class TrainingJobs:
             TrainingJob.model_validate(j) for j in self._t.request("GET", "/jobs", params=params)
         ]
 
+    def rerun(self, name: str, new_name: str | None = None) -> JobHandle:
+        """A new job with ``name``'s request (a retry, or the same training again), named
+        ``new_name`` or ``NAME-rN``."""
+        body = {"name": new_name} if new_name else None
+        job = TrainingJob.model_validate(self._t.request("POST", f"/jobs/{name}/rerun", json=body))
+        return JobHandle(self, job)
+
     def stop(self, name: str) -> JobHandle:
         job = TrainingJob.model_validate(self._t.request("POST", f"/jobs/{name}/stop"))
         return JobHandle(self, job)

@@ -157,7 +157,7 @@ def create_app(settings: Settings | None = None) -> NaiadApp:
     app.include_router(invocations.router)
     app.include_router(notebook_proxy.router)
 
-    console.mount(app)  # the web console at /, behind the token's session cookie
+    console.mount(app, settings)  # the web console at /, behind its session cookie
 
     # Uploads stream to disk under their own limits.
     artifact_route = rf"{API}/(runs/[^/]+/artifacts(/|$)|models/uploads$|sources$)"

@@ -188,6 +188,26 @@ def submit(
     return jobs.create(session, body, run.id, output_uri=output_uri or f"jobs/{body.name}/output")
 
 
+def rerun(
+    session: Session,
+    row: JobRow,
+    store: ArtifactStore,
+    slots: int,
+    nodes: int | None = None,
+    name: str | None = None,
+) -> JobRow:
+    """Queue a new job with ``row``'s request (source, command, inputs, resources): to retry
+    one that failed or was stopped, or to run a finished one again. Its name is ``name``,
+    or the first free ``NAME-rN`` (N from 2)."""
+    if name is None:
+        stem = re.sub(r"-r\d+$", "", row.name)[:57]
+        taken = jobs.names_starting(session, f"{stem}-r")
+        name = next(f"{stem}-r{n}" for n in range(2, 10_000) if f"{stem}-r{n}" not in taken)
+    fields = row.spec.model_dump(exclude={"output_uri"})
+    body = JobCreate.model_validate({**fields, "name": name, "priority": row.priority})
+    return submit(session, body, store, slots, nodes)
+
+
 def jobs_root(settings: Settings) -> Path:
     """The folder of the local executor's job directories, one per job name."""
     return settings.layout.jobs

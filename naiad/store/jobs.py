@@ -112,6 +112,12 @@ def list_all(
     return list(session.scalars(query))
 
 
+def names_starting(session: Session, prefix: str) -> set[str]:
+    """Names of the jobs whose name starts with ``prefix`` (a literal, not a pattern)."""
+    query = select(JobRow.name).where(JobRow.name.startswith(prefix, autoescape=True))
+    return set(session.scalars(query))
+
+
 def active(session: Session) -> list[JobRow]:
     return list(session.scalars(select(JobRow).where(JobRow.status.in_(ACTIVE))))
 

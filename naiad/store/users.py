@@ -17,7 +17,7 @@ from naiad.store.tables import UserRow
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # argon2 takes any length; a bound keeps a login from being a CPU sink
-RESERVED = frozenset({ADMIN, "anonymous", "console", "root", "me"})
+RESERVED = frozenset({ADMIN, "anonymous", "console", "root", "me", "oidc"})
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.\-]{0,62}")
 _hasher = PasswordHasher()
 
@@ -64,6 +64,25 @@ def create(session: Session, name: str, role: str, password: str | None) -> User
         disabled=False,
     )
     session.add(row)
+    session.flush()
+    return row
+
+
+def sign_in_external(session: Session, name: str, role: str) -> UserRow | str:
+    """The user an identity provider vouched for, made on first sign-in and given the role
+    their groups give now; or why they may not sign in. A user with a password here is
+    another person who happens to have the name, so they are never taken over."""
+    row = session.get(UserRow, name)
+    if row is None:
+        row = create(session, name, role, None)
+    elif row.password_hash is not None:
+        return (
+            f"A user named {name!r} already signs in with a password on this server, so "
+            "the identity provider's user of that name cannot; an admin can rename one."
+        )
+    elif row.disabled:
+        return f"User {name!r} is disabled on this server; ask an admin."
+    row.role = check_role(role)
     session.flush()
     return row
 

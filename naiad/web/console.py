@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from naiad.core import api_keys
@@ -23,10 +24,12 @@ from naiad.server.audit import note_actor
 from naiad.server.auth import token_matches
 from naiad.server.deps import COOKIE, PRINCIPAL
 from naiad.server.routes.users import WRONG_PASSWORD
+from naiad.settings import Settings
 from naiad.store import access_keys, users
 from naiad.store.db import transaction
 from naiad.store.tables import utcnow
 from naiad.web.assets import SECURITY_HEADERS, STATIC, ConsoleFiles, plotly_response, unauthorized
+from naiad.web.oidc_config import OidcConfig
 
 MAX_FORM_BYTES = 4096
 SESSION_HOURS = 12
@@ -45,7 +48,7 @@ def signed_in(request: Request) -> bool:
     return _expected(request) is None or PRINCIPAL in request.scope
 
 
-def _login_page(request: Request, message: str = "", status: int = 200) -> HTMLResponse:
+def login_page(request: Request, message: str = "", status: int = 200) -> HTMLResponse:
     """The sign-in form: name and password once users exist, the token folded away; on a
     server without users (one person's machine), the token alone, as before users."""
     page = (STATIC / "login.html").read_text()
@@ -55,6 +58,12 @@ def _login_page(request: Request, message: str = "", status: int = 200) -> HTMLR
         start, end = page.index("<!--users-->"), page.index("<!--/users-->")
         rest = page[end:].replace("<details>", "<details open>", 1)
         page = page[:start] + rest.replace('autocomplete="off">', 'autocomplete="off" autofocus>')
+    oidc = request.app.state.oidc
+    if oidc is not None:
+        link = (
+            f'<a class="button sso" href="/login/oidc">Sign in with {html.escape(oidc.label)}</a>'
+        )
+        page = page.replace("<!--sso-->", link)
     notice = f'<p class="alert" role="alert">{html.escape(message)}</p>' if message else ""
     return HTMLResponse(page.replace("<!--message-->", notice), status, SECURITY_HEADERS)
 
@@ -62,7 +71,11 @@ def _login_page(request: Request, message: str = "", status: int = 200) -> HTMLR
 def _enter(request: Request, token: str) -> Response:
     """Right credentials: set the session cookie and go to the console (the URL loses the
     token)."""
-    response = RedirectResponse("/", status_code=303)
+    return set_session(request, RedirectResponse("/", status_code=303), token)
+
+
+def set_session(request: Request, response: Response, token: str) -> Response:
+    """``response`` with the console's session cookie holding ``token``."""
     response.set_cookie(
         COOKIE,
         token,
@@ -87,8 +100,8 @@ def index(request: Request, token: str | None = None) -> Response:
     if token is not None and expected is not None:
         if token_matches(token, expected):
             return _enter(request, token)
-        return _login_page(request, WRONG_TOKEN, 401)
-    return _app_page() if signed_in(request) else _login_page(request)
+        return login_page(request, WRONG_TOKEN, 401)
+    return _app_page() if signed_in(request) else login_page(request)
 
 
 @router.post("/login")
@@ -98,7 +111,7 @@ async def login(request: Request) -> Response:
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_FORM_BYTES:
-            return _login_page(request, "The form is too large.", 413)
+            return login_page(request, "The form is too large.", 413)
     form = parse_qs(body.decode(errors="replace"))
     token = form.get("token", [""])[0].strip()
     user, password = form.get("user", [""])[0].strip(), form.get("password", [""])[0]
@@ -106,16 +119,16 @@ async def login(request: Request) -> Response:
         return RedirectResponse("/", status_code=303)
     if not token:
         if not user or not password:
-            return _login_page(
+            return login_page(
                 request, "Enter your user name and password (or the server's token).", 401
             )
         session = await run_in_threadpool(_start_session, request, user, password)
         if session is None:
-            return _login_page(request, WRONG_PASSWORD, 401)
+            return login_page(request, WRONG_PASSWORD, 401)
         note_actor(request.scope, f"user:{user}")
         return _enter(request, session)
     if not token_matches(token, expected):
-        return _login_page(request, WRONG_TOKEN, 401)
+        return login_page(request, WRONG_TOKEN, 401)
     note_actor(request.scope, "console")  # the audit log's: who signed in
     return _enter(request, token)
 
@@ -125,13 +138,14 @@ def _start_session(request: Request, user: str, password: str) -> str | None:
     state = request.app.state.naiad
     with transaction(state.sessions) as session:
         row = users.authenticate(session, user, password)
-        if row is None:
-            return None
-        expires = utcnow() + timedelta(hours=SESSION_HOURS)
-        key = access_keys.issue(
-            session, row.name, "console", expires_at=expires, kind=access_keys.SESSION
-        )
-        return api_keys.bearer(key.access_key_id, access_keys.secret(key, state.key_key))
+        return None if row is None else start_session(session, state.key_key, row.name)
+
+
+def start_session(session: Session, key: bytes, user: str) -> str:
+    """A console session for ``user``, valid ``SESSION_HOURS``: the cookie's value."""
+    expires = utcnow() + timedelta(hours=SESSION_HOURS)
+    row = access_keys.issue(session, user, "console", expires_at=expires, kind=access_keys.SESSION)
+    return api_keys.bearer(row.access_key_id, access_keys.secret(row, key))
 
 
 def _end_session(request: Request) -> None:
@@ -159,7 +173,13 @@ def plotly_js(request: Request) -> Response:
     return plotly_response(request) if signed_in(request) else unauthorized()
 
 
-def mount(app: FastAPI) -> None:
-    """Add the console to ``app``: the routes above and the static folder."""
+def mount(app: FastAPI, settings: Settings) -> None:
+    """Add the console to ``app``: the routes above, sign-in with OpenID Connect when it is
+    configured, and the static folder."""
     app.include_router(router)
+    app.state.oidc = OidcConfig.of(settings)
+    if app.state.oidc is not None:
+        from naiad.web import oidc  # authlib: only where a provider is configured
+
+        app.include_router(oidc.router)
     app.mount("/static", ConsoleFiles(signed_in), name="console-static")

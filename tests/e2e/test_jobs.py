@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 import naiad
-from naiad.core.errors import Conflict, InvalidInput
+from naiad.core.errors import Conflict, InvalidInput, NotFound
 from naiad.sdk.jobs import LargeSourceWarning
 from naiad.testing.live import LiveServer
 
@@ -471,3 +471,35 @@ def test_metric_definitions_read_rank_zero_under_torchrun(
     assert done.status == "Completed", done.status_reason
     rank = client.runs.metric_history(done.run_id, "rank")
     assert rank.steps.tolist() == list(range(6)) and set(rank.values.tolist()) == {0.0}
+
+
+def test_rerun_queues_the_same_request_under_the_next_free_name(
+    client_env: LiveServer, client: naiad.Client, tmp_path: Path
+) -> None:
+    """A rerun (a retry, or the same training again) takes the source snapshot, command and
+    hyperparameters as they were submitted, whatever the folder holds now."""
+    source = write(tmp_path / "src", "train.py", "import sys\nprint('first', sys.argv[1:])\n")
+    first = client.training_jobs.create(
+        name="again", entrypoint="train.py", source_dir=source, hyperparameters={"lr": 0.5}
+    )
+    assert first.wait(timeout=60).status == "Completed"
+    (source / "train.py").write_text("print('edited')\n")
+
+    second = client.training_jobs.rerun("again")
+    assert second.job.name == "again-r2"
+    assert second.job.hyperparameters == {"lr": 0.5}
+    assert second.job.source_uri == first.job.source_uri
+    assert second.wait(timeout=60).status == "Completed"
+    assert "first" in "".join(second.logs())
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "naiad.cli.main", "jobs", "rerun", "again-r2"],
+        env=client_env.environ(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "Queued again-r3, a rerun of again-r2" in shown.stdout
+    client.training_jobs.get("again-r3").wait(timeout=60)
+    with pytest.raises(Conflict, match="already exists"):
+        client.training_jobs.rerun("again", new_name="again-r2")
+    with pytest.raises(NotFound):
+        client.training_jobs.rerun("never-was")

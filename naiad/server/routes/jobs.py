@@ -2,10 +2,10 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Body, Query, Request, status
 
 from naiad.core.status import Status
-from naiad.schemas.jobs import JobCreate, JobLogs, SourceUploaded, TrainingJob
+from naiad.schemas.jobs import JobCreate, JobLogs, JobRerun, SourceUploaded, TrainingJob
 from naiad.server.deps import SessionDep, StateDep
 from naiad.server.uploads import store_archive
 from naiad.services import jobs as job_service
@@ -58,6 +58,27 @@ def stop_job(name: str, session: SessionDep) -> TrainingJob:
     row = jobs.get_row(session, name)
     jobs.request_stop(row)
     return jobs.to_schema(session, row)
+
+
+@router.post("/jobs/{name}/rerun", status_code=status.HTTP_201_CREATED)
+def rerun_job(
+    name: str,
+    session: SessionDep,
+    state: StateDep,
+    body: Annotated[JobRerun | None, Body()] = None,
+) -> TrainingJob:
+    """A new job with this one's request: a retry, or the same training again. Named
+    ``body.name``, or ``NAME-rN``."""
+    row = jobs.get_row(session, name)
+    new = job_service.rerun(
+        session,
+        row,
+        state.artifacts,
+        state.slots,
+        state.executor.nodes,
+        body.name if body else None,
+    )
+    return jobs.to_schema(session, new)
 
 
 @router.get("/jobs/{name}/logs")
