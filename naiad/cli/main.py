@@ -26,6 +26,7 @@ def build_app(server_only: bool = False) -> typer.Typer:
             keys,
             models,
             notebooks,
+            projects,
             runs,
             tuning,
             users,
@@ -41,6 +42,7 @@ def build_app(server_only: bool = False) -> typer.Typer:
         app.add_typer(connections.app, name="connections")
         app.add_typer(notebooks.app, name="notebooks")
         app.add_typer(users.app, name="users")
+        app.add_typer(projects.app, name="projects")
         app.command("login")(users.login)
         app.command("logout")(users.logout)
         app.command("whoami")(users.whoami)

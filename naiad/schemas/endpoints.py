@@ -184,6 +184,7 @@ class Endpoint(BaseModel):
     created_by: str | None = Field(
         default=None, description="Its creator: a user, or admin (None: made before users existed)."
     )
+    project: str = Field(default="default", description="The project it belongs to.")
     scaling_events: list[ScalingEvent] = Field(
         default_factory=list, description="The latest autoscaling decisions, oldest first."
     )

@@ -27,3 +27,7 @@ class Experiment(BaseModel):
     tags: dict[str, str]
     created_at: Timestamp
     run_count: int = 0
+    project: str = Field(default="default", description="The project it belongs to.")
+    created_by: str | None = Field(
+        default=None, description="Its creator: a user, or admin (None: made before users existed)."
+    )

@@ -193,6 +193,9 @@ def _check_command(command: list[str]) -> list[str]:
     return command
 
 
+JOBS_EXPERIMENT = "jobs"  # where jobs' runs go unless told; in a project P: "P-jobs"
+
+
 class JobTemplate(Wire):
     """What runs and on what: a job's request less its name (a tuning job's trials share
     one template and get their names from it)."""
@@ -219,7 +222,12 @@ class JobTemplate(Wire):
         "Required with entrypoint; optional with command (code/ is then empty and the code "
         "comes in an input channel).",
     )
-    experiment: str = Field(default="jobs", min_length=1, max_length=200)
+    experiment: str = Field(
+        default=JOBS_EXPERIMENT,
+        min_length=1,
+        max_length=200,
+        description="Its run's experiment (default: jobs; in project P, P-jobs).",
+    )
     hyperparameters: dict[str, ParamValue] = Field(default_factory=dict)
     inputs: dict[str, str] = Field(default_factory=dict, description="channel -> file:// or s3://")
     nodes: int = Field(default=1, ge=1, le=1024)
@@ -417,6 +425,7 @@ class TrainingJob(BaseModel):
     created_by: str | None = Field(
         default=None, description="Its creator: a user, or admin (None: made before users existed)."
     )
+    project: str = Field(default="default", description="The project it belongs to.")
 
 
 class SourceUploaded(BaseModel):

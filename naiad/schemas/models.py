@@ -151,6 +151,7 @@ class Model(BaseModel):
     created_by: str | None = Field(
         default=None, description="Its creator: a user, or admin (None: made before users existed)."
     )
+    project: str = Field(default="default", description="The project it belongs to.")
 
 
 class AliasSet(Wire):

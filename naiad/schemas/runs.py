@@ -64,6 +64,7 @@ class Run(BaseModel):
     created_by: str | None = Field(
         default=None, description="Its creator: a user, or admin (None: made before users existed)."
     )
+    project: str = Field(default="default", description="The project it belongs to.")
 
 
 class RunSearch(Wire):

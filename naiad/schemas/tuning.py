@@ -302,6 +302,10 @@ class TuningJob(BaseModel):
     best: Trial | None = None
     created_at: Timestamp
     ended_at: Timestamp | None = None
+    project: str = Field(default="default", description="The project it belongs to.")
+    created_by: str | None = Field(
+        default=None, description="Its creator: a user, or admin (None: made before users existed)."
+    )
 
 
 class TrialRegister(Wire):

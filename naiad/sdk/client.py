@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from naiad.sdk.jobs import TrainingJobs
 from naiad.sdk.keys import AccessKeys
 from naiad.sdk.models import Evaluations, Models
 from naiad.sdk.notebooks import Notebooks
+from naiad.sdk.projects import Projects
 from naiad.sdk.tuning import TuningJobs
 from naiad.sdk.users import Users
 
@@ -201,12 +203,24 @@ class Runs:
 
 
 class Client:
-    """Talks to a Naiad server: ``Client()`` finds a local one, or pass ``url`` and ``token``."""
+    """Talks to a Naiad server: ``Client()`` finds a local one, or pass ``url`` and ``token``.
 
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30.0):
+    ``project`` (default: NAIAD_PROJECT, else the default project) is where what this client
+    creates goes, and the one project its lists show; without one, lists show every project
+    you hold a role in.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float = 30.0,
+        project: str | None = None,
+    ):
         target = resolve(url, token)
         self.url = target.url
-        self._transport = Transport(target.url, target.token, timeout)
+        self.project = project or os.environ.get("NAIAD_PROJECT") or None
+        self._transport = Transport(target.url, target.token, timeout, self.project)
         self.experiments = Experiments(self._transport)
         self.runs = Runs(self._transport)
         self.training_jobs = TrainingJobs(self._transport)
@@ -218,6 +232,7 @@ class Client:
         self.connections = Connections(self._transport)
         self.audit = AuditLog(self._transport)
         self.users = Users(self._transport)
+        self.projects = Projects(self._transport)
         self.notebooks = Notebooks(self._transport, self.training_jobs)
 
     def health(self) -> dict[str, Any]:

@@ -72,8 +72,12 @@ def raise_for(response: httpx.Response) -> None:
 class Transport:
     """Thin wrapper so every call shares auth, base URL, timeouts and error mapping."""
 
-    def __init__(self, url: str, token: str | None, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, token: str | None, timeout: float = 30.0, project: str | None = None
+    ) -> None:
         headers = {"authorization": f"Bearer {token}"} if token else {}
+        if project:
+            headers["x-naiad-project"] = project
         self.url = url
         self.http = httpx.Client(base_url=f"{url}/api/v1", headers=headers, timeout=timeout)
 

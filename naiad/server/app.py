@@ -44,6 +44,7 @@ from naiad.server.routes import (
     models,
     notebook_proxy,
     notebooks,
+    projects,
     runs,
     tuning,
     users,
@@ -149,6 +150,7 @@ def create_app(settings: Settings | None = None) -> NaiadApp:
         notebooks,
         audit,
         users,
+        projects,
     ):
         api.include_router(module.router)
     app.include_router(health.router, prefix=API)

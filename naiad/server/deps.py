@@ -11,16 +11,23 @@ from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
 from naiad.core import api_keys, job_tokens
-from naiad.core.errors import Forbidden, NaiadError, Unauthorized
+from naiad.core.errors import Forbidden, InvalidInput, NaiadError, Unauthorized
 from naiad.core.job_tokens import JobClaims
-from naiad.core.principals import ADMIN_PRINCIPAL, Principal
+from naiad.core.principals import (
+    ADMIN_PRINCIPAL,
+    DEFAULT_PROJECT,
+    PROJECT_HEADER,
+    Principal,
+    Role,
+    project_refusal,
+)
 from naiad.core.status import Status
 from naiad.server.audit import note_actor
 from naiad.server.auth import bearer, job_scope_problem, token_matches
-from naiad.server.permissions import OWNED, refusal, role_problem
+from naiad.server.permissions import role_problem
 from naiad.server.state import AppState
 from naiad.settings import Settings
-from naiad.store import access_keys, creators, jobs
+from naiad.store import access_keys, jobs, owners
 from naiad.store.artifacts import ArtifactStore
 from naiad.store.tables import utcnow
 
@@ -57,10 +64,15 @@ ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
 
 JOB_SCOPE = "naiad.job"  # where the access check leaves a job token's claims
 PRINCIPAL = "naiad.principal"  # where it leaves whom the request acts for
+PROJECT = "naiad.project"  # ... and the project it works in (X-Naiad-Project, or default)
 COOKIE = "naiad_token"  # the console's session cookie, HttpOnly, SameSite=Strict
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC = frozenset({"/api/v1/health", "/api/v1/login"})
 _GATED = re.compile(r"/api/v1(/|$)|/endpoints/[^/]+/invocations$")
+_PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_.\-]{0,62}")
+_KINDS = r"(runs|experiments|jobs|tuning-jobs|models|endpoints)"
+_OBJECT = re.compile(rf"(?:/api/v1)?/{_KINDS}/([^/]+)(/.*)?")  # an object, by its URL
+_IN_PROJECTS = re.compile(rf"/api/v1/({_KINDS[1:-1]}|sources)")  # a collection in a project
 _DEFAULT_PORT = {"http": ":80", "https": ":443"}
 NEEDS_TOKEN = (
     "This call needs a token: send 'Authorization: Bearer <token>' with an API key "
@@ -133,9 +145,16 @@ def _actor(principal: Principal) -> str:
     return f"user:{principal.name}" if principal.is_user else f"key:{principal.key}"
 
 
-def _admit(conn: HTTPConnection, principal: Principal, actor: str, method: str) -> Forbidden | None:
+def _admit(
+    conn: HTTPConnection, principal: Principal, actor: str, method: str
+) -> NaiadError | None:
     conn.scope[PRINCIPAL] = principal
     note_actor(conn.scope, actor)
+    named = conn.headers.get(PROJECT_HEADER)
+    if named is not None:
+        if not _PROJECT_NAME.fullmatch(named):
+            return InvalidInput(f"X-Naiad-Project {named[:80]!r} is not a project name.")
+        conn.scope[PROJECT] = named
     path = conn.url.path
     return None if path in PUBLIC else role_problem(principal, method, path)
 
@@ -202,6 +221,23 @@ def _cross_site(conn: HTTPConnection, method: str) -> Forbidden | None:
     )
 
 
+def project_of(conn: HTTPConnection) -> str:
+    """The project this request works in: where what it creates goes."""
+    named = conn.scope.get(PROJECT)
+    return named if isinstance(named, str) else DEFAULT_PROJECT
+
+
+def visible_projects(request: Request) -> set[str] | None:
+    """The projects a list may show: the one the request names, else every project the
+    caller has a role in (None: all)."""
+    if PROJECT in request.scope:
+        return {project_of(request)}
+    return principal_of(request).visible()
+
+
+VisibleDep = Annotated[set[str] | None, Depends(visible_projects)]
+
+
 def principal_of(conn: HTTPConnection) -> Principal:
     """Whom this request acts for (the admin when the server runs without authentication)."""
     found = conn.scope.get(PRINCIPAL)
@@ -230,12 +266,29 @@ def require_token(request: Request, state: StateDep) -> None:
                 "works only while its job runs."
             )
     principal = principal_of(request)
-    if request.method == "DELETE" and principal.is_user and not principal.may("admin"):
-        owned = OWNED.fullmatch(request.url.path)
-        if owned is not None:
-            with state.sessions() as session:
-                found_by = creators.creator_of(session, owned[1], unquote(owned[2]))
-            if found_by is not None and found_by[0] != principal.name:
-                made_by = found_by[0] or "someone before creators were recorded"
-                what = f"Deleting {owned[1]}/{unquote(owned[2])}, which {made_by} created,"
-                raise refusal(principal, "admin", what)
+    if not principal.sees_all:
+        _project_problem(request, state, principal)
+
+
+def _project_problem(request: Request, state: AppState, principal: Principal) -> None:
+    """The caller's role in the project of what the call reaches: the object its URL names,
+    else the project it works in; and an editor deletes only what they created."""
+    path, method = request.url.path, request.method
+    named = _OBJECT.fullmatch(path)
+    owner = None
+    if named is not None:
+        with state.sessions() as session:
+            owner = owners.owner_of(session, named[1], unquote(named[2]))
+    elif not _IN_PROJECTS.fullmatch(path):
+        return  # users, keys, connections, ...: not in any project
+    project = owner.project if owner is not None else project_of(request)
+    reads = method in SAFE_METHODS or path.endswith("/search")
+    needed: Role = "viewer" if reads else "editor"
+    if not principal.may_in(project, needed):
+        raise project_refusal(principal, project, needed, f"{method} {path}")
+    if method != "DELETE" or named is None or named[3] or owner is None:
+        return
+    if owner.created_by != principal.name and not principal.may_in(project, "admin"):
+        made_by = owner.created_by or "someone before creators were recorded"
+        what = f"Deleting {named[1]}/{unquote(named[2])}, which {made_by} created,"
+        raise project_refusal(principal, project, "admin", what)

@@ -14,7 +14,8 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from naiad.core import principals
-from naiad.server.deps import PRINCIPAL, access_problem, needs_lookup, needs_token
+from naiad.core.principals import DEFAULT_PROJECT
+from naiad.server.deps import PRINCIPAL, PROJECT, access_problem, needs_lookup, needs_token
 from naiad.server.errors import send_error
 
 
@@ -50,7 +51,8 @@ class AccessCheck:
             if problem is not None:
                 await send_error(send, problem.status_code, problem.code, problem.message)
                 return
-            principals.set_current(scope.get(PRINCIPAL))  # what this request creates is theirs
+            # what this request creates is theirs, in the project it names
+            principals.set_current(scope.get(PRINCIPAL), scope.get(PROJECT, DEFAULT_PROJECT))
         await self.app(scope, receive, send)
 
 

@@ -4,6 +4,10 @@ a body), with a refusal that names the role or permission missing.
 - ``viewer``: reads everything, searches, and manages their own read-only keys.
 - ``editor``: also creates and changes runs, jobs, models, endpoints, tuning jobs,
   connections; deletes what they created (checked against the row by ``deps``).
+
+Roles are held per project (``core.principals``): this first check asks for the role in
+any project; ``deps.require_token`` then asks for it in the project of what the call
+reaches.
 - ``admin``: also users, every key, the audit log, maintenance, connections' secrets,
   managed notebook servers (whose kernels act as the admin), and deleting anything.
 
@@ -19,14 +23,12 @@ from naiad.core.principals import Principal, Role
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _GUARDED = ("/api/", "/notebooks/", "/endpoints/")
 _ADMIN_ONLY = re.compile(
-    r"/api/v1/(users(?!/me$)(/.*)?|audit(/.*)?|admin/.*|keys/admin"
+    r"/api/v1/(users(?!/me$)(/.*)?|audit(/.*)?|admin/.*|keys/admin|projects/.+"
     r"|connections/[^/]+/credentials)"
     r"|/api/v1/notebooks(/[^/]+(/start|/stop)?)?|/notebooks/.*"
 )
 _NOTEBOOK_READS = re.compile(r"/api/v1/notebooks(/[^/]+)?")  # listing and showing: anyone
 _VIEWER_WRITES = re.compile(r"/api/v1/(.+/search|keys(/[^/]+)?|users/me)")
-# Deleting these is an editor's only when they created the object (``deps.owner_problem``).
-OWNED = re.compile(r"/api/v1/(runs|experiments|jobs|models|endpoints)/([^/]+)")
 AWS_READS = ("Describe", "List", "Get", "Search", "BatchGet", "Query", "Filter", "Scan", "Head")
 
 
@@ -35,6 +37,8 @@ def role_problem(principal: Principal, method: str, path: str) -> Forbidden | No
     if principal.may("admin") or not path.startswith(_GUARDED):
         return None  # the console's own pages and sign-in/out are anyone's
     read = method in _READS
+    if path == "/api/v1/projects" and not read:
+        return refusal(principal, "admin", f"{method} {path}")
     if _ADMIN_ONLY.fullmatch(path) and not (read and _NOTEBOOK_READS.fullmatch(path)):
         return refusal(principal, "admin", f"{method} {path}")
     if read or (_VIEWER_WRITES.fullmatch(path) and method in ("POST", "PATCH", "DELETE")):

@@ -197,6 +197,7 @@ def to_schema(
         created_at=row.created_at,
         updated_at=row.updated_at,
         created_by=row.created_by,
+        project=row.project,
         transitions=[
             Transition(status=t.status, reason=t.reason, at=t.at)
             for t in endpoints.transitions(session, row)

@@ -9,13 +9,13 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from naiad.core import job_tokens
+from naiad.core import job_tokens, principals
 from naiad.core.errors import InvalidInput
 from naiad.core.names import check_key
 from naiad.core.status import Status
 from naiad.data import connection_name
 from naiad.executors.base import ExecState, Executor, JobHandle, LaunchSpec, LogChunk, Phase
-from naiad.schemas.jobs import JobCreate, JobSpec, JobTemplate
+from naiad.schemas.jobs import JOBS_EXPERIMENT, JobCreate, JobSpec, JobTemplate
 from naiad.schemas.runs import RunCreate, RunUpdate
 from naiad.settings import Settings
 from naiad.store import jobs, runs
@@ -173,6 +173,9 @@ def submit(
     given, as SageMaker's ``S3OutputPath`` gives it); ``tags``: more tags for its run.
     """
     _check_name(body.name)
+    project = principals.project()
+    if body.experiment == JOBS_EXPERIMENT and project != principals.DEFAULT_PROJECT:
+        body = body.model_copy(update={"experiment": f"{project}-{JOBS_EXPERIMENT}"})
     check(body, store, slots, nodes)
     _check_connections(session, body)
     run = runs.create(

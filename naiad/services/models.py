@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from naiad.core import principals
 from naiad.core.errors import Conflict, InvalidInput, NotFound
 from naiad.core.ids import new_id
 from naiad.core.status import Status
@@ -164,6 +165,7 @@ def _lineage_of_job(session: Session, row: JobRow) -> Lineage:
 
 def _job_archive(session: Session, store: ArtifactStore, name: str) -> tuple[str, Lineage]:
     row = jobs.get_row(session, name)
+    principals.require(row.project, "viewer", f"Registering the model of job {name!r}")
     if row.status != Status.COMPLETED.value:
         raise Conflict(
             f"Training job {name!r} is {row.status}; only a Completed job's model can be "

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
+from naiad.core import principals
 from naiad.core.errors import Conflict, InvalidInput, NotFound
 from naiad.core.ids import new_id
 from naiad.core.status import Status
@@ -237,15 +238,16 @@ def _launch(
             {**template, "name": name, "hyperparameters": {**template["hyperparameters"], **params}}
         )
         output = None if spec.output_root is None else f"{spec.output_root}/{name}/output"
-        job = job_service.submit(
-            session,
-            body,
-            launcher.store,
-            launcher.slots,
-            launcher.nodes,
-            output,
-            tags={"naiad.tuning_job": row.name, "naiad.trial": str(number)},
-        )
+        with principals.acting(row.created_by, row.project):  # the trials are the asker's
+            job = job_service.submit(
+                session,
+                body,
+                launcher.store,
+                launcher.slots,
+                launcher.nodes,
+                output,
+                tags={"naiad.tuning_job": row.name, "naiad.trial": str(number)},
+            )
         trial = TuningTrialRow(
             id=new_id(),
             tuning_job_id=row.id,

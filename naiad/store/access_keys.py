@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from naiad.core import api_keys
 from naiad.core.errors import NotFound
 from naiad.core.principals import ADMIN_PRINCIPAL, Principal, Role
+from naiad.store import projects
 from naiad.store.tables import AccessKeyRow, UserRow, utcnow
 
 SESSION = "session"  # a console sign-in: listed apart, revoked by signing out
@@ -68,7 +69,13 @@ def principal(session: Session, row: AccessKeyRow, now: datetime) -> Principal |
     if user is None or user.disabled:
         return None
     role: Role = user.role  # type: ignore[assignment]  # checked on write
-    return Principal(user.name, role, read_only=row.read_only, key=row.access_key_id)
+    return Principal(
+        user.name,
+        role,
+        read_only=row.read_only,
+        key=row.access_key_id,
+        projects=projects.roles_of(session, user.name),
+    )
 
 
 def _aware(when: datetime) -> datetime:

@@ -4,6 +4,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from naiad.core import principals
 from naiad.core.errors import Conflict, NotFound
 from naiad.core.ids import new_id
 from naiad.core.names import check_key, check_name
@@ -20,6 +21,8 @@ def _to_schema(row: ExperimentRow, run_count: int = 0) -> Experiment:
         tags=row.tags or {},
         created_at=row.created_at,
         run_count=run_count,
+        project=row.project,
+        created_by=row.created_by,
     )
 
 
@@ -57,8 +60,17 @@ def get_or_create(session: Session, name: str) -> ExperimentRow:
     check_name(name, "Experiment name")
     row = _row_by_name(session, name)
     if row is not None:
+        principals.require(row.project, "editor", f"A run in experiment {name!r}")
         return row
-    values = {"id": new_id(), "name": name, "description": "", "tags": {}, "created_at": utcnow()}
+    values = {
+        "id": new_id(),
+        "name": name,
+        "description": "",
+        "tags": {},
+        "created_at": utcnow(),
+        "project": principals.project(),
+        "created_by": principals.creator(),
+    }
     insert_new(session, ExperimentRow, values, ["name"])  # or created meanwhile by another request
     row = _row_by_name(session, name)
     assert row is not None
@@ -79,7 +91,7 @@ def get(session: Session, name_or_id: str) -> Experiment:
     return _to_schema(row, _run_count(session, row.id))
 
 
-def list_all(session: Session) -> list[Experiment]:
+def list_all(session: Session, projects: set[str] | None = None) -> list[Experiment]:
     counts = (
         select(RunRow.experiment_id, func.count().label("n"))
         .group_by(RunRow.experiment_id)
@@ -90,6 +102,8 @@ def list_all(session: Session) -> list[Experiment]:
         .outerjoin(counts, counts.c.experiment_id == ExperimentRow.id)
         .order_by(ExperimentRow.created_at.desc())
     )
+    if projects is not None:
+        query = query.where(ExperimentRow.project.in_(projects))
     return [_to_schema(row, n) for row, n in session.execute(query)]
 
 

@@ -47,6 +47,7 @@ def to_schema(session: Session, row: JobRow) -> TrainingJob:
         ended_at=row.ended_at,
         transitions=[Transition(status=t.status, reason=t.reason, at=t.at) for t in transitions],
         created_by=row.created_by,
+        project=row.project,
     )
 
 
@@ -102,9 +103,15 @@ def stop_reason(row: JobRow) -> str:
 
 
 def list_all(
-    session: Session, status: str | None = None, limit: int = 200, created_by: str | None = None
+    session: Session,
+    status: str | None = None,
+    limit: int = 200,
+    created_by: str | None = None,
+    projects: set[str] | None = None,
 ) -> list[JobRow]:
     query = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
+    if projects is not None:
+        query = query.where(JobRow.project.in_(projects))
     if status:
         query = query.where(JobRow.status == status)
     if created_by:

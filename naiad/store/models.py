@@ -163,11 +163,16 @@ def to_model(session: Session, row: ModelRow) -> Model:
         aliases=_aliases(session, row.id),
         created_at=row.created_at,
         created_by=row.created_by,
+        project=row.project,
     )
 
 
-def list_models(session: Session, created_by: str | None = None) -> list[ModelRow]:
+def list_models(
+    session: Session, created_by: str | None = None, projects: set[str] | None = None
+) -> list[ModelRow]:
     query = select(ModelRow).order_by(ModelRow.name)
+    if projects is not None:
+        query = query.where(ModelRow.project.in_(projects))
     if created_by:
         query = query.where(ModelRow.created_by == created_by)
     return list(session.scalars(query))

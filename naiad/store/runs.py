@@ -35,9 +35,10 @@ def _nan(value: float | None) -> float | str:
     return encode_value(math.nan if value is None else value)
 
 
-def _hydrate(session: Session, rows: Sequence[tuple[RunRow, str]]) -> list[Run]:
-    """Load params, tags and metrics for many runs in three queries, not 3 per run."""
-    ids = [row.id for row, _ in rows]
+def _hydrate(session: Session, rows: Sequence[tuple[RunRow, str, str]]) -> list[Run]:
+    """Load params, tags and metrics for many runs in three queries, not 3 per run
+    (``rows``: each run with its experiment's name and project)."""
+    ids = [row.id for row, _, _ in rows]
     params: dict[str, dict[str, ParamValue]] = defaultdict(dict)
     tags: dict[str, dict[str, str]] = defaultdict(dict)
     metrics: dict[str, dict[str, MetricSummary]] = defaultdict(dict)
@@ -70,8 +71,9 @@ def _hydrate(session: Session, rows: Sequence[tuple[RunRow, str]]) -> list[Run]:
             metrics=metrics[row.id],
             artifact_uri=row.artifact_uri,
             created_by=row.created_by,
+            project=project,
         )
-        for row, experiment in rows
+        for row, experiment, project in rows
     ]
 
 
@@ -85,12 +87,13 @@ def get_row(session: Session, run_id: str) -> RunRow:
 def get(session: Session, run_id: str) -> Run:
     row = get_row(session, run_id)
     experiment = session.get(ExperimentRow, row.experiment_id)
-    return _hydrate(session, [(row, experiment.name if experiment else "")])[0]
+    name, project = (experiment.name, experiment.project) if experiment else ("", "default")
+    return _hydrate(session, [(row, name, project)])[0]
 
 
 def get_many(session: Session, run_ids: list[str]) -> list[Run]:
     query = (
-        select(RunRow, ExperimentRow.name)
+        select(RunRow, ExperimentRow.name, ExperimentRow.project)
         .join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
         .where(RunRow.id.in_(run_ids))
     )
@@ -258,7 +261,9 @@ def _apply_order(query: Select, orders: Iterable[OrderBy]) -> Select:
     return query.order_by(RunRow.start_time.desc(), RunRow.id)
 
 
-def search(session: Session, body: RunSearch) -> tuple[list[Run], int]:
+def search(
+    session: Session, body: RunSearch, projects: set[str] | None = None
+) -> tuple[list[Run], int]:
     """Runs matching the filter, sorted, one page of them, and how many match in all."""
     clauses = parse_filter(body.filter)
     orders = parse_order_by(body.order_by)
@@ -267,11 +272,13 @@ def search(session: Session, body: RunSearch) -> tuple[list[Run], int]:
         base = base.where(RunRow.experiment_id == experiments.get_row(session, body.experiment).id)
     if body.created_by:
         base = base.where(RunRow.created_by == body.created_by)
+    if projects is not None:
+        base = base.where(ExperimentRow.project.in_(projects))
     for clause in clauses:
         base = base.where(_clause_sql(clause))
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     query = _apply_order(
-        select(RunRow, ExperimentRow.name).join(
+        select(RunRow, ExperimentRow.name, ExperimentRow.project).join(
             ExperimentRow, ExperimentRow.id == RunRow.experiment_id
         ),
         orders,

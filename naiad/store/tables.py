@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from naiad.core.principals import creator
+from naiad.core.principals import creator, project
 from naiad.schemas.endpoints import EndpointSpec
 from naiad.schemas.jobs import JobSpec
 from naiad.schemas.tuning import TuningSpec
@@ -48,6 +48,7 @@ class ExperimentRow(Base):
     tags: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(200), nullable=True, default=creator)
+    project: Mapped[str] = mapped_column(String(63), default=project, index=True)
 
 
 class RunRow(Base):
@@ -150,6 +151,7 @@ class JobRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(200), nullable=True, default=creator)
+    project: Mapped[str] = mapped_column(String(63), default=project, index=True)
 
 
 class JobTransitionRow(Base):
@@ -179,6 +181,8 @@ class TuningJobRow(Base):
     # While Stopping: the status it takes once its running trials have stopped.
     ends_as: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    project: Mapped[str] = mapped_column(String(63), default=project, index=True)
+    created_by: Mapped[str | None] = mapped_column(String(200), nullable=True, default=creator)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
@@ -217,6 +221,7 @@ class ModelRow(Base):
     name: Mapped[str] = mapped_column(String(63), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(200), nullable=True, default=creator)
+    project: Mapped[str] = mapped_column(String(63), default=project, index=True)
 
 
 class ModelVersionRow(Base):
@@ -276,6 +281,7 @@ class EndpointRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(200), nullable=True, default=creator)
+    project: Mapped[str] = mapped_column(String(63), default=project, index=True)
 
 
 class EndpointTransitionRow(Base):
@@ -345,6 +351,30 @@ class UserRow(Base):
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(200), nullable=True, default=creator)
+
+
+class ProjectRow(Base):
+    """A project groups experiments (and their runs), jobs, tuning jobs, models and endpoints;
+    a user's role in one is a ``ProjectMemberRow`` (in ``default``, their own ``role``)."""
+
+    __tablename__ = "projects"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200), nullable=True, default=creator)
+
+
+class ProjectMemberRow(Base):
+    __tablename__ = "project_members"
+
+    project: Mapped[str] = mapped_column(
+        ForeignKey("projects.name", ondelete="CASCADE"), primary_key=True
+    )
+    user_name: Mapped[str] = mapped_column(
+        ForeignKey("users.name", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))
 
 
 class AccessKeyRow(Base):

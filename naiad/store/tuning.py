@@ -45,8 +45,15 @@ def transition(session: Session, row: TuningJobRow, status: Status, reason: str 
     return True
 
 
-def list_all(session: Session, status: str | None = None, limit: int = 200) -> list[TuningJobRow]:
+def list_all(
+    session: Session,
+    status: str | None = None,
+    limit: int = 200,
+    projects: set[str] | None = None,
+) -> list[TuningJobRow]:
     query = select(TuningJobRow).order_by(TuningJobRow.created_at.desc()).limit(limit)
+    if projects is not None:
+        query = query.where(TuningJobRow.project.in_(projects))
     if status:
         query = query.where(TuningJobRow.status == status)
     return list(session.scalars(query))
@@ -135,4 +142,6 @@ def to_schema(session: Session, row: TuningJobRow) -> TuningJob:
         best=None if top is None else trial_schema(*top),
         created_at=row.created_at,
         ended_at=row.ended_at,
+        project=row.project,
+        created_by=row.created_by,
     )

@@ -28,6 +28,11 @@ ADMIN_ONLY = {
     ("POST", "/api/v1/notebooks/{name}/stop"),
     ("POST", "/api/v1/notebooks/{name}/start"),
     ("GET", "/notebooks/{name}/lab"),  # the proxy to a notebook server: not in the document
+    ("POST", "/api/v1/projects"),
+    ("DELETE", "/api/v1/projects/{name}"),
+    ("GET", "/api/v1/projects/{name}/members"),
+    ("PUT", "/api/v1/projects/{name}/members/{user}"),
+    ("DELETE", "/api/v1/projects/{name}/members/{user}"),
 }
 VIEWER_WRITES = {
     ("POST", "/api/v1/runs/search"),

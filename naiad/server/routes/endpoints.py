@@ -15,7 +15,7 @@ from naiad.schemas.endpoints import (
     EndpointUpdate,
 )
 from naiad.server.controller.endpoints import EndpointKeeper
-from naiad.server.deps import SessionDep, StateDep
+from naiad.server.deps import SessionDep, StateDep, VisibleDep
 from naiad.server.state import AppState
 from naiad.server.traffic import history as endpoint_history
 from naiad.services import endpoints as endpoint_service
@@ -52,11 +52,14 @@ def list_endpoints(
     session: SessionDep,
     state: StateDep,
     request: Request,
+    visible: VisibleDep,
     created_by: Annotated[str | None, Query(max_length=200)] = None,
 ) -> list[Endpoint]:
     rows = endpoints.list_all(session)
     if created_by:
         rows = [row for row in rows if row.created_by == created_by]
+    if visible is not None:
+        rows = [row for row in rows if row.project in visible]
     return [_schema(session, state, row, request) for row in rows]
 
 

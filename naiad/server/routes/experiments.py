@@ -3,7 +3,7 @@
 from fastapi import APIRouter, status
 
 from naiad.schemas.experiments import Experiment, ExperimentCreate, ExperimentUpdate
-from naiad.server.deps import SessionDep
+from naiad.server.deps import SessionDep, VisibleDep
 from naiad.store import experiments
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
@@ -15,8 +15,8 @@ def create_experiment(body: ExperimentCreate, session: SessionDep) -> Experiment
 
 
 @router.get("")
-def list_experiments(session: SessionDep) -> list[Experiment]:
-    return experiments.list_all(session)
+def list_experiments(session: SessionDep, visible: VisibleDep) -> list[Experiment]:
+    return experiments.list_all(session, visible)
 
 
 @router.get("/{name}")

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Body, Query, Request, status
 
 from naiad.core.status import Status
 from naiad.schemas.jobs import JobCreate, JobLogs, JobRerun, SourceUploaded, TrainingJob
-from naiad.server.deps import SessionDep, StateDep
+from naiad.server.deps import SessionDep, StateDep, VisibleDep
 from naiad.server.uploads import store_archive
 from naiad.services import jobs as job_service
 from naiad.store import jobs
@@ -39,11 +39,12 @@ def create_job(body: JobCreate, session: SessionDep, state: StateDep) -> Trainin
 @router.get("/jobs")
 def list_jobs(
     session: SessionDep,
+    visible: VisibleDep,
     status: str | None = None,
     created_by: Annotated[str | None, Query(max_length=200)] = None,
 ) -> list[TrainingJob]:
     """The newest 200 jobs, by status or creator if asked."""
-    rows = jobs.list_all(session, status, created_by=created_by)
+    rows = jobs.list_all(session, status, created_by=created_by, projects=visible)
     return [jobs.to_schema(session, row) for row in rows]
 
 

@@ -19,7 +19,7 @@ from naiad.schemas.models import (
     ModelVersion,
     ModelVersionCreate,
 )
-from naiad.server.deps import SessionDep, StateDep
+from naiad.server.deps import SessionDep, StateDep, VisibleDep
 from naiad.server.uploads import store_archive
 from naiad.services import models as model_service
 from naiad.store import jobs, models
@@ -48,9 +48,12 @@ async def upload_model(request: Request, state: StateDep) -> SourceUploaded:
 
 @router.get("")
 def list_models(
-    session: SessionDep, created_by: Annotated[str | None, Query(max_length=200)] = None
+    session: SessionDep,
+    visible: VisibleDep,
+    created_by: Annotated[str | None, Query(max_length=200)] = None,
 ) -> list[Model]:
-    return [models.to_model(session, row) for row in models.list_models(session, created_by)]
+    rows = models.list_models(session, created_by, visible)
+    return [models.to_model(session, row) for row in rows]
 
 
 @router.get("/{name}")

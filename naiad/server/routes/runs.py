@@ -15,7 +15,7 @@ from naiad.schemas.runs import (
     RunUpdate,
     TagsSet,
 )
-from naiad.server.deps import SessionDep, StateDep
+from naiad.server.deps import SessionDep, StateDep, VisibleDep
 from naiad.services import maintenance
 from naiad.services.compare import compare
 from naiad.store import runs
@@ -29,14 +29,15 @@ def create_run(body: RunCreate, session: SessionDep, state: StateDep) -> Run:
 
 
 @router.post("/search")
-def search_runs(body: RunSearch, session: SessionDep) -> Page[Run]:
-    items, total = runs.search(session, body)
+def search_runs(body: RunSearch, session: SessionDep, visible: VisibleDep) -> Page[Run]:
+    items, total = runs.search(session, body, visible)
     return Page[Run](items=items, total=total, offset=body.offset, limit=body.limit)
 
 
 @router.get("")
 def list_runs(
     session: SessionDep,
+    visible: VisibleDep,
     experiment: str | None = None,
     filter: str | None = None,
     order_by: Annotated[list[str] | None, Query()] = None,
@@ -53,7 +54,7 @@ def list_runs(
         limit=limit,
         created_by=created_by,
     )
-    return search_runs(body, session)
+    return search_runs(body, session, visible)
 
 
 @router.get("/compare")

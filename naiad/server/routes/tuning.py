@@ -7,7 +7,7 @@ from fastapi import APIRouter, status
 
 from naiad.schemas.models import ModelVersion
 from naiad.schemas.tuning import Trial, TrialRegister, TuningJob, TuningJobCreate
-from naiad.server.deps import SessionDep, StateDep
+from naiad.server.deps import SessionDep, StateDep, VisibleDep
 from naiad.services import tuning as tuning_service
 from naiad.store import models, tuning
 
@@ -22,8 +22,12 @@ def create_tuning_job(body: TuningJobCreate, session: SessionDep, state: StateDe
 
 
 @router.get("")
-def list_tuning_jobs(session: SessionDep, status: str | None = None) -> list[TuningJob]:
-    return [tuning.to_schema(session, row) for row in tuning.list_all(session, status)]
+def list_tuning_jobs(
+    session: SessionDep, visible: VisibleDep, status: str | None = None
+) -> list[TuningJob]:
+    return [
+        tuning.to_schema(session, row) for row in tuning.list_all(session, status, projects=visible)
+    ]
 
 
 @router.get("/{name}")
