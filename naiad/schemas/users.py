@@ -49,6 +49,10 @@ class Me(BaseModel):
     role: RoleName
     read_only: bool = Field(description="A read-only key: a viewer, whatever the role.")
     user: bool = Field(description="False for the admin token (the home's owner).")
+    projects: dict[str, RoleName] = Field(
+        default_factory=dict,
+        description="Roles in projects besides default (an admin holds admin in every one).",
+    )
 
 
 class Login(Wire):

@@ -98,7 +98,7 @@ def test_the_providers_groups_give_the_role(
     _sign_in(page, login)
     expect(page.get_by_role("navigation", name="Main")).to_be_visible()
     me = page.request.get("/api/v1/users/me").json()
-    assert me == {"name": login, "role": role, "read_only": False, "user": True}
+    assert me == {"name": login, "role": role, "read_only": False, "user": True, "projects": {}}
     admin = httpx.get(f"{sso.url}/api/v1/users/{login}",
                       headers={"authorization": f"Bearer {sso.token}"}).json()  # fmt: skip
     assert admin["role"] == role and admin["has_password"] is False

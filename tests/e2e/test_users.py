@@ -78,8 +78,8 @@ def test_login_stores_a_key_and_the_sdk_and_cli_act_as_that_user(
 
     who = _cli(live, "whoami", "--json", env=laptop)
     assert who.returncode == 0, who.stderr
-    assert json.loads(who.stdout) == {"name": "ana", "role": "editor", "read_only": False,
-                                      "user": True}  # fmt: skip
+    me = json.loads(who.stdout)
+    assert me == {"name": "ana", "role": "editor", "read_only": False, "user": True, "projects": {}}
 
     made = subprocess.run(
         [sys.executable, "-c",

@@ -50,7 +50,13 @@ def list_users(session: SessionDep) -> list[User]:
 def me(request: Request) -> Me:
     """Who this request's credentials act for, and their role (the console asks this)."""
     who = principal_of(request)
-    return Me(name=who.name, role=who.role, read_only=who.read_only, user=who.is_user)
+    return Me(
+        name=who.name,
+        role=who.role,
+        read_only=who.read_only,
+        user=who.is_user,
+        projects=dict(who.projects),
+    )
 
 
 @router.patch("/users/me", status_code=status.HTTP_204_NO_CONTENT)

@@ -1,5 +1,8 @@
-// The console's entry point: the routes and which nav section each belongs to.
+// The console's entry point: who is signed in, the routes and which nav section each
+// belongs to.
+import { h, replace } from "./dom.js";
 import { route, start } from "./router.js";
+import { role, signedIn } from "./session.js";
 
 route("/experiments", () => import("./pages/experiments.js"), "experiments");
 route("/experiments/:name", () => import("./pages/runs.js"), "experiments");
@@ -17,4 +20,22 @@ route("/endpoints/:name", () => import("./pages/endpoint.js"), "endpoints");
 route("/notebooks", () => import("./pages/notebooks.js"), "notebooks");
 route("/audit", () => import("./pages/audit.js"), "audit");
 
+/** "alice editor" beside Log out; the machine owner's token reads "admin token admin". */
+function showWho(me) {
+  const who = document.getElementById("who");
+  const name = me.user ? me.name : "admin token";
+  const held = me.read_only ? `${role()} (read-only key)` : role();
+  who.title = `Signed in as ${name}, role ${held}`;
+  replace(who, h("span", { class: "name" }, name), " ", h("span", { class: "chip" }, held));
+}
+
+// The pages ask may() as they draw, so the role is known before the first one; without
+// it they draw as for a viewer, and the top bar says why.
+try {
+  showWho(await signedIn());
+} catch (err) {
+  const who = document.getElementById("who");
+  who.classList.add("unknown");
+  who.textContent = `Role unknown: ${err.message}`;
+}
 start(document.getElementById("main"), () => import("./pages/notfound.js"));

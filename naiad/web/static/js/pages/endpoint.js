@@ -1,13 +1,16 @@
 // #/endpoints/NAME: variants and their traffic weights, replicas, batching, the rollout,
 // autoscaling and its decisions, and live figures: requests/s, latency percentiles,
 // errors, batch sizes. Windows up to five minutes chart the server's second-by-second
-// points; longer ones its saved minutes.
+// points; longer ones its saved minutes. For an editor: Update to another version of the
+// model it serves, Roll back to the version before, and Delete.
 import { api, path } from "../api.js";
 import { h, link, kvTable, replace, table, errorBox } from "../dom.js";
 import { badge, fmtNum, fmtTime } from "../format.js";
 import { loadPlotly, PALETTE, drawPlot, purge } from "../charts.js";
 import { every } from "../poll.js";
 import { timeline } from "../parts/timeline.js";
+import { actionButton, field, formButton, go, versionSelect } from "../parts/actions.js";
+import { may, mayDelete } from "../session.js";
 
 /** A variant's share of the traffic, as a percentage of all the weights. */
 export function share(variant, variants) {
@@ -248,6 +251,70 @@ async function drawCharts(els, m, history) {
   );
 }
 
+/** The one model version an endpoint serves ("NAME:VERSION"); "" while it serves several
+ * variants or rolls out, when Update and Roll back do not apply. */
+function servedModel(ep) {
+  return ep.variants.length === 1 && !(ep.pending_variants || []).length ? ep.variants[0].model : "";
+}
+
+/** Update, Roll back and Delete for `ep`; `versions`: the served model's, newest first. */
+function endpointActions(ep, versions, { signal, problem, forms, changed }) {
+  const served = servedModel(ep);
+  const model = served.slice(0, served.lastIndexOf(":"));
+  const now = Number(served.slice(served.lastIndexOf(":") + 1));
+  const variant = ep.variants[0];
+  const rollTo = async (version) => {
+    // the served variant as it is, on another version of its model
+    const spec = { model: `${model}:${version}`, replicas: Math.max(1, variant.replicas) };
+    if (variant.autoscaling) spec.autoscaling = variant.autoscaling;
+    const body = { variants: [spec] };
+    changed(await api(path("endpoints", ep.name), { method: "PATCH", body, signal }));
+  };
+  const others = versions.filter((v) => v.version !== now);
+  const before = versions.find((v) => v.version < now); // newest first: the one deployed before
+  const out = [];
+  if (others.length)
+    out.push(
+      formButton(
+        "Update",
+        {
+          action: "update",
+          slot: forms,
+          title: `Serve another version of ${model} at ${ep.name}`,
+          submit: "Roll out",
+          fields: () => [field("Version", versionSelect(others, others[0].version))],
+        },
+        (data) => rollTo(data.get("version")),
+      ),
+    );
+  if (before)
+    out.push(
+      actionButton(
+        `Roll back to v${before.version}`,
+        { action: "rollback", problem, busy: "Rolling back…" },
+        () => rollTo(before.version),
+      ),
+    );
+  if (mayDelete(ep))
+    out.push(
+      actionButton(
+        "Delete",
+        {
+          action: "delete",
+          problem,
+          busy: "Deleting…",
+          cls: "danger",
+          ask: `Delete endpoint ${ep.name}? Its replicas stop and its URL stops answering.`,
+        },
+        async () => {
+          await api(path("endpoints", ep.name), { method: "DELETE", signal });
+          go("endpoints");
+        },
+      ),
+    );
+  return out;
+}
+
 export default async function render(view) {
   loadPlotly().catch(() => {}); // plotly.js starts while the data comes; a failure shows per chart
   const { main, params, signal } = view;
@@ -259,6 +326,35 @@ export default async function render(view) {
   const config = h("div");
   const live = h("div");
   const problem = h("div");
+  const refused = h("div"); // an action's failure; the refresh clears `problem` as it answers
+  const forms = h("div");
+  const actions = h("div", { class: "actions" });
+  let actionsFor = null; // what the actions were drawn for: the served model, or ""
+  const drawActions = async () => {
+    const served = ep.status === "Deleting" ? "deleting" : servedModel(ep);
+    if (!may("editor", ep.project) || served === actionsFor) return;
+    actionsFor = served;
+    let versions = [];
+    if (served && served !== "deleting") {
+      const model = served.slice(0, served.lastIndexOf(":"));
+      try {
+        versions = await api(path("models", model, "versions"), { signal });
+      } catch (err) {
+        actionsFor = null; // asked again at the next refresh
+        if (err.name !== "AbortError") replace(refused, errorBox(err));
+        return;
+      }
+      versions.sort((a, b) => b.version - a.version);
+    }
+    const changed = (next) => {
+      ep = next;
+      replace(forms);
+      drawEndpoint();
+      drawActions();
+    };
+    const state = { signal, problem: refused, forms, changed };
+    replace(actions, served === "deleting" ? null : endpointActions(ep, versions, state));
+  };
   const els = {
     rps: h("div", { class: "plot" }),
     latency: h("div", { class: "plot" }),
@@ -270,13 +366,22 @@ export default async function render(view) {
     replace(
       top,
       h("div", { class: "crumbs" }, link("#/endpoints", "Endpoints"), " / "),
-      h("h1", {}, ep.name, badge(ep.status)),
       h(
-        "ul",
-        { class: "facts" },
-        h("li", {}, "POST ", h("b", { class: "mono" }, ep.url)),
-        h("li", {}, "created ", h("b", {}, fmtTime(ep.created_at))),
-        h("li", {}, "updated ", h("b", {}, fmtTime(ep.updated_at))),
+        "div",
+        { class: "head" },
+        h(
+          "div",
+          {},
+          h("h1", {}, ep.name, badge(ep.status)),
+          h(
+            "ul",
+            { class: "facts" },
+            h("li", {}, "POST ", h("b", { class: "mono" }, ep.url)),
+            h("li", {}, "created ", h("b", {}, fmtTime(ep.created_at))),
+            h("li", {}, "updated ", h("b", {}, fmtTime(ep.updated_at))),
+          ),
+        ),
+        actions,
       ),
       ep.status_reason
         ? h("p", { class: ep.status === "Failed" ? "alert" : "note" }, ep.status_reason)
@@ -328,6 +433,7 @@ export default async function render(view) {
     replace(problem);
     ep = next;
     drawEndpoint();
+    drawActions();
     const rps = m.variants.reduce((a, v) => a + v.rps, 0);
     replace(
       live,
@@ -360,10 +466,13 @@ export default async function render(view) {
     WINDOWS.map(([s, label]) => h("option", { value: String(s), selected: s === seconds }, label)),
   );
   drawEndpoint();
+  await drawActions();
   replace(
     main,
     top,
     problem,
+    refused,
+    forms,
     config,
     h("div", { class: "head section" }, h("h2", {}, "Live"), windowPick),
     live,

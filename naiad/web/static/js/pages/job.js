@@ -1,10 +1,13 @@
-// #/jobs/NAME: status, timeline, hyperparameters, the live log per rank, and Stop.
+// #/jobs/NAME: status, timeline, hyperparameters, the live log per rank; for an editor
+// Stop, Run again (the same request, as a new job) and, once Completed, Register model.
 import { api, path } from "../api.js";
 import { h, link, kvTable, replace, errorBox } from "../dom.js";
 import { badge, fmtTime, fmtValue, span, TERMINAL } from "../format.js";
 import { every } from "../poll.js";
 import { timeline } from "../parts/timeline.js";
 import { logTail } from "../parts/log_tail.js";
+import { actionButton, field, formButton, go, nameInput } from "../parts/actions.js";
+import { may } from "../session.js";
 
 export default async function render(view) {
   const { main, params, signal } = view;
@@ -13,6 +16,26 @@ export default async function render(view) {
   const top = h("div");
   const steps = h("div");
   const problem = h("div");
+  const forms = h("div");
+  const again = actionButton("Run again", { action: "rerun", problem, busy: "Starting…" }, async () => {
+    const next = await api(path("jobs", job.name, "rerun"), { method: "POST", signal });
+    go("jobs", next.name);
+  });
+  const register = formButton(
+    "Register model",
+    {
+      action: "register",
+      slot: forms,
+      title: `Register the model ${job.name} saved`,
+      submit: "Register",
+      fields: () => [field("Model name", nameInput("model"))],
+    },
+    async (data) => {
+      const model = data.get("model").trim();
+      await api(path("models", model, "versions"), { method: "POST", body: { job: job.name }, signal });
+      go("models", model);
+    },
+  );
   const stop = h("button", { type: "button", class: "danger", "data-action": "stop" }, "Stop");
   stop.addEventListener("click", async () => {
     stop.disabled = true;
@@ -31,7 +54,10 @@ export default async function render(view) {
 
   function draw() {
     const done = TERMINAL.has(job.status);
-    stop.hidden = done;
+    const editor = may("editor", job.project);
+    stop.hidden = done || !editor;
+    again.hidden = !done || !editor;
+    register.hidden = job.status !== "Completed" || !editor;
     if (job.status === "Stopping") {
       stop.disabled = true;
       stop.textContent = "Stopping…";
@@ -60,7 +86,7 @@ export default async function render(view) {
             h("li", {}, "run ", link(`#/runs/${encodeURIComponent(job.run_id)}`, "metrics and artifacts")),
           ),
         ),
-        stop,
+        h("div", { class: "actions" }, stop, again, register),
       ),
       // While it runs the timeline says as much; the reason matters once it waits or ends.
       job.status_reason && !["Starting", "Running"].includes(job.status)
@@ -75,6 +101,7 @@ export default async function render(view) {
     main,
     top,
     problem,
+    forms,
     h(
       "div",
       { class: "grid2" },

@@ -1,10 +1,13 @@
 // #/models/NAME: versions, aliases, evaluations side by side with their confusion
 // matrices, and each version's lineage: data -> job -> run -> version -> endpoints serving it.
+// For an editor: Set alias, and Deploy a version as a new endpoint.
 import { api, path } from "../api.js";
 import { h, link, replace, table, errorBox } from "../dom.js";
 import { badge, fmtBytes, fmtNum, fmtTime } from "../format.js";
 import { pool } from "../poll.js";
 import { confusionMatrix } from "../parts/confusion.js";
+import { field, formButton, go, nameInput, versionSelect } from "../parts/actions.js";
+import { may } from "../session.js";
 
 const arrow = () => h("span", { class: "arrow", "aria-hidden": "true" }, "→");
 
@@ -144,17 +147,28 @@ export default async function render(view) {
     else for (const e of got) cards.push(evaluationCard(v, e));
   });
 
+  const forms = h("div");
   replace(
     main,
     h("div", { class: "crumbs" }, link("#/models", "Models"), " / "),
-    h("h1", {}, name),
     h(
-      "ul",
-      { class: "facts" },
-      h("li", {}, "latest ", h("b", {}, `v${model.latest_version}`)),
-      Object.entries(model.aliases).map(([a, v]) => h("li", {}, `${a} → `, h("b", {}, `v${v}`))),
-      h("li", {}, "created ", h("b", {}, fmtTime(model.created_at))),
+      "div",
+      { class: "head" },
+      h(
+        "div",
+        {},
+        h("h1", {}, name),
+        h(
+          "ul",
+          { class: "facts" },
+          h("li", {}, "latest ", h("b", {}, `v${model.latest_version}`)),
+          Object.entries(model.aliases).map(([a, v]) => h("li", {}, `${a} → `, h("b", {}, `v${v}`))),
+          h("li", {}, "created ", h("b", {}, fmtTime(model.created_at))),
+        ),
+      ),
+      may("editor", model.project) && versions.length ? actions(view, name, versions, forms) : null,
     ),
+    forms,
     h("h2", {}, "Versions and lineage"),
     table(
       [
@@ -173,6 +187,51 @@ export default async function render(view) {
       ? h("div", { class: "cards evaluations" }, cards)
       : h("p", { class: "empty" }, `No evaluations yet: naiad models evaluate ${name}:VERSION --input DATA.`),
   );
+}
+
+/** Set alias (PUT .../aliases/ALIAS) and Deploy (POST /endpoints), each a small form. */
+function actions(view, name, versions, forms) {
+  const { signal } = view;
+  const latest = versions[0].version;
+  const setAlias = formButton(
+    "Set alias",
+    {
+      action: "alias",
+      slot: forms,
+      title: `Point an alias of ${name} at a version`,
+      submit: "Save",
+      fields: () => [
+        field("Alias", nameInput("alias")),
+        field("Version", versionSelect(versions, latest)),
+      ],
+    },
+    async (data) => {
+      const alias = data.get("alias").trim();
+      const body = { version: Number(data.get("version")) };
+      await api(path("models", name, "aliases", alias), { method: "PUT", body, signal });
+      await render(view); // the facts and the versions table show the alias
+    },
+  );
+  const deploy = formButton(
+    "Deploy",
+    {
+      action: "deploy",
+      slot: forms,
+      title: `Serve a version of ${name} at a new endpoint`,
+      submit: "Deploy",
+      fields: () => [
+        field("Endpoint name", nameInput("endpoint")),
+        field("Version", versionSelect(versions, latest)),
+      ],
+    },
+    async (data) => {
+      const endpoint = data.get("endpoint").trim();
+      const variants = [{ model: `${name}:${data.get("version")}` }];
+      await api("/endpoints", { method: "POST", body: { name: endpoint, variants }, signal });
+      go("endpoints", endpoint);
+    },
+  );
+  return h("div", { class: "actions" }, setAlias, deploy);
 }
 
 function describe(spec) {

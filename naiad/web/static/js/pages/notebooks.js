@@ -1,9 +1,11 @@
-// #/notebooks: managed JupyterLab servers: create, open, stop, start, delete, and run one
-// of a notebook's .ipynb files as a training job.
+// #/notebooks: managed JupyterLab servers: create, open, stop, start, delete (an admin's:
+// a notebook's kernels act as the admin), and run one of a notebook's .ipynb files as a
+// training job (an editor's).
 import { api, path, ApiError } from "../api.js";
 import { h, link, replace, table, errorBox } from "../dom.js";
 import { badge, fmtTime } from "../format.js";
 import { every } from "../poll.js";
+import { may } from "../session.js";
 
 const IDLE_CHOICES = [
   ["15 min", 900],
@@ -149,20 +151,23 @@ export default async function render(view) {
     };
     const post = (verb) => () => api(path("notebooks", name, verb), { method: "POST", signal });
     const out = [];
-    if (nb.status === "InService") {
+    const admin = may("admin");
+    if (admin && nb.status === "InService") {
       const open = { class: "button", href: nb.url, target: "_blank", rel: "noopener" };
       out.push(h("a", { ...open, "aria-label": `Open ${name}`, dataset: { action: "open" } }, "Open"));
     }
-    if (RUNNING.has(nb.status)) {
+    if (admin && RUNNING.has(nb.status)) {
       const stop = button("Stop", "stop", () => act(stop, "Stopping…", post("stop")));
       out.push(stop);
     }
-    if (nb.status === "Stopped" || nb.status === "Failed") {
+    if (admin && (nb.status === "Stopped" || nb.status === "Failed")) {
       const start = button("Start", "start", () => act(start, "Starting…", post("start")));
       out.push(start);
     }
-    if (nb.status === "InService") out.push(button("Run as job", "run", () => openRunner(name)));
-    if (nb.status !== "Deleting") {
+    if (may("editor") && nb.status === "InService") {
+      out.push(button("Run as job", "run", () => openRunner(name)));
+    }
+    if (admin && nb.status !== "Deleting") {
       const remove = () => {
         if (!confirm(`Delete notebook ${name} and all its files? This cannot be undone.`)) return;
         act(del, "Deleting…", () => api(path("notebooks", name), { method: "DELETE", signal }));
@@ -224,14 +229,33 @@ export default async function render(view) {
             rows,
             { class: "notebooks" },
           )
-        : h("p", { class: "empty" }, "No notebooks yet. Create one above, or: naiad notebooks create NAME."),
+        : h(
+            "p",
+            { class: "empty" },
+            "No notebooks yet.",
+            may("admin") ? " Create one above, or: naiad notebooks create NAME." : null,
+          ),
     );
     return true;
   }
 
   function openRunner(name) {
+    // The files are listed by the notebook's JupyterLab, which is an admin's to reach; an
+    // editor types the file's path instead (a wrong one is answered with the files it has).
+    const listed = may("admin");
     const loading = h("option", { value: "" }, "Loading…");
-    const files = h("select", { id: "run-file", name: "path", required: true }, loading);
+    const files = listed
+      ? h("select", { id: "run-file", name: "path", required: true }, loading)
+      : h("input", {
+          id: "run-file",
+          type: "text",
+          name: "path",
+          required: true,
+          placeholder: "train.ipynb",
+          autocomplete: "off",
+          spellcheck: "false",
+          class: "mono",
+        });
     const hp = h("input", {
       id: "run-hp",
       type: "text",
@@ -241,7 +265,7 @@ export default async function render(view) {
       spellcheck: "false",
       class: "mono",
     });
-    const go = h("button", { type: "submit", class: "primary", disabled: true }, "Run");
+    const go = h("button", { type: "submit", class: "primary", disabled: listed }, "Run");
     const cancel = h("button", { type: "button", class: "quiet" }, "Cancel");
     const result = h("div", { "aria-live": "polite" });
     const form = h(
@@ -304,6 +328,7 @@ export default async function render(view) {
     });
     replace(runner, form);
     files.focus();
+    if (!listed) return;
     notebookFiles(name, signal).then(
       (paths) => {
         if (!paths.length) {
@@ -370,7 +395,7 @@ export default async function render(view) {
       "JupyterLab servers this server keeps: each opens behind your login, and stops when " +
         "idle with its files kept.",
     ),
-    createForm,
+    may("admin") ? createForm : null,
     notice,
     body,
     runner,

@@ -8,10 +8,12 @@ import { chartOptions, loadOptions } from "../parts/chart_options.js";
 import { MetricCharts } from "../parts/metric_charts.js";
 import { artifactBrowser } from "../parts/artifacts.js";
 import { logTail } from "../parts/log_tail.js";
+import { actionButton, go } from "../parts/actions.js";
+import { mayDelete } from "../session.js";
 
 const SYSTEM = "system/";
 
-function header(run) {
+function header(run, actions) {
   const job = run.tags["naiad.job"];
   const tuning = run.tags["naiad.tuning_job"];
   return [
@@ -49,9 +51,14 @@ function header(run) {
         ),
       ),
       h(
-        "a",
-        { class: "button", href: `#/experiments/${encodeURIComponent(run.experiment)}` },
-        "All runs of the experiment",
+        "div",
+        { class: "actions" },
+        h(
+          "a",
+          { class: "button", href: `#/experiments/${encodeURIComponent(run.experiment)}` },
+          "All runs of the experiment",
+        ),
+        actions,
       ),
     ),
     run.status_reason
@@ -94,7 +101,24 @@ export default async function render(view) {
   const me = [{ id: run.id, name: run.name, color: PALETTE[0] }];
   const charts = new MetricCharts({ runs: me, options, signal });
   const system = new MetricCharts({ runs: me, options, signal, maxPoints: 500 });
-  const top = h("div", {}, header(run));
+  const problem = h("div");
+  const remove = mayDelete(run)
+    ? actionButton(
+        "Delete run",
+        {
+          action: "delete",
+          problem,
+          busy: "Deleting…",
+          cls: "danger",
+          ask: `Delete run ${run.name} with its metrics and artifacts? This cannot be undone.`,
+        },
+        async () => {
+          await api(path("runs", run.id), { method: "DELETE", signal });
+          go("experiments", run.experiment);
+        },
+      )
+    : null;
+  const top = h("div", {}, header(run, remove));
   const summary = h("div", {}, summaryTable(run));
   const noMetrics = h("p", { class: "muted" }, "No metrics logged yet.");
   const systemSection = h(
@@ -120,6 +144,7 @@ export default async function render(view) {
   replace(
     main,
     top,
+    problem,
     h("h2", {}, "Metrics"),
     chartOptions(options, () => {
       charts.redraw();
@@ -160,7 +185,7 @@ export default async function render(view) {
         api(path("runs", run.id, "metrics"), { signal }),
       ]);
       run = next;
-      replace(top, header(run));
+      replace(top, header(run, remove));
       replace(summary, summaryTable(run));
       placeKeys(keys);
       await Promise.all([charts.refresh(), system.refresh()]);

@@ -1,6 +1,6 @@
 // #/tuning/NAME: a search's status and settings, its best trial, the objective by trial,
-// the params against the objective, their importances, every trial, and Stop. Live while
-// the search runs.
+// the params against the objective, their importances, every trial, and (for an editor)
+// Stop. Live while the search runs.
 import { api, path } from "../api.js";
 import { h, link, kvTable, replace, table, errorBox } from "../dom.js";
 import { badge, fmtDuration, fmtNum, fmtTime, fmtValue, span, TERMINAL } from "../format.js";
@@ -9,6 +9,7 @@ import { every } from "../poll.js";
 import { setQuery } from "../router.js";
 import { arrow, trialsDone } from "./tuning.js";
 import { drawImportances, drawObjective, drawParcoords, trialValue } from "../parts/tuning_charts.js";
+import { may } from "../session.js";
 
 const MIN_FOR_IMPORTANCE = 3; // what the server's fANOVA needs
 
@@ -208,7 +209,7 @@ export default async function render(view) {
 
   function drawHead() {
     const done = TERMINAL.has(job.status);
-    stop.hidden = done;
+    stop.hidden = done || !may("editor", job.project);
     if (job.status === "Stopping" || stopAsked) {
       stop.disabled = true;
       stop.textContent = "Stopping…";
