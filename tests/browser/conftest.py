@@ -101,17 +101,18 @@ def _reap(home: Path) -> None:
             proc.kill()
 
 
+def chromium_profile(playwright, profile: Path, url: str):  # type: ignore[no-untyped-def]
+    """Debian's Chromium, headless, with a profile of its own, opening pages of ``url``."""
+    return playwright.chromium.launch_persistent_context(
+        str(profile), executable_path=str(CHROMIUM), headless=True, base_url=url, viewport=VIEWPORT
+    )
+
+
 @pytest.fixture(scope="package")
 def console(playwright, live: LiveServer, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """One Chromium profile for the session, as a person's browser keeps one: its caches
     (plotly.js compiled once) and its session cookie carry from page to page."""
-    context = playwright.chromium.launch_persistent_context(
-        str(tmp_path_factory.mktemp("chromium-profile")),
-        executable_path=str(CHROMIUM),
-        headless=True,
-        base_url=live.url,
-        viewport=VIEWPORT,
-    )
+    context = chromium_profile(playwright, tmp_path_factory.mktemp("chromium-profile"), live.url)
     yield context
     context.close()
 

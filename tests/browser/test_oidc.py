@@ -13,7 +13,7 @@ import pytest
 
 from naiad.testing.live import LiveServer, free_port
 
-from .conftest import CHROMIUM, VIEWPORT, _need, expect
+from .conftest import _need, chromium_profile, expect
 
 pytestmark = pytest.mark.browser
 
@@ -67,13 +67,7 @@ def sso(
 
 @pytest.fixture
 def browser(playwright, sso: LiveServer, tmp_path: Path):  # type: ignore[no-untyped-def]
-    context = playwright.chromium.launch_persistent_context(
-        str(tmp_path / "profile"),
-        executable_path=str(CHROMIUM),
-        headless=True,
-        base_url=sso.url,
-        viewport=VIEWPORT,
-    )
+    context = chromium_profile(playwright, tmp_path / "profile", sso.url)
     yield context
     context.close()
 
