@@ -57,6 +57,12 @@ class Principal:
         mine = "viewer" if self.read_only else best
         return ROLES.index(mine) >= ROLES.index(role)
 
+    @property
+    def server_admin(self) -> bool:
+        """An admin of the default project, who administers the server: users, keys, the
+        audit log, every project (an admin of another project is not one)."""
+        return self.may_in(DEFAULT_PROJECT, "admin")
+
     def may_in(self, project: str, role: Role) -> bool:
         held = self.role_in(project)
         return held is not None and ROLES.index(held) >= ROLES.index(role)

@@ -4,21 +4,21 @@ a body), with a refusal that names the role or permission missing.
 - ``viewer``: reads everything, searches, and manages their own read-only keys.
 - ``editor``: also creates and changes runs, jobs, models, endpoints, tuning jobs,
   connections; deletes what they created (checked against the row by ``deps``).
-
-Roles are held per project (``core.principals``): this first check asks for the role in
-any project; ``deps.require_token`` then asks for it in the project of what the call
-reaches.
 - ``admin``: also users, every key, the audit log, maintenance, connections' secrets,
   managed notebook servers (whose kernels act as the admin), and deleting anything.
 
-A read-only key acts as a viewer whatever its user's role. The same roles govern the
-AWS-compatible APIs, where reads are the operations named ``Describe*``, ``List*``, ...
+Roles are held per project (``core.principals``). This first check asks for an editor's
+role in any project, and ``deps.require_token`` then for the role in the project of what
+the call reaches; what belongs to no project (users, the audit log, ...) needs the admin
+role in ``default``, which administers the server. A read-only key acts as a viewer
+whatever its user's role. The same roles govern the AWS-compatible APIs, which work in
+``default``, where reads are the operations named ``Describe*``, ``List*``, ...
 """
 
 import re
 
 from naiad.core.errors import Forbidden
-from naiad.core.principals import Principal, Role
+from naiad.core.principals import DEFAULT_PROJECT, Principal, Role
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _GUARDED = ("/api/", "/notebooks/", "/endpoints/")
@@ -34,8 +34,8 @@ AWS_READS = ("Describe", "List", "Get", "Search", "BatchGet", "Query", "Filter",
 
 def role_problem(principal: Principal, method: str, path: str) -> Forbidden | None:
     """Why ``principal`` may not make this call to Naiad's own API; None when it may."""
-    if principal.may("admin") or not path.startswith(_GUARDED):
-        return None  # the console's own pages and sign-in/out are anyone's
+    if principal.server_admin or not path.startswith(_GUARDED):
+        return None  # a server admin; or the console's own pages and sign-in/out
     read = method in _READS
     if path == "/api/v1/projects" and not read:
         return refusal(principal, "admin", f"{method} {path}")
@@ -47,8 +47,9 @@ def role_problem(principal: Principal, method: str, path: str) -> Forbidden | No
 
 
 def aws_problem(principal: Principal, operation: str) -> Forbidden | None:
-    """The same rule for an AWS operation (``CreateTrainingJob``, ``PutObject``, ...)."""
-    if principal.may("editor") or operation.startswith(AWS_READS):
+    """The same rule for an AWS operation (``CreateTrainingJob``, ``PutObject``, ...), all
+    of which work in the default project."""
+    if principal.may_in(DEFAULT_PROJECT, "editor") or operation.startswith(AWS_READS):
         return None
     return refusal(principal, "editor", operation)
 

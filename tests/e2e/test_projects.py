@@ -93,6 +93,13 @@ def test_a_project_is_closed_to_those_without_a_role_in_it(
     assert run.id in {r.id for r in admin.runs.list()}
     assert version.version == 1
 
+    admin.projects.set_member("vision", "vis", "admin")  # vision's admin, not the server's
+    vis.runs.get(run.id)
+    with pytest.raises(Forbidden, match="needs the admin role"):
+        vis.users.list()
+    with pytest.raises(Forbidden, match="needs the admin role"):
+        vis.keys.list(user="out")
+
     with pytest.raises(Conflict, match="still holds"):
         admin.projects.delete("vision")
     admin.projects.remove_member("vision", "vis")

@@ -61,7 +61,7 @@ def create_key(
         raise Conflict(NO_AUTH)
     me = principal_of(request)
     owner = body.user if body.user is not None else (me.name if me.is_user else None)
-    if owner != (me.name if me.is_user else None) and not me.may("admin"):
+    if owner != (me.name if me.is_user else None) and not me.server_admin:
         raise refusal(me, "admin", "Issuing a key for another user")
     if me.read_only and not body.read_only:
         raise Forbidden("A read-only key issues only read-only keys; send read_only: true.")
@@ -77,7 +77,7 @@ def list_keys(session: SessionDep, request: Request, user: str | None = None) ->
     """Keys, oldest first, without their secrets: a user's own; an admin's view is every
     key (or ``user``'s). The admin token's derived pair is not listed."""
     me = principal_of(request)
-    if me.is_user and not me.may("admin"):
+    if me.is_user and not me.server_admin:
         if user not in (None, me.name):
             raise refusal(me, "admin", "Listing another user's keys")
         user = me.name
@@ -106,7 +106,7 @@ def delete_key(
         )
     me = principal_of(request)
     row = access_keys.find(session, access_key_id)
-    if row is not None and me.is_user and row.user_name != me.name and not me.may("admin"):
+    if row is not None and me.is_user and row.user_name != me.name and not me.server_admin:
         row = None  # another's key: say nothing of whether it exists
     if row is None or row.kind != "key":
         raise NotFound(f"No access key {access_key_id!r}; list yours with `naiad keys ls`.")
