@@ -38,13 +38,13 @@ class Principal:
 
     @property
     def sees_all(self) -> bool:
-        """The admin token, a server admin, a job: every project is theirs to read."""
-        return not self.is_user or self.role == "admin"
+        """The admin token, or a server admin: every project is theirs."""
+        return self.name == ADMIN or (self.is_user and self.role == "admin")
 
     def role_in(self, project: str) -> Role | None:
         """This principal's role in ``project`` (a read-only key's is viewer at most)."""
         if self.sees_all:
-            role: Role | None = self.role if not self.is_user else "admin"
+            role: Role | None = "admin"
         elif project == DEFAULT_PROJECT:
             role = self.role
         else:

@@ -180,9 +180,17 @@ def _job_problem(conn: HTTPConnection, claims: JobClaims | None, method: str) ->
     problem = job_scope_problem(claims, method, conn.url.path)
     if problem is None:
         conn.scope[JOB_SCOPE] = claims
-        conn.scope[PRINCIPAL] = Principal(f"job:{claims.job}", "editor")
+        conn.scope[PRINCIPAL] = job_principal(claims.job, DEFAULT_PROJECT)  # until its row says
         note_actor(conn.scope, f"job:{claims.job}")
     return problem
+
+
+def job_principal(job: str, project: str) -> Principal:
+    """A job reads what anyone may (the default project) and its own project, where its
+    token's scope lets it write its own run."""
+    if project == DEFAULT_PROJECT:
+        return Principal(f"job:{job}", "editor")
+    return Principal(f"job:{job}", "viewer", projects=((project, "editor"),))
 
 
 def job_claims(conn: HTTPConnection) -> JobClaims | None:
@@ -257,14 +265,15 @@ def require_token(request: Request, state: StateDep) -> None:
     claims = job_claims(request)
     if claims is not None:
         with state.sessions() as session:
-            found = jobs.run_and_status(session, claims.job)
+            found = jobs.run_status_project(session, claims.job)
         status = found[1] if found is not None and found[0] == claims.run_id else None
-        if status is None or Status(status).terminal:
+        if found is None or status is None or Status(status).terminal:
             ended = "no longer exists" if status is None else f"has ended ({status})"
             raise Unauthorized(
                 f"This token belonged to job {claims.job!r}, which {ended}; a job's token "
                 "works only while its job runs."
             )
+        request.scope[PRINCIPAL] = job_principal(claims.job, found[2])
     principal = principal_of(request)
     if not principal.sees_all:
         _project_problem(request, state, principal)

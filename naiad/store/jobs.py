@@ -21,11 +21,12 @@ def get_row(session: Session, name: str) -> JobRow:
     return row
 
 
-def run_and_status(session: Session, name: str) -> tuple[str, str] | None:
-    """The job's run id and status, without loading its spec (checked on every call a job
-    makes with its own token)."""
-    found = session.execute(select(JobRow.run_id, JobRow.status).where(JobRow.name == name)).first()
-    return None if found is None else (found[0], found[1])
+def run_status_project(session: Session, name: str) -> tuple[str, str, str] | None:
+    """The job's run id, status and project, without loading its spec (checked on every
+    call a job makes with its own token)."""
+    query = select(JobRow.run_id, JobRow.status, JobRow.project).where(JobRow.name == name)
+    found = session.execute(query).first()
+    return None if found is None else (found[0], found[1], found[2])
 
 
 def to_schema(session: Session, row: JobRow) -> TrainingJob:

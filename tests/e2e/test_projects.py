@@ -14,6 +14,13 @@ import naiad
 from naiad.core.errors import Conflict, Forbidden
 from naiad.testing.live import LiveServer
 
+PROBE = """
+import os, httpx
+head = {"authorization": "Bearer " + os.environ["NAIAD_TOKEN"]}
+for run in os.environ["RUNS"].split(","):
+    answer = httpx.get(os.environ["NAIAD_URL"] + "/api/v1/runs/" + run, headers=head)
+    print("probe", run, answer.status_code)
+"""
 SCRIPT = """
 import os, torch
 from torch import nn
@@ -92,6 +99,24 @@ def test_a_project_is_closed_to_those_without_a_role_in_it(
     assert {e.project for e in vis.experiments.list()} == {"vision"}
     assert run.id in {r.id for r in admin.runs.list()}
     assert version.version == 1
+
+    # a job reads what its project and default hold, not another project's
+    admin.projects.create("other")
+    theirs = naiad.Client(url=live.url, token=live.token, project="other")
+    theirs.experiments.create("hidden")
+    hidden = theirs.runs.create("hidden", name="h")
+    public = admin.runs.create("public", name="p")
+    (source / "probe.py").write_text(textwrap.dedent(PROBE))
+    probe = vis.training_jobs.create(
+        name="vision-probe",
+        entrypoint="probe.py",
+        source_dir=source,
+        environment={"RUNS": f"{hidden.id},{public.id},{run.id}"},
+    )
+    assert probe.wait(timeout=120).status == "Completed"
+    said = "".join(probe.logs())
+    assert f"probe {hidden.id} 403" in said
+    assert f"probe {public.id} 200" in said and f"probe {run.id} 200" in said
 
     admin.projects.set_member("vision", "vis", "admin")  # vision's admin, not the server's
     vis.runs.get(run.id)
