@@ -122,3 +122,39 @@ def test_a_revoked_key_is_refused_on_every_route(api: TestClient, tokens: dict[s
         assert answer.status_code == 401, f"{method} {template}: {answer.status_code}"
         if template.startswith("/api/"):
             assert "revoked" in answer.json()["message"]
+
+
+def test_another_projects_objects_are_refused_on_every_route(
+    api: TestClient, tokens: dict[str, str]
+) -> None:
+    """An editor of default with no role in project secret: every route that reaches an
+    experiment or run of secret, or works in secret, answers 403 naming the project."""
+    made = api.post("/api/v1/projects", json={"name": "secret"})
+    assert made.status_code == 201, made.text
+    inside = {"x-naiad-project": "secret"}
+    assert api.post("/api/v1/experiments", json={"name": "hush"}, headers=inside).is_success
+    run = api.post("/api/v1/runs", json={"experiment": "hush"}, headers=inside).json()
+    ed = {"authorization": f"Bearer {tokens['editor']}"}
+    wrong, reached = [], 0
+    for method, template in _operations(api):
+        if "{run_id}" in template:
+            url = _url(template.replace("{run_id}", run["id"]))
+        elif template.startswith("/api/v1/experiments/{name}"):
+            url = _url(template.replace("{name}", "hush"))
+        else:
+            continue
+        reached += 1
+        body = None if method in READS or method == "DELETE" else {}
+        answer = api.request(method, url, json=body, headers=ed)
+        if answer.status_code != 403 or "in project 'secret'" not in answer.json()["message"]:
+            wrong.append(f"{method} {url}: {answer.status_code} {answer.text[:160]}")
+    for method, template in _operations(api):
+        if re.fullmatch(r"/api/v1/(runs|experiments|jobs|tuning-jobs|models|endpoints)", template):
+            reached += 1
+            body = None if method in READS else {}
+            answer = api.request(method, template, json=body, headers={**ed, **inside})
+            if answer.status_code != 403 or "in project 'secret'" not in answer.text:
+                wrong.append(f"{method} {template} in secret: {answer.status_code}")
+    assert reached > 20 and not wrong, "\n".join(wrong)
+    listed = api.get("/api/v1/runs", headers=ed).json()["items"]
+    assert run["id"] not in {r["id"] for r in listed}
