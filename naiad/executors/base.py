@@ -107,6 +107,8 @@ class LaunchSpec:
     s3_endpoint_url: str | None = None
     # None: this supervisor runs every host; else the one host it runs of a gang
     gang: GangPlace | None = None
+    # The Naiad home to hide from the job's processes (NAIAD_JOB_SANDBOX); None: no sandbox
+    sandbox: str | None = None
 
     def host_names(self) -> list[str]:
         """``["algo-1", ..., "algo-N"]`` as SageMaker names a job's instances, or the

@@ -273,6 +273,7 @@ def launch_spec(
         token=None if job_key is None else job_token(row, job_key),
         artifact_root=artifact_root,
         s3_endpoint_url=settings.s3_endpoint_url,
+        sandbox=str(settings.home) if settings.job_sandbox else None,
     )
 
 

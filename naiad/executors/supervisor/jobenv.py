@@ -189,6 +189,19 @@ def host_gpus(spec: LaunchSpec, host: str) -> str | None:
     return ",".join(ids[start : start + spec.gpus])
 
 
+# What the job keeps of the NAIAD_* variables it inherits: its client-side settings.
+_CLIENT_SETTINGS = frozenset({"NAIAD_FLUSH_TIMEOUT", "NAIAD_PROJECT"})
+
+
+def _server_only(name: str) -> bool:
+    """The server's settings and secrets, which the job's processes must not see: its
+    database URL (with a password, maybe), its identity provider's client secret, its
+    token and home; the job gets its own NAIAD_* below."""
+    if name.startswith("NAIAD_"):
+        return name not in _CLIENT_SETTINGS
+    return name in ("PGPASSWORD", "PGPASSFILE")
+
+
 def job_env(
     spec: LaunchSpec,
     wd: WorkDir,
@@ -200,9 +213,7 @@ def job_env(
     """The whole environment of ``host``'s training processes: inherited, the job's own
     ``environment``, then SageMaker's and Naiad's (which win on a clash)."""
     num_cpus = os.cpu_count() or 1
-    env = dict(os.environ)
-    for stale in ("NAIAD_URL", "NAIAD_TOKEN", "NAIAD_RUN_ID"):  # the server's own, not the job's
-        env.pop(stale, None)
+    env = {k: v for k, v in os.environ.items() if not _server_only(k)}
     env.update(spec.environment)
     env.update(sagemaker_env(spec, wd, channels, num_cpus, host))
     if (gpus := host_gpus(spec, host)) is not None:

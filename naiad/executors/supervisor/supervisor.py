@@ -19,7 +19,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from naiad.executors.supervisor import checkpoint_sync, container, fork, launch, log_metrics
+from naiad.executors.supervisor import (
+    checkpoint_sync,
+    container,
+    fork,
+    launch,
+    log_metrics,
+    sandbox,
+)
 from naiad.executors.supervisor.hosts import Host, HostGroup, host_text, hosts_of
 from naiad.executors.supervisor.jobenv import (
     decode_hyperparameters,
@@ -217,11 +224,17 @@ class Supervisor:
                 )
                 cmd[0] = self.python  # the same script (or torchrun) under the job's environment
             script = self.spec.command is None
-            if nodes == 1 and script and self.warm and fork.can_fork(self.python, procs):
+            warm = self.warm and self.spec.sandbox is None  # a fork would skip the sandbox
+            if nodes == 1 and script and warm and fork.can_fork(self.python, procs):
                 group.add(host, fork.fork_script(cmd, env, self.wd.code, self.wd.job_log))
                 continue
             try:
+                if self.spec.sandbox is not None:
+                    cmd = sandbox.wrap(cmd, Path(self.spec.sandbox), self.wd.root, self.python)
                 proc = launch.start(cmd, env, self.wd.code, None if i else self.wd.job_log)
+            except sandbox.SandboxMissing as exc:
+                group.kill()
+                raise Finished("failed", str(exc), 127) from None
             except OSError as exc:  # a command naming no program here
                 group.kill()
                 why = exc.strerror or str(exc)
