@@ -8,7 +8,7 @@ user disabled or deleted, it is refused at once.
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from naiad.core import api_keys
@@ -48,6 +48,14 @@ def listed(session: Session, user: str | None = None, kind: str = "key") -> list
     if user is not None:
         query = query.where(AccessKeyRow.user_name == user)
     return list(session.scalars(query.order_by(AccessKeyRow.created_at)))
+
+
+def drop_expired(session: Session, user: str) -> None:
+    """Delete the user's keys and sessions that have expired (they only fill the table)."""
+    query = delete(AccessKeyRow).where(
+        AccessKeyRow.user_name == user, AccessKeyRow.expires_at <= utcnow()
+    )
+    session.execute(query)
 
 
 def find(session: Session, access_key_id: str) -> AccessKeyRow | None:

@@ -143,6 +143,7 @@ def _start_session(request: Request, user: str, password: str) -> str | None:
 
 def start_session(session: Session, key: bytes, user: str) -> str:
     """A console session for ``user``, valid ``SESSION_HOURS``: the cookie's value."""
+    access_keys.drop_expired(session, user)
     expires = utcnow() + timedelta(hours=SESSION_HOURS)
     row = access_keys.issue(session, user, "console", expires_at=expires, kind=access_keys.SESSION)
     return api_keys.bearer(row.access_key_id, access_keys.secret(row, key))
