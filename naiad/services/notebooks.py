@@ -42,6 +42,24 @@ def snapshot(files: Path) -> IO[bytes]:
     return pack(plan)
 
 
+MAX_LISTED = 1000
+
+
+def notebook_files(session: Session, files_root: Path, name: str) -> list[str]:
+    """The notebook's .ipynb files, by path under its folder, hidden ones (and Jupyter's
+    checkpoints) left out; at most ``MAX_LISTED``."""
+    notebooks.get(session, name)  # NotFound for an unknown notebook
+    files = files_root / name / "files"
+    found = []
+    for path in sorted(files.rglob("*.ipynb")):
+        relative = path.relative_to(files)
+        if not any(part.startswith(".") for part in relative.parts):
+            found.append(relative.as_posix())
+        if len(found) >= MAX_LISTED:
+            break
+    return found
+
+
 def run_as_job(
     session: Session,
     store: ArtifactStore,
@@ -58,7 +76,7 @@ def run_as_job(
     if not path.endswith(".ipynb"):
         raise InvalidInput(f"{body.path!r} is not a notebook (.ipynb); pick one to run.")
     if not (files / path).is_file():
-        have = sorted(p.name for p in files.glob("*.ipynb"))[:10]
+        have = notebook_files(session, files_root, name)[:10]
         raise InvalidInput(
             f"Notebook {name!r} has no file {path!r} (it has: {', '.join(have) or 'none'})."
         )

@@ -74,6 +74,13 @@ def delete_notebook(name: str, session: SessionDep) -> Notebook:
     return notebooks.shown(row)
 
 
+@router.get("/{name}/files")
+def notebook_files(name: str, session: SessionDep, state: StateDep) -> list[str]:
+    """The notebook's .ipynb files (paths under its folder, hidden ones left out): what
+    ``/jobs`` can run. An editor reads this without reaching the notebook server itself."""
+    return notebook_service.notebook_files(session, state.settings.layout.notebooks, name)
+
+
 @router.post("/{name}/jobs", status_code=status.HTTP_201_CREATED)
 def run_as_job(
     name: str, body: NotebookJobCreate, session: SessionDep, state: StateDep

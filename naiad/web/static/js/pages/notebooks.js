@@ -1,7 +1,7 @@
 // #/notebooks: managed JupyterLab servers: create, open, stop, start, delete (an admin's:
 // a notebook's kernels act as the admin), and run one of a notebook's .ipynb files as a
 // training job (an editor's).
-import { api, path, ApiError } from "../api.js";
+import { api, path } from "../api.js";
 import { h, link, replace, table, errorBox } from "../dom.js";
 import { badge, fmtTime } from "../format.js";
 import { every } from "../poll.js";
@@ -39,45 +39,9 @@ export function parsePairs(text) {
   return out;
 }
 
-/** JSON from the notebook's own JupyterLab, through the server's proxy (the session cookie). */
-async function jupyter(name, rest, signal) {
-  let res;
-  try {
-    res = await fetch(`${path("notebooks", name)}/${rest}`, {
-      signal,
-      credentials: "same-origin",
-      headers: { accept: "application/json" },
-    });
-  } catch (err) {
-    if (err.name === "AbortError") throw err;
-    throw new ApiError(0, "network", "The server did not answer; check that it is running, then retry.");
-  }
-  const body = await res.json().catch(() => null);
-  if (!res.ok) {
-    const said = body && typeof body.message === "string";
-    const message = said ? body.message : `JupyterLab answered ${res.status}.`;
-    throw new ApiError(res.status, (said && body.error) || "http_error", message);
-  }
-  return body;
-}
-
-/** The notebook's .ipynb files: its folder and the folders in it, hidden ones left out. */
-export async function notebookFiles(name, signal) {
-  const top = await jupyter(name, "api/contents", signal);
-  const found = [];
-  const dirs = [];
-  for (const item of top.content || []) {
-    if (item.name.startsWith(".")) continue;
-    if (item.type === "notebook") found.push(item.path);
-    else if (item.type === "directory") dirs.push(item.path);
-  }
-  for (const dir of dirs) {
-    const listed = await jupyter(name, `api/contents${path(dir)}`, signal);
-    for (const item of listed.content || []) {
-      if (item.type === "notebook" && !item.name.startsWith(".")) found.push(item.path);
-    }
-  }
-  return found.sort();
+/** The notebook's .ipynb files, as the server lists them (any role that may run one). */
+export function notebookFiles(name, signal) {
+  return api(path("notebooks", name, "files"), { signal });
 }
 
 /** A span in whole minutes (seconds under one): "45 s", "12 min", "1 h 30 min", "2 d 3 h". */
@@ -240,22 +204,8 @@ export default async function render(view) {
   }
 
   function openRunner(name) {
-    // The files are listed by the notebook's JupyterLab, which is an admin's to reach; an
-    // editor types the file's path instead (a wrong one is answered with the files it has).
-    const listed = may("admin");
     const loading = h("option", { value: "" }, "Loading…");
-    const files = listed
-      ? h("select", { id: "run-file", name: "path", required: true }, loading)
-      : h("input", {
-          id: "run-file",
-          type: "text",
-          name: "path",
-          required: true,
-          placeholder: "train.ipynb",
-          autocomplete: "off",
-          spellcheck: "false",
-          class: "mono",
-        });
+    const files = h("select", { id: "run-file", name: "path", required: true }, loading);
     const hp = h("input", {
       id: "run-hp",
       type: "text",
@@ -265,7 +215,7 @@ export default async function render(view) {
       spellcheck: "false",
       class: "mono",
     });
-    const go = h("button", { type: "submit", class: "primary", disabled: listed }, "Run");
+    const go = h("button", { type: "submit", class: "primary", disabled: true }, "Run");
     const cancel = h("button", { type: "button", class: "quiet" }, "Cancel");
     const result = h("div", { "aria-live": "polite" });
     const form = h(
@@ -328,7 +278,6 @@ export default async function render(view) {
     });
     replace(runner, form);
     files.focus();
-    if (!listed) return;
     notebookFiles(name, signal).then(
       (paths) => {
         if (!paths.length) {
