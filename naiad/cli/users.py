@@ -121,6 +121,22 @@ def update(
     console.print(f"User {escape(user.name)}: {user.role}, {state}.")
 
 
+@app.command("disable")
+@handled
+def disable(name: Annotated[str, typer.Argument(help="The user.")]) -> None:
+    """Stop a user at once: their keys and console sessions are refused (kept for enable)."""
+    output.client().users.update(name, disabled=True)
+    console.print(f"Disabled user {escape(name)}: their keys and sessions are refused.")
+
+
+@app.command("enable")
+@handled
+def enable(name: Annotated[str, typer.Argument(help="The user.")]) -> None:
+    """Let a disabled user sign in again (their keys work again)."""
+    output.client().users.update(name, disabled=False)
+    console.print(f"Enabled user {escape(name)}.")
+
+
 @app.command("rm")
 @handled
 def remove(name: Annotated[str, typer.Argument(help="The user.")]) -> None:

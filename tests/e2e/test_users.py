@@ -174,14 +174,15 @@ def test_a_revoked_expired_or_disabled_key_is_refused_at_once(
     with pytest.raises(Unauthorized, match="expired"):
         naiad.Client(url=live.url, token=short.token).users.me()
 
-    admin.users.update("eve", disabled=True)
+    off = _cli(live, "users", "disable", "eve")
+    assert off.returncode == 0 and "refused" in off.stdout, off.stderr
     with pytest.raises(Unauthorized):
         eve.users.me()
     refused = httpx.post(
         f"{live.url}/api/v1/login", json={"user": "eve", "password": people["eve"]}
     )
     assert refused.status_code == 401
-    admin.users.update("eve", disabled=False)
+    assert _cli(live, "users", "enable", "eve").returncode == 0
     assert eve.users.me().name == "eve"
 
     forged = doomed.token[:-4] + "AAAA"
