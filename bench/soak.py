@@ -2,6 +2,7 @@
 
     make bench-soak                                     # an hour on SQLite
     python bench/soak.py --minutes 5 --fault-every 30   # shorter; --database URL for PostgreSQL
+    python bench/soak.py --database URL --restart-postgres   # PostgreSQL restarts too
 
 Traffic, all the while, through the server's public URL:
 - loggers: 5 runs at a time logging a metric at about 200 points/s each, through the SDK
@@ -11,11 +12,13 @@ Traffic, all the while, through the server's public URL:
 - serving: closed-loop requests to an endpoint of 2 replicas.
 
 Faults, every ``--fault-every`` seconds, in turn: the server SIGKILLed and started again,
-and one replica SIGKILLed.
+one replica SIGKILLed, and with ``--restart-postgres`` (on PostgreSQL, the cluster on port
+5432 restarted with Debian's pg_ctlcluster) the database restarted under the server.
 
 The report: requests made and how each ended; faults injected; points logged, stored,
 lost and stored twice (the target for both is 0); requests lost (failed while the server
-was up and not in flight at a kill: target 0); p99 latency per minute; and the server's
+was up and not in flight at a kill, and not answered 503 while the database restarted:
+target 0); p99 latency per minute; and the server's
 RSS and open file descriptors before each fault and at the end, to show they stay flat.
 ``--json PATH`` writes the report; the exit code is 1 when a target is missed.
 """
@@ -23,6 +26,7 @@ RSS and open file descriptors before each fault and at the end, to show they sta
 import argparse
 import json
 import random
+import subprocess
 import sys
 import tempfile
 import threading
@@ -38,11 +42,13 @@ import psutil
 
 import naiad
 from naiad.core.errors import NaiadError, ServerUnreachable
+from naiad.testing import postgres
 from naiad.testing.endpoints import kill_replicas, replica_pids, scale_model
 from naiad.testing.live import LiveServer
 
 LOGGERS, POINTS_PER_S, RUN_S = 5, 200, 30.0
 KILL_WINDOW_S = 0.5  # a request cut off this soon after a kill was in flight at it
+DB_WINDOW_S = 3.0  # a 503 this soon after the database came back was answered while it was down
 
 
 class Recorder:
@@ -158,14 +164,22 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_soak(
-    minutes: float, fault_every: float, database: str | None, work: Path
+    minutes: float,
+    fault_every: float,
+    database: str | None,
+    work: Path,
+    restart_postgres: list[str] | None = None,
 ) -> dict[str, Any]:
+    """``restart_postgres``: the pg_ctlcluster command of the database's cluster, to restart
+    it as the third fault."""
     env = {"NAIAD_DATABASE_URL": database} if database else {}
     server = LiveServer(home=work / "home", env=env)
     server.start()
     stop = threading.Event()
     soak = Soak(server, stop)
     faults: list[tuple[float, str]] = []
+    db_down: list[tuple[float, float]] = []  # when each restart of the database began, ended
+    kinds = ["server", "replica"] + (["postgres"] if restart_postgres else [])
     footprints: list[dict[str, Any]] = []
     try:
         client = soak.client()
@@ -183,22 +197,29 @@ def run_soak(
             if time.monotonic() - began >= minutes * 60:
                 break
             footprints.append({"at_s": round(time.monotonic() - began, 1), **footprint(server)})
-            if turn % 2 == 0:
+            kind = kinds[turn % len(kinds)]
+            if kind == "server":
                 faults.append((time.monotonic(), "server SIGKILL"))
                 server.kill()
                 time.sleep(0.5)
                 server.start()
-            else:
+            elif kind == "replica":
                 pids = replica_pids(server.home)
                 if pids:
                     faults.append((time.monotonic(), "replica SIGKILL"))
                     psutil.Process(pids[0]).kill()
+            else:
+                assert restart_postgres is not None
+                faults.append((began_restart := time.monotonic(), "PostgreSQL restart"))
+                restart = [*restart_postgres, "restart", "-m", "fast"]
+                subprocess.run(restart, check=True, capture_output=True)
+                db_down.append((began_restart, time.monotonic()))
             turn += 1
         footprints.append({"at_s": round(time.monotonic() - began, 1), **footprint(server)})
         stop.set()
         for thread in threads:
             thread.join(120)
-        return report(soak, faults, footprints, began, client)
+        return report(soak, faults, footprints, began, client, db_down)
     finally:
         stop.set()
         server.stop()
@@ -211,6 +232,7 @@ def report(
     footprints: list[dict[str, Any]],
     began: float,
     client: naiad.Client,
+    db_down: list[tuple[float, float]],
 ) -> dict[str, Any]:
     stored = lost = twice = 0
     for run_id, logged in soak.logged.items():
@@ -223,13 +245,16 @@ def report(
     lost_requests: list[str] = []
     kills = [at for at, what in faults if what == "server SIGKILL"]
     for started, kind, seconds, outcome in soak.recorder.rows:
+        ended = started + seconds
+        if outcome == "http 503" and any(d - 0.1 <= ended <= u + DB_WINDOW_S for d, u in db_down):
+            outcome = "503 while the database restarted"  # said so, retryable: not lost
         outcomes[kind][outcome] += 1
         if outcome == "ok":
             per_minute[(kind, int((started - began) // 60))].append(seconds)
-        elif outcome not in ("refused",):
-            at_kill = any(0 <= started + seconds - k < KILL_WINDOW_S for k in kills)
+        elif outcome not in ("refused", "503 while the database restarted"):
+            at_kill = any(0 <= ended - k < KILL_WINDOW_S for k in kills)
             if not at_kill:
-                since = [round(started - at, 2) for at, _ in faults if at <= started + seconds]
+                since = [round(started - at, 2) for at, _ in faults if at <= ended]
                 lost_requests.append(
                     f"{kind} {outcome} at {started - began:.2f}s ({since[-1:]}s after a fault)"
                 )
@@ -268,10 +293,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--fault-every", type=float, default=300.0, help="seconds between faults")
     parser.add_argument("--database", help="a PostgreSQL URL (default: SQLite in the home)")
+    parser.add_argument(
+        "--restart-postgres",
+        action="store_true",
+        help="also restart the PostgreSQL cluster on port 5432 (pg_ctlcluster) as a fault",
+    )
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args(argv)
+    ctl = None
+    if args.restart_postgres:
+        ctl = postgres.cluster_ctl()
+        if args.database is None or ctl is None:
+            parser.error("--restart-postgres needs --database and a pg_ctlcluster cluster on 5432")
     with tempfile.TemporaryDirectory(prefix="naiad-soak-") as work:
-        result = run_soak(args.minutes, args.fault_every, args.database, Path(work))
+        result = run_soak(args.minutes, args.fault_every, args.database, Path(work), ctl)
     steady, how = flat(result["footprint"])
     result["footprint_flat"] = steady
     points = result["points"]

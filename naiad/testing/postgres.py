@@ -1,6 +1,8 @@
 """A throwaway PostgreSQL database for a test session, from NAIAD_TEST_POSTGRES_URL."""
 
 import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +16,19 @@ ENV = "NAIAD_TEST_POSTGRES_URL"
 
 def admin_url() -> str | None:
     return os.environ.get(ENV)
+
+
+def cluster_ctl() -> list[str] | None:
+    """``pg_ctlcluster VERSION NAME`` for this machine's cluster on port 5432 (Debian's
+    tools, as CI has them), to restart it with; None without one."""
+    if shutil.which("pg_lsclusters") is None or shutil.which("pg_ctlcluster") is None:
+        return None
+    listed = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=False)
+    for line in listed.stdout.splitlines():
+        version, name, port, *_ = line.split()
+        if port == "5432":
+            return ["pg_ctlcluster", "--skip-systemctl-redirect", version, name]
+    return None
 
 
 def _psycopg(url: str) -> str:

@@ -3,7 +3,6 @@ reconnects on its own, the points the SDK buffered meanwhile arrive, nothing is 
 stored twice, calls made while it is down are answered 503 (never 500), and the server
 takes new writes at once."""
 
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -21,20 +20,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.slow]
 RUNS, POINTS = 5, 3000
 
 
-def cluster() -> list[str] | None:
-    """``pg_ctlcluster VERSION NAME`` for the cluster on port 5432, if this machine has one."""
-    if shutil.which("pg_lsclusters") is None or shutil.which("pg_ctlcluster") is None:
-        return None
-    listed = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=False)
-    for line in listed.stdout.splitlines():
-        version, name, port, *_ = line.split()
-        if port == "5432":
-            return ["pg_ctlcluster", "--skip-systemctl-redirect", version, name]
-    return None
-
-
 def test_a_postgres_restart_mid_ingest_loses_nothing(tmp_path: Path) -> None:
-    admin, ctl = postgres.admin_url(), cluster()
+    admin, ctl = postgres.admin_url(), postgres.cluster_ctl()
     need(admin is not None, f"PostgreSQL ({postgres.ENV})")
     need(ctl is not None, "a PostgreSQL cluster that pg_ctlcluster restarts (port 5432)")
     assert admin is not None and ctl is not None
