@@ -38,8 +38,9 @@ class Settings(BaseSettings):
     max_artifact_bytes: int = 5 * 1024**3
     endpoint_history_days: int = Field(default=14, ge=1)  # saved minutes of traffic
     job_retention_days: float = Field(default=7, ge=0)  # then finished jobs' work dirs are cleared
-    # local jobs' processes run under bubblewrap, the home out of their reach (docs/security.md)
-    job_sandbox: bool = False
+    # local jobs' processes under bubblewrap, the home out of their reach (docs/security.md):
+    # auto, users' jobs where bwrap is installed; on, every job (bwrap required); off, none
+    job_sandbox: Literal["auto", "on", "off"] = "auto"
     # replicas and notebook servers left without a server end after this (managed.orphans)
     orphan_grace_s: float = Field(default=600, ge=0)
     # SageMaker TrainingImage substrings -> framework, before the built-in table (JSON in env)

@@ -66,6 +66,9 @@ class GangPlace:
         return self.hosts[self.rank]
 
 
+SANDBOX_TOOL = "bwrap"  # bubblewrap: what runs a sandboxed job's processes (LaunchSpec.sandbox)
+
+
 @dataclass(frozen=True)
 class LaunchSpec:
     """Everything a supervisor needs, written to ``work_dir/spec.json`` before it starts."""

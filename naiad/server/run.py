@@ -3,12 +3,14 @@
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
 from contextlib import suppress
 
 from naiad.core.errors import InvalidInput
+from naiad.executors.base import SANDBOX_TOOL
 from naiad.server.home import OWNER_ONLY_UMASK, lock_home, secure_home
 from naiad.settings import Settings
 
@@ -45,6 +47,16 @@ def plain_http_warning(settings: Settings) -> str | None:
     )
 
 
+def check_sandbox(settings: Settings) -> None:
+    """NAIAD_JOB_SANDBOX=on is a promise that every job runs sandboxed: keep it or stop."""
+    on_here = settings.executor == "local" and settings.job_sandbox == "on"
+    if on_here and shutil.which(SANDBOX_TOOL) is None:
+        raise SystemExit(
+            "NAIAD_JOB_SANDBOX=on needs bubblewrap (bwrap), which is not installed: install "
+            "it (apt-get install bubblewrap), or set NAIAD_JOB_SANDBOX=auto or off."
+        )
+
+
 def console_hint(settings: Settings) -> str:
     """How to open the console, without the token: this line may land in a log file."""
     if not settings.auth:
@@ -64,6 +76,7 @@ def serve(settings: Settings) -> None:
 
     check_bind(settings)
     check_executor(settings.executor, settings.ray_address)
+    check_sandbox(settings)
     warning = plain_http_warning(settings)
     if warning:
         print(warning, file=sys.stderr, flush=True)

@@ -1,6 +1,7 @@
 """Training jobs: validate and queue a submission; turn what executors see into statuses."""
 
 import re
+import shutil
 import tarfile
 import zlib
 from datetime import UTC, datetime
@@ -14,7 +15,15 @@ from naiad.core.errors import InvalidInput
 from naiad.core.names import check_key
 from naiad.core.status import Status
 from naiad.data import connection_name
-from naiad.executors.base import ExecState, Executor, JobHandle, LaunchSpec, LogChunk, Phase
+from naiad.executors.base import (
+    SANDBOX_TOOL,
+    ExecState,
+    Executor,
+    JobHandle,
+    LaunchSpec,
+    LogChunk,
+    Phase,
+)
 from naiad.schemas.jobs import JOBS_EXPERIMENT, JobCreate, JobSpec, JobTemplate
 from naiad.schemas.runs import RunCreate, RunUpdate
 from naiad.settings import Settings
@@ -273,8 +282,20 @@ def launch_spec(
         token=None if job_key is None else job_token(row, job_key),
         artifact_root=artifact_root,
         s3_endpoint_url=settings.s3_endpoint_url,
-        sandbox=str(settings.home) if settings.job_sandbox else None,
+        sandbox=str(settings.home) if sandboxed(row, settings) else None,
     )
+
+
+def sandboxed(row: JobRow, settings: Settings) -> bool:
+    """Whether the job's processes run with the home out of their reach: a user's job (the
+    code of someone other than the machine's owner) where bubblewrap is installed, or every
+    job with NAIAD_JOB_SANDBOX=on; only on the local executor, where the home is."""
+    if settings.executor != "local" or settings.job_sandbox == "off":
+        return False
+    if settings.job_sandbox == "on":
+        return True
+    by_user = row.created_by not in (None, principals.ADMIN)
+    return by_user and shutil.which(SANDBOX_TOOL) is not None
 
 
 _ENDS = {

@@ -40,7 +40,7 @@ if os.environ.get("WAIT"):
 def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     need(shutil.which("bwrap") is not None, "bubblewrap (apt-get install bubblewrap)")
     server = LiveServer(
-        home=tmp_path_factory.mktemp("sandbox") / "home", env={"NAIAD_JOB_SANDBOX": "true"}
+        home=tmp_path_factory.mktemp("sandbox") / "home", env={"NAIAD_JOB_SANDBOX": "on"}
     )
     server.start()
     yield server

@@ -2,6 +2,7 @@
 and writable only by those with a role in it; lists show only what the caller may see;
 the role is read on every call, so taking it away works at once."""
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,8 @@ from naiad.testing.live import LiveServer
 
 PROBE = """
 import os, httpx
+token = os.path.join(os.environ["HOME_UNDER_TEST"], "admin_token")
+print("admin_token", "readable" if os.path.exists(token) else "hidden")
 head = {"authorization": "Bearer " + os.environ["NAIAD_TOKEN"]}
 for run in os.environ["RUNS"].split(","):
     answer = httpx.get(os.environ["NAIAD_URL"] + "/api/v1/runs/" + run, headers=head)
@@ -106,15 +109,18 @@ def test_a_project_is_closed_to_those_without_a_role_in_it(
     theirs.experiments.create("hidden")
     hidden = theirs.runs.create("hidden", name="h")
     public = admin.runs.create("public", name="p")
+    home = str(live.home)
     (source / "probe.py").write_text(textwrap.dedent(PROBE))
     probe = vis.training_jobs.create(
         name="vision-probe",
         entrypoint="probe.py",
         source_dir=source,
-        environment={"RUNS": f"{hidden.id},{public.id},{run.id}"},
+        environment={"RUNS": f"{hidden.id},{public.id},{run.id}", "HOME_UNDER_TEST": home},
     )
     assert probe.wait(timeout=120).status == "Completed"
     said = "".join(probe.logs())
+    if shutil.which("bwrap"):  # a user's job runs sandboxed where bubblewrap is
+        assert "admin_token hidden" in said, said
     assert f"probe {hidden.id} 403" in said
     assert f"probe {public.id} 200" in said and f"probe {run.id} 200" in said
 

@@ -1,4 +1,6 @@
-"""A job's processes in a sandbox where the Naiad home is out of reach (``NAIAD_JOB_SANDBOX``).
+"""A job's processes in a sandbox where the Naiad home is out of reach (``NAIAD_JOB_SANDBOX``:
+by default a user's job, where bubblewrap is installed; the owner's own jobs keep their
+warm starts).
 
 The training processes run under bubblewrap (``bwrap``): the machine's file system as it
 is, but with an empty tmpfs over the home, into which only the job's own directory comes
@@ -15,10 +17,11 @@ import os
 import shutil
 from pathlib import Path
 
-BWRAP = "bwrap"
+from naiad.executors.base import SANDBOX_TOOL
+
 MISSING = (
-    "NAIAD_JOB_SANDBOX is on, but bubblewrap (bwrap) is not installed on this machine: "
-    "install it (apt-get install bubblewrap, dnf install bubblewrap), or turn the sandbox off."
+    "This job runs in a sandbox (NAIAD_JOB_SANDBOX), but bubblewrap (bwrap) is not installed "
+    "on this machine: install it (apt-get install bubblewrap, dnf install bubblewrap)."
 )
 
 
@@ -28,7 +31,7 @@ class SandboxMissing(RuntimeError):
 
 def wrap(cmd: list[str], home: Path, job_root: Path, python: str) -> list[str]:
     """``cmd`` run under bubblewrap, with ``home`` hidden but for what the job needs."""
-    bwrap = shutil.which(BWRAP)
+    bwrap = shutil.which(SANDBOX_TOOL)
     if bwrap is None:
         raise SandboxMissing(MISSING)
     home = home.resolve()

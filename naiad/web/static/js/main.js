@@ -2,7 +2,7 @@
 // belongs to.
 import { h, replace } from "./dom.js";
 import { route, start } from "./router.js";
-import { role, signedIn } from "./session.js";
+import { may, role, signedIn } from "./session.js";
 
 route("/experiments", () => import("./pages/experiments.js"), "experiments");
 route("/experiments/:name", () => import("./pages/runs.js"), "experiments");
@@ -19,6 +19,7 @@ route("/endpoints", () => import("./pages/endpoints.js"), "endpoints");
 route("/endpoints/:name", () => import("./pages/endpoint.js"), "endpoints");
 route("/notebooks", () => import("./pages/notebooks.js"), "notebooks");
 route("/audit", () => import("./pages/audit.js"), "audit");
+route("/users", () => import("./pages/users.js"), "users");
 
 /** "alice editor" beside Log out; the machine owner's token reads "admin token admin". */
 function showWho(me) {
@@ -29,10 +30,17 @@ function showWho(me) {
   replace(who, h("span", { class: "name" }, name), " ", h("span", { class: "chip" }, held));
 }
 
+/** Links to pages only some roles may use (Users and Audit: a server admin's) stay hidden
+ * from the rest; the server refuses their calls anyway. */
+function showLinks() {
+  for (const a of document.querySelectorAll(".top nav a[data-needs]")) a.hidden = !may(a.dataset.needs);
+}
+
 // The pages ask may() as they draw, so the role is known before the first one; without
 // it they draw as for a viewer, and the top bar says why.
 try {
   showWho(await signedIn());
+  showLinks();
 } catch (err) {
   const who = document.getElementById("who");
   who.classList.add("unknown");
