@@ -145,6 +145,9 @@ def remove(name: Annotated[str, typer.Argument(help="The user.")]) -> None:
     console.print(f"Deleted user {escape(name)} and their keys.")
 
 
+app.command("delete", hidden=True)(remove)  # the same as rm, for those who type delete
+
+
 @handled
 def login(
     url: Annotated[str, typer.Argument(help="The server, e.g. http://team-box:8765.")],

@@ -240,7 +240,14 @@ export default async function render(view) {
     );
     const role = roleSelect({ "aria-label": `Role in ${p.name}` });
     const add = h("button", { type: "submit" }, "Add member");
-    const addForm = h("form", { class: "toolbar", "aria-label": `Add a member to ${p.name}` }, who, role, add);
+    const addForm = h(
+      "form",
+      { class: "toolbar", "aria-label": `Add a member to ${p.name}` },
+      who,
+      h("span", { class: "muted" }, "as"),
+      role,
+      add,
+    );
     addForm.addEventListener("submit", async (event) => {
       event.preventDefault();
       add.disabled = true;
