@@ -252,6 +252,12 @@ def principal_of(conn: HTTPConnection) -> Principal:
     return found if isinstance(found, Principal) else ADMIN_PRINCIPAL
 
 
+def reads_rows(conn: HTTPConnection) -> bool:
+    """Whether ``require_token`` will query the store for this request (a job's token, or
+    a caller whose role depends on a project): the caller may then hop off the event loop."""
+    return job_claims(conn) is not None or not principal_of(conn).sees_all
+
+
 def require_token(request: Request, state: StateDep) -> None:
     """The API's check as a dependency: the middleware in ``limits`` has judged the headers
     already; what needs a row is judged here (a job still running, who created what an

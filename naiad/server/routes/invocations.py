@@ -4,10 +4,12 @@ Two doors lead to the same ``invocation``. ``InvocationDoor``, called by the app
 its middleware stack, answers a request that carries the Bearer token before the API framework sees
 it: a path match, one pass over the headers, the token compared, the body read, the
 forward. Everything else (the console's cookie, a missing or wrong token, a SigV4-signed
-SageMaker Runtime call) goes on through the middleware and the FastAPI route below, which
-answer it as every API route does. Neither touches the database on its way: the keeper's
-routing table says where a request goes, and only a request for an endpoint the table does
-not hold reads the store, to tell a missing endpoint (404) from one not serving yet (503).
+SageMaker Runtime call, a user's key) goes on through the middleware and the FastAPI
+route below, which answer it as every API route does. With the admin token neither touches
+the database on its way: the keeper's routing table says where a request goes, and only a
+request for an endpoint the table does not hold reads the store, to tell a missing
+endpoint (404) from one not serving yet (503). A user's key is looked up, and their role in
+the endpoint's project checked, in the store, off the event loop.
 """
 
 import hmac
@@ -20,7 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 from naiad.core.errors import NaiadError
 from naiad.core.status import EndpointStatus
 from naiad.server.controller.endpoints import EndpointKeeper
-from naiad.server.deps import require_token
+from naiad.server.deps import reads_rows, require_token
 from naiad.server.errors import UNEXPECTED, error_body, send_error
 from naiad.server.limits import too_large
 from naiad.server.proxy.inference import Answer, unavailable
@@ -83,8 +85,12 @@ def _not_routed(state: AppState, name: str) -> Answer:
 
 # -- the route: every request the door passes on ------------------------------------------
 async def _token(request: Request) -> None:
-    """The API's token check, run on the event loop (no thread hop on the hot path)."""
-    require_token(request, request.app.state.naiad)
+    """The API's token check, on the event loop (no thread hop on the hot path) unless it
+    reads the store (a user's project role, a job's status)."""
+    if reads_rows(request):
+        await run_in_threadpool(require_token, request, request.app.state.naiad)
+    else:
+        require_token(request, request.app.state.naiad)
 
 
 router = APIRouter(tags=["endpoints"], dependencies=[Depends(_token)])
