@@ -2,7 +2,7 @@
 
     make bench-soak                                     # an hour on SQLite
     python bench/soak.py --minutes 5 --fault-every 30   # shorter; --database URL for PostgreSQL
-    python bench/soak.py --database URL --restart-postgres   # PostgreSQL restarts too
+    python bench/soak.py --database URL --restart-postgres --s3   # every fault below
 
 Traffic, all the while, through the server's public URL:
 - loggers: 5 runs at a time logging a metric at about 200 points/s each, through the SDK
@@ -12,19 +12,22 @@ Traffic, all the while, through the server's public URL:
 - serving: closed-loop requests to an endpoint of 2 replicas.
 
 Faults, every ``--fault-every`` seconds, in turn: the server SIGKILLed and started again,
-one replica SIGKILLed, and with ``--restart-postgres`` (on PostgreSQL, the cluster on port
-5432 restarted with Debian's pg_ctlcluster) the database restarted under the server.
+one replica SIGKILLed; with ``--restart-postgres`` (on PostgreSQL, the cluster on port
+5432 restarted with Debian's pg_ctlcluster) the database restarted under the server; with
+``--s3`` (the artifact store on an S3-compatible test server, moto) the store stopped for
+``OUTAGE_S`` and started again, while the API traffic uploads artifacts now and then.
 
 The report: requests made and how each ended; faults injected; points logged, stored,
 lost and stored twice (the target for both is 0); requests lost (failed while the server
-was up and not in flight at a kill, and not answered 503 while the database restarted:
-target 0); p99 latency per minute; and the server's
+was up and not in flight at a kill, and not answered 503 while the database or the store
+was away: target 0); p99 latency per minute; and the server's
 RSS and open file descriptors before each fault and at the end, to show they stay flat.
 ``--json PATH`` writes the report; the exit code is 1 when a target is missed.
 """
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -36,6 +39,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import numpy as np
 import psutil
@@ -45,10 +49,12 @@ from naiad.core.errors import NaiadError, ServerUnreachable
 from naiad.testing import postgres
 from naiad.testing.endpoints import kill_replicas, replica_pids, scale_model
 from naiad.testing.live import LiveServer
+from naiad.testing.s3 import FAKE_ENV, StoppableS3
 
 LOGGERS, POINTS_PER_S, RUN_S = 5, 200, 30.0
 KILL_WINDOW_S = 0.5  # a request cut off this soon after a kill was in flight at it
 DB_WINDOW_S = 3.0  # a 503 this soon after the database came back was answered while it was down
+OUTAGE_S = 10.0  # how long the object store stays away
 
 
 class Recorder:
@@ -82,8 +88,8 @@ def timed(recorder: Recorder, kind: str, call: Any) -> bool:
 
 
 class Soak:
-    def __init__(self, server: LiveServer, stop: threading.Event) -> None:
-        self.server, self.stop = server, stop
+    def __init__(self, server: LiveServer, stop: threading.Event, artifact: Path) -> None:
+        self.server, self.stop, self.artifact = server, stop, artifact
         self.recorder = Recorder()
         self.logged: dict[str, int] = {}  # run id -> points logged
         self.lock = threading.Lock()
@@ -130,8 +136,10 @@ class Soak:
                 call = partial(client.runs.get, run_id)
             elif pick < 0.7:
                 call = partial(client.runs.metric_history, run_id, "x", max_points=500)
-            elif pick < 0.98:
+            elif pick < 0.93:
                 call = partial(client.runs.set_tags, run_id, {"seen": str(time.time())})
+            elif pick < 0.98:
+                call = partial(client.runs.upload_artifact, run_id, self.artifact, "soak/f.bin")
             else:
                 call = partial(client.experiments.create, f"soak-{time.monotonic_ns()}")
             timed(self.recorder, "api", call)
@@ -169,17 +177,29 @@ def run_soak(
     database: str | None,
     work: Path,
     restart_postgres: list[str] | None = None,
+    store: StoppableS3 | None = None,
 ) -> dict[str, Any]:
     """``restart_postgres``: the pg_ctlcluster command of the database's cluster, to restart
-    it as the third fault."""
+    it as a fault; ``store``: the S3-compatible artifact store, to stop as a fault."""
     env = {"NAIAD_DATABASE_URL": database} if database else {}
+    if store is not None:
+        store.start()
+        os.environ.update(FAKE_ENV)  # the server's, and this process's, S3 credentials
+        boto3.client("s3", endpoint_url=store.endpoint_url).create_bucket(Bucket="soak")
+        env |= {
+            "NAIAD_ARTIFACT_URI": "s3://soak/naiad",
+            "NAIAD_S3_ENDPOINT_URL": store.endpoint_url,
+        }
     server = LiveServer(home=work / "home", env=env)
     server.start()
     stop = threading.Event()
-    soak = Soak(server, stop)
+    artifact = work / "artifact.bin"
+    artifact.write_bytes(os.urandom(64 * 1024))
+    soak = Soak(server, stop, artifact)
     faults: list[tuple[float, str]] = []
-    db_down: list[tuple[float, float]] = []  # when each restart of the database began, ended
+    away: list[tuple[float, float]] = []  # when the database or the store went, came back
     kinds = ["server", "replica"] + (["postgres"] if restart_postgres else [])
+    kinds += ["store"] if store is not None else []
     footprints: list[dict[str, Any]] = []
     try:
         client = soak.client()
@@ -208,22 +228,31 @@ def run_soak(
                 if pids:
                     faults.append((time.monotonic(), "replica SIGKILL"))
                     psutil.Process(pids[0]).kill()
-            else:
+            elif kind == "postgres":
                 assert restart_postgres is not None
-                faults.append((began_restart := time.monotonic(), "PostgreSQL restart"))
+                faults.append((went := time.monotonic(), "PostgreSQL restart"))
                 restart = [*restart_postgres, "restart", "-m", "fast"]
                 subprocess.run(restart, check=True, capture_output=True)
-                db_down.append((began_restart, time.monotonic()))
+                away.append((went, time.monotonic()))
+            else:
+                assert store is not None
+                faults.append((went := time.monotonic(), "object store outage"))
+                store.stop()
+                time.sleep(OUTAGE_S)
+                store.start()
+                away.append((went, time.monotonic()))
             turn += 1
         footprints.append({"at_s": round(time.monotonic() - began, 1), **footprint(server)})
         stop.set()
         for thread in threads:
             thread.join(120)
-        return report(soak, faults, footprints, began, client, db_down)
+        return report(soak, faults, footprints, began, client, away)
     finally:
         stop.set()
         server.stop()
         kill_replicas(server.home)
+        if store is not None:
+            store.stop()
 
 
 def report(
@@ -232,7 +261,7 @@ def report(
     footprints: list[dict[str, Any]],
     began: float,
     client: naiad.Client,
-    db_down: list[tuple[float, float]],
+    away: list[tuple[float, float]],
 ) -> dict[str, Any]:
     stored = lost = twice = 0
     for run_id, logged in soak.logged.items():
@@ -246,12 +275,12 @@ def report(
     kills = [at for at, what in faults if what == "server SIGKILL"]
     for started, kind, seconds, outcome in soak.recorder.rows:
         ended = started + seconds
-        if outcome == "http 503" and any(d - 0.1 <= ended <= u + DB_WINDOW_S for d, u in db_down):
-            outcome = "503 while the database restarted"  # said so, retryable: not lost
+        if outcome == "http 503" and any(d - 0.1 <= ended <= u + DB_WINDOW_S for d, u in away):
+            outcome = "503 while a store was away"  # said so, retryable: not lost
         outcomes[kind][outcome] += 1
         if outcome == "ok":
             per_minute[(kind, int((started - began) // 60))].append(seconds)
-        elif outcome not in ("refused", "503 while the database restarted"):
+        elif outcome not in ("refused", "503 while a store was away"):
             at_kill = any(0 <= ended - k < KILL_WINDOW_S for k in kills)
             if not at_kill:
                 since = [round(started - at, 2) for at, _ in faults if at <= ended]
@@ -298,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also restart the PostgreSQL cluster on port 5432 (pg_ctlcluster) as a fault",
     )
+    parser.add_argument(
+        "--s3",
+        action="store_true",
+        help="keep artifacts on an S3-compatible test server (moto), and stop it as a fault",
+    )
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args(argv)
     ctl = None
@@ -306,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.database is None or ctl is None:
             parser.error("--restart-postgres needs --database and a pg_ctlcluster cluster on 5432")
     with tempfile.TemporaryDirectory(prefix="naiad-soak-") as work:
-        result = run_soak(args.minutes, args.fault_every, args.database, Path(work), ctl)
+        store = StoppableS3() if args.s3 else None
+        result = run_soak(args.minutes, args.fault_every, args.database, Path(work), ctl, store)
     steady, how = flat(result["footprint"])
     result["footprint_flat"] = steady
     points = result["points"]

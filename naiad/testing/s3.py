@@ -4,6 +4,7 @@ Suites that need s3:// import the `s3_server` fixture; it speaks HTTP like any
 S3-compatible endpoint, so the code under test runs unmodified.
 """
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -65,3 +66,31 @@ def s3_server() -> Iterator[S3Server]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = old
+
+
+class StoppableS3:
+    """A moto server on a port of its own that can be stopped and started again at will, as
+    an object store goes away and comes back (its objects live in this process, so they
+    outlive a stop). Sign requests to it with ``FAKE_ENV``'s credentials."""
+
+    def __init__(self) -> None:
+        from naiad.testing.live import free_port
+
+        self.port = free_port()
+        self.server: Any = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None

@@ -6,12 +6,11 @@ import time
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 import naiad
 from naiad.core.errors import ServerError
-from naiad.testing.live import LiveServer, free_port
-from naiad.testing.s3 import S3Server
+from naiad.testing.live import LiveServer
+from naiad.testing.s3 import S3Server, StoppableS3
 
 pytestmark = [pytest.mark.faults, pytest.mark.s3, pytest.mark.slow]
 
@@ -23,31 +22,13 @@ time.sleep(3)  # the store goes away meanwhile
 """
 
 
-class Store:
-    """A moto server of this test's own, on a fixed port, stopped and started at will (its
-    objects live in this process, so they outlive a stop)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.server: ThreadedMotoServer | None = None
-
-    def start(self) -> None:
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self.server.start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-
 def test_an_unreachable_store_fails_clearly_keeps_no_part_and_recovers(
     tmp_path: Path,
     s3_server: S3Server,  # for its fake credentials in this process
 ) -> None:
-    store = Store()
+    store = StoppableS3()
     store.start()
-    endpoint = f"http://127.0.0.1:{store.port}"
+    endpoint = store.endpoint_url
     checked = S3Server(endpoint_url=endpoint, bucket="outage")
     checked.create_bucket("outage")
     server = LiveServer(
