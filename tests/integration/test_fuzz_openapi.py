@@ -100,6 +100,11 @@ def fuzzed(app, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, list[str
     alias = client.put(f"{API}/models/digits/aliases/production", json={"version": 1})
     assert alias.is_success, alias.text
     access_key = client.post(f"{API}/keys", json={"description": "fuzz"}).json()
+    user = {"name": "fuzzer", "role": "editor", "password": "fuzzer-password"}
+    assert client.post(f"{API}/users", json=user).is_success
+    assert client.post(f"{API}/projects", json={"name": "fuzz"}).is_success
+    member = client.put(f"{API}/projects/fuzz/members/fuzzer", json={"role": "viewer"})
+    assert member.is_success, member.text
     existing = {
         "name": ["digits", "fuzz"],
         "run_id": [run["id"]],
@@ -108,6 +113,7 @@ def fuzzed(app, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, list[str
         "version": ["1", "latest", "production"],
         "alias": ["production"],
         "access_key_id": [access_key["access_key_id"]],
+        "user": ["fuzzer"],
     }
     yield client, existing
     client.close()
