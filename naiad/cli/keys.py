@@ -90,7 +90,8 @@ def list_keys(
         )
         return
     table = Table(title="access keys")
-    for column in ("id", "user", "access", "description", "created", "expires", "last used"):
+    table.add_column("id", no_wrap=True, min_width=20)  # whole: it is what `rm` takes
+    for column in ("user", "access", "description", "created", "expires", "last used"):
         table.add_column(column)
     for key in keys:
         table.add_row(

@@ -77,7 +77,7 @@ _DEFAULT_PORT = {"http": ":80", "https": ":443"}
 NEEDS_TOKEN = (
     "This call needs a token: send 'Authorization: Bearer <token>' with an API key "
     "(`naiad login URL` stores one) or the admin token (the admin_token file under the Naiad "
-    "home), or sign in to the console at / first."
+    "home), or log in to the console at / first."
 )
 BAD_KEY = (
     "This API key does not work: it was revoked, it has expired, its user is disabled, or it "

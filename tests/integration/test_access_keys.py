@@ -284,7 +284,7 @@ def test_other_shells() -> None:
 def test_cli_create_ls_rm(aws: AwsServer, tmp_path: Path) -> None:  # noqa: F811
     shown = _ok(_cli(aws, tmp_path, "create", "--description", "laptop"))
     assert "will not be shown again" in shown
-    key_id = shown.split()[3].rstrip(".")
+    key_id = next(line.split()[1] for line in shown.splitlines() if "aws_access_key_id" in line)
     secret = next(line.split()[1] for line in shown.splitlines() if "secret" in line)
     assert "TrainingJobSummaries" in _sagemaker(aws, key_id, secret).list_training_jobs()
 
