@@ -108,6 +108,26 @@ def chromium_profile(playwright, profile: Path, url: str):  # type: ignore[no-un
     )
 
 
+def add_users(api: httpx.Client, people: dict[str, str], password: str) -> None:
+    """Users ``{name: role}``, each with ``password``, through the admin API."""
+    for name, role in people.items():
+        body = {"name": name, "role": role, "password": password}
+        api.post("/users", json=body).raise_for_status()
+
+
+def signed_in_tab(browser, server: LiveServer, name: str, password: str):  # type: ignore[no-untyped-def]
+    """A tab of a fresh browser context, signed in as ``name`` through the login form, and
+    the list its page's problems land in (``watch``)."""
+    page = browser.new_context(base_url=server.url, viewport=VIEWPORT).new_page()
+    problems = watch(page, server)
+    page.goto("/")
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+    return page, problems
+
+
 @pytest.fixture(scope="package")
 def console(playwright, live: LiveServer, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """One Chromium profile for the session, as a person's browser keeps one: its caches

@@ -21,7 +21,7 @@ import naiad
 from naiad.testing.live import LiveServer
 
 from . import seed
-from .conftest import CHROMIUM, VIEWPORT, _quiesce, _reap, expect, watch
+from .conftest import CHROMIUM, _quiesce, _reap, add_users, expect, signed_in_tab
 
 pytestmark = pytest.mark.browser
 
@@ -49,9 +49,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 def admin_api(server: LiveServer) -> Iterator[httpx.Client]:
     headers = {"authorization": f"Bearer {server.token}"}
     with httpx.Client(base_url=f"{server.url}/api/v1", headers=headers, timeout=60) as client:
-        for name, role in PEOPLE.items():
-            body = {"name": name, "role": role, "password": PASSWORD}
-            client.post("/users", json=body).raise_for_status()
+        add_users(client, PEOPLE, PASSWORD)
         # a notebook server starts while the other tests run; the last test looks at it
         client.post("/notebooks", json={"name": "roles-nb"}).raise_for_status()
         yield client
@@ -94,15 +92,7 @@ def tabs(playwright: Any, server: LiveServer, admin_api: httpx.Client) -> Iterat
 
     def tab(name: str) -> Any:
         if name not in opened:
-            context = browser.new_context(base_url=server.url, viewport=VIEWPORT)
-            page = context.new_page()
-            problems = watch(page, server)
-            page.goto("/")
-            page.get_by_label("User name").fill(name)
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_role("button", name="Log in").click()
-            expect(page.get_by_role("navigation", name="Main")).to_be_visible()
-            opened[name] = (page, problems)
+            opened[name] = signed_in_tab(browser, server, name, PASSWORD)
         return opened[name][0]
 
     yield tab

@@ -15,7 +15,7 @@ import pytest
 
 from naiad.testing.live import LiveServer
 
-from .conftest import CHROMIUM, VIEWPORT, _reap, expect, wait_until, watch
+from .conftest import CHROMIUM, _reap, add_users, expect, signed_in_tab, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -37,9 +37,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 def admin_api(server: LiveServer) -> Iterator[httpx.Client]:
     headers = {"authorization": f"Bearer {server.token}"}
     with httpx.Client(base_url=f"{server.url}/api/v1", headers=headers, timeout=60) as client:
-        for name, role in PEOPLE.items():
-            body = {"name": name, "role": role, "password": PASSWORD}
-            client.post("/users", json=body).raise_for_status()
+        add_users(client, PEOPLE, PASSWORD)
         yield client
 
 
@@ -52,14 +50,7 @@ def browser(playwright: Any) -> Iterator[Any]:
 
 def signed_in(browser: Any, server: LiveServer, name: str) -> tuple[Any, list[str]]:
     """A tab of a fresh browser context, signed in as ``name`` through the login form."""
-    page = browser.new_context(base_url=server.url, viewport=VIEWPORT).new_page()
-    problems = watch(page, server)
-    page.goto("/")
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
-    return page, problems
+    return signed_in_tab(browser, server, name, PASSWORD)  # type: ignore[no-any-return]
 
 
 def accept_next_dialog(page: Any) -> None:
