@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated
 from urllib.parse import unquote, urlsplit
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
@@ -84,6 +84,23 @@ BAD_KEY = (
     "is not one this server issued (keys change with the admin token). Sign in again with "
     "`naiad login URL`, or ask an admin for a new key."
 )
+
+
+def set_session_cookie(
+    request: HTTPConnection, response: Response, token: str, max_age: int | None = None
+) -> Response:
+    """``response`` with the console's session cookie holding ``token``: HttpOnly,
+    SameSite=Strict, Secure over HTTPS; for ``max_age`` seconds, else the browser's session."""
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=max_age,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
 
 
 def needs_token(path: str) -> bool:

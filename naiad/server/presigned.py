@@ -20,7 +20,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from naiad.server.deps import COOKIE
+from naiad.server.deps import set_session_cookie
 from naiad.server.errors import error_response
 
 PARAM = "authToken"
@@ -92,14 +92,4 @@ def enter(request: Request, token: str | None, name: str) -> Response:
             )
             return HTMLResponse(page, status_code=403)
         return error_response("forbidden", exc.message, 403)
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        COOKIE,
-        token,
-        max_age=session_s,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
-    return response
+    return set_session_cookie(request, RedirectResponse(target, status_code=303), token, session_s)

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from naiad.core import api_keys
 from naiad.server.audit import note_actor
 from naiad.server.auth import token_matches
-from naiad.server.deps import COOKIE, PRINCIPAL
+from naiad.server.deps import COOKIE, PRINCIPAL, set_session_cookie
 from naiad.server.routes.users import WRONG_PASSWORD
 from naiad.settings import Settings
 from naiad.store import access_keys, users
@@ -71,20 +71,7 @@ def login_page(request: Request, message: str = "", status: int = 200) -> HTMLRe
 def _enter(request: Request, token: str) -> Response:
     """Right credentials: set the session cookie and go to the console (the URL loses the
     token)."""
-    return set_session(request, RedirectResponse("/", status_code=303), token)
-
-
-def set_session(request: Request, response: Response, token: str) -> Response:
-    """``response`` with the console's session cookie holding ``token``."""
-    response.set_cookie(
-        COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
-    return response
+    return set_session_cookie(request, RedirectResponse("/", status_code=303), token)
 
 
 def _app_page() -> HTMLResponse:

@@ -7,10 +7,8 @@ What the browser must carry between the two (state, nonce, PKCE verifier) rides 
 signed cookie, SameSite=Lax, since the provider's redirect back is a cross-site navigation.
 """
 
-import base64
 import hashlib
 import hmac
-import json
 import secrets
 import time
 from typing import Any
@@ -26,9 +24,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from naiad.server.audit import note_actor
+from naiad.server.deps import set_session_cookie
 from naiad.store import users
 from naiad.store.db import transaction
-from naiad.web.console import login_page, set_session, start_session
+from naiad.web.console import login_page, start_session
 from naiad.web.oidc_config import OidcConfig, user_name
 
 STATE_COOKIE = "naiad_oidc"
@@ -67,18 +66,19 @@ def _signer(request: Request) -> bytes:
 
 
 def _pack(request: Request, data: dict[str, Any]) -> str:
-    body = base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
-    sig = hmac.new(_signer(request), body.encode(), hashlib.sha256).hexdigest()
-    return f"{body}.{sig}"
+    """``data`` signed (a JWS, HS256) and good for ``STATE_TTL_S``."""
+    claims = {**data, "exp": int(time.time()) + STATE_TTL_S}
+    return jwt.encode({"alg": "HS256"}, claims, _signer(request)).decode()
 
 
 def _unpack(request: Request, value: str | None) -> dict[str, Any] | None:
-    body, _, sig = (value or "").rpartition(".")
-    expected = hmac.new(_signer(request), body.encode(), hashlib.sha256).hexdigest()
-    if not body or not hmac.compare_digest(sig, expected):
+    """What ``_pack`` signed, while it is good; None for anything else."""
+    try:
+        claims = jwt.decode(value or "", _signer(request))
+        claims.validate()
+    except (JoseError, ValueError):
         return None
-    data = json.loads(base64.urlsafe_b64decode(body))
-    return data if time.time() - data.get("t", 0) < STATE_TTL_S else None
+    return dict(claims)
 
 
 def _refused(request: Request, message: str, status: int = 401) -> Response:
@@ -113,7 +113,7 @@ async def start(request: Request) -> Response:
             scope=scope,
         )
     response = RedirectResponse(url, status_code=303)
-    packed = _pack(request, {"s": state, "n": nonce, "v": verifier, "t": time.time()})
+    packed = _pack(request, {"s": state, "n": nonce, "v": verifier})
     response.set_cookie(
         STATE_COOKIE,
         packed,
@@ -170,7 +170,7 @@ async def callback(
         '<p>Signed in. <a href="/">Open the console</a>.</p>'
     )
     page.delete_cookie(STATE_COOKIE, path="/login/oidc")
-    return set_session(request, page, started)
+    return set_session_cookie(request, page, started)
 
 
 async def _claims(

@@ -108,6 +108,22 @@ def chromium_profile(playwright, profile: Path, url: str):  # type: ignore[no-un
     )
 
 
+@contextlib.contextmanager
+def own_server(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[LiveServer]:
+    """A server of a module's own: one that adds users (the login form then asks for a name
+    and password, which the other modules do not expect of the shared one)."""
+    server = LiveServer(home=tmp_path_factory.mktemp(name) / "home")
+    server.start()
+    try:
+        yield server
+    finally:
+        try:
+            _quiesce(server)
+        finally:
+            server.stop()
+            _reap(server.home)
+
+
 def add_users(api: httpx.Client, people: dict[str, str], password: str) -> None:
     """Users ``{name: role}``, each with ``password``, through the admin API."""
     for name, role in people.items():

@@ -21,7 +21,7 @@ import naiad
 from naiad.testing.live import LiveServer
 
 from . import seed
-from .conftest import CHROMIUM, _quiesce, _reap, add_users, expect, signed_in_tab
+from .conftest import CHROMIUM, add_users, expect, own_server, signed_in_tab
 
 pytestmark = pytest.mark.browser
 
@@ -35,14 +35,8 @@ Tabs = Callable[[str], Any]  # a user's name -> their signed-in Playwright page
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = LiveServer(home=tmp_path_factory.mktemp("roles") / "home")
-    live.start()
-    yield live
-    try:
-        _quiesce(live)
-    finally:
-        live.stop()
-        _reap(live.home)
+    with own_server(tmp_path_factory, "roles") as live:
+        yield live
 
 
 @pytest.fixture(scope="module")

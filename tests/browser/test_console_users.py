@@ -15,7 +15,7 @@ import pytest
 
 from naiad.testing.live import LiveServer
 
-from .conftest import CHROMIUM, _reap, add_users, expect, signed_in_tab, wait_until
+from .conftest import CHROMIUM, add_users, expect, own_server, signed_in_tab, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -26,11 +26,8 @@ NEWCOMER = "bob"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = LiveServer(home=tmp_path_factory.mktemp("users") / "home")
-    live.start()
-    yield live
-    live.stop()
-    _reap(live.home)
+    with own_server(tmp_path_factory, "users") as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
