@@ -12,8 +12,8 @@ Traffic, all the while, through the server's public URL:
 - serving: closed-loop requests to an endpoint of 2 replicas.
 
 Faults, every ``--fault-every`` seconds, in turn: the server SIGKILLed and started again,
-one replica SIGKILLed; with ``--restart-postgres`` (on PostgreSQL, the cluster on port
-5432 restarted with Debian's pg_ctlcluster) the database restarted under the server; with
+one replica SIGKILLed; with ``--restart-postgres`` (on PostgreSQL, the cluster on the
+URL's port restarted with Debian's pg_ctlcluster) the database restarted under the server; with
 ``--s3`` (the artifact store on an S3-compatible test server, moto) the store stopped for
 ``OUTAGE_S`` and started again, while the API traffic uploads artifacts now and then.
 
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--restart-postgres",
         action="store_true",
-        help="also restart the PostgreSQL cluster on port 5432 (pg_ctlcluster) as a fault",
+        help="also restart the cluster that serves --database (pg_ctlcluster) as a fault",
     )
     parser.add_argument(
         "--s3",
@@ -336,9 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ctl = None
     if args.restart_postgres:
-        ctl = postgres.cluster_ctl()
+        ctl = postgres.cluster_ctl(args.database)
         if args.database is None or ctl is None:
-            parser.error("--restart-postgres needs --database and a pg_ctlcluster cluster on 5432")
+            parser.error("--restart-postgres needs --database served by a pg_ctlcluster cluster")
     with tempfile.TemporaryDirectory(prefix="naiad-soak-") as work:
         store = StoppableS3() if args.s3 else None
         result = run_soak(args.minutes, args.fault_every, args.database, Path(work), ctl, store)

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from naiad.store.tables import Base
 
@@ -18,15 +18,17 @@ def admin_url() -> str | None:
     return os.environ.get(ENV)
 
 
-def cluster_ctl() -> list[str] | None:
-    """``pg_ctlcluster VERSION NAME`` for this machine's cluster on port 5432 (Debian's
-    tools, as CI has them), to restart it with; None without one."""
+def cluster_ctl(url: str | None = None) -> list[str] | None:
+    """``pg_ctlcluster VERSION NAME`` for this machine's cluster that serves ``url`` (by its
+    port; 5432 without a URL or a port), with Debian's tools as CI has them, to restart it
+    with; None without one."""
     if shutil.which("pg_lsclusters") is None or shutil.which("pg_ctlcluster") is None:
         return None
+    wanted = str(make_url(url).port or 5432) if url else "5432"
     listed = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=False)
     for line in listed.stdout.splitlines():
         version, name, port, *_ = line.split()
-        if port == "5432":
+        if port == wanted:
             return ["pg_ctlcluster", "--skip-systemctl-redirect", version, name]
     return None
 

@@ -21,7 +21,8 @@ RUNS, POINTS = 5, 3000
 
 
 def test_a_postgres_restart_mid_ingest_loses_nothing(tmp_path: Path) -> None:
-    admin, ctl = postgres.admin_url(), postgres.cluster_ctl()
+    admin = postgres.admin_url()
+    ctl = postgres.cluster_ctl(admin)
     need(admin is not None, f"PostgreSQL ({postgres.ENV})")
     need(ctl is not None, "a PostgreSQL cluster that pg_ctlcluster restarts (port 5432)")
     assert admin is not None and ctl is not None
