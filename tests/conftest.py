@@ -1,5 +1,6 @@
 """Shared fixtures. With CI=true a test whose service is missing fails instead of skipping."""
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,25 @@ from naiad.settings import Settings
 from naiad.testing import postgres
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+DURATIONS = Path(__file__).with_name("durations.json")  # seconds per file, from a full run
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest files first. `make test` gives each of its two workers a file at a time, so
+    a long file that starts last makes the suite end with one worker idle; in this order
+    it ends on short files. Only the time changes, never what runs; a file missing from
+    durations.json counts as short. Refresh it from `pytest --durations=0` when the
+    slow files change."""
+    seconds: dict[str, float] = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        first.setdefault(item.nodeid.split("::")[0], index)
+
+    def longest_first(item: pytest.Item) -> tuple[float, int]:
+        path = item.nodeid.split("::")[0]
+        return -seconds.get(path, 0.0), first[path]
+
+    items.sort(key=longest_first)  # stable: each file's tests keep their order
 
 
 def need(available: bool, what: str) -> None:
