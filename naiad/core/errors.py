@@ -77,3 +77,10 @@ class Forbidden(NaiadError):
 
     status_code = 403
     code = "forbidden"
+
+
+class TooManyRequests(NaiadError):
+    """Too many attempts in a short time (failed sign-ins); wait, then try again."""
+
+    status_code = 429
+    code = "too_many_requests"

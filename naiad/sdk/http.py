@@ -16,6 +16,7 @@ from naiad.core.errors import (
     PayloadTooLarge,
     ServerError,
     ServerUnreachable,
+    TooManyRequests,
     Unauthorized,
 )
 
@@ -23,7 +24,15 @@ from naiad.core.errors import (
 _BY_CODE: dict[str, type[NaiadError]] = {
     **{
         error.code: error
-        for error in (Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, Unauthorized)
+        for error in (
+            Conflict,
+            Forbidden,
+            InvalidInput,
+            NotFound,
+            PayloadTooLarge,
+            TooManyRequests,
+            Unauthorized,
+        )
     },
     "unsupported_media_type": InvalidInput,
     "insufficient_storage": ServerError,
@@ -40,6 +49,7 @@ _BY_STATUS: dict[int, type[NaiadError]] = {
     409: Conflict,
     413: PayloadTooLarge,
     422: InvalidInput,
+    429: TooManyRequests,
 }
 
 

@@ -10,6 +10,7 @@ from naiad.core import api_keys, job_tokens
 from naiad.executors.base import Executor
 from naiad.server.controller.registry import Services
 from naiad.server.home import HomeWatch
+from naiad.server.throttle import SignInThrottle
 from naiad.settings import Settings
 from naiad.store.artifacts import ArtifactStore
 
@@ -24,6 +25,7 @@ class AppState:
     home: HomeWatch
     executor: Executor  # built with the state; opened while the app is being served
     services: Services = field(default_factory=Services)  # likewise: the background loops
+    sign_ins: SignInThrottle = field(default_factory=SignInThrottle)
 
     @cached_property
     def job_key(self) -> bytes | None:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from naiad.core import api_keys
+from naiad.core.errors import TooManyRequests
 from naiad.server.audit import note_actor
 from naiad.server.auth import token_matches
 from naiad.server.deps import COOKIE, PRINCIPAL, set_session_cookie
@@ -109,9 +110,17 @@ async def login(request: Request) -> Response:
             return login_page(
                 request, "Enter your user name and password (or the server's token).", 401
             )
+        sign_ins = request.app.state.naiad.sign_ins
+        address = request.client.host if request.client else ""
+        try:
+            sign_ins.check(user, address)
+        except TooManyRequests as exc:
+            return login_page(request, exc.message, 429)
         session = await run_in_threadpool(_start_session, request, user, password)
         if session is None:
+            sign_ins.failed(user, address)
             return login_page(request, WRONG_PASSWORD, 401)
+        sign_ins.succeeded(user)
         note_actor(request.scope, f"user:{user}")
         return _enter(request, session)
     if not token_matches(token, expected):

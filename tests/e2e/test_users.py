@@ -219,6 +219,29 @@ def test_the_same_key_signs_aws_requests_with_the_users_role(
     assert any(e.action == "PUT" and e.path == "/ana-bucket/k" for e in events)
 
 
+def test_repeated_wrong_passwords_hold_that_name_for_a_while(
+    live: LiveServer, admin: naiad.Client, people: dict[str, str], tmp_path: Path
+) -> None:
+    admin.users.create("tom", role="viewer", password="tom-password-1")
+    login = f"{live.url}/api/v1/login"
+    for _ in range(5):
+        wrong = httpx.post(login, json={"user": "tom", "password": "guess-guess"})
+        assert wrong.status_code == 401
+    held = httpx.post(login, json={"user": "tom", "password": "tom-password-1"})
+    assert held.status_code == 429, held.text  # even the right password, for now
+    assert "Too many failed sign-ins for user 'tom': try again in" in held.json()["message"]
+    laptop = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NAIAD_")},
+        "NAIAD_HOME": str(tmp_path / "laptop"),
+    }
+    cli = _cli(live, "login", live.url, "--user", "tom", "--password-stdin",
+               stdin="tom-password-1\n", env=laptop)  # fmt: skip
+    assert cli.returncode == 1 and "Too many failed sign-ins" in cli.stderr
+    assert "Traceback" not in cli.stderr
+    _key(live, "ana", people["ana"])  # other names sign in as before
+    admin.users.delete("tom")
+
+
 def test_passwords_change_and_bad_input_is_refused_clearly(
     live: LiveServer, admin: naiad.Client, people: dict[str, str]
 ) -> None:

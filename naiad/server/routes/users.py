@@ -110,9 +110,13 @@ def login(body: Login, session: SessionDep, state: StateDep, request: Request) -
     """Trade a user's password for a new key (what `naiad login` stores)."""
     if state.key_key is None:
         raise Conflict(NO_AUTH)
+    address = request.client.host if request.client else ""
+    state.sign_ins.check(body.user, address)
     row = users.authenticate(session, body.user, body.password)
     if row is None:
+        state.sign_ins.failed(body.user, address)
         raise Unauthorized(WRONG_PASSWORD)
+    state.sign_ins.succeeded(row.name)
     note_actor(request.scope, f"user:{row.name}")
     days = body.expires_in_days
     expires = None if days is None else utcnow() + timedelta(days)
