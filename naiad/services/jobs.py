@@ -1,5 +1,6 @@
 """Training jobs: validate and queue a submission; turn what executors see into statuses."""
 
+import logging
 import re
 import shutil
 import tarfile
@@ -30,6 +31,8 @@ from naiad.settings import Settings
 from naiad.store import jobs, runs
 from naiad.store.artifacts import ArtifactStore, buckets, safe_path
 from naiad.store.tables import ConnectionRow, JobRow
+
+log = logging.getLogger(__name__)
 
 CHANNEL_SCHEMES = ("file://", "s3://", "sql://", "dynamodb://")
 _JOB_NAME_RULE = "1-63 lower-case letters, digits or '-', starting with a letter or digit"
@@ -294,8 +297,18 @@ def sandboxed(row: JobRow, settings: Settings) -> bool:
         return False
     if settings.job_sandbox == "on":
         return True
-    by_user = row.created_by not in (None, principals.ADMIN)
-    return by_user and shutil.which(SANDBOX_TOOL) is not None
+    if row.created_by in (None, principals.ADMIN):
+        return False
+    if shutil.which(SANDBOX_TOOL) is None:
+        log.warning(
+            "job %s of user %r runs without the sandbox, with the server's home in its "
+            "reach: bubblewrap (bwrap) is not installed. Install it (apt-get install "
+            "bubblewrap), or set NAIAD_JOB_SANDBOX=off to accept this.",
+            row.name,
+            row.created_by,
+        )
+        return False
+    return True
 
 
 _ENDS = {
