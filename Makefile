@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-quantization bench-cluster bench-scheduler bench-tuning bench-notebooks bench-soak server clean
+.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-quantization bench-cluster bench-scheduler bench-tuning bench-notebooks bench-batching bench-soak server clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -75,11 +75,15 @@ bench-notebooks: $(STAMP)  ## a notebook's cold start to its JupyterLab page thr
 	$(PY) -m compileall -q naiad
 	$(PY) bench/notebooks.py
 
+bench-batching: $(STAMP)  ## adaptive batch sizes vs the fixed batch on the digits and tabular examples; the finder vs what fits
+	$(PY) -m compileall -q naiad
+	$(PY) bench/batching.py --json bench/results/batching.json
+
 bench-soak: $(STAMP)  ## an hour of mixed traffic with the server and a replica SIGKILLed on a schedule: nothing lost, RSS and open files flat
 	$(PY) -m compileall -q naiad
 	$(PY) bench/soak.py --json bench/results/soak.json
 
-bench: bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-quantization bench-cluster bench-scheduler bench-tuning bench-notebooks
+bench: bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-quantization bench-cluster bench-scheduler bench-tuning bench-notebooks bench-batching
 
 server: $(STAMP)
 	$(VENV)/bin/naiad server
