@@ -240,6 +240,7 @@ class DynamicBatch:
         resume_epoch, offset = self._resume
         offset = offset if epoch == resume_epoch else 0
         self._produced = self.global_step  # batches drawn but never used (a break) are dropped
+        self._ends.clear()
         self._last_step_at = None  # the gap before an epoch (evaluation) is not a step's time
         kwargs: dict[str, Any] = {"num_workers": self.num_workers}
         if self.collate_fn is not None:
