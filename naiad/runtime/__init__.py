@@ -10,6 +10,8 @@ variables are there); a script using it gets typed access to the same things::
     state = runtime.checkpoints.latest()
     sharded = runtime.parallelize(model, strategy="fsdp")  # or "ddp"
     rows = runtime.stream("train", label="label", shuffle_buffer=4096)  # a table channel
+
+Batch sizes that fit and adapt are in ``naiad.runtime.batching`` (docs/batching.md).
 """
 
 from typing import Any
