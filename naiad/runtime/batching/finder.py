@@ -162,7 +162,9 @@ class _Prober:
         self.budget, self.steps = budget, options["steps"]
         self.collate_fn = options["collate_fn"]
         self.cuda = _device(model).type == "cuda"
-        self.baseline = 0 if self.cuda else current_rss()  # before any trial allocates
+        if not self.cuda:  # before any trial allocates, and after glibc hands back what it
+            release_freed_memory()  # can: the trials trim too, so from the same footing
+        self.baseline = 0 if self.cuda else current_rss()
 
     def __call__(self, size: int) -> Trial:
         import torch
