@@ -264,10 +264,11 @@ def find_batch_size(
 
     ``loss(model, batch)`` computes the loss of a batch as the training loop will (moving
     it to the device first where the loop does). ``memory_budget`` (bytes or a size such
-    as ``"2GiB"``) bounds what a step adds to the memory in use when the search begins;
+    as ``"2GiB"``) bounds, on CUDA, the allocator's peak during a step, and on the CPU what
+    a step adds to the process's resident memory over where it was when the search began;
     without it the bound is the GPU's free memory, or on the CPU a quarter of the memory
-    available. ``headroom`` keeps that share
-    of the bound free for what a probe does not see (evaluation, fragmentation). Under
+    available. ``headroom`` keeps that share of the bound free for what a trial does not
+    see (evaluation, fragmentation). Under
     torchrun every process searches, and all take the smallest size found. In a Naiad job
     the choice and the trials are recorded on the run's params.
     """
