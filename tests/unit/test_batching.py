@@ -225,6 +225,7 @@ for epoch in range(2):
         dyn.step()
 out = {"steps": steps, "changes": dyn.changes, "noise": dyn.noise.samples}
 open(sys.argv[1] + f"/rank{rank}.json", "w").write(json.dumps(out))
+dist.barrier()  # no rank tears gloo down while its peer still talks to it (a SIGABRT)
 dist.destroy_process_group()
 """
 
