@@ -4,8 +4,8 @@ against the largest batch that actually fits.
     make bench-batching            # or: python bench/batching.py --json bench/results/batching.json
 
 Two workloads, the examples' own models and data (nothing is downloaded):
-- digits: ``examples/digits``' CNN on scikit-learn's 8x8 digits (1,437 rows to train on,
-  360 to validate), Adam at lr 0.002, batch 32, 12 epochs;
+- digits: ``examples/digits``' CNN on scikit-learn's 8x8 digits (1,438 rows to train on,
+  359 to validate), Adam at lr 0.002, batch 32, 12 epochs;
 - tabular: ``examples/tabular``' network on its generated CSV (2,100 rows, 450 to
   validate), AdamW at lr 0.003, batch 64, 40 epochs.
 
@@ -15,7 +15,7 @@ Two workloads, the examples' own models and data (nothing is downloaded):
    off and on, from the same batch and learning rate (the ``sqrt`` rule, as for Adam; at
    most 16 times the batch, and no more than the finder allows). The validation accuracy
    is read after every epoch, off the clock. A run's final accuracy is the mean of its
-   last 5 epochs' (on 360 or 450 validation rows, one epoch's accuracy moves by a point
+   last 5 epochs' (on 359 or 450 validation rows, one epoch's accuracy moves by a point
    or more from the next; the last epoch's alone is kept in the JSON record). The target
    is the fixed runs' median final accuracy less 0.5 points. The figures are medians over
    the seeds: the training seconds until the target is first reached, and the final
@@ -45,6 +45,7 @@ from typing import Any
 
 import torch
 from _common import Row, Sections, say
+from digits_cnn import load_data
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -82,20 +83,13 @@ class Workload:
 
 
 def digits() -> Workload:
-    from sklearn.datasets import load_digits
-
     cnn = _example("examples/digits/train.py", "digits_train")
-    data = load_digits()
-    x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.tensor(data.target, dtype=torch.long)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    x, y = x[order], y[order]
-    cut = int(len(y) * 0.8)
+    data = load_data(test_fraction=0.2)
     return Workload(
         "digits",
-        TensorDataset(x[:cut], y[:cut]),
-        x[cut:],
-        y[cut:],
+        TensorDataset(data.x_train, data.y_train),
+        data.x_test,
+        data.y_test,
         lambda: cnn.DigitsCNN(0.1),
         lambda m: torch.optim.Adam(m.parameters(), lr=0.002),
         batch=32,

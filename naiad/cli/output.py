@@ -3,7 +3,6 @@
 import functools
 import math
 import os
-import re
 import signal
 import sys
 import threading
@@ -19,6 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from naiad.core.errors import InvalidInput, NaiadError
+from naiad.core.units import parse_size
 
 if TYPE_CHECKING:
     from naiad.sdk.client import Client
@@ -251,18 +251,14 @@ def parse_duration(text: str, option: str) -> float:
     return seconds
 
 
-_MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?", re.IGNORECASE)
-_MEMORY_UNITS = {"k": 1 / 1024, "": 1, "m": 1, "g": 1024, "t": 1024 * 1024}
-
-
 def parse_memory(text: str, option: str = "--memory") -> int:
     """``512m``, ``4g``, ``1.5GiB`` or ``2048`` (MiB) as whole MiB."""
-    found = _MEMORY.fullmatch(text.strip())
-    if found is None or float(found[1]) <= 0:
+    size = parse_size(text, bare="m")
+    if size is None or size <= 0:
         raise InvalidInput(
             f"{option} {text!r} is not a memory size; give e.g. 512m, 4g or 2048 (MiB)."
         )
-    return max(1, round(float(found[1]) * _MEMORY_UNITS[found[2].lower()]))
+    return max(1, round(size / 2**20))
 
 
 def run_duration(start: datetime, end: datetime | None, running: bool) -> str:

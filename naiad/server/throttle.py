@@ -11,10 +11,13 @@ and a restart forgets them.
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import TypeVar
 
 from naiad.core.errors import TooManyRequests
 
 PER_USER, PER_ADDRESS, WINDOW_S = 5, 20, 300.0
+T = TypeVar("T")
 
 
 class SignInThrottle:
@@ -40,6 +43,17 @@ class SignInThrottle:
                         "(an admin can reset a forgotten password with `naiad users update "
                         "NAME --password`)."
                     )
+
+    def attempt(self, user: str, address: str, sign_in: Callable[[], T | None]) -> T | None:
+        """``sign_in()`` unless the name or address is held (TooManyRequests), counting a
+        None it returns as a failure and anything else as a success."""
+        self.check(user, address)
+        signed = sign_in()
+        if signed is None:
+            self.failed(user, address)
+        else:
+            self.succeeded(user)
+        return signed
 
     def failed(self, user: str, address: str) -> None:
         now = time.monotonic()

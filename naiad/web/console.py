@@ -110,17 +110,12 @@ async def login(request: Request) -> Response:
             return login_page(
                 request, "Enter your user name and password (or the server's token).", 401
             )
-        sign_ins = request.app.state.naiad.sign_ins
-        address = request.client.host if request.client else ""
         try:
-            sign_ins.check(user, address)
+            session = await run_in_threadpool(_start_session, request, user, password)
         except TooManyRequests as exc:
             return login_page(request, exc.message, 429)
-        session = await run_in_threadpool(_start_session, request, user, password)
         if session is None:
-            sign_ins.failed(user, address)
             return login_page(request, WRONG_PASSWORD, 401)
-        sign_ins.succeeded(user)
         note_actor(request.scope, f"user:{user}")
         return _enter(request, session)
     if not token_matches(token, expected):
@@ -130,10 +125,14 @@ async def login(request: Request) -> Response:
 
 
 def _start_session(request: Request, user: str, password: str) -> str | None:
-    """A new console session for the user whose password this is: its cookie value."""
+    """A new console session for the user whose password this is: its cookie value
+    (failed sign-ins are counted, and refused with TooManyRequests past the limits)."""
     state = request.app.state.naiad
+    address = request.client.host if request.client else ""
     with transaction(state.sessions) as session:
-        row = users.authenticate(session, user, password)
+        row = state.sign_ins.attempt(
+            user, address, lambda: users.authenticate(session, user, password)
+        )
         return None if row is None else start_session(session, state.key_key, row.name)
 
 

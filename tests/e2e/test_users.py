@@ -238,6 +238,12 @@ def test_repeated_wrong_passwords_hold_that_name_for_a_while(
                stdin="tom-password-1\n", env=laptop)  # fmt: skip
     assert cli.returncode == 1 and "Too many failed sign-ins" in cli.stderr
     assert "Traceback" not in cli.stderr
+    form = httpx.post(  # the console's form counts with the same throttle
+        f"{live.url}/login",
+        data={"user": "tom", "password": "tom-password-1"},
+        headers={"origin": live.url},
+    )
+    assert form.status_code == 429 and "Too many failed sign-ins" in form.text
     _key(live, "ana", people["ana"])  # other names sign in as before
     admin.users.delete("tom")
 

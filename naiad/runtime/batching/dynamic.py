@@ -25,6 +25,7 @@ class _HookState:
     """What the DDP communication hook adds up: this rank's squared gradient norm, taken
     from each bucket before it is averaged across ranks."""
 
+    active: bool = False  # only on the steps that measure: no work on the others
     local_sq: Any = 0.0
 
 
@@ -153,11 +154,8 @@ class DynamicBatch:
             if warmup_to is not None
             else None
         )
-        self.measure_every, self.decide_every, self.log_every = (
-            measure_every,
-            decide_every,
-            log_every,
-        )
+        self.measure_every, self.decide_every = measure_every, decide_every
+        self.log_every = log_every
         self.num_workers, self.collate_fn = num_workers, collate_fn
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.noise = noise_scale.NoiseScale()
@@ -193,11 +191,11 @@ class DynamicBatch:
             state: _HookState,
             bucket: dist.GradBucket,  # type: ignore[name-defined]  # DDP checks this annotation
         ) -> torch.futures.Future[torch.Tensor]:
-            # the bucket holds this rank's own gradients until the allreduce
-            state.local_sq = state.local_sq + bucket.buffer().float().pow(2).sum()
+            if state.active:  # the bucket holds this rank's own gradients until the allreduce
+                state.local_sq = state.local_sq + bucket.buffer().float().pow(2).sum()
             return default_hooks.allreduce_hook(None, bucket)  # type: ignore[arg-type]
 
-        self._hook = _HookState()
+        self._hook = _HookState(active=self._measuring())
         model.register_comm_hook(self._hook, measure_then_allreduce)
 
     # the size of each step
@@ -254,11 +252,7 @@ class DynamicBatch:
         quarter of the batch and then the rest, to measure the gradient noise at two batch
         sizes with the same weights; the gradient the optimiser gets is the same."""
         rows = self.batch_size
-        if not (self.adaptive and self._hook is None and rows >= 4):
-            loss = compute_loss(batch)
-            loss.backward()
-            return loss.detach()
-        if self.global_step % self.measure_every:
+        if self._hook is not None or rows < 4 or not self._measuring():
             loss = compute_loss(batch)
             loss.backward()
             return loss.detach()
@@ -274,13 +268,17 @@ class DynamicBatch:
         mixed = loss_first.detach() * first_rows + loss_rest.detach() * (rows - first_rows)
         return mixed / rows
 
+    def _measuring(self) -> bool:
+        """Whether this step measures the gradient noise."""
+        return self.adaptive and self.global_step % self.measure_every == 0
+
     def _measure_ranks(self, size: int) -> None:
         import torch
         import torch.distributed as dist
 
         assert self._hook is not None
         local, self._hook.local_sq = self._hook.local_sq, 0.0
-        if self.global_step % self.measure_every:
+        if not self._measuring():
             return
         device = self._parameters[0].device
         summed = torch.as_tensor(local, dtype=torch.float64, device=device).reshape(1)
@@ -315,6 +313,8 @@ class DynamicBatch:
         self.global_step += 1
         if self.adaptive and self.global_step % self.decide_every == 0:
             self._consider_resize()
+        if self._hook is not None:
+            self._hook.active = self._measuring()
         self._apply_lr()
 
     def _log(self, size: int) -> None:

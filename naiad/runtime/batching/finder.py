@@ -17,7 +17,6 @@ What "fits" means depends on the device:
 
 import copy
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,32 +24,20 @@ from pathlib import Path
 from typing import Any
 
 from naiad.core.errors import InvalidInput
-
-UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+from naiad.core.units import mebibytes, parse_size
 
 LossFn = Callable[[Any, Any], Any]  # (model, batch) -> a scalar loss tensor
 
 
 def parse_bytes(value: int | str) -> int:
     """``"512MiB"``, ``"2 GB"``, ``"1.5g"`` or a number of bytes; powers of 1024 either way."""
-    if isinstance(value, int):
-        return value
-    match = _SIZE.match(value)
-    if match is None:
+    size = value if isinstance(value, int) else parse_size(value)
+    if size is None:
         raise InvalidInput(
             f"memory_budget {value!r} is not a size: give bytes or a number with a unit, "
             "such as '512MiB' or '2GiB'."
         )
-    return int(float(match[1]) * UNITS[match[2].lower()])
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+    return int(size)
 
 
 @dataclass(frozen=True)
@@ -61,7 +48,7 @@ class Trial:
     seconds: float  # the step's wall time: the finder's guess at the time per step
 
     def describe(self) -> str:
-        peak = "out of memory" if self.peak_bytes is None else format_bytes(self.peak_bytes)
+        peak = "out of memory" if self.peak_bytes is None else mebibytes(self.peak_bytes)
         return f"{self.batch_size}: {peak}, {'fits' if self.fits else 'too big'}"
 
 
@@ -156,20 +143,18 @@ class _Prober:
     """Runs one trial: the peak memory of ``steps`` real steps at a given size."""
 
     def __init__(
-        self, model: Any, dataset: Any, loss: LossFn, optimizer: Any, budget: int, options: dict
+        self, model: Any, dataset: Any, loss: LossFn, optimizer: Any, budget: int, steps: int
     ) -> None:
         self.model, self.dataset, self.loss, self.optimizer = model, dataset, loss, optimizer
-        self.budget, self.steps = budget, options["steps"]
-        self.collate_fn = options["collate_fn"]
+        self.budget, self.steps = budget, steps
         self.cuda = _device(model).type == "cuda"
         if not self.cuda:  # before any trial allocates, and after glibc hands back what it
             release_freed_memory()  # can: the trials trim too, so from the same footing
         self.baseline = 0 if self.cuda else current_rss()
 
-    def __call__(self, size: int) -> Trial:
+    def __call__(self, size: int, batch: Any) -> Trial:
         import torch
 
-        batch = _first_batch(self.dataset, size, self.collate_fn)
         started = time.perf_counter()
         if self.cuda:
             torch.cuda.empty_cache()
@@ -204,14 +189,14 @@ def _budget(model: Any, memory_budget: int | str | None, headroom: float) -> tup
     device = _device(model)
     if memory_budget is not None:
         total = parse_bytes(memory_budget)
-        where = f"the memory budget of {format_bytes(total)}"
+        where = f"the memory budget of {mebibytes(total)}"
     elif device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         total = free + torch.cuda.memory_allocated(device)
-        where = f"{device}'s {format_bytes(total)} free"
+        where = f"{device}'s {mebibytes(total)} free"
     else:
         total = psutil.virtual_memory().available // 4
-        where = f"a quarter of the memory available ({format_bytes(total)})"
+        where = f"a quarter of the memory available ({mebibytes(total)})"
     if total <= 0:
         raise InvalidInput(f"memory_budget must be more than 0 bytes, not {memory_budget!r}.")
     return int(total * (1 - headroom)), f"{where} less {headroom:.0%} headroom"
@@ -281,11 +266,10 @@ def find_batch_size(
     start = min(start, ceiling)
     trials: list[Trial] = []
 
-    options = {"steps": steps, "collate_fn": collate_fn}
-    prober = _Prober(model, dataset, loss, optimizer, budget, options)
+    prober = _Prober(model, dataset, loss, optimizer, budget, steps)
 
     def probe(size: int) -> Trial:
-        trials.append(prober(size))
+        trials.append(prober(size, _first_batch(dataset, size, collate_fn)))
         return trials[-1]
 
     saved_model = copy.deepcopy(model.state_dict())
@@ -300,7 +284,7 @@ def find_batch_size(
         first = trials[0]
         raise InvalidInput(
             f"Even a batch of {first.batch_size} does not fit {limit}: its step used "
-            f"{format_bytes(first.peak_bytes) if first.peak_bytes else 'more than there is'}. "
+            f"{mebibytes(first.peak_bytes) if first.peak_bytes else 'more than there is'}. "
             "Give a larger memory_budget, a smaller start or a smaller model."
         )
     if chosen == ceiling and all(t.fits for t in trials):

@@ -111,12 +111,11 @@ def login(body: Login, session: SessionDep, state: StateDep, request: Request) -
     if state.key_key is None:
         raise Conflict(NO_AUTH)
     address = request.client.host if request.client else ""
-    state.sign_ins.check(body.user, address)
-    row = users.authenticate(session, body.user, body.password)
+    row = state.sign_ins.attempt(
+        body.user, address, lambda: users.authenticate(session, body.user, body.password)
+    )
     if row is None:
-        state.sign_ins.failed(body.user, address)
         raise Unauthorized(WRONG_PASSWORD)
-    state.sign_ins.succeeded(row.name)
     note_actor(request.scope, f"user:{row.name}")
     days = body.expires_in_days
     expires = None if days is None else utcnow() + timedelta(days)
