@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # local jobs' processes under bubblewrap, the home out of their reach (docs/security.md):
     # auto, users' jobs where bwrap is installed; on, every job (bwrap required); off, none
     job_sandbox: Literal["auto", "on", "off"] = "auto"
+    # an elastic job's lost host is started again after this, while the job has room for it
+    elastic_rejoin_s: float = Field(default=30, ge=0)
     # replicas and notebook servers left without a server end after this (managed.orphans)
     orphan_grace_s: float = Field(default=600, ge=0)
     # SageMaker TrainingImage substrings -> framework, before the built-in table (JSON in env)

@@ -171,7 +171,13 @@ def train(
         ),
     ] = None,
     procs: Annotated[int, typer.Option(help="Processes per node (torchrun).")] = 1,
-    nodes: Annotated[int, typer.Option(help="Nodes.")] = 1,
+    nodes: Annotated[
+        str,
+        typer.Option(
+            help="Nodes: a count, or MIN:MAX for an elastic job that grows as room frees and "
+            "carries on when nodes are lost (docs/jobs.md)."
+        ),
+    ] = "1",
     name: Annotated[str | None, typer.Option(help="Job name (default: script-timestamp).")] = None,
     experiment: Annotated[str, typer.Option(help="Experiment for the job's run.")] = "jobs",
     max_runtime: Annotated[int | None, typer.Option(help="Stop after this many seconds.")] = None,
@@ -198,6 +204,7 @@ def train(
     The snapshot leaves out what .naiadignore in the directory lists (gitignore syntax),
     and .git, __pycache__ and virtualenvs.
     """
+    from naiad.schemas.jobs import node_range
     from naiad.sdk.jobs import typed_value
     from naiad.sdk.sources import plan_source
 
@@ -207,6 +214,7 @@ def train(
         channels = parse_channel_options(channel or [])
         definitions = _metric_definitions(metric_definition or [])
         memory_mb = None if memory is None else parse_memory(memory)
+        node_range(nodes)  # a clear error before anything is packed
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         job_name = name or f"{Path(entrypoint).stem.replace('_', '-').lower()}-{stamp}"
         client = output.client()
@@ -257,7 +265,7 @@ def list_jobs(
         table.add_row(
             job.name,
             output.status_text(job.status),
-            f"{job.nodes}x{job.processes_per_node}",
+            f"{_nodes(job)}x{job.processes_per_node}",
             str(job.attempt),
             output.relative_time(job.created_at),
             escape(job.created_by or output.NONE),
@@ -281,7 +289,7 @@ def show_job(name: NameArg, as_json: JsonOption = False) -> None:
     facts = Table(box=None, show_header=False)
     for key, value in (
         ("command", shlex.join(job.command)) if job.command else ("entrypoint", job.entrypoint),
-        ("resources", f"{job.nodes} node(s) x {job.processes_per_node} process(es)"),
+        ("resources", f"{_nodes(job)} node(s) x {job.processes_per_node} process(es)"),
         ("run", job.run_id),
         ("experiment", job.experiment),
         ("attempt", f"{job.attempt} (max retries {job.max_retries})"),
@@ -303,6 +311,20 @@ def show_job(name: NameArg, as_json: JsonOption = False) -> None:
             output.iso_time(t.at), output.status_text(t.status), escape(t.reason or "")
         )
     console.print(timeline)
+    if job.events:
+        resizes = Table(title="resizes")
+        for column in ("time", "workers", "step", "why"):
+            resizes.add_column(column)
+        for e in job.events:
+            step = "" if e.step is None else str(e.step)
+            workers = f"{e.from_workers} -> {e.to_workers}"
+            resizes.add_row(output.iso_time(e.at), workers, step, escape(e.reason))
+        console.print(resizes)
+
+
+def _nodes(job: TrainingJob) -> str:
+    """``2``, or an elastic job's ``1:4``."""
+    return f"{job.nodes}:{job.max_nodes}" if job.max_nodes is not None else str(job.nodes)
 
 
 @app.command("logs")

@@ -60,6 +60,8 @@ class GangPlace:
     master_addr: str
     master_port: int
     attempt: int = 0
+    # an elastic job's: host:port of the rendezvous store its coordinator hosts
+    rendezvous: str | None = None
 
     @property
     def host(self) -> str:
@@ -89,6 +91,9 @@ class LaunchSpec:
     inputs: dict[str, str] = field(default_factory=dict)  # channel -> URI
     output_uri: str = ""  # where model.tar.gz and output.tar.gz go
     nodes: int = 1  # hosts algo-1..algo-N (the local executor emulates them on its machine)
+    # elastic: up to this many hosts, down to ``nodes`` (torchrun's --nnodes MIN:MAX)
+    max_nodes: int | None = None
+    rejoin_s: float = 30.0  # an elastic job's lost host is started again after this
     processes_per_node: int = 1
     gpus: int = 0
     memory_mb: int | None = None  # per host: the processes' PSS summed; past it, OutOfMemory
@@ -118,7 +123,11 @@ class LaunchSpec:
         machines a gang runs on."""
         if self.gang is not None:
             return list(self.gang.hosts)
-        return [f"algo-{i + 1}" for i in range(max(1, self.nodes))]
+        return [f"algo-{i + 1}" for i in range(max(1, self.max_nodes or self.nodes))]
+
+    @property
+    def elastic(self) -> bool:
+        return self.max_nodes is not None
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,9 @@ class ExecState:
     attempt: int = 0
     started_at: float | None = None  # epoch seconds the user's code started
     exit_code: int | None = None
+    # an elastic job's resizes so far: {"seq", "at", "from_workers", "to_workers", "step",
+    # "reason"} (the server stores those it does not have)
+    events: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,6 +183,12 @@ class Executor(Protocol):
 
     def capacity(self, running: Sequence[LaunchSpec]) -> Capacity:
         """What is free to start jobs on now, ``running`` being the jobs not yet ended."""
+        ...
+
+    def grow(self, spec: LaunchSpec, capacity: Capacity) -> None:
+        """Offer a running elastic job room for more hosts (after the queue had its turn):
+        take what ``capacity`` has toward ``spec.max_nodes``. The Ray executor's job asks
+        the cluster itself, so it takes nothing here."""
         ...
 
     def open(self) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from naiad.executors import local_files
 from naiad.executors.base import (
+    Capacity,
     ExecState,
     JobHandle,
     LaunchSpec,
@@ -93,8 +94,28 @@ class LocalExecutor(local_files.JobFolders):
         return self._slots
 
     def capacity(self, running: Sequence[LaunchSpec]) -> Slots:
-        busy = sum(spec.nodes * spec.processes_per_node for spec in running)
+        busy = sum(self._granted(spec) * spec.processes_per_node for spec in running)
         return Slots(free=self._slots - busy, total=self._slots)
+
+    def _granted(self, spec: LaunchSpec) -> int:
+        """The hosts a job holds: ``nodes``, or what an elastic job has grown to."""
+        if not spec.elastic:
+            return spec.nodes
+        grant = read_json(WorkDir(_root(spec)).grant_file) or {}
+        nodes = grant.get("nodes")
+        return nodes if isinstance(nodes, int) and nodes >= spec.nodes else spec.nodes
+
+    def grow(self, spec: LaunchSpec, capacity: Capacity) -> None:
+        """Hand an elastic job each free host it can use, up to ``max_nodes``; its
+        supervisor starts one more torchrun agent per host granted."""
+        granted = have = self._granted(spec)
+        while granted < (spec.max_nodes or 0):
+            if capacity.take(1, spec.processes_per_node, spec.gpus) is not None:
+                break
+            granted += 1
+        root = _root(spec)
+        if granted > have and root.is_dir():
+            write_json_atomic(WorkDir(root).grant_file, {"nodes": granted})
 
     def open(self) -> None:
         """Start the warm standby, when asked for one."""
@@ -130,6 +151,8 @@ class LocalExecutor(local_files.JobFolders):
             return self._handle(spec)
         root.mkdir(parents=True, exist_ok=True)
         write_spec(spec)
+        if spec.elastic:  # it starts on the fewest; grow() hands it more as room frees
+            write_json_atomic(wd.grant_file, {"nodes": spec.nodes})
         pid = self._fork_warm(root)
         if pid is None:
             with open(wd.supervisor_log, "ab") as log:

@@ -97,6 +97,7 @@ def exec_state(state: dict[str, Any]) -> ExecState:
         attempt=int(state.get("attempt") or 0),
         started_at=number("started_at"),
         exit_code=exit_code if isinstance(exit_code, int) else None,
+        events=tuple(e for e in state.get("events") or () if isinstance(e, dict)),
     )
 
 

@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from naiad.runtime.elastic import report_round
+
 _NAME = re.compile(r"^ckpt-(\d{12})\.pt$")
 
 
@@ -30,6 +32,12 @@ def save(state: dict[str, Any], step: int, keep: int = 3, where: Path | None = N
 
     if int(os.environ.get("RANK", 0)) != 0:
         return None
+    from naiad.sdk.run import active_run
+
+    if (run := active_run()) is not None:
+        # the metrics up to this step first: a resume from this checkpoint repeats none of
+        # them and (the run keeping each step once) must not find any missing
+        run.persist()
     where = where or directory()
     where.mkdir(parents=True, exist_ok=True)
     path = where / f"ckpt-{step:012d}.pt"
@@ -42,10 +50,16 @@ def save(state: dict[str, Any], step: int, keep: int = 3, where: Path | None = N
 
 
 def latest(where: Path | None = None, map_location: str | None = "cpu") -> dict[str, Any] | None:
-    """``{"step": n, "state": ...}`` of the newest checkpoint, or None on a first attempt."""
+    """``{"step": n, "state": ...}`` of the newest checkpoint, or None on a first attempt.
+
+    In an elastic job this is where each round says the step it resumes from.
+    """
     import torch
 
     found = _all(where or directory())
     if not found:
+        report_round(step=0)
         return None
-    return torch.load(found[-1][1], map_location=map_location, weights_only=True)
+    loaded = torch.load(found[-1][1], map_location=map_location, weights_only=True)
+    report_round(step=int(loaded.get("step", found[-1][0])))
+    return loaded

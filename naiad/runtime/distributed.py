@@ -3,6 +3,8 @@
 import os
 from dataclasses import dataclass
 
+from naiad.runtime.elastic import report_round
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -28,6 +30,7 @@ def init_distributed(backend: str | None = None) -> DistInfo:
     device = f"cuda:{local_rank}" if cuda else "cpu"
     if cuda:
         torch.cuda.set_device(local_rank)
+    report_round()  # an elastic job's round: its size (the step follows from checkpoints)
     if world_size <= 1:
         return DistInfo(rank, local_rank, world_size, None, device)
     backend = backend or ("nccl" if cuda else "gloo")

@@ -20,6 +20,23 @@ RESERVED_ENV_PREFIXES = ("SM_", "NAIAD_")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def node_range(text: str | int) -> tuple[int, int | None]:
+    """``"2"`` -> (2, None); ``"1:4"`` -> (1, 4): torchrun's ``--nnodes``, for an elastic job."""
+    if isinstance(text, int):
+        return text, None
+    low, sep, high = str(text).strip().partition(":")
+    try:
+        nodes = int(low)
+        most = int(high) if sep else None
+    except ValueError:
+        raise InvalidInput(
+            f"Nodes {text!r} is neither a count (2) nor a range MIN:MAX (1:4) of whole numbers."
+        ) from None
+    if nodes < 1 or (most is not None and most < nodes):
+        raise InvalidInput(f"Nodes {text!r}: give at least 1, and MIN:MAX with MAX >= MIN.")
+    return nodes, most
+
+
 class MetricDefinition(Wire):
     """A metric read from the job's log, as SageMaker's ``MetricDefinitions``: each line
     the regex matches (``re.search``) gives one point, the float its one group captured."""
@@ -230,7 +247,17 @@ class JobTemplate(Wire):
     )
     hyperparameters: dict[str, ParamValue] = Field(default_factory=dict)
     inputs: dict[str, str] = Field(default_factory=dict, description="channel -> file:// or s3://")
-    nodes: int = Field(default=1, ge=1, le=1024)
+    nodes: int = Field(
+        default=1, ge=1, le=1024, description="Nodes; with max_nodes, the fewest it runs on."
+    )
+    max_nodes: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Elastic: the most nodes the job grows to. It starts once `nodes` fit, "
+        "grows as room frees, and carries on when nodes are lost, down to `nodes` "
+        "(torchrun's --nnodes MIN:MAX). None: exactly `nodes`.",
+    )
     processes_per_node: int = Field(default=1, ge=1, le=1024)
     gpus: int = Field(default=0, ge=0, le=1024, description="GPUs per node.")
     memory_mb: int | None = Field(
@@ -290,6 +317,17 @@ class JobTemplate(Wire):
             raise ValueError(
                 f"a command runs as one process per node, but processes_per_node is "
                 f"{self.processes_per_node}; set it to 1 (the command may start more itself)"
+            )
+        if self.max_nodes is not None and self.max_nodes < self.nodes:
+            raise ValueError(
+                f"max_nodes ({self.max_nodes}) is below nodes ({self.nodes}); an elastic job "
+                "runs on nodes..max_nodes, so give max_nodes >= nodes"
+            )
+        if self.max_nodes is not None and self.command is not None:
+            raise ValueError(
+                "an elastic job (max_nodes) runs a Python entrypoint under torchrun's elastic "
+                "rendezvous; a command cannot re-form its world, so drop max_nodes or give "
+                "an entrypoint"
             )
         if self.opt_ml_channels and self.command is None:
             raise ValueError("opt_ml_channels is for a command job; give command too")
@@ -365,6 +403,7 @@ class JobSpec(BaseModel):
     inputs: dict[str, str] = Field(default_factory=dict)
     output_uri: str
     nodes: int = 1
+    max_nodes: int | None = None
     processes_per_node: int = 1
     gpus: int = 0
     memory_mb: int | None = None
@@ -393,6 +432,17 @@ class Transition(BaseModel):
     at: Timestamp
 
 
+class JobEvent(BaseModel):
+    """An elastic job's world changing size: from how many workers to how many, why, and
+    at which training step it resumed (None when the script does not say)."""
+
+    at: Timestamp
+    from_workers: int
+    to_workers: int
+    step: int | None = None
+    reason: str
+
+
 class TrainingJob(BaseModel):
     name: str
     status: str
@@ -406,6 +456,7 @@ class TrainingJob(BaseModel):
     inputs: dict[str, str]
     output_uri: str
     nodes: int
+    max_nodes: int | None = None
     processes_per_node: int
     gpus: int
     memory_mb: int | None = None
@@ -422,6 +473,9 @@ class TrainingJob(BaseModel):
     started_at: Timestamp | None = None
     ended_at: Timestamp | None = None
     transitions: list[Transition] = Field(default_factory=list)
+    events: list[JobEvent] = Field(
+        default_factory=list, description="An elastic job's resizes, oldest first."
+    )
     created_by: str | None = Field(
         default=None, description="Its creator: a user, or admin (None: made before users existed)."
     )

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from naiad.core.errors import InvalidInput
 from naiad.core.status import Status
 from naiad.schemas.common import ParamValue
-from naiad.schemas.jobs import JobCreate, JobLogs, SourceUploaded, TrainingJob
+from naiad.schemas.jobs import JobCreate, JobLogs, SourceUploaded, TrainingJob, node_range
 from naiad.sdk import sources
 from naiad.sdk.http import Transport
 from naiad.sdk.sources import Progress, SourcePlan
@@ -84,7 +84,7 @@ def template_fields(
     hyperparameters: Mapping[str, ParamValue] | None = None,
     inputs: Mapping[str, str] | None = None,
     processes_per_node: int | None = None,
-    nodes: int | None = None,
+    nodes: int | str | None = None,
     gpus: int | None = None,
     memory_mb: int | None = None,
     max_runtime_s: int | None = None,
@@ -96,8 +96,10 @@ def template_fields(
     checkpoint_uri: str | None = None,
 ) -> dict[str, object]:
     """A job template's fields as the SDK takes them, in the schema's shape: local input
-    paths as file:// URIs, metric definitions as a list. What is None is left out, so the
-    schema's default applies (a training job's and a tuning job's trials share this)."""
+    paths as file:// URIs, metric definitions as a list, ``nodes="MIN:MAX"`` as nodes and
+    max_nodes. What is None is left out, so the schema's default applies (a training
+    job's and a tuning job's trials share this)."""
+    nodes, max_nodes = (None, None) if nodes is None else node_range(nodes)
     fields: dict[str, object] = {
         "entrypoint": entrypoint,
         "experiment": experiment,
@@ -105,6 +107,7 @@ def template_fields(
         "inputs": None if inputs is None else {k: to_uri(v) for k, v in inputs.items()},
         "processes_per_node": processes_per_node,
         "nodes": nodes,
+        "max_nodes": max_nodes,
         "gpus": gpus,
         "memory_mb": memory_mb,
         "max_runtime_s": max_runtime_s,
@@ -208,7 +211,7 @@ class TrainingJobs:
         inputs: dict[str, str] | None = None,
         experiment: str = "jobs",
         processes_per_node: int = 1,
-        nodes: int = 1,
+        nodes: int | str = 1,
         gpus: int = 0,
         max_runtime_s: int | None = None,
         max_retries: int = 0,
@@ -228,8 +231,8 @@ class TrainingJobs:
         channel's options (``{"train": {"distribution": "ShardedByS3Key"}}``);
         ``checkpoint_uri`` is where ``checkpoints/`` is kept and restored from;
         ``memory_mb`` limits the memory of the job's processes on each node (past it the job
-        fails with OutOfMemory). The request is checked before the source is packed, so a
-        mistake costs no upload.
+        fails with OutOfMemory); ``nodes="1:4"`` makes the job elastic (docs/jobs.md). The
+        request is checked before the source is packed, so a mistake costs no upload.
         """
         fields = template_fields(
             entrypoint=entrypoint,

@@ -98,6 +98,8 @@ class MetricPipeline:
         self._auto_step = 0
         self._first = True
         self._known_keys: set[str] = set()
+        # key -> the highest step the run already has: a resumed job's repeats are dropped
+        self.floor: dict[str, int] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._backoff = 0.0
@@ -120,6 +122,8 @@ class MetricPipeline:
             if step is None:
                 step = self._auto_step
             self._auto_step = step + 1
+            if self.floor:
+                metrics = {k: v for k, v in metrics.items() if step > self.floor.get(k, step - 1)}
             for key, value in metrics.items():
                 column = self._columns.get(key)
                 if column is None:
@@ -289,6 +293,15 @@ class MetricPipeline:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(max(0.01, pause))
+
+    def persist(self) -> None:
+        """One pass: every point logged so far goes to the server, or to the spool on disk
+        when the server is away, so a crash from now on loses none of them (unless the
+        disk is full too). Never raises."""
+        try:
+            self._drain_once()
+        except Exception as exc:
+            self._warn_once("sender", "naiad: the metric sender hit %r; it goes on.", exc)
 
     def close(self, timeout: float = 30.0) -> bool:
         """Flush, stop the sender, and put what the server has not got on disk.

@@ -72,6 +72,18 @@ class ActiveRun:
         """
         self._metrics.log(metrics, step, timestamp)
 
+    def skip_logged_steps(self) -> int:
+        """Drop points at steps the run already has, key by key: a job resumed from a
+        checkpoint repeats the steps since it, and its run keeps each step once (the
+        first). Returns how many keys have a floor; 0 when the server cannot say."""
+        try:
+            summaries = self.client.runs.get(self.id).metrics
+        except NaiadError as exc:
+            log.warning("could not read run %s's latest steps (%s); repeats are kept", self.id, exc)
+            return 0
+        self._metrics.floor = {key: s.step for key, s in summaries.items()}
+        return len(self._metrics.floor)
+
     def log_params(self, params: Mapping[str, ParamValue]) -> None:
         self.client.runs.log_params(self.id, dict(params))
 
@@ -95,6 +107,11 @@ class ActiveRun:
         Returns False rather than raising when the server or the disk is in trouble.
         """
         return self._metrics.flush(self.flush_timeout if timeout is None else timeout)
+
+    def persist(self) -> None:
+        """Make every point logged so far durable: on the server, or spooled on disk when
+        it is away (a checkpoint does this first, so a resume never skips a step)."""
+        self._metrics.persist()
 
     def end(self, status: str = "Completed", reason: str | None = None) -> None:
         if self.ended:
@@ -188,9 +205,18 @@ def start_run(
             tags.setdefault(NOTEBOOK_TAG, notebook)
         run = client.runs.create(experiment, name, dict(params or {}), tags)
     active = ActiveRun(client, run, flush_interval, system_metrics)
+    if run_id and run_id == os.environ.get("NAIAD_RUN_ID") and _resumed_job():
+        active.skip_logged_steps()
     with _active_lock:
         _active.append(active)
     return active
+
+
+def _resumed_job() -> bool:
+    """A job's retry, or a worker of an elastic job (which re-forms from a checkpoint):
+    its run may already hold the steps this process is about to repeat."""
+    attempt = os.environ.get("NAIAD_ATTEMPT", "0")
+    return (attempt.isdigit() and int(attempt) > 0) or bool(os.environ.get("NAIAD_ELASTIC_ROUNDS"))
 
 
 def active_run() -> ActiveRun | None:

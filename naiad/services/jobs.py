@@ -272,6 +272,8 @@ def launch_spec(
         inputs=dict(spec.inputs),
         output_uri=spec.output_uri,
         nodes=spec.nodes,
+        max_nodes=spec.max_nodes,
+        rejoin_s=settings.elastic_rejoin_s,
         processes_per_node=spec.processes_per_node,
         gpus=spec.gpus,
         memory_mb=spec.memory_mb,
@@ -367,6 +369,7 @@ def read_log(
 def apply_state(session: Session, row: JobRow, state: ExecState) -> None:
     """Move the job (and its run) to where the executor says it is."""
     row.attempt = max(row.attempt, state.attempt)
+    jobs.add_events(session, row, state.events)
     target = _ENDS.get(state.phase)
     started = state.phase == Phase.RUNNING or (target is not None and state.started_at is not None)
     if started and row.status in (Status.PENDING, Status.STARTING):

@@ -1,15 +1,17 @@
 """Training job rows and their timeline. Status moves go through ``transition`` only."""
 
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from naiad.core.errors import Conflict, NotFound
 from naiad.core.ids import new_id
 from naiad.core.status import Status, check_transition
-from naiad.schemas.jobs import JobCreate, JobSpec, TrainingJob, Transition
-from naiad.store.tables import JobRow, JobTransitionRow, utcnow
+from naiad.schemas.jobs import JobCreate, JobEvent, JobSpec, TrainingJob, Transition
+from naiad.store.tables import JobEventRow, JobRow, JobTransitionRow, utcnow
 
 ACTIVE = (Status.STARTING.value, Status.RUNNING.value, Status.STOPPING.value)
 
@@ -35,6 +37,9 @@ def to_schema(session: Session, row: JobRow) -> TrainingJob:
         .where(JobTransitionRow.job_id == row.id)
         .order_by(JobTransitionRow.id)
     )
+    events = session.scalars(
+        select(JobEventRow).where(JobEventRow.job_id == row.id).order_by(JobEventRow.seq)
+    )
     return TrainingJob(
         **row.spec.model_dump(),
         name=row.name,
@@ -47,6 +52,16 @@ def to_schema(session: Session, row: JobRow) -> TrainingJob:
         started_at=row.started_at,
         ended_at=row.ended_at,
         transitions=[Transition(status=t.status, reason=t.reason, at=t.at) for t in transitions],
+        events=[
+            JobEvent(
+                at=e.at,
+                from_workers=e.from_workers,
+                to_workers=e.to_workers,
+                step=e.step,
+                reason=e.reason,
+            )
+            for e in events
+        ],
         created_by=row.created_by,
         project=row.project,
     )
@@ -70,6 +85,28 @@ def create(session: Session, body: JobCreate, run_id: str, output_uri: str) -> J
     session.flush()
     session.add(JobTransitionRow(job_id=row.id, status=row.status, reason="Submitted."))
     return row
+
+
+def add_events(session: Session, row: JobRow, events: Sequence[Mapping[str, Any]]) -> None:
+    """Store the supervisor's resize events this row does not have yet (by their ``seq``)."""
+    if not events:
+        return
+    query = select(func.max(JobEventRow.seq)).where(JobEventRow.job_id == row.id)
+    last = session.scalar(query)
+    for event in events:
+        if last is not None and event["seq"] <= last:
+            continue
+        session.add(
+            JobEventRow(
+                job_id=row.id,
+                seq=event["seq"],
+                at=datetime.fromtimestamp(event["at"], UTC),
+                from_workers=event["from_workers"],
+                to_workers=event["to_workers"],
+                step=event.get("step"),
+                reason=event["reason"],
+            )
+        )
 
 
 def transition(

@@ -166,6 +166,23 @@ class JobTransitionRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class JobEventRow(Base):
+    """An elastic job's resize, as its supervisor recorded it (``seq``: its number there,
+    so a resize read twice is stored once)."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (UniqueConstraint("job_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    from_workers: Mapped[int] = mapped_column(Integer)
+    to_workers: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+
+
 class TuningJobRow(Base):
     """A hyperparameter search: its request (``spec``) and where it stands; its trials
     are ``TuningTrialRow`` rows, from which the search is rebuilt at every turn."""

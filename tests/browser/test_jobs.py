@@ -55,3 +55,32 @@ def test_live_chart_logs_and_stop_button(page, client: naiad.Client, tmp_path: P
     expect(page.locator("ol.timeline")).to_contain_text("Stopped")
     expect(page.get_by_role("button", name="Stop")).to_be_hidden()
     assert client.training_jobs.get("console-live").status == "Stopped"
+
+
+# An elastic job's worker: it joins the round's world, says where it resumed, and steps.
+ELASTIC = """
+import time
+from naiad import runtime
+
+runtime.init_distributed()
+runtime.checkpoints.latest()
+for step in range(40):
+    time.sleep(0.2)
+"""
+
+
+def test_an_elastic_job_shows_its_node_range_and_resizes(  # type: ignore[no-untyped-def]
+    page, client: naiad.Client, tmp_path: Path
+) -> None:
+    (tmp_path / "train.py").write_text(textwrap.dedent(ELASTIC))
+    job = client.training_jobs.create(
+        name="console-elastic", entrypoint="train.py", source_dir=tmp_path, nodes="1:2"
+    )
+    wait_until(lambda: bool(job.refresh().events), 90, "the job's first round")
+    page.goto("/#/jobs/console-elastic")
+    expect(page.locator("ul.facts")).to_contain_text("processes 1\u20132 \u00d7 1")  # 1-2 x 1
+    resizes = page.locator("[data-part=resizes]")
+    expect(resizes).to_contain_text("Resizes")
+    expect(resizes.locator("tbody tr").first).to_contain_text("0 \u2192 ")  # 0 -> N
+    expect(resizes.locator("tbody tr").first).to_contain_text("started")
+    job.stop()

@@ -36,7 +36,12 @@ def cluster(ray_cluster):  # type: ignore[no-untyped-def]
 def live(cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
     from naiad.testing.ray_cluster import LOOPBACK_ENV
 
-    env = {"NAIAD_EXECUTOR": "ray", "NAIAD_RAY_ADDRESS": cluster.address, **LOOPBACK_ENV}
+    env = {
+        "NAIAD_EXECUTOR": "ray",
+        "NAIAD_RAY_ADDRESS": cluster.address,
+        "NAIAD_ELASTIC_REJOIN_S": "10",  # an elastic job asks for a lost host again soon
+        **LOOPBACK_ENV,
+    }
     server = LiveServer(home=tmp_path_factory.mktemp("naiad") / "home", env=env)
     server.start(timeout=60)
     try:
@@ -180,6 +185,58 @@ def test_a_lost_node_retries_the_whole_gang_from_its_checkpoint(
         assert history.steps.tolist() == list(range(40))  # each step once, none missing
     finally:
         cluster.workers.append(cluster.add())  # whole again for whatever runs next
+
+
+def test_an_elastic_job_carries_on_without_a_lost_node_and_grows_back(
+    client: naiad.Client, cluster
+) -> None:  # type: ignore[no-untyped-def]
+    """nodes="1:2": two hosts on two nodes; one node's raylet is killed mid-job and the
+    other host carries on alone; a node joins the cluster and the job grows back to two,
+    ending on its planned step with each step's metrics logged once."""
+    steps = 600
+    job = client.training_jobs.create(
+        name="elastic-ray",
+        entrypoint="elastic.py",
+        source_dir=SOURCE,
+        nodes="1:2",
+        hyperparameters={"steps": steps, "step_s": 0.1, "checkpoint_every": 5},
+    )
+    wait_for(job, r"algo-2 (starts|joins) on 127\.0\.0\.1 \(node (\w+)\)", timeout=120)
+    placed = re.search(r"algo-2 (?:starts|joins) on 127\.0\.0\.1 \(node (\w+)\)", log_of(job))
+    assert placed is not None
+    wait_for_resize(job, 2)
+    deadline = time.monotonic() + 60
+    while (loss := client.runs.get(job.job.run_id).metrics.get("loss")) is None or loss.step < 30:
+        assert time.monotonic() < deadline, log_of(job)  # a few checkpoints in
+        time.sleep(0.3)
+    node = next(n for n in cluster.workers if n.node_id.startswith(placed[1]))
+    cluster.remove(node)
+    try:
+        wait_for_resize(job, 1)
+    finally:
+        cluster.workers.append(cluster.add())  # a node joins: room for the lost host
+    wait_for_resize(job, 2, after=1)
+    done = job.wait(timeout=300)
+    assert done.status == "Completed", f"{done.status_reason}\n{log_of(job)}"
+    assert re.search(r"algo-2 was lost \(", log_of(job)), log_of(job)
+    sizes = [(e.from_workers, e.to_workers) for e in done.events]
+    assert (2, 1) in sizes and sizes[-1] == (1, 2), sizes
+    loss = client.runs.metric_history(done.run_id, "loss")
+    assert loss.steps.tolist() == list(range(1, steps + 1))  # each step once, none missing
+
+
+def wait_for_resize(job: JobHandle, workers: int, after: int = 0, timeout: float = 180) -> None:
+    """Until the job has a resize to ``workers`` (past its first ``after`` resizes to it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = job.refresh()
+        if sum(e.to_workers == workers for e in now.events) > after:
+            return
+        assert now.status not in ("Completed", "Failed", "Stopped"), (
+            f"{now.status}: {now.status_reason} {now.events}\n{log_of(job)}"
+        )
+        time.sleep(0.5)
+    raise AssertionError(f"no resize to {workers}: {job.job.events}\n{log_of(job)}")
 
 
 def test_an_fsdp_gang_splits_the_model_over_two_nodes_and_matches_ddp(

@@ -19,7 +19,7 @@ from typing import Any
 
 from naiad.core.errors import InvalidInput
 from naiad.executors import local_files
-from naiad.executors.base import ExecState, JobHandle, LaunchSpec, Phase
+from naiad.executors.base import Capacity, ExecState, JobHandle, LaunchSpec, Phase
 from naiad.executors.capacity import NodePool, node_pool
 from naiad.executors.local_files import exec_state
 from naiad.executors.ray.gang import LOG_CHUNK, NAMESPACE, Coordinator, coordinator_name
@@ -109,6 +109,10 @@ class RayExecutor(local_files.JobFolders):
         for spec in self._unplaced.values():
             pool.take(spec.nodes, spec.processes_per_node, spec.gpus)
         return pool
+
+    def grow(self, spec: LaunchSpec, capacity: Capacity) -> None:
+        """Nothing to hand out: an elastic job's coordinator keeps a placement group
+        waiting for each host it lacks, and Ray places it when a node has room."""
 
     def warm_ready(self) -> bool:
         return False

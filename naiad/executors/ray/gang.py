@@ -34,6 +34,7 @@ from typing import Any
 
 from naiad.executors.base import GangPlace, LaunchSpec, Phase
 from naiad.executors.supervisor import launch
+from naiad.executors.supervisor.elastic import read_rounds
 from naiad.executors.supervisor.workdir import (
     SUPERVISOR_MODULE,
     WorkDir,
@@ -82,6 +83,7 @@ class NodeHost:
     def __init__(self, folder: str) -> None:
         self.root = work_root() / folder
         self.proc: subprocess.Popen[bytes] | None = None
+        self.rounds: dict[str, float] = {}  # an elastic job's round reports seen
 
     def place(self) -> dict[str, Any]:
         """Where this host is: its address, its machine's name, and a free port there."""
@@ -138,7 +140,8 @@ class NodeHost:
                 "reason": "its supervisor exited without recording a final state: "
                 + tail.decode(errors="replace").strip(),
             }
-        return {"state": state, "log": _whole_lines(data, final)}
+        rounds = read_rounds(wd.rounds, self.rounds)
+        return {"state": state, "log": _whole_lines(data, final), "rounds": rounds}
 
     def spool(self, run_id: str) -> dict[str, bytes]:
         """The metric batches its processes could not send."""
@@ -336,6 +339,14 @@ class Coordinator:
         """One attempt of the whole gang: None when it succeeded, else (phase, reason, code)."""
         import ray
 
+        if self.spec.elastic:
+            from naiad.executors.ray.elastic import ElasticGang
+
+            try:
+                return ElasticGang(self, attempt).run()
+            finally:
+                self._collect_spool()
+                self._release_gang()
         if self._stopping() or not self._reserve(attempt):
             return "stopped", "Stopped on request", None
         try:

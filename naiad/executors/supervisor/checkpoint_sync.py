@@ -12,6 +12,10 @@ A host of a gang spread over machines (the Ray executor) also mirrors while it r
 that have not changed for a moment. Every host mirrors to the same location, so a
 sharded checkpoint (a file per rank) is whole there, and every host restores all of it.
 
+An elastic job's host on Ray mirrors both ways (``exchange``): each round's rank 0 may
+be on another host, and it resumes from what it has locally, so every host also takes
+the checkpoints the others wrote, and drops those they pruned.
+
 A file the script pruned is pruned there too, but only a file this job's mirror knows
 (it restored it, or put it there): ``checkpoint_sync.json`` in the job's directory names
 them, so a location that holds other files never loses them to a job's pruning.
@@ -109,14 +113,56 @@ def pull(spec: LaunchSpec, wd: WorkDir) -> int:
     return len(restored)
 
 
+def exchange(spec: LaunchSpec, wd: WorkDir, settled_s: float = SETTLED_S) -> None:
+    """Both ways: upload what this host wrote, download what other hosts wrote, and drop
+    here what they pruned there (a file this host knows that is no longer there) and
+    there what was pruned here."""
+    store, prefix = location(spec)
+    start = len(prefix) + 1 if prefix else 0
+    remote = {info.path[start:] for info in store.list(prefix, recursive=True)}
+    known = _known(wd)
+    for rel, path in _local_files(wd, settled_s).items():
+        if rel in remote:
+            continue
+        if rel in known:  # pruned elsewhere
+            path.unlink(missing_ok=True)
+            known.discard(rel)
+        else:
+            store.put_file(_join(prefix, rel), path)
+            known.add(rel)
+    present = set(_local_files(wd))
+    for rel in (remote & known) - present:  # pruned here
+        store.delete(_join(prefix, rel))
+        known.discard(rel)
+    for rel in sorted(remote - known - present):  # written elsewhere
+        dest = wd.checkpoints / rel
+        part = dest.with_name(f".{dest.name}.part")  # unseen by checkpoints.latest until whole
+        part.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            store.download(_join(prefix, rel), part)
+        except Exception:  # pruned by its writer since the listing: nothing to take
+            part.unlink(missing_ok=True)
+            continue
+        part.replace(dest)
+        known.add(rel)
+    _remember(wd, known)
+
+
 class Mirror:
     """Pushes ``checkpoints/`` every ``every_s`` seconds in a thread of its own, so a
-    slow upload never delays watching the job; ``poke`` starts one when it is time."""
+    slow upload never delays watching the job; ``poke`` starts one when it is time.
+    ``both_ways``: ``exchange`` instead, for an elastic job's host."""
 
     def __init__(
-        self, spec: LaunchSpec, wd: WorkDir, log: Callable[[str], None], every_s: float = 2.0
+        self,
+        spec: LaunchSpec,
+        wd: WorkDir,
+        log: Callable[[str], None],
+        every_s: float = 2.0,
+        both_ways: bool = False,
     ) -> None:
         self.spec, self.wd, self.log, self.every_s = spec, wd, log, every_s
+        self.both_ways = both_ways
         self.last = time.monotonic()
         self.thread: threading.Thread | None = None
         self.failed_said = False
@@ -132,7 +178,10 @@ class Mirror:
 
     def _push(self) -> None:
         try:
-            push(self.spec, self.wd, settled_s=SETTLED_S)
+            if self.both_ways:
+                exchange(self.spec, self.wd)
+            else:
+                push(self.spec, self.wd, settled_s=SETTLED_S)
         except Exception as exc:
             if not self.failed_said:  # once: the final push after the attempt says it again
                 self.failed_said = True

@@ -62,7 +62,7 @@ def host_text(text: str, host: Host) -> str:
     return "".join(lines)
 
 
-def _pump(source: IO[bytes], log: Path, prefix: bytes) -> None:
+def pump_lines(source: IO[bytes], log: Path, prefix: bytes) -> None:
     """Copy ``source`` into the job log line by line, each line behind ``prefix``."""
     with source:
         out: IO[bytes] | None = None
@@ -94,7 +94,7 @@ class HostGroup:
         self.procs.append(proc)
         if output is not None:
             pump = threading.Thread(
-                target=_pump,
+                target=pump_lines,
                 args=(output, self.log, f"[{host.name}] ".encode()),
                 name=f"naiad-log-{host.name}",
                 daemon=True,
@@ -126,7 +126,8 @@ class HostGroup:
             return 0, None
         return None
 
-    def reap(self) -> None:
+    def tick(self) -> None:
+        """Between polls: collect exited orphans (ElasticGroup also keeps its hosts up)."""
         launch.reap_orphans(self.pids)
 
     def end(self, grace_s: float) -> None:

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -32,6 +33,8 @@ import psutil
 
 from naiad.executors.supervisor.workdir import WorkDir
 
+AGENT_RESTARTS = 10  # an elastic job's agent: worker failures survived (a lost peer is one)
+ROUNDS_ENV = "NAIAD_ELASTIC_ROUNDS"  # naiad.runtime.elastic writes there
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 TAIL_LINES = 8
@@ -84,6 +87,39 @@ def notebook_runner() -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / "__main__.py")
 
 
+@dataclass(frozen=True)
+class Rendezvous:
+    """An elastic job's torchrun rendezvous: the store its agents meet in (hosted by the
+    supervisor or the coordinator, ``rendezvous_store.py``) and the nodes it spans."""
+
+    endpoint: str  # host:port
+    run_id: str
+    min_nodes: int
+    max_nodes: int
+
+    def arguments(self) -> list[str]:
+        """torchrun's elastic options. A dead node is noticed after 3 missed one-second
+        heartbeats; a round closes 3 s after its fewest nodes joined (more may join
+        meanwhile); each agent survives ``AGENT_RESTARTS`` failures of its workers."""
+        conf = "is_host=0,last_call_timeout=3,keep_alive_interval=1,keep_alive_max_attempt=3"
+        return [
+            "--nnodes",
+            f"{self.min_nodes}:{self.max_nodes}",
+            "--rdzv-backend",
+            "c10d",
+            "--rdzv-endpoint",
+            self.endpoint,
+            "--rdzv-id",
+            self.run_id,
+            "--rdzv-conf",
+            conf,
+            "--max-restarts",
+            str(AGENT_RESTARTS),
+            "--monitor-interval",
+            "0.5",
+        ]
+
+
 def command(
     wd: WorkDir,
     entrypoint: str,
@@ -94,16 +130,25 @@ def command(
     nodes: int = 1,
     node_rank: int = 0,
     master: str = "127.0.0.1",
+    rendezvous: Rendezvous | None = None,
 ) -> list[str]:
     """``python code/<entrypoint> args``, or torchrun for more than one process per node
-    (on several nodes: this node's agent, of ``nodes``, by its rank)."""
+    (on several nodes: this node's agent, of ``nodes``, by its rank), or for an elastic
+    job this node's agent in the ``rendezvous``."""
     script = str(wd.code / entrypoint)
     if entrypoint.endswith(".ipynb"):  # a notebook: the runner executes it, cell by cell
         args = [script, *args]
         script = notebook_runner()
-    if procs <= 1:
+    if procs <= 1 and rendezvous is None:
         return [sys.executable, script, *args]
-    ranks = ["--node-rank", str(node_rank)] if nodes > 1 else []
+    if rendezvous is not None:
+        world = rendezvous.arguments()
+        args = [script, *args]  # each worker dies with its agent: a lost host takes them
+        script = str(Path(__file__).with_name("elastic_worker.py"))
+    else:
+        ranks = ["--node-rank", str(node_rank)] if nodes > 1 else []
+        world = ["--nnodes", str(nodes), *ranks, "--master-addr", master]
+        world += ["--master-port", str(port), "--max-restarts", "0"]
     logs = wd.attempt_logs(attempt)
     if wd.host is not None:
         logs = logs / wd.host  # one torchrun per host: flatten_rank_logs gathers them
@@ -111,17 +156,9 @@ def command(
         sys.executable,
         "-m",
         "torch.distributed.run",
-        "--nnodes",
-        str(nodes),
-        *ranks,
+        *world,
         "--nproc-per-node",
         str(procs),
-        "--master-addr",
-        master,
-        "--master-port",
-        str(port),
-        "--max-restarts",
-        "0",
         "--log-dir",
         str(logs),
         "--redirects",
@@ -140,10 +177,20 @@ def launch_env(
     nodes: int = 1,
     node_rank: int = 0,
     master: str = "127.0.0.1",
+    rounds: Path | None = None,
 ) -> dict[str, str]:
     """torchrun sets the rank variables itself; one process per node gets the same by hand
-    (its rank is its node's: one process on each of ``nodes`` hosts)."""
+    (its rank is its node's: one process on each of ``nodes`` hosts). An elastic job's
+    agents (``rounds``: where rank 0 reports each round) learn the master at rendezvous."""
     env = dict(env)
+    if rounds is not None:
+        env["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"] = "[rank${rank}] "
+        env[ROUNDS_ENV] = str(rounds)
+        # Each round's rank 0 hosts its workers' store: with the agents' shared store
+        # (torch's default) a node joining a running job waits forever for the master's
+        # address, which the old rank 0 never writes again.
+        env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
+        return env
     env.update(SM_MASTER_ADDR=master, SM_MASTER_PORT=str(port))
     if procs > 1:
         env["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"] = "[rank${rank}] "

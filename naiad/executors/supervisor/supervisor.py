@@ -22,6 +22,7 @@ from typing import Any
 from naiad.executors.supervisor import (
     checkpoint_sync,
     container,
+    elastic,
     fork,
     launch,
     log_metrics,
@@ -84,12 +85,17 @@ class Supervisor:
         self.stop_signalled = False
         self.interruptible = False
         self.hosts = hosts_of(self.spec, self.wd)
-        self.group: HostGroup | None = None  # the attempt's processes, one tree per host
+        # the attempt's processes, one tree per host
+        self.group: HostGroup | elastic.ElasticGroup | None = None
         self.warm = warm  # torch is imported here: fork single-process attempts from us
         self.python = sys.executable  # or the env built for the job's requirements.txt
         # A gang's host mirrors checkpoints while it runs: its machine may be lost with them
         gang = self.spec.gang is not None
-        self.mirror = checkpoint_sync.Mirror(self.spec, self.wd, self.log) if gang else None
+        self.mirror = (
+            checkpoint_sync.Mirror(self.spec, self.wd, self.log, both_ways=self.spec.elastic)
+            if gang
+            else None
+        )
 
     # -- bookkeeping ----------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -198,6 +204,8 @@ class Supervisor:
         failed it (None when all succeeded), or raises Finished on a stop."""
         procs = self.procs
         gang = self.spec.gang
+        if self.spec.elastic and gang is None:
+            return self.run_elastic(attempt, channels)
         nodes = len(self.spec.host_names())
         # the master's: torch.distributed spans every host
         master, port = (gang.master_addr, gang.master_port) if gang else ("127.0.0.1", 0)
@@ -205,22 +213,29 @@ class Supervisor:
         args = user_args(decode_hyperparameters(self.spec.hyperparameters))
         self.fresh_outputs()
         what = f"{procs} process{'es' if procs > 1 else ''}"
-        if gang is not None:
+        rendezvous = self.rendezvous(attempt)
+        if rendezvous is not None:  # an elastic job's host: its world forms at rendezvous
+            assert gang is not None
+            what += f" on host {gang.host}, joining the rendezvous at {rendezvous.endpoint}"
+            shutil.rmtree(self.wd.rounds, ignore_errors=True)
+            self.wd.rounds.mkdir(parents=True)
+        elif gang is not None:
             what += f" on host {gang.host} ({gang.rank + 1} of {nodes}; master {master}:{port})"
         elif nodes > 1:
             what += f" on each of {nodes} hosts ({', '.join(h.name for h in self.hosts)})"
         self.log(f"attempt {attempt}: starting {what}")
         self.group = group = HostGroup(self.hosts, self.wd.job_log)
+        rounds = self.wd.rounds if rendezvous is not None else None
         for i, host in enumerate(self.hosts):
             env = job_env(self.spec, host.wd, channels, attempt, procs, host.name)
-            env = launch.launch_env(env, procs, port, nodes, host.rank, master)
+            env = launch.launch_env(env, procs, port, nodes, host.rank, master, rounds)
             if self.spec.command is not None:  # run as given, once per host
                 cmd = container.command(self.spec, host.wd)
                 env = container.environment(env, self.spec, host.wd, self.python)
             else:
                 entry = self.spec.entrypoint or ""
                 cmd = launch.command(
-                    host.wd, entry, args, procs, attempt, port, nodes, host.rank, master
+                    host.wd, entry, args, procs, attempt, port, nodes, host.rank, master, rendezvous
                 )
                 cmd[0] = self.python  # the same script (or torchrun) under the job's environment
             script = self.spec.command is None
@@ -248,7 +263,78 @@ class Supervisor:
             self.save(started_at=time.time())
         return self.watch(group)
 
-    def watch(self, group: HostGroup) -> tuple[int, Host | None]:
+    def rendezvous(self, attempt: int) -> launch.Rendezvous | None:
+        """An elastic job's host on Ray: the rendezvous its coordinator hosts."""
+        gang = self.spec.gang
+        if gang is None or gang.rendezvous is None or self.spec.max_nodes is None:
+            return None
+        run_id = f"{self.spec.run_id}-{attempt}"
+        return launch.Rendezvous(gang.rendezvous, run_id, self.spec.nodes, self.spec.max_nodes)
+
+    def granted(self) -> int:
+        """The hosts the executor has room for now (it grows an elastic job as room frees)."""
+        grant = read_json(self.wd.grant_file) or {}
+        nodes = grant.get("nodes")
+        top = len(self.hosts)
+        return min(top, nodes) if isinstance(nodes, int) else min(top, self.spec.nodes)
+
+    def run_elastic(self, attempt: int, channels: list[str]) -> tuple[int, Host | None]:
+        """One attempt of an elastic job: the rendezvous store, then an agent per granted
+        host, kept up by ``ElasticGroup`` while the job runs."""
+        spec, procs = self.spec, self.procs
+        assert spec.max_nodes is not None and spec.entrypoint is not None
+        args = user_args(decode_hyperparameters(spec.hyperparameters))
+        self.fresh_outputs()
+        shutil.rmtree(self.wd.rounds, ignore_errors=True)
+        self.wd.rounds.mkdir(parents=True)
+
+        def wrap(cmd: list[str]) -> list[str]:
+            if spec.sandbox is None:
+                return cmd
+            return sandbox.wrap(cmd, Path(spec.sandbox), self.wd.root, self.python)
+
+        try:
+            wrap([self.python])
+        except sandbox.SandboxMissing as exc:
+            raise Finished("failed", str(exc), 127) from None
+        store, port = elastic.start_store(self.python, "127.0.0.1", self.wd.job_log)
+        rendezvous = launch.Rendezvous(
+            f"127.0.0.1:{port}", f"{spec.run_id}-{attempt}", spec.nodes, spec.max_nodes
+        )
+        self.log(
+            f"attempt {attempt}: starting an elastic job of {spec.nodes} to {spec.max_nodes} "
+            f"host(s) x {procs} process(es), {self.granted()} host(s) now (rendezvous store "
+            f"on port {port})"
+        )
+
+        def start(host: Host) -> tuple[launch.Process, Any]:
+            env = job_env(spec, host.wd, channels, attempt, procs, host.name)
+            env = launch.launch_env(env, procs, port, rounds=self.wd.rounds)
+            cmd = launch.command(
+                host.wd, spec.entrypoint or "", args, procs, attempt, port, rendezvous=rendezvous
+            )
+            cmd[0] = self.python
+            log = None if host.rank else self.wd.job_log  # a host after the first: piped
+            proc = launch.start(wrap(cmd), env, self.wd.code, log)
+            return proc, proc.stdout if host.rank else None
+
+        self.group = group = elastic.ElasticGroup(
+            self.hosts,
+            self.wd.job_log,
+            self.log,
+            start,
+            self.granted,
+            spec.rejoin_s,
+            self.wd.rounds,
+            store,
+            self.save,
+        )
+        self.save(phase="running", attempt=attempt, pid=group.pids[0], exit_code=None, reason=None)
+        if self.state["started_at"] is None:
+            self.save(started_at=time.time())
+        return self.watch(group)
+
+    def watch(self, group: HostGroup | elastic.ElasticGroup) -> tuple[int, Host | None]:
         deadline = self.deadline()
         memory = MemoryWatch(self.spec.memory_mb)
         while (done := group.poll()) is None:
@@ -269,11 +355,12 @@ class Supervisor:
             if (over := memory.over(group.pids)) is not None:
                 index, used = over
                 assert self.spec.memory_mb is not None
-                host = self.hosts[index].name if len(self.hosts) > 1 else None
+                several = len(self.hosts) > 1 and not self.spec.elastic  # pids are per host
+                host = self.hosts[index].name if several else None
                 reason = out_of_memory(used, self.spec.memory_mb, host)
                 group.end(0)  # at once, as the kernel would: the machine is what is at stake
                 raise Finished("failed", reason, group.returncode)
-            group.reap()
+            group.tick()
             if self.mirror is not None:
                 self.mirror.poke()
             time.sleep(POLL_S)
@@ -305,7 +392,10 @@ class Supervisor:
         if self.mirror is not None:
             self.mirror.wait()
         try:
-            checkpoint_sync.push(self.spec, self.wd)
+            if self.mirror is not None and self.mirror.both_ways:
+                checkpoint_sync.exchange(self.spec, self.wd, settled_s=0.0)
+            else:
+                checkpoint_sync.push(self.spec, self.wd)
         except Exception as exc:  # the local copy still serves a retry here
             where = checkpoint_sync.describe(self.spec)
             self.log(f"could not copy checkpoints to {where}: {exc}")
@@ -323,7 +413,7 @@ class Supervisor:
                 self.push_checkpoints()  # a stopped job keeps what it saved, to resume from
                 raise
             self.push_checkpoints()
-            if procs > 1:
+            if procs > 1 and not self.spec.elastic:  # an elastic job's ranks change
                 for host in self.hosts:
                     launch.flatten_rank_logs(host.wd, attempt, host.rank * procs)
             if code == 0:

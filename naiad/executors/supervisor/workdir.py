@@ -68,6 +68,16 @@ class WorkDir:
         return self.root / "stop"
 
     @property
+    def grant_file(self) -> Path:
+        """An elastic job's hosts the executor has room for now (``{"nodes": n}``)."""
+        return self.root / "grant.json"
+
+    @property
+    def rounds(self) -> Path:
+        """Where rank 0 of each elastic round says its world size and resumed step."""
+        return self.root / "rounds"
+
+    @property
     def supervisor_log(self) -> Path:
         return self.root / "supervisor.log"
 

@@ -8,7 +8,9 @@ Each tick (a fraction of a second, or at once when woken by a submit or a stop):
 3. pending jobs start in priority-then-FIFO order while the executor has room for their
    whole gang (``Executor.capacity``). The head of the queue is never overtaken by a
    smaller job behind it: it holds a reservation on what frees up, so a large gang is
-   never starved by a stream of small jobs; its row says what it waits for.
+   never starved by a stream of small jobs; its row says what it waits for;
+4. once the queue is empty, running elastic jobs may grow into what is still free
+   (``Executor.grow``), up to their ``max_nodes``.
 
 Servers sharing one PostgreSQL database each run this loop, but only the one holding
 the scheduler's advisory lock ticks (``store/leader.py``); the others stand by.
@@ -16,8 +18,10 @@ the scheduler's advisory lock ticks (``store/leader.py``); the others stand by.
 
 import logging
 
+from sqlalchemy.orm import Session
+
 from naiad.core.status import Status
-from naiad.executors.base import Executor, LaunchSpec
+from naiad.executors.base import Capacity, Executor, LaunchSpec
 from naiad.server.controller.loop import ReconcileLoop
 from naiad.server.state import AppState
 from naiad.services.jobs import apply_state, collect_spooled_metrics, end, launch_spec
@@ -68,19 +72,30 @@ class Scheduler(ReconcileLoop):
             for row in jobs.pending(session, stop_requested=True):
                 end(session, row, Status.STOPPED, row.stop_reason or "Stopped before it started.")
             capacity = self.executor.capacity(running)
-            # The queue's head, a page at a time: a deep queue is not read whole every tick
-            # (every job of a page either starts or, the first that does not fit, ends it).
-            while page := jobs.pending(session, limit=QUEUE_PAGE, stop_requested=False):
-                for row in page:
-                    want = row.spec
-                    why = capacity.take(want.nodes, want.processes_per_node, want.gpus)
-                    if why is not None:
-                        waiting = f"Waiting for resources: {why}."
-                        if row.status_reason != waiting:
-                            row.status_reason = waiting
-                        return  # FIFO: wait for room rather than let smaller jobs jump ahead
-                    jobs.transition(session, row, Status.STARTING, "Resources free; launching.")
-                    row.handle = self.executor.submit(self._spec(row)).to_json()
+            if not self._start_queued(session, capacity):
+                return  # the queue's head waits: what frees up is held for it
+            for spec in running:  # what the queue left, elastic jobs may grow into
+                if spec.elastic:
+                    self.executor.grow(spec, capacity)
+
+    def _start_queued(self, session: Session, capacity: Capacity) -> bool:
+        """Start pending jobs while they fit; False when the head of the queue must wait.
+
+        The queue's head, a page at a time: a deep queue is not read whole every tick
+        (every job of a page either starts or, the first that does not fit, ends it).
+        """
+        while page := jobs.pending(session, limit=QUEUE_PAGE, stop_requested=False):
+            for row in page:
+                want = row.spec
+                why = capacity.take(want.nodes, want.processes_per_node, want.gpus)
+                if why is not None:
+                    waiting = f"Waiting for resources: {why}."
+                    if row.status_reason != waiting:
+                        row.status_reason = waiting
+                    return False  # FIFO: wait for room rather than let smaller jobs jump ahead
+                jobs.transition(session, row, Status.STARTING, "Resources free; launching.")
+                row.handle = self.executor.submit(self._spec(row)).to_json()
+        return True
 
     def close(self) -> None:
         super().close()

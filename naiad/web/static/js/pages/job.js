@@ -15,6 +15,7 @@ export default async function render(view) {
   view.title(job.name);
   const top = h("div");
   const steps = h("div");
+  const resizes = h("div");
   const problem = h("div");
   const forms = h("div");
   const again = actionButton("Run again", { action: "rerun", problem, busy: "Starting…" }, async () => {
@@ -78,7 +79,7 @@ export default async function render(view) {
             job.command
               ? h("li", {}, "command ", h("b", { class: "mono" }, job.command.join(" ")))
               : h("li", {}, "entrypoint ", h("b", { class: "mono" }, job.entrypoint)),
-            h("li", {}, "processes ", h("b", {}, `${job.nodes} × ${job.processes_per_node}`)),
+            h("li", {}, "processes ", h("b", {}, `${nodeCount(job)} × ${job.processes_per_node}`)),
             job.gpus ? h("li", {}, "GPUs per node ", h("b", {}, String(job.gpus))) : null,
             h("li", {}, "attempt ", h("b", {}, `${job.attempt + 1} of ${job.max_retries + 1}`)),
             h("li", {}, "created ", h("b", {}, fmtTime(job.created_at))),
@@ -94,6 +95,7 @@ export default async function render(view) {
         : null,
     );
     replace(steps, timeline(job.transitions, done));
+    replace(resizes, job.max_nodes ? resizeTable(job.events) : null);
   }
   draw();
 
@@ -105,7 +107,7 @@ export default async function render(view) {
     h(
       "div",
       { class: "grid2" },
-      h("section", {}, h("h2", {}, "Timeline"), steps),
+      h("section", {}, h("h2", {}, "Timeline"), steps, resizes),
       h(
         "section",
         {},
@@ -121,7 +123,7 @@ export default async function render(view) {
       ),
     ),
     h("h2", {}, "Logs"),
-    logTail(job.name, { signal, ranks: job.nodes * job.processes_per_node }),
+    logTail(job.name, { signal, ranks: (job.max_nodes || job.nodes) * job.processes_per_node }),
   );
 
   if (TERMINAL.has(job.status)) return;
@@ -133,5 +135,33 @@ export default async function render(view) {
       return !TERMINAL.has(job.status);
     },
     signal,
+  );
+}
+
+// "2", or an elastic job's "1–4" (it runs on as few as the first, grows to the second).
+function nodeCount(job) {
+  return job.max_nodes ? `${job.nodes}–${job.max_nodes}` : String(job.nodes);
+}
+
+// An elastic job's resizes: from how many workers to how many, at which step, and why.
+function resizeTable(events) {
+  const title = h("h2", {}, "Resizes");
+  if (!events.length) return h("div", {}, title, h("p", { class: "muted" }, "No resizes yet."));
+  const rows = events.map((e) =>
+    h(
+      "tr",
+      {},
+      h("td", {}, fmtTime(e.at)),
+      h("td", {}, `${e.from_workers} → ${e.to_workers}`),
+      h("td", {}, e.step === null ? "—" : String(e.step)),
+      h("td", {}, e.reason),
+    ),
+  );
+  const head = h("tr", {}, ["When", "Workers", "Step", "Why"].map((c) => h("th", { scope: "col" }, c)));
+  return h(
+    "div",
+    { "data-part": "resizes" },
+    title,
+    h("div", { class: "scroll-x" }, h("table", {}, h("thead", {}, head), h("tbody", {}, rows))),
   );
 }
