@@ -38,15 +38,23 @@ class RecordingExecutor:
     collected: list[str] = field(default_factory=list)
     # per node {"CPU": .., "GPU": ..}: a cluster's nodes instead of one machine's slots
     cluster: list[dict[str, float]] | None = None
+    grants: dict[str, int] = field(default_factory=dict)  # elastic jobs' hosts, as granted
 
     def capacity(self, running: Sequence[LaunchSpec]) -> Capacity:
         if self.cluster is None:
-            busy = sum(s.nodes * s.processes_per_node for s in running)
+            hosts = [self.grants.get(s.job_name, s.nodes) for s in running]
+            busy = sum(n * s.processes_per_node for n, s in zip(hosts, running, strict=True))
             return Slots(self.slots - busy, self.slots)
         pool = node_pool(self.cluster)
         for spec in running:  # what a cluster reports: its running gangs' room is taken
             assert pool.take(spec.nodes, spec.processes_per_node, spec.gpus) is None
         return pool
+
+    def grow(self, spec: LaunchSpec, capacity: Capacity) -> None:
+        have = self.grants.get(spec.job_name, spec.nodes)
+        while have < (spec.max_nodes or 0) and capacity.take(1, spec.processes_per_node, 0) is None:
+            have += 1
+        self.grants[spec.job_name] = have
 
     def submit(self, spec: LaunchSpec) -> JobHandle:
         self.started.append(spec.job_name)
@@ -82,10 +90,17 @@ def source(state) -> str:  # type: ignore[no-untyped-def]
 
 
 def submit(
-    state, name: str, procs: int = 1, priority: int = 0, nodes: int = 1, gpus: int = 0
+    state,
+    name: str,
+    procs: int = 1,
+    priority: int = 0,
+    nodes: int = 1,
+    gpus: int = 0,
+    max_nodes: int | None = None,
 ) -> None:  # type: ignore[no-untyped-def]
     body = JobCreate(
         gpus=gpus,
+        max_nodes=max_nodes,
         name=name,
         entrypoint="train.py",
         source_uri="sources/x.tar.gz",
@@ -169,6 +184,41 @@ def test_a_gang_waits_whole_saying_why_and_is_not_overtaken(settings: Settings) 
     scheduler.tick()
     # the small job never jumped the gang; once it started, CPUs were left for it
     assert executor.started == ["one", "gang", "small"]
+    state.engine.dispose()
+
+
+def test_an_elastic_job_grows_into_what_the_queue_leaves_and_records_its_resizes(
+    settings: Settings,
+) -> None:
+    state = build_state(settings)
+    source(state)
+    executor = RecordingExecutor(slots=4, nodes=4)
+    scheduler = Scheduler(state, executor)
+    submit(state, "elastic", nodes=1, max_nodes=4)
+    submit(state, "wide", procs=2)
+    scheduler.tick()
+    # it starts on its fewest; the queue goes first; then it grows into the one slot left
+    assert executor.started == ["elastic", "wide"]
+    executor.phases["elastic"] = ExecState(Phase.RUNNING)
+    scheduler.tick()
+    assert executor.grants["elastic"] == 2
+    submit(state, "big", procs=3)
+    executor.phases["wide"] = ExecState(Phase.SUCCEEDED)
+    scheduler.tick()
+    # the head of the queue waits for 3 slots: the 2 freed are held for it, not grown into
+    assert executor.grants["elastic"] == 2 and executor.started[-1] == "wide"
+    resize = {"seq": 0, "at": 1.0e9, "from_workers": 0, "to_workers": 2, "reason": "started"}
+    lost = {**resize, "seq": 1, "from_workers": 2, "to_workers": 1, "step": 40, "reason": "x"}
+    executor.phases["elastic"] = ExecState(Phase.RUNNING, events=(resize, lost))
+    scheduler.tick()
+    scheduler.tick()  # the same events again: stored once
+    with transaction(state.sessions) as session:
+        job = jobs.to_schema(session, jobs.get_row(session, "elastic"))
+    assert (job.nodes, job.max_nodes) == (1, 4)
+    assert [(e.from_workers, e.to_workers, e.step) for e in job.events] == [
+        (0, 2, None),
+        (2, 1, 40),
+    ]
     state.engine.dispose()
 
 

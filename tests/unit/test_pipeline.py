@@ -173,3 +173,27 @@ def test_first_point_is_sent_without_waiting_for_the_interval(
         time.sleep(0.01)
     assert server.points("loss") == [(0, 1.0)]
     p.close()
+
+
+def test_a_resumed_job_drops_steps_the_run_already_has(server: FakeServer, tmp_path: Path) -> None:
+    p = pipeline(server, tmp_path)
+    p.floor = {"loss": 5}  # the run holds loss up to step 5; "lr" it has never seen
+    for step in range(3, 9):
+        p.log({"loss": float(step), "lr": 0.1}, step=step)
+    assert p.close(timeout=10)
+    assert [s for s, _ in server.points("loss")] == [6, 7, 8]
+    assert [s for s, _ in server.points("lr")] == [3, 4, 5, 6, 7, 8]
+
+
+def test_persist_puts_every_point_on_the_server_or_the_disk(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    p = pipeline(server, tmp_path, max_batch_points=10**6)
+    p.flush_interval = 3600.0  # nothing goes out on its own: only persist sends
+    p.log({"loss": 1.0}, step=0)
+    p.persist()
+    server.up = False
+    p.log({"loss": 2.0}, step=1)
+    p.persist()  # the server is away: the point is spooled, and a crash keeps it
+    assert [s for s, _ in server.points("loss")] == [0]
+    assert len(p.spool.pending()) == 1
