@@ -6,6 +6,8 @@ metrics logged once, and its resizes recorded on the job with why and at which s
 import json
 import os
 import signal
+import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -112,3 +114,16 @@ def test_an_elastic_job_loses_a_host_carries_on_and_takes_it_back(live: LiveServ
         assert member is not None
         result = json.loads(member.read())
     assert result == {"steps": STEPS, "workers": 2, "batch": 32}
+
+    # the CLI shows the range and the resizes
+    env = {**live.environ(), "COLUMNS": "200"}
+    shown = subprocess.run(
+        [sys.executable, "-m", "naiad.cli.main", "jobs", "show", "elastic"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "1:2 node(s) x 1 process(es)" in shown
+    assert "resizes" in shown and "2 -> 1" in shown and "algo-2 joined again" in shown
