@@ -123,3 +123,16 @@ def test_elastic_hosts_share_checkpoints_both_ways(tmp_path: Path) -> None:
         "ckpt-000000000010.pt",
         "ckpt-000000000015.pt",
     ]
+
+
+def test_a_retry_numbers_its_resizes_after_the_earlier_attempts(tmp_path: Path) -> None:
+    earlier = [{"seq": 0, "at": 1.0, "from_workers": 0, "to_workers": 2, "step": 0, "reason": "x"}]
+    resizes = Resizes(list(earlier))  # what the job's state kept from attempt 0
+    write_round(tmp_path, 7, world_size=2, step=35)
+    for r in read_rounds(tmp_path, {}):
+        resizes.report(r)
+    resizes.settle()
+    assert [(e["seq"], e["from_workers"], e["reason"]) for e in resizes.events] == [
+        (0, 0, "x"),
+        (1, 0, "started"),
+    ]

@@ -65,8 +65,8 @@ class ElasticGang:
         self.c, self.spec, self.attempt = coordinator, coordinator.spec, attempt
         assert self.spec.max_nodes is not None
         self.slots = [Slot(i) for i in range(self.spec.max_nodes)]
-        self.resizes = Resizes()
-        self.saved_events = 0
+        self.resizes = Resizes(list(coordinator.state.get("events") or []))  # earlier attempts'
+        self.saved_events = len(self.resizes.events)
         self.finished_at: float | None = None
         self.store: launch.Process | None = None
         self.endpoint = ""

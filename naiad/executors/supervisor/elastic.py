@@ -154,19 +154,21 @@ class ElasticGroup:
         rounds: Path,
         store: launch.Process,
         save: Callable[..., None],
+        events: Sequence[dict[str, Any]] = (),
     ) -> None:
         """``start`` starts a host's agent (its output piped for a host after the first);
         ``granted`` says how many hosts the executor has room for; ``save`` records the
-        events and which agent runs where in the job's state."""
+        events (after ``events``, earlier attempts') and which agent runs where in the
+        job's state."""
         self.slots = [Slot(host) for host in hosts]
         self.log, self.say, self.start, self.granted = log, say, start, granted
         self.rejoin_s, self.rounds, self.store = rejoin_s, rounds, store
         self.save = save
-        self.resizes = Resizes()
+        self.resizes = Resizes(list(events))  # an earlier attempt's go on: seq continues
         self.seen: dict[str, float] = {}
         self.finished_at: float | None = None
         self.treed_at = 0.0
-        self.saved_events = 0
+        self.saved_events = len(self.resizes.events)
         self.fill()
 
     # -- what the supervisor's watch loop needs (as HostGroup) ---------------------------

@@ -130,6 +130,7 @@ class Supervisor:
         if ended(previous):
             raise Finished(previous["phase"], previous.get("reason"), previous.get("exit_code"))
         self.state["started_at"] = previous.get("started_at")
+        self.state["events"] = previous.get("events") or []  # an elastic job's resizes so far
         attempt = int(previous.get("attempt") or 0)
         if not previous.get("pid"):
             return attempt
@@ -328,6 +329,7 @@ class Supervisor:
             self.wd.rounds,
             store,
             self.save,
+            self.state.get("events") or [],
         )
         self.save(phase="running", attempt=attempt, pid=group.pids[0], exit_code=None, reason=None)
         if self.state["started_at"] is None:
