@@ -20,10 +20,17 @@ In one run, on this machine:
    64, each rank its half of every global batch of 128) against ``processes_per_node=1``,
    both as Naiad jobs, in global samples/s.
 
+4. Lightning. ``bench/jobs/lightning_fit.py`` fits the same CNN with PyTorch Lightning,
+   logging ``loss`` every step, once with Naiad's ``NaiadLogger`` (to the live server,
+   through the SDK's pipeline) and once with Lightning's ``CSVLogger`` (a local file), in
+   fresh processes, alternating: the seconds ``fit`` took, median of each. The ratio
+   CSV / Naiad must be >= 0.97 (skipped without ``naiad[lightning]``).
+
 Every process runs torch with 1 thread (the fastest for this tiny model on 2 cores).
 """
 
 import argparse
+import importlib.util
 import json
 import re
 import shutil
@@ -80,6 +87,26 @@ def stage_source(root: Path) -> Path:
 
 
 # -- the two ways to train ------------------------------------------------------------
+
+
+def lightning_loggers(env: dict[str, str], rounds: int) -> dict[str, list[float]]:
+    """``fit`` seconds with NaiadLogger and with CSVLogger, alternating fresh processes."""
+    script = str(BENCH / "jobs" / "lightning_fit.py")
+    out: dict[str, list[float]] = {"naiad": [], "csv": []}
+    for _ in range(rounds):
+        for logger in ("naiad", "csv"):
+            done = subprocess.run(
+                [sys.executable, script, "--logger", logger],
+                capture_output=True,
+                text=True,
+                timeout=JOB_TIMEOUT_S,
+                env=env,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"{logger} exited {done.returncode}:\n{done.stderr[-2000:]}")
+            out[logger].append(result_of(done.stdout)["fit_s"])
+    return out
 
 
 def run_bare(sizes: Sizes) -> dict[str, Any]:
@@ -386,17 +413,26 @@ def main() -> None:
         server = LiveServer(home=root / "home")
         raw["server_start_s"] = server.start()
         jobs: Jobs | None = None
+        lt: dict[str, list[float]] | None = None
         try:
             client = naiad.Client(url=server.url, token=server.token)
             jobs = Jobs(client, source, server.home, server.process.pid)
             tp = measure("throughput", throughput, jobs, sizes)
             lat = measure("latency", latency, jobs, sizes)
+            if importlib.util.find_spec("lightning") is not None:
+                env = {**server.environ(), "NAIAD_TOKEN": server.token}
+                lt = measure("lightning", lightning_loggers, env, sizes.rounds)
         finally:
             if jobs is not None:
                 jobs.stop_all()
             server.stop()
 
     rows = rows_for(tp or {}, lat or [], sizes)
+    if lt:
+        naiad_s, csv_s = statistics.median(lt["naiad"]), statistics.median(lt["csv"])
+        figure = "digits CNN fit, NaiadLogger vs CSVLogger (every step)"
+        met = csv_s / naiad_s >= 0.97
+        rows.append(Row("Lightning", figure, "s", naiad_s, csv_s, False, ">= 0.97", met))
     for name, error in errors.items():
         rows.append(Row(name, f"{name} FAILED", "", None, None, True, note=error))
     sections.report(rows, "baseline", args.json, sizes, _versions)
