@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-quantization bench-cluster bench-scheduler bench-tuning bench-notebooks bench-batching bench-soak server clean
+.PHONY: quickstart test lint bench bench-tracking bench-training bench-serving bench-sagemaker bench-onnx bench-quantization bench-cluster bench-scheduler bench-tuning bench-notebooks bench-batching bench-elastic bench-soak server clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,10 @@ bench-notebooks: $(STAMP)  ## a notebook's cold start to its JupyterLab page thr
 bench-batching: $(STAMP)  ## adaptive batch sizes vs the fixed batch on the digits and tabular examples; the finder vs what fits
 	$(PY) -m compileall -q naiad
 	$(PY) bench/batching.py --json bench/results/batching.json
+
+bench-elastic: $(STAMP)  ## an elastic job vs a fixed one, and the cost of a lost host and its return, on a live server
+	$(PY) -m compileall -q naiad
+	$(PY) bench/elastic.py --json bench/results/elastic.json
 
 bench-soak: $(STAMP)  ## an hour of mixed traffic with the server and a replica SIGKILLed on a schedule: nothing lost, RSS and open files flat
 	$(PY) -m compileall -q naiad
