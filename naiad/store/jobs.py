@@ -52,16 +52,7 @@ def to_schema(session: Session, row: JobRow) -> TrainingJob:
         started_at=row.started_at,
         ended_at=row.ended_at,
         transitions=[Transition(status=t.status, reason=t.reason, at=t.at) for t in transitions],
-        events=[
-            JobEvent(
-                at=e.at,
-                from_workers=e.from_workers,
-                to_workers=e.to_workers,
-                step=e.step,
-                reason=e.reason,
-            )
-            for e in events
-        ],
+        events=[JobEvent.model_validate(e, from_attributes=True) for e in events],
         created_by=row.created_by,
         project=row.project,
     )
