@@ -191,6 +191,7 @@ def test_a_gang_host_sees_its_own_machine_and_share_and_leaves_results_to_rank_0
 
 DDP = """
     import os
+    import sys
     import torch
     import torch.distributed as dist
 
@@ -198,7 +199,11 @@ DDP = """
     rank, world = dist.get_rank(), dist.get_world_size()
     total = torch.tensor([float(rank)])
     dist.all_reduce(total)
-    print(f"host {os.environ['SM_CURRENT_HOST']} rank {rank} of {world} sum {total.item():.0f}")
+    # one write: unbuffered (PYTHONUNBUFFERED), print writes the text and its newline
+    # apart, and torchrun's tee, reading between them, can split the line around another
+    # rank's (seen once under load); this test is about the prefixes, not torchrun's tee
+    line = f"host {os.environ['SM_CURRENT_HOST']} rank {rank} of {world} sum {total.item():.0f}"
+    sys.stdout.write(line + "\\n")
     out = os.path.join(os.environ["NAIAD_CHECKPOINT_DIR"], f"rank{rank}.txt")
     with open(out, "w") as f:
         f.write(f"{os.environ['SM_CURRENT_HOST']} {os.environ['LOCAL_RANK']} {world}")
