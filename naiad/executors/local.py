@@ -34,6 +34,7 @@ from naiad.executors.supervisor.workdir import (
     WorkDir,
     ended,
     job_processes,
+    read_grant,
     read_json,
     supervisor_pid,
     write_json_atomic,
@@ -99,11 +100,7 @@ class LocalExecutor(local_files.JobFolders):
 
     def _granted(self, spec: LaunchSpec) -> int:
         """The hosts a job holds: ``nodes``, or what an elastic job has grown to."""
-        if not spec.elastic:
-            return spec.nodes
-        grant = read_json(WorkDir(_root(spec)).grant_file) or {}
-        nodes = grant.get("nodes")
-        return nodes if isinstance(nodes, int) and nodes >= spec.nodes else spec.nodes
+        return read_grant(_root(spec), spec.nodes) if spec.elastic else spec.nodes
 
     def grow(self, spec: LaunchSpec, capacity: Capacity) -> None:
         """Hand an elastic job each free host it can use, up to ``max_nodes``; its

@@ -21,15 +21,23 @@ import contextlib
 import sys
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from naiad.executors.base import GangPlace, Phase
+from naiad.executors.ray.gang import (
+    CALL_TIMEOUT_S,
+    HOST_STOP_GRACE_S,
+    LOST_AFTER_S,
+    WATCH_S,
+    Coordinator,
+    NodeHost,
+    _node_alive,
+    bundle,
+    coordinator_name,
+)
 from naiad.executors.supervisor import launch
 from naiad.executors.supervisor.elastic import FINISH_GRACE_S, MAX_LOSSES, Resizes, start_store
 from naiad.executors.supervisor.workdir import spec_to_json
-
-if TYPE_CHECKING:
-    from naiad.executors.ray.gang import Coordinator
 
 Outcome = tuple[str, str, int | None] | None  # None: succeeded; else (phase, reason, code)
 
@@ -61,20 +69,18 @@ class Slot:
 class ElasticGang:
     """One attempt: ``run`` returns as the coordinator's ``_attempt`` does."""
 
-    def __init__(self, coordinator: "Coordinator", attempt: int) -> None:
+    def __init__(self, coordinator: Coordinator, attempt: int) -> None:
         self.c, self.spec, self.attempt = coordinator, coordinator.spec, attempt
         assert self.spec.max_nodes is not None
         self.slots = [Slot(i) for i in range(self.spec.max_nodes)]
         self.resizes = Resizes(list(coordinator.state.get("events") or []))  # earlier attempts'
-        self.saved_events = len(self.resizes.events)
+
         self.finished_at: float | None = None
         self.store: launch.Process | None = None
         self.endpoint = ""
 
     def run(self) -> Outcome:
         import ray
-
-        from naiad.executors.ray.gang import bundle
 
         ip = ray.util.get_node_ip_address()
         self.store, port = start_store(sys.executable, ip, self.c.wd.job_log)
@@ -103,8 +109,6 @@ class ElasticGang:
         """Ask Ray for this host's bundle; it is placed when a node has room."""
         from ray.util.placement_group import placement_group
 
-        from naiad.executors.ray.gang import bundle, coordinator_name
-
         name = f"{coordinator_name(self.spec.run_id)}-{self.attempt}-{slot.name}-{slot.joins}"
         slot.group = placement_group([bundle(self.spec)], strategy="PACK", name=name)
 
@@ -119,8 +123,6 @@ class ElasticGang:
     def _start(self, slot: Slot) -> None:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-        from naiad.executors.ray.gang import CALL_TIMEOUT_S, NodeHost, bundle
 
         cpus, gpus = bundle(self.spec)["CPU"], bundle(self.spec).get("GPU", 0.0)
         folder = f"{self.spec.job_name}-{self.spec.run_id[:12]}-a{self.attempt}-{slot.index}"
@@ -178,8 +180,6 @@ class ElasticGang:
     def _watch(self) -> Outcome:
         import ray
 
-        from naiad.executors.ray.gang import LOST_AFTER_S, WATCH_S, _node_alive
-
         while True:
             now = time.monotonic()
             if self.finished_at is None and not self.c._stopping():
@@ -230,20 +230,28 @@ class ElasticGang:
                 why = f"the rendezvous store exited ({launch.describe_exit(ended)})"
                 return self._end("failed", why, None)
 
-    def _take(self, slot: Slot, got: dict[str, Any]) -> Outcome:
-        """A host's poll: its log and rounds; a failure of its own ends the attempt."""
+    def _read(self, slot: Slot, got: dict[str, Any]) -> dict[str, Any] | None:
+        """A host's poll: its log into the job's, its rounds into the resizes; its final
+        state once it has ended and its log is read whole, else None."""
         self.c._append(slot.index, got["log"])
         slot.offset += len(got["log"])
         for round_ in got.get("rounds", []):
             self.resizes.report(round_)
+        state: dict[str, Any] = got["state"]
+        if Phase(state.get("phase", "starting")).terminal and not got["log"]:
+            slot.state = state
+        return slot.state
+
+    def _take(self, slot: Slot, got: dict[str, Any]) -> Outcome:
+        """A host's poll while the job runs; a failure of the host's own ends the attempt."""
+        ended = self._read(slot, got)
         state = got["state"]
         if state.get("phase") == "running" and self.c.state.get("phase") != "running":
             self.c.save(phase="running", attempt=self.attempt, reason=None)
             if self.c.state.get("started_at") is None:
                 self.c.save(started_at=state.get("started_at") or time.time())
-        if not Phase(state.get("phase", "starting")).terminal or got["log"]:
+        if ended is None:
             return None
-        slot.state = state
         if state["phase"] == "succeeded":
             self.finished_at = self.finished_at or time.monotonic()
             return None
@@ -257,8 +265,6 @@ class ElasticGang:
         """Stop the hosts still running and wait for them (a grace each); the outcome."""
         import ray
 
-        from naiad.executors.ray.gang import CALL_TIMEOUT_S, HOST_STOP_GRACE_S
-
         grace = self.c.stop_grace if self.c.stop_grace is not None else HOST_STOP_GRACE_S
         running = [s for s in self.slots if s.running]
         for slot in running:
@@ -268,12 +274,7 @@ class ElasticGang:
             for slot in running:
                 with contextlib.suppress(ray.exceptions.RayError):
                     got = ray.get(slot.host.poll.remote(slot.offset), timeout=CALL_TIMEOUT_S)
-                    self.c._append(slot.index, got["log"])
-                    slot.offset += len(got["log"])
-                    for round_ in got.get("rounds", []):
-                        self.resizes.report(round_)
-                    if Phase(got["state"].get("phase", "starting")).terminal and not got["log"]:
-                        slot.state = got["state"]
+                    self._read(slot, got)
             running = [s for s in running if s.state is None]
             time.sleep(0.2)
         self.resizes.settle(final=True)
@@ -281,9 +282,8 @@ class ElasticGang:
         return None if phase is None else (phase, reason, code)
 
     def _save_events(self) -> None:
-        if len(self.resizes.events) != self.saved_events:
-            self.saved_events = len(self.resizes.events)
-            self.c.save(events=list(self.resizes.events))
+        if (events := self.resizes.unsaved()) is not None:
+            self.c.save(events=events)
 
     def _release(self) -> None:
         """Free every slot's group and the store; the coordinator then collects the

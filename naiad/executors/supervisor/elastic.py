@@ -33,7 +33,7 @@ from naiad.executors.supervisor.hosts import Host, pump_lines
 ROUND_WAIT_S = 10.0  # a round's report without a step yet: recorded without one after this
 FINISH_GRACE_S = 30.0  # after the first agent succeeds, for the others to end on their own
 MAX_LOSSES = 5  # a host lost this often in one attempt fails the attempt
-TREE_EVERY_S = 1.0  # how often each agent's worker processes are noted
+SLOW_TICK_S = 1.0  # how often the agents' workers, the grant and the rounds are read
 
 
 def start_store(python: str, host: str, log: Path) -> tuple[launch.Process, int]:
@@ -80,6 +80,17 @@ class Resizes:
     causes: list[str] = field(default_factory=list)
     pending: dict[str, Any] | None = None  # the newest round, while its step is unknown
     first_seen: float = 0.0
+    saved: int = 0  # how many the job's state holds
+
+    def __post_init__(self) -> None:
+        self.saved = len(self.events)  # an earlier attempt's
+
+    def unsaved(self) -> list[dict[str, Any]] | None:
+        """Every event, when some are not in the job's state yet (the caller saves them)."""
+        if len(self.events) == self.saved:
+            return None
+        self.saved = len(self.events)
+        return list(self.events)
 
     def host_changed(self, why: str) -> None:
         """A host lost or joined: the next round's why (the pending one came before it)."""
@@ -133,7 +144,6 @@ class Slot:
     tree: list[psutil.Process] = field(default_factory=list)  # its agent's workers, last seen
     lost_at: float | None = None
     losses: int = 0
-    succeeded: bool = False
 
     @property
     def running(self) -> bool:
@@ -167,8 +177,7 @@ class ElasticGroup:
         self.resizes = Resizes(list(events))  # an earlier attempt's go on: seq continues
         self.seen: dict[str, float] = {}
         self.finished_at: float | None = None
-        self.treed_at = 0.0
-        self.saved_events = len(self.resizes.events)
+        self.slow_at = 0.0
         self.fill()
 
     # -- what the supervisor's watch loop needs (as HostGroup) ---------------------------
@@ -198,7 +207,6 @@ class ElasticGroup:
             if code is None:
                 continue
             if code == 0:
-                slot.succeeded = True
                 self.finished_at = self.finished_at or now
             elif self.finished_at is None and code < 0:
                 self._lost(slot, code)
@@ -215,16 +223,17 @@ class ElasticGroup:
         return None
 
     def tick(self) -> None:
-        """Reap, note each agent's workers, start hosts granted or due back, and record the
-        rounds rank 0 reported."""
+        """Reap at every poll; once a second, note each agent's workers, record the rounds
+        rank 0 reported, and start the hosts granted or due back."""
         launch.reap_orphans([p.pid for p in self.procs])
         now = time.monotonic()
-        if now - self.treed_at > TREE_EVERY_S:
-            self.treed_at = now
-            for slot in self.slots:
-                if slot.running and slot.proc is not None:
-                    with contextlib.suppress(psutil.Error):
-                        slot.tree = psutil.Process(slot.proc.pid).children(recursive=True)
+        if now - self.slow_at < SLOW_TICK_S:
+            return
+        self.slow_at = now
+        for slot in self.slots:
+            if slot.running and slot.proc is not None:
+                with contextlib.suppress(psutil.Error):
+                    slot.tree = psutil.Process(slot.proc.pid).children(recursive=True)
         for round_ in read_rounds(self.rounds, self.seen):
             self.resizes.report(round_)
         self.resizes.settle()
@@ -277,9 +286,8 @@ class ElasticGroup:
                 self.resizes.host_changed(f"{slot.host.name} joined (room freed)")
 
     def _save_events(self) -> None:
-        if len(self.resizes.events) != self.saved_events:
-            self.saved_events = len(self.resizes.events)
-            self.save(events=self.resizes.events)
+        if (events := self.resizes.unsaved()) is not None:
+            self.save(events=events)
 
     def _save_hosts(self) -> None:
         hosts = {s.host.name: s.proc.pid for s in self.slots if s.proc is not None and s.running}

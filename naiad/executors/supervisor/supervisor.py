@@ -43,6 +43,7 @@ from naiad.executors.supervisor.workdir import (
     WorkDir,
     ended,
     job_processes,
+    read_grant,
     read_json,
     read_spec,
     write_json_atomic,
@@ -274,10 +275,7 @@ class Supervisor:
 
     def granted(self) -> int:
         """The hosts the executor has room for now (it grows an elastic job as room frees)."""
-        grant = read_json(self.wd.grant_file) or {}
-        nodes = grant.get("nodes")
-        top = len(self.hosts)
-        return min(top, nodes) if isinstance(nodes, int) else min(top, self.spec.nodes)
+        return min(len(self.hosts), read_grant(self.wd.root, self.spec.nodes))
 
     def run_elastic(self, attempt: int, channels: list[str]) -> tuple[int, Host | None]:
         """One attempt of an elastic job: the rendezvous store, then an agent per granted

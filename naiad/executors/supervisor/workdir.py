@@ -210,6 +210,13 @@ def read_spec(root: Path) -> LaunchSpec:
     return spec_from_json(data)
 
 
+def read_grant(root: Path, fewest: int) -> int:
+    """The hosts an elastic job has been granted (``grant.json``, which the local executor
+    writes and the supervisor follows); ``fewest`` until it says more."""
+    nodes = (read_json(WorkDir(root).grant_file) or {}).get("nodes")
+    return nodes if isinstance(nodes, int) and nodes > fewest else fewest
+
+
 def start_time(pid: int) -> int | None:
     """When ``pid`` started (clock ticks since boot): with the pid, it names one process ever."""
     try:
