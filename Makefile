@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,lightning,notebooks,oidc,onnx,ray,transformers,tune]'
+	$(PY) -m pip install --quiet -e '.[dev,lightning,notebooks,oidc,onnx,ray,tensorflow,transformers,tune]'
 	@touch $(STAMP)
 
 $(VENV)/.bench: $(STAMP)

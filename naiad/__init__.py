@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from naiad import keras
     from naiad.sdk.client import Client
     from naiad.sdk.run import ActiveRun, active_run, start_run
 
-__all__ = ["ActiveRun", "Client", "__version__", "active_run", "start_run"]
+__all__ = ["ActiveRun", "Client", "__version__", "active_run", "keras", "start_run"]
 
 
 def __getattr__(name: str) -> Any:
@@ -24,4 +25,8 @@ def __getattr__(name: str) -> Any:
         from naiad.sdk import run
 
         return getattr(run, name)
+    if name == "keras":  # naiad.keras.Callback() without importing naiad.keras first
+        import importlib
+
+        return importlib.import_module("naiad.keras")
     raise AttributeError(f"module 'naiad' has no attribute {name!r}")

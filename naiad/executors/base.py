@@ -62,6 +62,9 @@ class GangPlace:
     attempt: int = 0
     # an elastic job's: host:port of the rendezvous store its coordinator hosts
     rendezvous: str | None = None
+    # host:port of every process of the gang in rank order, free when it was placed: the
+    # addresses a TensorFlow job's MultiWorkerMirroredStrategy listens on (TF_CONFIG)
+    workers: list[str] = field(default_factory=list)
 
     @property
     def host(self) -> str:
@@ -95,6 +98,7 @@ class LaunchSpec:
     max_nodes: int | None = None
     rejoin_s: float = 30.0  # an elastic job's lost host is started again after this
     processes_per_node: int = 1
+    framework: str = "auto"  # schemas.jobs.Framework; auto: decided from the entrypoint
     gpus: int = 0
     memory_mb: int | None = None  # per host: the processes' PSS summed; past it, OutOfMemory
     max_retries: int = 0

@@ -210,6 +210,9 @@ def _check_command(command: list[str]) -> list[str]:
     return command
 
 
+# What a job's script trains with. auto: tensorflow when its entrypoint imports tensorflow,
+# tf_keras or keras (on TensorFlow), else pytorch; decided where the code is unpacked.
+Framework = Literal["auto", "pytorch", "tensorflow"]
 JOBS_EXPERIMENT = "jobs"  # where jobs' runs go unless told; in a project P: "P-jobs"
 
 
@@ -259,6 +262,12 @@ class JobTemplate(Wire):
         "(torchrun's --nnodes MIN:MAX). None: exactly `nodes`.",
     )
     processes_per_node: int = Field(default=1, ge=1, le=1024)
+    framework: Framework = Field(
+        default="auto",
+        description="tensorflow: each process gets TF_CONFIG for MultiWorkerMirroredStrategy "
+        "and Naiad's Keras callback; pytorch: torchrun's environment alone; auto: tensorflow "
+        "when the entrypoint imports tensorflow, tf_keras or keras, else pytorch.",
+    )
     gpus: int = Field(default=0, ge=0, le=1024, description="GPUs per node.")
     memory_mb: int | None = Field(
         default=None,
@@ -328,6 +337,12 @@ class JobTemplate(Wire):
                 "an elastic job (max_nodes) runs a Python entrypoint under torchrun's elastic "
                 "rendezvous; a command cannot re-form its world, so drop max_nodes or give "
                 "an entrypoint"
+            )
+        if self.max_nodes is not None and self.framework == "tensorflow":
+            raise ValueError(
+                "an elastic job (max_nodes) re-forms a torch.distributed world; "
+                "MultiWorkerMirroredStrategy's cluster is fixed at start, so drop max_nodes "
+                "for a TensorFlow job"
             )
         if self.opt_ml_channels and self.command is None:
             raise ValueError("opt_ml_channels is for a command job; give command too")
@@ -405,6 +420,7 @@ class JobSpec(BaseModel):
     nodes: int = 1
     max_nodes: int | None = None
     processes_per_node: int = 1
+    framework: Framework = "auto"
     gpus: int = 0
     memory_mb: int | None = None
     max_runtime_s: int | None = None
@@ -458,6 +474,7 @@ class TrainingJob(BaseModel):
     nodes: int
     max_nodes: int | None = None
     processes_per_node: int
+    framework: Framework = "auto"
     gpus: int
     memory_mb: int | None = None
     max_runtime_s: int | None

@@ -3,8 +3,9 @@
 A model directory is what a version stores and what an endpoint replica loads:
 ``naiad-model.json`` (a :class:`ModelManifest`) next to one model file. Naiad's own formats
 load without unpickling arbitrary code: TorchScript, ``torch.export`` programs,
-safetensors weights for an architecture named as ``module:Class``, or ONNX graphs (an
-export of a version, served by ONNX Runtime). The ``sagemaker``
+safetensors weights for an architecture named as ``module:Class``, ONNX graphs (an
+export of a version, served by ONNX Runtime), or TensorFlow's: a Keras ``.keras`` file or
+a SavedModel folder (served by TensorFlow, the ``tensorflow`` extra). The ``sagemaker``
 format is a SageMaker model archive served by the PyTorch inference-toolkit contract:
 ``file`` names its ``code/inference.py`` (the user's own code, run by the replica like a
 training script runs a job) or, without a script, the TorchScript file the default
@@ -19,9 +20,15 @@ from naiad.schemas.common import ParamValue, Timestamp, Wire
 
 MANIFEST_FILE = "naiad-model.json"
 
-ModelFormat = Literal["torchscript", "torch_export", "safetensors", "onnx", "sagemaker"]
+ModelFormat = Literal[
+    "torchscript", "torch_export", "safetensors", "onnx", "keras", "tf_savedmodel", "sagemaker"
+]
 SAGEMAKER: ModelFormat = "sagemaker"
 ONNX: ModelFormat = "onnx"
+# TensorFlow's: a Keras file (model.keras), or a SavedModel folder (``file`` names it)
+KERAS: ModelFormat = "keras"
+TF_SAVEDMODEL: ModelFormat = "tf_savedmodel"
+TENSORFLOW_FORMATS: tuple[ModelFormat, ...] = (KERAS, TF_SAVEDMODEL)
 ExportFormat = Literal["onnx"]
 QuantizationMethod = Literal["dynamic", "static", "qat"]
 DType = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "uint8", "bool"]

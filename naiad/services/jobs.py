@@ -275,6 +275,7 @@ def launch_spec(
         max_nodes=spec.max_nodes,
         rejoin_s=settings.elastic_rejoin_s,
         processes_per_node=spec.processes_per_node,
+        framework=spec.framework,
         gpus=spec.gpus,
         memory_mb=spec.memory_mb,
         max_retries=spec.max_retries,

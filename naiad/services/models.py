@@ -31,6 +31,7 @@ from naiad.schemas.jobs import JobCreate
 from naiad.schemas.models import (
     MANIFEST_FILE,
     ONNX,
+    TF_SAVEDMODEL,
     Evaluation,
     EvaluationCreate,
     Lineage,
@@ -74,7 +75,10 @@ def _manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> Mode
             f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
         )
         raise InvalidInput(f"{MANIFEST_FILE} is not valid: {problems}.") from None
-    if safe_path(manifest.file) not in members:
+    file = safe_path(manifest.file, allow_root=True)
+    if manifest.format == TF_SAVEDMODEL:  # a folder: its saved_model.pb is what must be there
+        file = f"{file}/saved_model.pb".lstrip("/")
+    if file not in members:
         raise InvalidInput(
             f"{MANIFEST_FILE} names the model file {manifest.file!r}, which is not in the archive."
         )

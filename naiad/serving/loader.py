@@ -24,6 +24,8 @@ from naiad.schemas.models import (
     MANIFEST_FILE,
     ONNX,
     SAGEMAKER,
+    TENSORFLOW_FORMATS,
+    TF_SAVEDMODEL,
     ModelManifest,
     TensorManifest,
     TensorSpec,
@@ -156,6 +158,14 @@ def _network(
                 f"device cpu, or the torch version it was exported from on {device}."
             )
         return load_session(path, threads)
+    if manifest.format in TENSORFLOW_FORMATS:
+        from naiad.serving.tf_runtime import load_network
+
+        if device != "cpu":
+            raise ModelLoadError(
+                "TensorFlow models are served on the CPU; serve this one with device cpu."
+            )
+        return load_network(path, manifest.format, threads)
     if manifest.format == "torchscript":
         with warnings.catch_warnings():  # deprecated in torch 2.13; still loads and runs
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -218,12 +228,14 @@ def choose_cpu_kernels(model: LoadedModel, max_batch: int) -> str:
     CPU. Big networks are the other way round. So both are timed (thread CPU time, which
     other processes do not inflate) on a few batch sizes, and the cheaper one is kept; a
     model slower than 20 ms a call keeps the default without the wait. An ONNX model runs
-    on ONNX Runtime's own kernels: there is nothing to choose.
+    on ONNX Runtime's own kernels, a TensorFlow model on TensorFlow's: nothing to choose.
     """
     import torch
 
     if model.manifest.format == ONNX:
         return "onnxruntime"
+    if model.manifest.format in TENSORFLOW_FORMATS:
+        return "tensorflow"
     if model.device != "cpu" or not torch.backends.mkldnn.is_available():
         return "default"
     examples = [_example(model.manifest.signature.inputs, min(r, max_batch)) for r in (2, 8, 32)]
@@ -273,7 +285,7 @@ def load_model(
     if threads is not None:
         set_threads(threads)
     path = directory / manifest.file
-    if not path.is_file():
+    if not (path.is_dir() if manifest.format == TF_SAVEDMODEL else path.is_file()):
         raise ModelLoadError(
             f"{MANIFEST_FILE} names {manifest.file!r}, which is not in {directory}."
         )
@@ -282,7 +294,8 @@ def load_model(
     except NaiadError:
         raise
     except Exception as exc:
-        runtime = "ONNX Runtime" if manifest.format == ONNX else "this torch"
+        runtimes = {ONNX: "ONNX Runtime", **dict.fromkeys(TENSORFLOW_FORMATS, "TensorFlow")}
+        runtime = runtimes.get(manifest.format, "this torch")
         raise ModelLoadError(
             f"{manifest.file} is not a {manifest.format} model {runtime} can load "
             f"({first_line(exc)})."

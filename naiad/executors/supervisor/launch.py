@@ -131,14 +131,19 @@ def command(
     node_rank: int = 0,
     master: str = "127.0.0.1",
     rendezvous: Rendezvous | None = None,
+    runner: str | None = None,
 ) -> list[str]:
     """``python code/<entrypoint> args``, or torchrun for more than one process per node
     (on several nodes: this node's agent, of ``nodes``, by its rank), or for an elastic
-    job this node's agent in the ``rendezvous``."""
+    job this node's agent in the ``rendezvous``. ``runner``: a script that runs the
+    entrypoint (``runner SCRIPT ARGS...``), as a TensorFlow job's does."""
     script = str(wd.code / entrypoint)
     if entrypoint.endswith(".ipynb"):  # a notebook: the runner executes it, cell by cell
         args = [script, *args]
         script = notebook_runner()
+    elif runner is not None:
+        args = [script, *args]
+        script = runner
     if procs <= 1 and rendezvous is None:
         return [sys.executable, script, *args]
     if rendezvous is not None:

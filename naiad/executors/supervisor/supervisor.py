@@ -27,6 +27,7 @@ from naiad.executors.supervisor import (
     launch,
     log_metrics,
     sandbox,
+    tensorflow,
 )
 from naiad.executors.supervisor.hosts import Host, HostGroup, host_text, hosts_of
 from naiad.executors.supervisor.jobenv import (
@@ -90,6 +91,7 @@ class Supervisor:
         self.group: HostGroup | elastic.ElasticGroup | None = None
         self.warm = warm  # torch is imported here: fork single-process attempts from us
         self.python = sys.executable  # or the env built for the job's requirements.txt
+        self.tensorflow = False  # decided once the code is unpacked (check_tensorflow)
         # A gang's host mirrors checkpoints while it runs: its machine may be lost with them
         gang = self.spec.gang is not None
         self.mirror = (
@@ -164,6 +166,7 @@ class Supervisor:
             )
             if self.spec.command is not None and self.python == sys.executable:
                 self.python = private_python(self.wd.private_python, self.log)
+            self.tensorflow = self.check_tensorflow()
             data_dirs = [host.wd.data for host in self.hosts]
             gang = self.spec.gang
             share = (gang.rank, len(gang.hosts)) if gang else None
@@ -187,6 +190,23 @@ class Supervisor:
         for host in self.hosts:
             write_config(self.spec, host.wd, channels, host.name)
         return channels
+
+    def check_tensorflow(self) -> bool:
+        """Whether this is a TensorFlow job; fails it when its Python lacks TensorFlow or it
+        asks for what TensorFlow cannot do (an elastic world)."""
+        env = {**os.environ, **self.spec.environment}
+        if not tensorflow.is_tensorflow(self.spec, self.wd.code, env):
+            return False
+        why = tensorflow.missing(self.python)
+        if why is None and self.spec.elastic:
+            why = (
+                "A TensorFlow job cannot be elastic: MultiWorkerMirroredStrategy's cluster is "
+                "fixed when it starts. Submit it with a fixed number of nodes."
+            )
+        if why is not None:
+            raise Finished("failed", why)
+        self.log("framework: tensorflow (TF_CONFIG and the Keras callback are set up)")
+        return True
 
     def fresh_outputs(self) -> None:
         """Each attempt starts with empty model/ and output/, as on SageMaker; checkpoints/ stay."""
@@ -228,20 +248,26 @@ class Supervisor:
         self.log(f"attempt {attempt}: starting {what}")
         self.group = group = HostGroup(self.hosts, self.wd.job_log)
         rounds = self.wd.rounds if rendezvous is not None else None
+        workers = self.tf_workers(nodes * procs)
         for i, host in enumerate(self.hosts):
             env = job_env(self.spec, host.wd, channels, attempt, procs, host.name)
             env = launch.launch_env(env, procs, port, nodes, host.rank, master, rounds)
+            if self.tensorflow:
+                env = tensorflow.environment(env, workers, procs, host.rank * procs)
             if self.spec.command is not None:  # run as given, once per host
                 cmd = container.command(self.spec, host.wd)
                 env = container.environment(env, self.spec, host.wd, self.python)
             else:
                 entry = self.spec.entrypoint or ""
+                runner = tensorflow.runner() if self.tensorflow else None
                 cmd = launch.command(
-                    host.wd, entry, args, procs, attempt, port, nodes, host.rank, master, rendezvous
-                )
+                    host.wd, entry, args, procs, attempt, port, nodes, host.rank, master,
+                    rendezvous, runner,
+                )  # fmt: skip
                 cmd[0] = self.python  # the same script (or torchrun) under the job's environment
             script = self.spec.command is None
-            warm = self.warm and self.spec.sandbox is None  # a fork would skip the sandbox
+            # a fork would skip the sandbox, and TensorFlow gains nothing from a warm torch
+            warm = self.warm and self.spec.sandbox is None and not self.tensorflow
             if nodes == 1 and script and warm and fork.can_fork(self.python, procs):
                 group.add(host, fork.fork_script(cmd, env, self.wd.code, self.wd.job_log))
                 continue
@@ -264,6 +290,15 @@ class Supervisor:
         if self.state["started_at"] is None:
             self.save(started_at=time.time())
         return self.watch(group)
+
+    def tf_workers(self, world: int) -> list[str]:
+        """Where each process of a TensorFlow job listens, by rank: what the gang was given
+        where it was placed, else free ports here (this supervisor runs every host)."""
+        if not self.tensorflow or world <= 1:
+            return []
+        if self.spec.gang is not None:
+            return list(self.spec.gang.workers)
+        return [f"127.0.0.1:{launch.free_port()}" for _ in range(world)]
 
     def rendezvous(self, attempt: int) -> launch.Rendezvous | None:
         """An elastic job's host on Ray: the rendezvous its coordinator hosts."""
