@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from naiad import keras
     from naiad.sdk.client import Client
     from naiad.sdk.run import ActiveRun, active_run, start_run
 
-__all__ = ["ActiveRun", "Client", "__version__", "active_run", "keras", "start_run"]
+__all__ = ["ActiveRun", "Client", "__version__", "active_run", "start_run"]
 
 
 def __getattr__(name: str) -> Any:
