@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import shlex
 from collections import deque
@@ -78,6 +79,14 @@ def _elapsed(job: TrainingJob) -> str:
         return "-"
     end = job.ended_at or datetime.now(UTC)
     return output.duration((end - job.started_at).total_seconds())
+
+
+class Framework(enum.StrEnum):
+    """``--framework``'s choices (schemas.jobs.Framework)."""
+
+    auto = "auto"
+    pytorch = "pytorch"
+    tensorflow = "tensorflow"
 
 
 class LiveView:
@@ -178,6 +187,13 @@ def train(
             "carries on when nodes are lost (docs/jobs.md)."
         ),
     ] = "1",
+    framework: Annotated[
+        Framework,
+        typer.Option(
+            help="tensorflow: TF_CONFIG for MultiWorkerMirroredStrategy and Naiad's Keras "
+            "callback; auto: tensorflow when the script imports tensorflow or keras."
+        ),
+    ] = Framework.auto,
     name: Annotated[str | None, typer.Option(help="Job name (default: script-timestamp).")] = None,
     experiment: Annotated[str, typer.Option(help="Experiment for the job's run.")] = "jobs",
     max_runtime: Annotated[int | None, typer.Option(help="Stop after this many seconds.")] = None,
@@ -231,6 +247,7 @@ def train(
                 experiment=experiment,
                 processes_per_node=procs,
                 nodes=nodes,
+                framework=framework.value,
                 max_runtime_s=max_runtime,
                 max_retries=max_retries,
                 priority=priority,
@@ -290,6 +307,7 @@ def show_job(name: NameArg, as_json: JsonOption = False) -> None:
     for key, value in (
         ("command", shlex.join(job.command)) if job.command else ("entrypoint", job.entrypoint),
         ("resources", f"{_nodes(job)} node(s) x {job.processes_per_node} process(es)"),
+        ("framework", job.framework),
         ("run", job.run_id),
         ("experiment", job.experiment),
         ("attempt", f"{job.attempt} (max retries {job.max_retries})"),

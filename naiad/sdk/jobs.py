@@ -85,6 +85,7 @@ def template_fields(
     inputs: Mapping[str, str] | None = None,
     processes_per_node: int | None = None,
     nodes: int | str | None = None,
+    framework: str | None = None,
     gpus: int | None = None,
     memory_mb: int | None = None,
     max_runtime_s: int | None = None,
@@ -108,6 +109,7 @@ def template_fields(
         "processes_per_node": processes_per_node,
         "nodes": nodes,
         "max_nodes": max_nodes,
+        "framework": framework,
         "gpus": gpus,
         "memory_mb": memory_mb,
         "max_runtime_s": max_runtime_s,
@@ -218,6 +220,7 @@ class TrainingJobs:
         priority: int = 0,
         metric_definitions: MetricDefinitions | None = None,
         progress: Progress | None = None,
+        framework: str = "auto",
         memory_mb: int | None = None,
         environment: Mapping[str, str] | None = None,
         channels: Mapping[str, Mapping[str, Any]] | None = None,
@@ -231,7 +234,8 @@ class TrainingJobs:
         channel's options (``{"train": {"distribution": "ShardedByS3Key"}}``);
         ``checkpoint_uri`` is where ``checkpoints/`` is kept and restored from;
         ``memory_mb`` limits the memory of the job's processes on each node (past it the job
-        fails with OutOfMemory); ``nodes="1:4"`` makes the job elastic (docs/jobs.md). The
+        fails with OutOfMemory); ``nodes="1:4"`` makes the job elastic (docs/jobs.md);
+        ``framework`` is ``auto``, ``pytorch`` or ``tensorflow`` (docs/frameworks.md). The
         request is checked before the source is packed, so a mistake costs no upload.
         """
         fields = template_fields(
@@ -241,6 +245,7 @@ class TrainingJobs:
             inputs=inputs,
             processes_per_node=processes_per_node,
             nodes=nodes,
+            framework=framework,
             gpus=gpus,
             memory_mb=memory_mb,
             max_runtime_s=max_runtime_s,

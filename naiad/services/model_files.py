@@ -95,6 +95,20 @@ def infer_sagemaker_manifest(
     )
 
 
+def refuse_tensorflow(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> ModelManifest:
+    """A TensorFlow image's archive without a manifest: the TensorFlow Serving container's
+    ``code/inference.py`` handlers are not run here, and a ``.keras`` file or SavedModel
+    needs TensorFlow to read its signature, which the server does not load."""
+    del tar
+    have = ", ".join(sorted(members)[:8]) or "nothing"
+    raise InvalidInput(
+        f"The TensorFlow model archive has no {MANIFEST_FILE} (it has: {have}). Naiad "
+        "serves a .keras file or a SavedModel with the manifest a Naiad TensorFlow job writes "
+        "beside it in SM_MODEL_DIR: train the model as a job and use its model.tar.gz "
+        "(docs/frameworks.md)."
+    )
+
+
 def _kind(name: str, handle: IO[bytes]) -> Kind:
     if name.endswith(".safetensors"):
         return "safetensors"

@@ -405,6 +405,11 @@ def export(
         )
     if manifest.format == ONNX:
         raise Conflict(f"{ref} is already an ONNX graph; serve it as it is.")
+    if manifest.format in TENSORFLOW_FORMATS:
+        raise InvalidInput(
+            f"{ref} is a TensorFlow model ({manifest.format}); ONNX export converts torch "
+            "networks. Serve it as it is: its replica runs it with TensorFlow."
+        )
     if manifest.quantization:
         origin = Lineage.model_validate(version.lineage).derived_from
         raise Conflict(

@@ -4,6 +4,7 @@ torch.distributed across them; a gang that does not fit waits, saying why; a nod
 killed mid-job makes the gang retry from its checkpoint; a stop ends every rank on
 every node; a server killed and restarted finds its running job again."""
 
+import importlib.util
 import io
 import os
 import re
@@ -20,6 +21,7 @@ import torch
 import naiad
 from naiad.sdk.jobs import JobHandle
 from naiad.testing.live import LiveServer, free_port
+from tests.conftest import need
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 SOURCE = Path(__file__).parent / "jobs"
@@ -90,6 +92,34 @@ def test_a_two_node_gang_trains_with_the_same_weights_on_every_rank(
     history = client.runs.metric_history(done.run_id, "loss")
     assert history.steps.tolist() == list(range(10))  # rank 0's points, each step once
     assert log.count("model.tar.gz") == 1  # uploaded by rank 0's host alone
+
+
+def test_a_keras_job_trains_under_multiworkermirroredstrategy_on_two_nodes(
+    client: naiad.Client, tmp_path: Path
+) -> None:
+    """TF_CONFIG names each node's own address and a port free there (the gang's
+    ``workers``): the example's two workers form one strategy across Ray nodes."""
+    need(importlib.util.find_spec("tensorflow") is not None, "tensorflow (naiad[tensorflow])")
+    example = Path(__file__).resolve().parents[2] / "examples" / "keras-tabular"
+    sys.path.insert(0, str(example))
+    try:
+        import make_data  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(example))
+    tables = make_data.make(tmp_path, rows=1000)
+    job = client.training_jobs.create(
+        name="keras-ray",
+        entrypoint="train.py",
+        source_dir=example,
+        nodes=2,
+        hyperparameters={"epochs": 3},
+        inputs={"train": str(tables["train"]), "test": str(tables["test"])},
+    )
+    done = job.wait(timeout=300)
+    log = log_of(job)
+    assert done.status == "Completed", f"{done.status_reason}\n{log[-3000:]}"
+    assert "workers 2 test loss" in log
+    assert client.runs.metric_history(done.run_id, "loss").steps.tolist() == [0, 1, 2]
 
 
 def test_a_gang_that_does_not_fit_waits_and_starts_when_room_frees(

@@ -85,16 +85,22 @@ class NodeHost:
         self.proc: subprocess.Popen[bytes] | None = None
         self.rounds: dict[str, float] = {}  # an elastic job's round reports seen
 
-    def place(self) -> dict[str, Any]:
-        """Where this host is: its address, its machine's name, and a free port there."""
+    def place(self, processes: int = 1) -> dict[str, Any]:
+        """Where this host is: its address, its machine's name, a free port there (rank 0's
+        torch.distributed master) and one more per process (``workers``: where a TensorFlow
+        job's processes listen), all different."""
         import ray
 
         ip = ray.util.get_node_ip_address()
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((ip, 0))
-            port = int(s.getsockname()[1])
+        with contextlib.ExitStack() as held:
+            ports = []
+            for _ in range(1 + processes):
+                s = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                s.bind((ip, 0))
+                ports.append(int(s.getsockname()[1]))
         node = ray.get_runtime_context().get_node_id()
-        return {"ip": ip, "node": node, "port": port}
+        workers = [f"{ip}:{port}" for port in ports[1:]]
+        return {"ip": ip, "node": node, "port": ports[0], "workers": workers}
 
     def start(self, spec_data: dict[str, Any]) -> None:
         """Lay out this host's own directory and start its supervisor, which dies with us."""
@@ -316,7 +322,8 @@ class Coordinator:
             ).remote(f"{folder}-{i}")
             for i in range(nodes)
         ]
-        places = ray.get([h.place.remote() for h in self.hosts], timeout=120)
+        procs = max(1, self.spec.processes_per_node)
+        places = ray.get([h.place.remote(procs) for h in self.hosts], timeout=120)
         ips = [p["ip"] for p in places]
         names = ips if len(set(ips)) == nodes else [f"algo-{i + 1}" for i in range(nodes)]
         where = ", ".join(
@@ -324,8 +331,9 @@ class Coordinator:
         )
         self.log(f"attempt {attempt}: the gang is placed on {where}")
         master, port = places[0]["ip"], int(places[0]["port"])
+        workers = [w for place in places for w in place["workers"]]  # by rank
         for i, host in enumerate(self.hosts):
-            gang = GangPlace(names, i, master, port, attempt)
+            gang = GangPlace(names, i, master, port, attempt, workers=workers)
             spec = replace(
                 self.spec,
                 gang=gang,

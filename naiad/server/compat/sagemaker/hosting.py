@@ -26,6 +26,7 @@ from naiad.schemas.endpoints import (
 from naiad.schemas.models import Lineage
 from naiad.server.compat.awsjson import AwsError, Context, not_found
 from naiad.server.compat.listing import Fields, page
+from naiad.server.compat.sagemaker.images import framework
 from naiad.server.compat.sagemaker.operations import ROW_FIELDS, arn, operation, resource, tag_dict
 from naiad.services import endpoints as endpoint_service
 from naiad.services import model_files
@@ -131,6 +132,7 @@ def register_container(
     submit_dir = environment.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
     extra = _add_code(ctx, submit_dir) if submit_dir.startswith("s3://") else None
     state = ctx.state
+    image = framework(container.get("Image", ""), state.settings.sagemaker_images)
     try:
         store, path = locate(data_url, state.artifacts, state.settings.s3_endpoint_url)
         if store is not state.artifacts:
@@ -148,7 +150,7 @@ def register_container(
             path,
             Lineage(),
             description=description,
-            guess=guess_manifest(environment),
+            guess=guess_manifest(environment, image),
             extra=extra,
         )
     except NaiadError as exc:
@@ -166,9 +168,13 @@ def _package_ref(ctx: Context, name_or_arn: str) -> str:
     raise AwsError("ValidationException", f"ModelPackage {name_or_arn} does not exist.")
 
 
-def guess_manifest(environment: dict[str, str]) -> GuessManifest:
+def guess_manifest(environment: dict[str, str], image: str) -> GuessManifest:
     """The manifest of an archive that has none: a SageMaker one, whose handler is
-    ``code/<SAGEMAKER_PROGRAM>`` (the toolkit's defaults serve it when there is none)."""
+    ``code/<SAGEMAKER_PROGRAM>`` (the toolkit's defaults serve it when there is none).
+    A TensorFlow image's archive has no such handler here: it must carry the manifest a
+    Naiad TensorFlow job writes beside the model it saves."""
+    if image == "tensorflow":
+        return model_files.refuse_tensorflow
     program = environment.get("SAGEMAKER_PROGRAM", model_files.DEFAULT_PROGRAM)
     return functools.partial(model_files.infer_sagemaker_manifest, program=program)
 

@@ -281,6 +281,9 @@ def job_fields(ctx: Context, params: dict[str, Any], job_name: str | None) -> di
     }
     if "command" in what and SDK_DRIVERS in inputs:
         fields["opt_ml_channels"] = [SDK_DRIVERS]
+    image = framework(algorithm.get("TrainingImage", ""), ctx.state.settings.sagemaker_images)
+    if image in ("pytorch", "tensorflow"):  # the image says what the script runs on
+        fields["framework"] = image
     stopping = params.get("StoppingCondition", {})
     if "MaxRuntimeInSeconds" in stopping:
         fields["max_runtime_s"] = stopping["MaxRuntimeInSeconds"]
