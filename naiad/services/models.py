@@ -31,6 +31,7 @@ from naiad.schemas.jobs import JobCreate
 from naiad.schemas.models import (
     MANIFEST_FILE,
     ONNX,
+    TENSORFLOW_FORMATS,
     TF_SAVEDMODEL,
     Evaluation,
     EvaluationCreate,
