@@ -179,6 +179,16 @@ def infer_manifest(
         where, hint = f"The model archive has no {MANIFEST_FILE}", UPLOAD_HINT
     else:
         where, hint = f"Job {job!r} saved no {MANIFEST_FILE}", SAVE_HINT
+    tensorflow = sorted(
+        rel for rel in members if rel.endswith(".keras") or rel.endswith("saved_model.pb")
+    )
+    if tensorflow:
+        raise InvalidInput(
+            f"{where}, and {tensorflow[0]} is a TensorFlow model: a TensorFlow job (its "
+            "entrypoint imports tensorflow or keras, or framework='tensorflow') describes the "
+            f"one model it leaves in SM_MODEL_DIR in {MANIFEST_FILE}; its log says why it did "
+            "not (docs/frameworks.md)."
+        )
     found: dict[str, Kind] = {}
     for rel, member in members.items():
         if not rel.lower().endswith(MODEL_SUFFIXES):

@@ -374,6 +374,14 @@ def test_archives_with_an_inference_script_register_as_sagemaker() -> None:
     assert sagemaker_script({"inference.py", "model.pt"}) is None
 
 
+def test_a_tensorflow_model_without_a_manifest_says_which_job_describes_it() -> None:
+    for files in ({"model.keras": b"PK"}, {"1/saved_model.pb": b"", "1/variables/x": b""}):
+        with archive(files) as (tar, members), pytest.raises(InvalidInput) as refused:
+            infer_manifest(tar, members, "m", "train-1", None, None, None)
+        assert "is a TensorFlow model" in str(refused.value)
+        assert "framework='tensorflow'" in str(refused.value)
+
+
 def test_a_lone_torchscript_file_is_sagemaker_when_uploaded_and_needs_a_shape_from_a_job() -> None:
     with archive({"model.pt": scripted()}) as (tar, members):
         uploaded = infer_manifest(tar, members, "m", None, None, None, None)
