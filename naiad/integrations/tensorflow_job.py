@@ -20,14 +20,7 @@ from pathlib import Path
 
 from naiad.core.tf_config import WORKERS_ENV, tf_config
 from naiad.integrations import keras
-from naiad.schemas.models import (
-    KERAS,
-    MANIFEST_FILE,
-    TF_SAVEDMODEL,
-    ModelFormat,
-    ModelManifest,
-    Signature,
-)
+from naiad.schemas.models import MANIFEST_FILE
 
 
 def set_tf_config() -> None:
@@ -38,41 +31,24 @@ def set_tf_config() -> None:
     os.environ["TF_CONFIG"] = tf_config(workers, int(os.environ.get("RANK", "0")))
 
 
-def saved_models(model_dir: Path) -> list[tuple[ModelFormat, str]]:
-    """``(format, path relative to model_dir)`` of each model saved there: ``.keras`` files
-    at the top, SavedModel folders at the top or one level down (TF Serving's ``1/``)."""
-    found: list[tuple[ModelFormat, str]] = []
-    if (model_dir / "saved_model.pb").is_file():
-        return [(TF_SAVEDMODEL, ".")]
-    for path in sorted(model_dir.iterdir()):
-        if path.is_file() and path.suffix == ".keras":
-            found.append((KERAS, path.name))
-        elif path.is_dir() and (path / "saved_model.pb").is_file():
-            found.append((TF_SAVEDMODEL, path.name))
-    return found
-
-
 def write_manifest(model_dir: Path) -> str:
     """Describe the one model in ``model_dir``; returns what was done, for the log."""
+    from naiad.serving.tf_runtime import manifest_for
+
     if (model_dir / MANIFEST_FILE).exists():
         return f"{MANIFEST_FILE} is already there"
-    found = saved_models(model_dir) if model_dir.is_dir() else []
-    if len(found) != 1:
-        what = ", ".join(path for _, path in found) or "no .keras file or SavedModel"
-        return f"no {MANIFEST_FILE} written: the model folder has {what}"
-    from naiad.serving.tf_runtime import describe
-
-    format, file = found[0]
-    inputs, outputs = describe(model_dir / file, format)
-    manifest = ModelManifest(
-        format=format, file=file, signature=Signature(inputs=inputs, outputs=outputs)
-    )
+    try:
+        manifest = manifest_for(model_dir)
+    except ValueError as exc:
+        return f"no {MANIFEST_FILE} written: {exc}"
     tmp = model_dir / f".{MANIFEST_FILE}.tmp"
     tmp.write_text(manifest.model_dump_json(indent=2, exclude_none=True))
     os.replace(tmp, model_dir / MANIFEST_FILE)
+    signature = manifest.signature
+    assert signature is not None and signature.outputs is not None
     return (
-        f"{MANIFEST_FILE} written for {file} ({format}: {inputs.describe()} -> "
-        f"{outputs.describe()})"
+        f"{MANIFEST_FILE} written for {manifest.file} ({manifest.format}: "
+        f"{signature.inputs.describe()} -> {signature.outputs.describe()})"
     )
 
 

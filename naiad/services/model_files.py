@@ -15,9 +15,14 @@ loading them, so the server needs no torch for this.
 """
 
 import json
+import shutil
+import subprocess
+import sys
 import tarfile
+import tempfile
 import zipfile
 from collections.abc import Container
+from pathlib import Path
 from typing import IO, Literal
 
 from naiad.core.errors import InvalidInput
@@ -47,6 +52,7 @@ UPLOAD_HINT = (
     "save the network as TorchScript (torch.jit.script(model).save('model.pt')), or add "
     "code/inference.py with a model_fn(model_dir) that loads it"
 )
+DESCRIBE_TIMEOUT_S = 120  # a TensorFlow model loaded once to read its signature
 # A SageMaker model archive's inference script: code/$SAGEMAKER_PROGRAM, else this one.
 CODE_DIR = "code"
 DEFAULT_PROGRAM = "inference.py"
@@ -95,17 +101,45 @@ def infer_sagemaker_manifest(
     )
 
 
-def refuse_tensorflow(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> ModelManifest:
-    """A TensorFlow image's archive without a manifest: the TensorFlow Serving container's
-    ``code/inference.py`` handlers are not run here, and a ``.keras`` file or SavedModel
-    needs TensorFlow to read its signature, which the server does not load."""
-    del tar
-    have = ", ".join(sorted(members)[:8]) or "nothing"
+def infer_tensorflow_manifest(
+    tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]
+) -> ModelManifest:
+    """The manifest of a TensorFlow image's archive (a ``.keras`` file, or TF Serving's
+    ``1/saved_model.pb`` + ``variables/``), or a sentence saying why there is none.
+
+    Its signature needs TensorFlow to read, which the server never imports: a process of
+    its own (``naiad.serving.tf_runtime``) loads the model once and says what it takes.
+    The TensorFlow Serving container's ``code/inference.py`` handlers are not run here.
+    """
+    handlers = sorted(rel for rel in members if rel.startswith(f"{CODE_DIR}/"))
+    if handlers:
+        raise InvalidInput(
+            f"The TensorFlow model archive has {handlers[0]}: Naiad does not run the "
+            "TensorFlow Serving container's input_handler/output_handler. Leave code/ out; "
+            'the endpoint takes {"instances": [...]} and answers {"predictions": [...]} '
+            "as TensorFlow Serving does."
+        )
+    with tempfile.TemporaryDirectory(prefix="naiad-tf-") as tmp:
+        for rel, member in members.items():
+            handle = tar.extractfile(member)
+            assert handle is not None
+            target = Path(tmp, rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as out:
+                shutil.copyfileobj(handle, out)
+        cmd = [sys.executable, "-m", "naiad.serving.tf_runtime", tmp]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=DESCRIBE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            why = f"loading it took over {DESCRIBE_TIMEOUT_S} s"
+        else:
+            if done.returncode == 0:
+                return ModelManifest.model_validate_json(done.stdout.strip().splitlines()[-1])
+            lines = done.stderr.strip().splitlines()
+            why = lines[-1] if lines else f"exit code {done.returncode}"
     raise InvalidInput(
-        f"The TensorFlow model archive has no {MANIFEST_FILE} (it has: {have}). Naiad "
-        "serves a .keras file or a SavedModel with the manifest a Naiad TensorFlow job writes "
-        "beside it in SM_MODEL_DIR: train the model as a job and use its model.tar.gz "
-        "(docs/frameworks.md)."
+        f"The TensorFlow model archive has no {MANIFEST_FILE}, and its model could not be "
+        f"described: {why}."
     )
 
 

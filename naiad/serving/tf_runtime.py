@@ -13,6 +13,7 @@ batch dimension is free, so a new batch size is not a new trace.
 import contextlib
 import importlib
 import json
+import sys
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,15 @@ import numpy as np
 import torch
 
 from naiad.core.errors import NaiadError
-from naiad.schemas.models import KERAS, DType, TensorSpec
+from naiad.schemas.models import (
+    KERAS,
+    TF_SAVEDMODEL,
+    DType,
+    ModelFormat,
+    ModelManifest,
+    Signature,
+    TensorSpec,
+)
 
 INSTALL = "pip install 'naiad[tensorflow]'"
 DTYPES: tuple[DType, ...] = (
@@ -138,3 +147,48 @@ def describe(path: Path, format: str) -> tuple[TensorSpec, TensorSpec]:
     dtype = getattr(torch, inputs.dtype)
     out = network(torch.zeros(shape, dtype=dtype))
     return inputs, _spec([None, *out.shape[1:]], str(out.dtype).removeprefix("torch."))
+
+
+def saved_models(model_dir: Path) -> list[tuple[ModelFormat, str]]:
+    """``(format, path relative to model_dir)`` of each model saved there: ``.keras`` files
+    at the top, SavedModel folders at the top or one level down (TF Serving's ``1/``)."""
+    if (model_dir / "saved_model.pb").is_file():
+        return [(TF_SAVEDMODEL, ".")]
+    found: list[tuple[ModelFormat, str]] = []
+    for path in sorted(model_dir.iterdir()) if model_dir.is_dir() else ():
+        if path.is_file() and path.suffix == ".keras":
+            found.append((KERAS, path.name))
+        elif path.is_dir() and (path / "saved_model.pb").is_file():
+            found.append((TF_SAVEDMODEL, path.name))
+    return found
+
+
+def manifest_for(model_dir: Path) -> ModelManifest:
+    """The manifest of the one TensorFlow model in ``model_dir``; ValueError with a
+    sentence when it holds none or several."""
+    found = saved_models(model_dir)
+    if len(found) != 1:
+        what = ", ".join(path for _, path in found) or "no .keras file or SavedModel"
+        raise ValueError(f"the model folder has {what}; keep one model there")
+    format, file = found[0]
+    inputs, outputs = describe(model_dir / file, format)
+    return ModelManifest(
+        format=format, file=file, signature=Signature(inputs=inputs, outputs=outputs)
+    )
+
+
+def main(argv: list[str]) -> int:
+    """``python -m naiad.serving.tf_runtime DIR``: the manifest of the model in DIR on
+    stdout, or why there is none on stderr (exit 1). The server asks this of an archive it
+    registers without a manifest, so that it never loads TensorFlow itself."""
+    try:
+        manifest = manifest_for(Path(argv[0]))
+    except Exception as exc:
+        print(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, file=sys.stderr)
+        return 1
+    print(manifest.model_dump_json(exclude_none=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -298,28 +298,3 @@ def test_experiments_trials_and_components(aws: AwsServer) -> None:  # noqa: F81
     sm.delete_tags(ResourceArn=arn, TagKeys=["absent"])
     assert sm.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "owner", "Value": "ana"}]
     sm.delete_experiment(ExperimentName="churn")
-
-
-def test_a_tensorflow_archive_without_naiads_manifest_is_refused_with_what_to_do(
-    aws: AwsServer,  # noqa: F811
-    bucket: str,
-) -> None:
-    """A TensorFlow Serving archive (``1/saved_model.pb``) is not taken for a PyTorch
-    toolkit one: the TensorFlow image says what it is, and the answer says what to do."""
-    sm = aws.client("sagemaker")
-    archive = source_tarball({"1/saved_model.pb": b"\x08\x01", "1/variables/variables.index": b""})
-    aws.client("s3").put_object(Bucket=bucket, Key="models/tf.tar.gz", Body=archive)
-    with pytest.raises(ClientError) as refused:
-        sm.create_model(
-            ModelName="TfServing",
-            ExecutionRoleArn=ROLE,
-            PrimaryContainer={
-                "Image": f"{IMAGE.split('/')[0]}/tensorflow-inference:2.16-cpu",
-                "ModelDataUrl": f"s3://{bucket}/models/tf.tar.gz",
-            },
-        )
-    error = refused.value.response["Error"]
-    assert error["Code"] == "ValidationException"
-    assert "naiad-model.json" in error["Message"] and "1/saved_model.pb" in error["Message"]
-    with pytest.raises(ClientError):
-        sm.describe_model(ModelName="TfServing")  # nothing half-made is left

@@ -2,12 +2,10 @@
 Naiad server on SQLite and on PostgreSQL: what a user's existing code calls, unchanged."""
 
 import contextlib
-import importlib.util
 import io
 import json
 import re
 import tarfile
-import textwrap
 import time
 import uuid
 from typing import Any
@@ -19,7 +17,6 @@ from botocore.exceptions import ClientError, WaiterError
 
 from naiad.testing.aws import AwsServer, aws  # noqa: F401 - the fixture
 from naiad.testing.jobs import source_tarball
-from tests.conftest import need
 
 ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5-cpu-py311"
@@ -183,42 +180,6 @@ def test_failure_reason_is_the_scripts_own(aws: AwsServer, bucket: str) -> None:
     assert job["TrainingJobStatus"] == "Failed"
     assert "the learning rate is too high" in job["FailureReason"]
     assert "ModelArtifacts" not in job or not job["ModelArtifacts"].get("S3ModelArtifacts")
-
-
-TF_SCRIPT = """
-    import json, os
-    config = json.loads(os.environ["TF_CONFIG"])
-    print(f"worker {config['task']['index']} of {len(config['cluster']['worker'])}",
-          f"legacy keras {os.environ['TF_USE_LEGACY_KERAS']}")
-"""
-
-
-def test_a_tensorflow_image_runs_the_job_as_tensorflow_with_tf_config(
-    aws: AwsServer,  # noqa: F811
-    bucket: str,
-) -> None:
-    """The image, not the script's imports, makes it a TensorFlow job: each of the two
-    instances gets its TF_CONFIG, as SageMaker's TensorFlow container sets it."""
-    need(importlib.util.find_spec("tensorflow") is not None, "tensorflow (naiad[tensorflow])")
-    sm = aws.client("sagemaker")
-    s3 = aws.client("s3")
-    s3.put_object(Bucket=bucket, Key="code/tf.tar.gz", Body=sourcedir(textwrap.dedent(TF_SCRIPT)))
-    request = job_request(bucket, "tf-1")
-    request["AlgorithmSpecification"]["TrainingImage"] = (
-        "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-training:2.16-cpu-py310"
-    )
-    request["HyperParameters"]["sagemaker_submit_directory"] = f'"s3://{bucket}/code/tf.tar.gz"'
-    request["ResourceConfig"]["InstanceCount"] = 2
-    sm.create_training_job(**request)
-    assert wait(sm, "tf-1")["TrainingJobStatus"] == "Completed"
-    logs = aws.client("logs")
-    found = logs.filter_log_events(
-        logGroupName="/aws/sagemaker/TrainingJobs",
-        logStreamNamePrefix="tf-1/",
-        filterPattern="worker",
-    )["events"]
-    lines = sorted(e["message"].removeprefix("[algo-2] ") for e in found)
-    assert lines == ["worker 0 of 2 legacy keras 1", "worker 1 of 2 legacy keras 1"], lines
 
 
 def test_checkpoints_sync_to_s3_and_resume_a_new_job(aws: AwsServer, bucket: str) -> None:  # noqa: F811

@@ -16,6 +16,7 @@ from naiad.executors.supervisor import launch, tensorflow
 from naiad.executors.supervisor.workdir import WorkDir
 from naiad.integrations import keras, tensorflow_job
 from naiad.schemas.jobs import JobCreate
+from naiad.serving import tf_runtime
 
 
 def spec(tmp_path: Path, framework: str = "auto", entrypoint: str = "train.py") -> LaunchSpec:
@@ -100,13 +101,17 @@ def test_a_tensorflow_job_cannot_be_elastic() -> None:
 
 def test_the_saved_model_is_found_as_keras_file_or_savedmodel_folder(tmp_path: Path) -> None:
     (tmp_path / "model.keras").write_bytes(b"PK")
-    assert tensorflow_job.saved_models(tmp_path) == [("keras", "model.keras")]
+    assert tf_runtime.saved_models(tmp_path) == [("keras", "model.keras")]
     (tmp_path / "1").mkdir()
     (tmp_path / "1" / "saved_model.pb").write_bytes(b"")
-    assert len(tensorflow_job.saved_models(tmp_path)) == 2
-    assert "no naiad-model.json written" in tensorflow_job.write_manifest(tmp_path)
+    assert len(tf_runtime.saved_models(tmp_path)) == 2
+    said = tensorflow_job.write_manifest(tmp_path)
+    assert (
+        said
+        == "no naiad-model.json written: the model folder has 1, model.keras; keep one model there"
+    )
     (tmp_path / "model.keras").unlink()
-    assert tensorflow_job.saved_models(tmp_path) == [("tf_savedmodel", "1")]
+    assert tf_runtime.saved_models(tmp_path) == [("tf_savedmodel", "1")]
 
 
 class FakeRun:

@@ -171,10 +171,9 @@ def _package_ref(ctx: Context, name_or_arn: str) -> str:
 def guess_manifest(environment: dict[str, str], image: str) -> GuessManifest:
     """The manifest of an archive that has none: a SageMaker one, whose handler is
     ``code/<SAGEMAKER_PROGRAM>`` (the toolkit's defaults serve it when there is none).
-    A TensorFlow image's archive has no such handler here: it must carry the manifest a
-    Naiad TensorFlow job writes beside the model it saves."""
+    A TensorFlow image's is TensorFlow Serving's: its model is described by loading it."""
     if image == "tensorflow":
-        return model_files.refuse_tensorflow
+        return model_files.infer_tensorflow_manifest
     program = environment.get("SAGEMAKER_PROGRAM", model_files.DEFAULT_PROGRAM)
     return functools.partial(model_files.infer_sagemaker_manifest, program=program)
 
