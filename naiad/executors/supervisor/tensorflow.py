@@ -69,7 +69,7 @@ def environment(env: dict[str, str], workers: list[str], procs: int, rank: int) 
     process per host gets its TF_CONFIG here; under torchrun the runner sets each rank's."""
     env = dict(env)
     env.setdefault("TF_USE_LEGACY_KERAS", "1")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines, one per op setup
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines left out
     if len(workers) > 1:
         env[WORKERS_ENV] = ",".join(workers)
         if procs == 1:
