@@ -2,9 +2,11 @@
 MultiWorkerMirroredStrategy with the TF_CONFIG the job sets, its run gets fit's and
 evaluate's metrics through the callback Naiad adds, and the model it saved registers and
 is served by an endpoint; a Keras 3 script names the callback itself and exports a
-SavedModel, which registers too."""
+SavedModel, which registers too; two processes of one host (torchrun) each get their own
+TF_CONFIG."""
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -94,3 +96,19 @@ def test_a_keras3_script_with_the_callback_exports_a_savedmodel_that_registers(
     assert version.signature is not None
     assert version.signature.inputs.shape == [-1, 4]
     assert version.signature.outputs is not None and version.signature.outputs.shape == [-1, 2]
+
+
+def test_two_processes_of_one_host_each_get_their_own_tf_config(live: LiveServer) -> None:
+    """Under torchrun every process shares one environment: the runner sets each rank's
+    TF_CONFIG index from its RANK, and the two train as one (the same weights)."""
+    client = naiad.Client(url=live.url, token=live.token)
+    job = client.training_jobs.create(
+        name="tf-ranks", entrypoint="tf_ranks_job.py", source_dir=JOBS, processes_per_node=2
+    )
+    done = job.wait(timeout=300)
+    log = "".join(job.logs())
+    assert done.status == "Completed", f"{done.status_reason}\n{log[-3000:]}"
+    found = dict(re.findall(r"rank (\d) index \1 of 2 weight (\S+)", log))
+    assert set(found) == {"0", "1"}, log[-2000:]
+    assert found["0"] == found["1"]  # one model, kept in sync by the strategy
+    assert client.runs.metric_history(done.run_id, "loss").steps.tolist() == [0, 1]
