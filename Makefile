@@ -39,7 +39,7 @@ bench-tracking: $(VENV)/.bench  ## tracking benchmark against MLflow on this mac
 	$(PY) -m compileall -q naiad
 	$(PY) bench/tracking.py
 
-bench-training: $(STAMP)  ## the digits CNN bare vs as a Naiad job, job latencies, DDP
+bench-training: $(STAMP)  ## the digits CNN bare vs as a Naiad job, job latencies, DDP, Lightning, Keras
 	$(PY) -m compileall -q naiad
 	$(PY) bench/training.py
 

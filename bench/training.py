@@ -1,4 +1,4 @@
-"""Training benchmark: the digits CNN bare vs as a Naiad job, job latencies, and DDP.
+"""Training benchmark: the digits CNN bare vs as a Naiad job, job latencies, DDP, Keras.
 
 In one run, on this machine:
 
@@ -25,13 +25,33 @@ In one run, on this machine:
    through the SDK's pipeline) and once with Lightning's ``CSVLogger`` (a local file), in
    fresh processes, alternating: the seconds ``fit`` took, median of each. The ratio
    CSV / Naiad must be >= 0.97 (skipped without ``naiad[lightning]``).
+5. Keras. ``examples/keras-tabular/train.py`` (a tf.keras SageMaker TensorFlow script, run
+   unchanged) on the rows its ``make_data.make`` writes, once bare (``python train.py``
+   with the variables a TensorFlow job sets, no Naiad) and once as a 1-node Naiad job,
+   whose runner adds Naiad's Keras callback to ``fit`` and ``evaluate`` (epoch metrics,
+   and batch metrics every 10th batch), alternating. The figure is the training time by
+   Keras's own clock, read from the lines the script prints (``verbose=2``: each epoch's
+   train batches and validation, ``...ms/epoch``), summed over epochs 2 to the last: the
+   job runs the example as a user would, so nothing wraps it, and its log has no
+   timestamps. Epoch 1 (graph tracing, printed in whole seconds), ``evaluate`` and the
+   callback's once-per-fit start (its run and params) are not in it; what runs every
+   batch is. Median of each; bare / job must be >= 0.97. As for throughput, a steadier
+   figure beside it: a third run per round, bare under ``bench/jobs/keras_callback.py``,
+   adds the same callback in-process and times what it costs (Keras's batch hooks, the
+   callback, its sender thread) as a share of ``fit`` + ``evaluate``. Informational:
+   submit to Completed against the bare process's wall time. Skipped without
+   ``naiad[tensorflow]``.
 
-Every process runs torch with 1 thread (the fastest for this tiny model on 2 cores).
+Every process runs torch with 1 thread (the fastest for this tiny model on 2 cores); the
+Keras processes run TensorFlow with its default threads, as a job does.
 """
 
 import argparse
+import contextlib
+import importlib.metadata
 import importlib.util
 import json
+import os
 import re
 import shutil
 import statistics
@@ -39,6 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,9 +86,15 @@ class Sizes:
     latency_steps: int = 600  # long enough that the first metric arrives while training
     threads: int = 1
     acc_every: int = 50
+    keras_rows: int = 4000  # 57 batches of 64 an epoch, ~0.2 s here
+    keras_epochs: int = 20  # epochs 2-20: ~4 s of fit by Keras's clock
 
 
-QUICK = Sizes(steps=200, rounds=1, latency_jobs=1, latency_steps=300)
+QUICK = Sizes(steps=200, rounds=1, latency_jobs=1, latency_steps=300, keras_epochs=3)
+SECTIONS = ("throughput", "latency", "lightning", "keras")
+KERAS_EXAMPLE = BENCH.parent / "examples" / "keras-tabular"
+KERAS_EPOCH = re.compile(r"(\d+)/\d+ - \d+s - .*? - (\d+)(s|ms|us)/epoch")
+KERAS_TEST = re.compile(r"workers \d+ test loss ([0-9.]+)")
 
 
 def result_of(text: str) -> dict[str, Any]:
@@ -107,6 +134,72 @@ def lightning_loggers(env: dict[str, str], rounds: int) -> dict[str, list[float]
                 raise RuntimeError(f"{logger} exited {done.returncode}:\n{done.stderr[-2000:]}")
             out[logger].append(result_of(done.stdout)["fit_s"])
     return out
+
+
+def keras_data(root: Path, rows: int) -> dict[str, Path]:
+    """The example's own generator (``make_data.make``): ``train`` and ``test`` CSV folders."""
+    spec = importlib.util.spec_from_file_location("make_data", KERAS_EXAMPLE / "make_data.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make(root / "keras-data", rows=rows)
+
+
+def keras_result(text: str, epochs: int) -> dict[str, Any]:
+    """Keras's clock from the example's output: each epoch's seconds (the ``verbose=2`` line
+    ending ``- 208ms/epoch - 4ms/step``, 1 ms resolution under a second), their sum from
+    epoch 2, and the test loss (the same seed gives the same loss both ways)."""
+    scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+    found = KERAS_EPOCH.findall(text)
+    test = KERAS_TEST.findall(text)
+    if len(found) != epochs or not test:
+        raise RuntimeError(f"{len(found)} of {epochs} epoch lines in the output:\n{text[-2000:]}")
+    epoch_s = [int(n) * scale[unit] for _, n, unit in found]
+    return {
+        "epoch_s": epoch_s,
+        "fit_s": sum(epoch_s[1:]),
+        "epoch_batches": int(found[0][0]),
+        "test_loss": float(test[-1]),
+    }
+
+
+def keras_process(
+    data: dict[str, Path], epochs: int, naiad_env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """``python train.py --epochs N`` in the example's folder, with what a TensorFlow job's
+    process gets that the script reads or TensorFlow heeds, and no Naiad; with
+    ``naiad_env`` (the server's address), under ``bench/jobs/keras_callback.py``, which adds
+    Naiad's callback as a job's runner does and times what it costs."""
+    argv = [sys.executable, "train.py", "--epochs", str(epochs)]
+    if naiad_env is not None:
+        argv.insert(1, str(BENCH / "jobs" / "keras_callback.py"))
+    with tempfile.TemporaryDirectory(prefix="naiad-bench-keras-") as model_dir:
+        env = {
+            **os.environ,
+            "SM_CHANNEL_TRAIN": str(data["train"]),
+            "SM_CHANNEL_TEST": str(data["test"]),
+            "SM_MODEL_DIR": model_dir,
+            "TF_USE_LEGACY_KERAS": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "1",
+            "OMP_NUM_THREADS": str(os.cpu_count() or 1),  # a 1-process job's
+            "PYTHONUNBUFFERED": "1",
+            **(naiad_env or {}),
+        }
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            argv,
+            cwd=KERAS_EXAMPLE,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=JOB_TIMEOUT_S,
+            check=False,
+        )
+        wall_s = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[1]} exited {done.returncode}:\n{done.stderr[-2000:]}")
+    result = keras_result(done.stdout, epochs) | {"wall_s": wall_s}
+    return result if naiad_env is None else result | {"cost": result_of(done.stdout)}
 
 
 def run_bare(sizes: Sizes) -> dict[str, Any]:
@@ -152,6 +245,20 @@ class Jobs:
         self.handles.append(handle)
         return handle
 
+    def submit_keras(self, data: dict[str, Path], epochs: int) -> Any:
+        """The Keras example as a user submits it: ``train.py`` from its own folder, 1 node."""
+        self.count += 1
+        handle = self.client.training_jobs.create(
+            name=f"bench-keras-{self.count}",
+            entrypoint="train.py",
+            source_dir=KERAS_EXAMPLE,
+            experiment="bench-training",
+            hyperparameters={"epochs": epochs},
+            inputs={channel: str(folder) for channel, folder in data.items()},
+        )
+        self.handles.append(handle)
+        return handle
+
     def supervisor_cpu_s(self, name: str) -> float | None:
         """CPU seconds of the job's supervisor so far, found by its pid file (None once gone).
 
@@ -170,6 +277,15 @@ class Jobs:
         With ``probe``, also sample the server's and the supervisor's CPU time meanwhile
         (every second, so the supervisor's last second is missed).
         """
+        result = result_of(self.completed_log(handle, probe))
+        if probe is not None:
+            wall = time.perf_counter() - probe["t0"]
+            result["server_cpu_share"] = (cpu_s(self.server) - probe["server_cpu_s"]) / wall
+            result["supervisor_cpu_share"] = probe["supervisor_cpu_s"] / wall
+        return result
+
+    def completed_log(self, handle: Any, probe: dict[str, float] | None = None) -> str:
+        """Wait for the job to end (polled every second); its log, or why it did not complete."""
         deadline = time.monotonic() + JOB_TIMEOUT_S
         first: float | None = None  # a warm supervisor's imports predate the job: not counted
         while not Status((job := handle.refresh()).status).terminal:
@@ -182,12 +298,7 @@ class Jobs:
         log = "".join(handle.logs())
         if job.status != "Completed":
             raise RuntimeError(f"job {job.name} {job.status}: {job.status_reason}\n{log[-2000:]}")
-        result = result_of(log)
-        if probe is not None:
-            wall = time.perf_counter() - probe["t0"]
-            result["server_cpu_share"] = (cpu_s(self.server) - probe["server_cpu_s"]) / wall
-            result["supervisor_cpu_share"] = probe["supervisor_cpu_s"] / wall
-        return result
+        return log
 
     def run(self, tag: str, sizes: Sizes, processes: int = 1) -> dict[str, Any]:
         """Run one job to its end; with the server's and supervisor's CPU share of its life."""
@@ -281,6 +392,44 @@ def latency(jobs: Jobs, sizes: Sizes) -> list[dict[str, float]]:
             )
         )
     return runs
+
+
+def keras_job(jobs: Jobs, data: dict[str, Path], epochs: int) -> dict[str, Any]:
+    """One Keras job: Keras's clock from its log, and submit (just before ``create()``) to
+    the server's Completed transition."""
+    wall0 = time.time()
+    handle = jobs.submit_keras(data, epochs)
+    result = keras_result(jobs.completed_log(handle), epochs)
+    marks = {t.status: t.at.timestamp() - wall0 for t in handle.job.transitions}
+    return result | {"wall_s": marks.get("Completed", float("nan"))}
+
+
+def server_cpu(jobs: Jobs, fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``fn(*args)``, with the server's CPU seconds meanwhile (idle ticks, metric ingest)."""
+    before = cpu_s(jobs.server)
+    return fn(*args) | {"server_cpu_s": cpu_s(jobs.server) - before}
+
+
+def keras_fit(
+    jobs: Jobs, env: dict[str, str], root: Path, sizes: Sizes
+) -> dict[str, list[dict[str, Any]]]:
+    """Rounds of the Keras example bare, as a job, and bare with the callback timed
+    in-process: neighbours in time share the noise."""
+    data = keras_data(root, sizes.keras_rows)
+    epochs = sizes.keras_epochs
+    runs: dict[str, tuple[str, Callable[..., dict[str, Any]], tuple[Any, ...]]] = {
+        "bare": ("bare", keras_process, (data, epochs)),
+        "job": ("job", keras_job, (jobs, data, epochs)),
+        "timed": ("bare with the callback, timed", keras_process, (data, epochs, env)),
+    }
+    out: dict[str, list[dict[str, Any]]] = {kind: [] for kind in runs}
+    for i in range(sizes.rounds):
+        for kind, (label, fn, args) in runs.items():
+            say(f"round {i + 1}/{sizes.rounds}: {label} ...")
+            out[kind].append(server_cpu(jobs, fn, *args))
+        bare, job = (out[k][-1]["fit_s"] for k in ("bare", "job"))
+        say(f"  fit from epoch 2, by Keras's clock: bare {bare:.3f} s, job {job:.3f} s")
+    return out
 
 
 # -- the table ------------------------------------------------------------------------
@@ -394,12 +543,66 @@ def rows_for(
     return rows
 
 
+def keras_cost(cost: dict[str, float]) -> dict[str, float]:
+    """The callback's share of fit + evaluate, as if all of it stopped training, and Keras's
+    part of the batch hooks (the other callbacks' batch hooks, the calls)."""
+    spent = cost["hook_s"] + cost["callback_other_s"] + cost["sender_cpu_s"]
+    return cost | {
+        "share": spent / cost["fit_s"],
+        "keras_s": cost["hook_s"] - cost["callback_batch_s"],
+    }
+
+
+def keras_rows(kr: dict[str, list[dict[str, Any]]], sizes: Sizes) -> list[Row]:
+    """The fit by Keras's clock, bare / job held to 0.97; whole-job time beside it."""
+    bare, job = (median_of(kr[k], "fit_s") for k in ("bare", "job"))
+    pairs = [b["fit_s"] / j["fit_s"] for b, j in zip(kr["bare"], kr["job"], strict=True)]
+    epoch_batches = kr["bare"][0]["epoch_batches"]
+    batches = epoch_batches * (sizes.keras_epochs - 1)  # in the figure: from epoch 2
+    per_batch_us = (job - bare) / batches * 1e6
+    batch_ms = bare / batches * 1e3
+    costs = [keras_cost(r["cost"]) for r in kr["timed"]]
+    estimate = 1 - median_of(costs, "share")
+    all_batches = epoch_batches * sizes.keras_epochs  # the in-process figures': every epoch
+    us = {k: median_of(costs, k) / all_batches * 1e6 for k in ("keras_s", "callback_batch_s")}
+    other_ms, sender_ms = (median_of(costs, k) * 1e3 for k in ("callback_other_s", "sender_cpu_s"))
+    server_s = median_of(kr["timed"], "server_cpu_s") - median_of(kr["bare"], "server_cpu_s")
+    server_share = 100 * server_s / median_of(costs, "fit_s")
+    losses = ", ".join(f"{r['test_loss']:.4f}" for r in kr["bare"] + kr["job"])
+    bare_wall, job_wall = (median_of(kr[k], "wall_s") for k in ("bare", "job"))
+    return [
+        Row("Keras", "tabular example fit, Naiad job (its callback) vs bare", "s",
+            job, bare, False, ">= 0.97", bare / job >= 0.97,
+            f"bare / job {bare / job:.3f}; Keras's clock, epochs 2-{sizes.keras_epochs} "
+            f"({batches} batches); median of {sizes.rounds} each; per-round ratios "
+            + ", ".join(f"{p:.3f}" for p in pairs)
+            + f"; {per_batch_us:+.0f} us a batch of {batch_ms:.2f} ms; test losses {losses}"),
+        Row("Keras", "the same, from the callback's cost inside a bare process", "ratio",
+            estimate, None, True, ">= 0.97", estimate >= 0.97,
+            f"1 - share of fit + evaluate: Keras's batch hooks and their calls "
+            f"{us['keras_s']:.0f} us/batch, the callback's batch method "
+            f"{us['callback_batch_s']:.0f} us/batch, its start and epochs {other_ms:.0f} ms, "
+            f"sender thread CPU {sender_ms:.0f} ms (in 10 ms ticks); median of {sizes.rounds}; "
+            f"not in it, the server's extra CPU ingesting the points: {server_s * 1e3:.0f} ms "
+            f"({server_share:.1f}% of fit + evaluate)"),
+        Row("Keras", "submit to Completed vs the bare process's wall time", "s",
+            job_wall, bare_wall, False,
+            note="informational: the job adds the upload, the launch, the runner (after the "
+            "script, the model's manifest: it loads and runs the saved model), the last flush"),
+    ]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few steps, one round: a smoke test")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--only", choices=SECTIONS, action="append", help="run this section alone (repeatable)"
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else Sizes()
+    wanted = set(args.only or SECTIONS)
+    keras_missing = [m for m in ("tensorflow", "tf_keras") if importlib.util.find_spec(m) is None]
 
     import naiad
     from naiad.testing.live import LiveServer
@@ -413,15 +616,25 @@ def main() -> None:
         server = LiveServer(home=root / "home")
         raw["server_start_s"] = server.start()
         jobs: Jobs | None = None
+        tp: dict[str, list[dict[str, Any]]] | None = None
+        lat: list[dict[str, float]] | None = None
         lt: dict[str, list[float]] | None = None
+        kr: dict[str, list[dict[str, Any]]] | None = None
         try:
             client = naiad.Client(url=server.url, token=server.token)
             jobs = Jobs(client, source, server.home, server.process.pid)
-            tp = measure("throughput", throughput, jobs, sizes)
-            lat = measure("latency", latency, jobs, sizes)
-            if importlib.util.find_spec("lightning") is not None:
+            if "throughput" in wanted:
+                tp = measure("throughput", throughput, jobs, sizes)
+            if "latency" in wanted:
+                lat = measure("latency", latency, jobs, sizes)
+            if "lightning" in wanted and importlib.util.find_spec("lightning") is not None:
                 env = {**server.environ(), "NAIAD_TOKEN": server.token}
                 lt = measure("lightning", lightning_loggers, env, sizes.rounds)
+            if "keras" in wanted and not keras_missing:
+                env = {**server.environ(), "NAIAD_TOKEN": server.token}
+                kr = measure("keras", keras_fit, jobs, env, root, sizes)
+            elif "keras" in wanted:
+                say(f"keras: skipped, {' and '.join(keras_missing)} not installed")
         finally:
             if jobs is not None:
                 jobs.stop_all()
@@ -433,15 +646,26 @@ def main() -> None:
         figure = "digits CNN fit, NaiadLogger vs CSVLogger (every step)"
         met = csv_s / naiad_s >= 0.97
         rows.append(Row("Lightning", figure, "s", naiad_s, csv_s, False, ">= 0.97", met))
+    if kr:
+        rows += keras_rows(kr, sizes)
+    elif "keras" in wanted and keras_missing:
+        why = f"{' and '.join(keras_missing)} not installed: naiad[tensorflow]"
+        rows.append(Row("Keras", "skipped", "", None, None, False, note=why))
     for name, error in errors.items():
         rows.append(Row(name, f"{name} FAILED", "", None, None, True, note=error))
     sections.report(rows, "baseline", args.json, sizes, _versions)
 
 
 def _versions() -> dict[str, str]:
+    """torch's, and TensorFlow's and tf_keras's where installed (from their metadata: no
+    4-second import for a version)."""
     import torch
 
-    return {"torch": torch.__version__}
+    versions = {"torch": str(torch.__version__)}
+    for name in ("tensorflow", "tf_keras"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    return versions
 
 
 if __name__ == "__main__":
