@@ -12,7 +12,7 @@ What is recorded (by the chief, rank 0, alone; every worker of a
 MultiWorkerMirroredStrategy sees the same values):
 
 * epochs: each of ``fit``'s epoch logs under its Keras name (``loss``, ``val_loss``,
-  ``mae``...) at step = the epoch's index;
+  ``mae``...) at step = the epoch's index (a later ``fit`` from epoch 0 goes on counting);
 * batches: ``batch/<name>`` (Keras's running mean over the epoch so far) at step = the
   batch's number over the whole fit, every ``log_every_n_batches`` batches (10);
 * ``evaluate`` outside ``fit``: ``eval_<name>`` (step = how many evaluations came before);
@@ -74,9 +74,10 @@ class Callback:
     the job's; elsewhere a new one in ``experiment`` (named ``run_name``), or ``run_id``.
 
     ``log_every_n_batches``: how often batch metrics are sent (0: never, epochs only). The
-    default, 10, keeps what recording costs a tiny model's 3 ms batch under 2%: Keras's own
-    hook calls, which any batch metric turns on, cost it about 50 us a batch; reading and
-    sending the values, about 25 us more on each batch that sends them.
+    default, 10, keeps what recording adds to each 3 ms batch of a tiny model under 2%
+    (docs/benchmarks.md): Keras's own hook calls, which any batch metric turns on, cost
+    about 50 us a batch; reading and sending the values, about 25 us more on each batch
+    that sends them.
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class Callback:
         self.chief = _chief()
         self._batches = 0  # over every fit: the step of batch metrics
         self._evaluations = 0
+        self._epoch = -1  # the step of the last epoch's metrics
         self._fitting = False
         self._params_logged = False
         # Keras 2's CallbackList hands over its tensors as they are: converting every batch's
@@ -161,8 +163,10 @@ class Callback:
         pass
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        # A second fit from epoch 0 (a fine-tuning stage) goes on after the first's steps.
+        self._epoch = max(int(epoch), self._epoch + 1)
         if self.chief:
-            self._log(_numbers(logs), int(epoch))
+            self._log(_numbers(logs), self._epoch)
 
     def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         pass

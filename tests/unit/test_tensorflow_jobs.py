@@ -150,6 +150,8 @@ def test_the_callback_records_epochs_batches_and_evaluations(
     ]
     assert run.params == {"epochs": 1, "steps": 3}
     cb.on_train_begin()  # a second fit logs no params again (they cannot change)
+    cb.on_epoch_end(0, {"loss": 0.3})  # and its epochs go on after the first's
+    assert run.logged[-1] == ({"loss": 0.3}, 1)
 
 
 def test_only_rank_0_records(monkeypatch: pytest.MonkeyPatch) -> None:
