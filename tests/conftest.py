@@ -1,9 +1,11 @@
 """Shared fixtures. With CI=true a test whose service is missing fails instead of skipping."""
 
+import importlib.util
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from fastapi.testclient import TestClient
@@ -31,6 +33,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return -seconds.get(path, 0.0), first[path]
 
     items.sort(key=longest_first)  # stable: each file's tests keep their order
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def example_module(example: str, module: str) -> ModuleType:
+    """``examples/<example>/<module>.py``, loaded under a name of its own: two examples'
+    ``make_data`` must not meet in ``sys.modules``, where the first would serve both."""
+    path = EXAMPLES / example / f"{module}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{example}_{module}", path)
+    assert spec is not None and spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
 
 
 def need(available: bool, what: str) -> None:

@@ -1,7 +1,6 @@
 """The SageMaker-style and tabular examples run as jobs, as their docstrings say."""
 
 import json
-import sys
 import tarfile
 from pathlib import Path
 
@@ -9,21 +8,12 @@ import pytest
 
 import naiad
 from naiad.testing.live import LiveServer
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def load_example(example: str, module: str):  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(EXAMPLES / example))
-    try:
-        return __import__(module)
-    finally:
-        sys.path.remove(str(EXAMPLES / example))
+from tests.conftest import EXAMPLES, example_module
 
 
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return load_example("tabular", "make_data").make(tmp_path_factory.mktemp("tabular"))
+    return example_module("tabular", "make_data").make(tmp_path_factory.mktemp("tabular"))
 
 
 def test_sagemaker_script_trains_and_leaves_its_model(

@@ -7,7 +7,6 @@ TF_CONFIG."""
 
 import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +14,10 @@ import pytest
 
 import naiad
 from naiad.testing.live import LiveServer
-from tests.conftest import need
+from tests.conftest import EXAMPLES, example_module, need
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "keras-tabular"
+EXAMPLE = EXAMPLES / "keras-tabular"
 JOBS = Path(__file__).parent / "jobs" / "frameworks"
 
 
@@ -28,19 +26,10 @@ def _tensorflow() -> None:
     need(importlib.util.find_spec("tensorflow") is not None, "tensorflow (naiad[tensorflow])")
 
 
-def _tables(root: Path) -> dict[str, Path]:
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        import make_data  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(EXAMPLE))
-    return make_data.make(root, rows=2000)
-
-
 def test_keras_example_trains_on_two_workers_registers_and_serves(
     live: LiveServer, tmp_path: Path
 ) -> None:
-    tables = _tables(tmp_path)
+    tables = example_module("keras-tabular", "make_data").make(tmp_path, rows=2000)
     client = naiad.Client(url=live.url, token=live.token)
     job = client.training_jobs.create(
         name="keras-tabular",

@@ -21,7 +21,7 @@ import torch
 import naiad
 from naiad.sdk.jobs import JobHandle
 from naiad.testing.live import LiveServer, free_port
-from tests.conftest import need
+from tests.conftest import EXAMPLES, example_module, need
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 SOURCE = Path(__file__).parent / "jobs"
@@ -100,17 +100,11 @@ def test_a_keras_job_trains_under_multiworkermirroredstrategy_on_two_nodes(
     """TF_CONFIG names each node's own address and a port free there (the gang's
     ``workers``): the example's two workers form one strategy across Ray nodes."""
     need(importlib.util.find_spec("tensorflow") is not None, "tensorflow (naiad[tensorflow])")
-    example = Path(__file__).resolve().parents[2] / "examples" / "keras-tabular"
-    sys.path.insert(0, str(example))
-    try:
-        import make_data  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(example))
-    tables = make_data.make(tmp_path, rows=1000)
+    tables = example_module("keras-tabular", "make_data").make(tmp_path, rows=1000)
     job = client.training_jobs.create(
         name="keras-ray",
         entrypoint="train.py",
-        source_dir=example,
+        source_dir=EXAMPLES / "keras-tabular",
         nodes=2,
         hyperparameters={"epochs": 3},
         inputs={"train": str(tables["train"]), "test": str(tables["test"])},
