@@ -197,3 +197,10 @@ def test_a_patched_fit_gets_the_callback_once() -> None:
     Model().evaluate([1], callbacks=[keras.Callback()], verbose=0)
     assert len(seen[0]) == 1 and isinstance(seen[0][0], keras.Callback)
     assert len(seen[1]) == 1
+
+
+def test_workers_listen_on_different_free_ports_below_the_ephemeral_range() -> None:
+    ports = launch.listen_ports(4)
+    assert len(set(ports)) == 4
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert all(port < low for port in ports)  # no connection's local end takes one meanwhile

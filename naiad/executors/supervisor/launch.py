@@ -17,6 +17,7 @@ import ctypes
 import functools
 import importlib.util
 import os
+import random
 import re
 import shutil
 import signal
@@ -77,6 +78,32 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def listen_ports(count: int) -> list[int]:
+    """``count`` different ports free on 127.0.0.1 now, below the kernel's ephemeral range
+    where it can: a TensorFlow worker binds its port seconds later (after importing
+    TensorFlow), and a port from that range may meanwhile become some connection's
+    local end. Each is checked by binding it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    candidates = random.sample(range(10000, low), min(low - 10000, 200)) if low > 10200 else []
+    ports: list[int] = []
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    while len(ports) < count:  # no room below the range: the kernel's choice
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
 
 
 def notebook_runner() -> str:

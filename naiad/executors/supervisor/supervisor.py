@@ -298,7 +298,7 @@ class Supervisor:
             return []
         if self.spec.gang is not None:
             return list(self.spec.gang.workers)
-        return [f"127.0.0.1:{launch.free_port()}" for _ in range(world)]
+        return [f"127.0.0.1:{port}" for port in launch.listen_ports(world)]
 
     def rendezvous(self, attempt: int) -> launch.Rendezvous | None:
         """An elastic job's host on Ray: the rendezvous its coordinator hosts."""
