@@ -78,8 +78,8 @@ def keras_version(path: Path) -> str:
 
 
 def load_keras(path: Path) -> Any:
-    """The Keras model in ``path``, by the Keras that saved it, not compiled."""
-    tensorflow()
+    """The Keras model in ``path``, by the Keras that saved it, not compiled (TensorFlow
+    already imported by ``load_network``, its threads sized)."""
     if keras_version(path).startswith("2."):
         keras = require("tf_keras", "A .keras file saved by tf.keras (Keras 2)")
     else:

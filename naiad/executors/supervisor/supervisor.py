@@ -249,6 +249,7 @@ class Supervisor:
         self.group = group = HostGroup(self.hosts, self.wd.job_log)
         rounds = self.wd.rounds if rendezvous is not None else None
         workers = self.tf_workers(nodes * procs)
+        runner = tensorflow.runner() if self.tensorflow else None
         for i, host in enumerate(self.hosts):
             env = job_env(self.spec, host.wd, channels, attempt, procs, host.name)
             env = launch.launch_env(env, procs, port, nodes, host.rank, master, rounds)
@@ -259,7 +260,6 @@ class Supervisor:
                 env = container.environment(env, self.spec, host.wd, self.python)
             else:
                 entry = self.spec.entrypoint or ""
-                runner = tensorflow.runner() if self.tensorflow else None
                 cmd = launch.command(
                     host.wd, entry, args, procs, attempt, port, nodes, host.rank, master,
                     rendezvous, runner,
